@@ -1,0 +1,27 @@
+/* Levelled logging to stderr. Every message passes through zd_mask_pii() first, so a phone
+ * number, e-mail address or ID number that slips into a message is masked before it is written.
+ * Callers still never pass names or contact values on purpose. */
+#ifndef ZD_LOG_H
+#define ZD_LOG_H
+
+#include <stddef.h>
+
+enum zd_log_level { ZD_LOG_DEBUG = 0, ZD_LOG_INFO, ZD_LOG_WARN, ZD_LOG_ERROR };
+
+void zd_log_set_level(enum zd_log_level level);
+/* Parses "debug", "info", "warn", "error"; returns 0 or -EINVAL. */
+int zd_log_level_parse(const char *s, enum zd_log_level *out);
+void zd_log(enum zd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define zd_debug(...) zd_log(ZD_LOG_DEBUG, __VA_ARGS__)
+#define zd_info(...) zd_log(ZD_LOG_INFO, __VA_ARGS__)
+#define zd_warn(...) zd_log(ZD_LOG_WARN, __VA_ARGS__)
+#define zd_error_log(...) zd_log(ZD_LOG_ERROR, __VA_ARGS__)
+
+/* Copies in to out (capacity cap, always NUL-terminated), masking personal data: e-mail
+ * addresses keep their first character and domain ("a***@b.cn"), runs of 7 or more digits
+ * (phone and ID numbers, with an optional leading '+' and a trailing X) keep their first 3 and
+ * last 2 digits. Returns the length written. */
+size_t zd_mask_pii(const char *in, char *out, size_t cap);
+
+#endif

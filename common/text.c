@@ -1,0 +1,153 @@
+/* UTF-8 validation, id syntax, edit distance and exact decimal parsing. */
+#include "common/text.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+bool zd_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        int n;
+        unsigned cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + (size_t)n >= len)
+            return false;
+        for (int k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += (size_t)n + 1;
+    }
+    return true;
+}
+
+size_t zd_utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
+bool zd_id_valid(const char *s, size_t len)
+{
+    if (len < 1 || len > 128)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == ':' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+int zd_edit_distance(const char *a, const char *b, int cap)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return cap + 1;
+    int prev[65], cur[65];
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = (int)i;
+        int rowmin = cur[0];
+        for (size_t j = 1; j <= lb; j++) {
+            int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            int del = prev[j] + 1, ins = cur[j - 1] + 1;
+            int m = sub < del ? sub : del;
+            cur[j] = m < ins ? m : ins;
+            if (cur[j] < rowmin)
+                rowmin = cur[j];
+        }
+        if (rowmin > cap)
+            return cap + 1;
+        memcpy(prev, cur, sizeof(int) * (lb + 1));
+    }
+    return prev[lb] > cap ? cap + 1 : prev[lb];
+}
+
+int zd_decimal_parse(const char *s, size_t len, int decimals, int64_t *scaled, int *rem)
+{
+    size_t i = 0;
+    int neg = 0;
+    if (i < len && (s[i] == '-' || s[i] == '+'))
+        neg = s[i++] == '-';
+    if (i >= len || s[i] < '0' || s[i] > '9')
+        return -EINVAL;
+    const int64_t limit = INT64_MAX / 10;
+    int64_t v = 0;
+    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (v > limit)
+            return -ERANGE;
+        v = v * 10 + (s[i] - '0');
+    }
+    int frac_used = 0, nonzero_tail = 0;
+    if (i < len && s[i] == '.') {
+        i++;
+        if (i >= len || s[i] < '0' || s[i] > '9')
+            return -EINVAL;
+        for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+            if (frac_used < decimals) {
+                if (v > limit)
+                    return -ERANGE;
+                v = v * 10 + (s[i] - '0');
+                frac_used++;
+            } else if (s[i] != '0') {
+                nonzero_tail = 1;
+            }
+        }
+    }
+    if (i != len)
+        return -EINVAL;
+    for (; frac_used < decimals; frac_used++) {
+        if (v > limit)
+            return -ERANGE;
+        v *= 10;
+    }
+    *scaled = neg ? -v : v;
+    *rem = nonzero_tail ? (neg ? -1 : 1) : 0;
+    return 0;
+}
+
+int zd_double_to_scaled(double v, int decimals, int64_t *scaled)
+{
+    if (!isfinite(v))
+        return -EINVAL;
+    double p = 1;
+    for (int i = 0; i < decimals; i++)
+        p *= 10;
+    double x = v * p;
+    if (fabs(x) > 9.0e15)
+        return -ERANGE;
+    double r = nearbyint(x);
+    if (fabs(x - r) > 1e-9 * (fabs(x) > 1 ? fabs(x) : 1))
+        return -EINVAL;
+    *scaled = (int64_t)r;
+    return 0;
+}

@@ -1,0 +1,62 @@
+/* The rule language of SPEC §3: lexer, parser, checker and the compiled plan, evaluated two
+ * ways that always agree: over the index (the audience of a rule) and against one profile
+ * (explain, reverse matching). Plain C: no event loop, no Redis. */
+#ifndef ZD_RULE_H
+#define ZD_RULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <roaring/roaring.h>
+
+#include "profiles/index.h"
+#include "profiles/profile.h"
+#include "profiles/schema.h"
+
+#define ZD_RULE_MAX_BYTES (16 * 1024)
+#define ZD_RULE_MAX_DEPTH 64
+
+typedef struct zd_rule zd_rule;
+
+/* Where and why a rule failed to compile. position is a byte offset into the text of the rule
+ * being compiled (0-based), line and column are 1-based (column counts bytes). For an error
+ * inside a segment, segment names it and the position is within the segment's text. */
+typedef struct zd_rule_error {
+    char code[40];     /* "syntax_error", "unknown_field", "type_mismatch", "rule_too_large",
+                        * "too_deep", "unknown_segment", "segment_cycle", "invalid_value" */
+    char message[320]; /* names what was expected / wrong, with did-you-mean when near */
+    char segment[64];
+    int position, line, column;
+} zd_rule_error;
+
+/* Looks up a saved segment's rule text by name; returns NULL if there is none. The returned
+ * text is borrowed until zd_rule_compile() returns. */
+typedef const char *(*zd_segment_lookup_fn)(const char *name, void *udata);
+
+/* Compiles text[0..len) against schema s (borrowed, must outlive the rule). Segments are
+ * expanded at compile time through lookup (may be NULL: then any segment is an error).
+ * Returns 0 and *out (caller frees with zd_rule_free()), or -EINVAL and *err. */
+int zd_rule_compile(const zd_schema *s, const char *text, size_t len, zd_segment_lookup_fn lookup,
+                    void *udata, zd_rule **out, zd_rule_error *err);
+void zd_rule_free(zd_rule *r);
+
+/* The audience: a new bitmap of every live profile in ix that r selects on day `today`
+ * (a day number; age() is computed against it). Caller frees with roaring_bitmap_free().
+ * NULL only on ENOMEM. */
+roaring_bitmap_t *zd_rule_audience(const zd_rule *r, const zd_index *ix, int32_t today);
+
+/* True when profile p satisfies r on day `today`. */
+bool zd_rule_match(const zd_rule *r, const zd_profile *p, int32_t today);
+
+/* Explains r against p: returns a cJSON object {"match": bool, "clauses": [{"text": "...",
+ * "result": bool, "value": <the profile's value or null>}, ...]} with one entry per leaf
+ * comparison in source order (segments contribute their own leaves, with "segment": name).
+ * "match" always equals zd_rule_match(). Caller frees with cJSON_Delete(). */
+cJSON *zd_rule_explain(const zd_rule *r, const zd_profile *p, int32_t today);
+
+/* Human-readable texts of the leaf clauses that hold for p (the "reasons" of a match), as a
+ * cJSON array of strings. Caller frees with cJSON_Delete(). */
+cJSON *zd_rule_reasons(const zd_rule *r, const zd_profile *p, int32_t today);
+
+#endif

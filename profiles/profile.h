@@ -1,0 +1,63 @@
+/* The profile model: validation of a profile document against the schema, its typed values
+ * for the index and the matcher, and the normalized JSON that is stored in Redis. */
+#ifndef ZD_PROFILE_H
+#define ZD_PROFILE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "profiles/schema.h"
+
+typedef struct zd_value {
+    bool present;
+    int64_t num;    /* ZD_T_NUMBER: scaled by 10^decimals; ZD_T_DATE: day number */
+    char *str;      /* ZD_T_KEYWORD, ZD_T_CODE: owned, NUL-terminated */
+    int ntags;      /* ZD_T_TAGS: count */
+    char **tags;    /* ZD_T_TAGS: owned, sorted by strcmp, unique */
+} zd_value;
+
+typedef struct zd_profile {
+    char *id;       /* owned */
+    int nvals;      /* == schema->nattrs */
+    zd_value *vals; /* owned, indexed by zd_attr.index */
+    cJSON *doc;     /* owned: the normalized document (kind, region, attrs, tags, fields,
+                     * contacts, prefs) exactly as stored; keys not in SPEC §2 never appear */
+} zd_profile;
+
+/* Validates body (a profile document as in SPEC §2, without "id") for profile `id`.
+ * On success returns 0 and *out (caller frees with zd_profile_free()). On failure returns
+ * -EINVAL with err naming the offending field ("attrs.employees", "contacts.fax", "id", ...);
+ * err never quotes a contact value or a name. The body is borrowed. */
+int zd_profile_from_json(const zd_schema *s, const char *id, const cJSON *body, zd_profile **out,
+                         zd_error *err);
+
+/* Parses a stored document (JSON text as written by zd_profile_to_json) back into a profile.
+ * Same contract as zd_profile_from_json. */
+int zd_profile_parse(const zd_schema *s, const char *id, const char *json, size_t len,
+                     zd_profile **out, zd_error *err);
+
+/* Compact JSON text of p->doc. Caller frees with free(). */
+char *zd_profile_to_json(const zd_profile *p);
+
+/* A deep copy of base with patch merged in (RFC 7386 JSON Merge Patch: null deletes a key,
+ * objects merge recursively, anything else replaces). Both borrowed; caller frees the result
+ * with cJSON_Delete(). */
+cJSON *zd_json_merge_patch(const cJSON *base, const cJSON *patch);
+
+/* zd_profile_free(NULL) is a no-op. */
+void zd_profile_free(zd_profile *p);
+
+/* The partition a profile id belongs to: FNV-1a of the id modulo npartitions. */
+int zd_partition_of(const char *id, int npartitions);
+
+/* Index ids: the partition in the top ZD_PARTITION_BITS bits, the partition's dense id below. */
+#define ZD_PARTITION_BITS 6
+#define ZD_PARTITIONS_MAX (1 << ZD_PARTITION_BITS)
+#define ZD_DENSE_BITS (32 - ZD_PARTITION_BITS)
+#define ZD_DENSE_MAX ((1u << ZD_DENSE_BITS) - 1)
+static inline uint32_t zd_gid(int partition, uint32_t dense)
+{
+    return ((uint32_t)partition << ZD_DENSE_BITS) | dense;
+}
+
+#endif
