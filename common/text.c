@@ -103,7 +103,7 @@ int zd_decimal_parse(const char *s, size_t len, int decimals, int64_t *scaled, i
     const int64_t limit = INT64_MAX / 10;
     int64_t v = 0;
     for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
-        if (v > limit)
+        if (v > (INT64_MAX - (s[i] - '0')) / 10)
             return -ERANGE;
         v = v * 10 + (s[i] - '0');
     }
@@ -114,7 +114,7 @@ int zd_decimal_parse(const char *s, size_t len, int decimals, int64_t *scaled, i
             return -EINVAL;
         for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
             if (frac_used < decimals) {
-                if (v > limit)
+                if (v > (INT64_MAX - (s[i] - '0')) / 10)
                     return -ERANGE;
                 v = v * 10 + (s[i] - '0');
                 frac_used++;

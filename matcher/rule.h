@@ -24,7 +24,8 @@ typedef struct zd_rule zd_rule;
  * inside a segment, segment names it and the position is within the segment's text. */
 typedef struct zd_rule_error {
     char code[40];     /* "syntax_error", "unknown_field", "type_mismatch", "rule_too_large",
-                        * "too_deep", "unknown_segment", "segment_cycle", "invalid_value" */
+                        * "too_deep", "unknown_segment", "segment_cycle", "invalid_value",
+                        * "out_of_memory" */
     char message[320]; /* names what was expected / wrong, with did-you-mean when near */
     char segment[64];
     int position, line, column;
@@ -36,14 +37,16 @@ typedef const char *(*zd_segment_lookup_fn)(const char *name, void *udata);
 
 /* Compiles text[0..len) against schema s (borrowed, must outlive the rule). Segments are
  * expanded at compile time through lookup (may be NULL: then any segment is an error).
- * Returns 0 and *out (caller frees with zd_rule_free()), or -EINVAL and *err. */
+ * Returns 0 and *out (caller frees with zd_rule_free()), or -EINVAL and *err (err may be NULL),
+ * or -ENOMEM. */
 int zd_rule_compile(const zd_schema *s, const char *text, size_t len, zd_segment_lookup_fn lookup,
                     void *udata, zd_rule **out, zd_rule_error *err);
+/* zd_rule_free(NULL) is a no-op. */
 void zd_rule_free(zd_rule *r);
 
 /* The audience: a new bitmap of every live profile in ix that r selects on day `today`
- * (a day number; age() is computed against it). Caller frees with roaring_bitmap_free().
- * NULL only on ENOMEM. */
+ * (a day number of a real calendar date; age() is computed against it). ix must be built over
+ * the rule's schema. Caller frees with roaring_bitmap_free(). NULL only on ENOMEM. */
 roaring_bitmap_t *zd_rule_audience(const zd_rule *r, const zd_index *ix, int32_t today);
 
 /* True when profile p satisfies r on day `today`. */
@@ -52,11 +55,12 @@ bool zd_rule_match(const zd_rule *r, const zd_profile *p, int32_t today);
 /* Explains r against p: returns a cJSON object {"match": bool, "clauses": [{"text": "...",
  * "result": bool, "value": <the profile's value or null>}, ...]} with one entry per leaf
  * comparison in source order (segments contribute their own leaves, with "segment": name).
- * "match" always equals zd_rule_match(). Caller frees with cJSON_Delete(). */
+ * "match" always equals zd_rule_match(). Caller frees with cJSON_Delete(); NULL on ENOMEM. */
 cJSON *zd_rule_explain(const zd_rule *r, const zd_profile *p, int32_t today);
 
-/* Human-readable texts of the leaf clauses that hold for p (the "reasons" of a match), as a
- * cJSON array of strings. Caller frees with cJSON_Delete(). */
+/* Human-readable texts of the leaf clauses that hold for p and are not under a `not` (the
+ * "reasons" of a match), in source order, as a cJSON array of strings. Caller frees with
+ * cJSON_Delete(); NULL on ENOMEM. */
 cJSON *zd_rule_reasons(const zd_rule *r, const zd_profile *p, int32_t today);
 
 #endif

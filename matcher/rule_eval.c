@@ -1,0 +1,601 @@
+/* The two evaluators of a compiled rule: over the bitmap index (the audience) and against one
+ * profile (match, explain, reasons). They must agree exactly; tests/unit/test_rule.c checks it
+ * on random populations and rules. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/date.h"
+#include "matcher/rule.h"
+#include "matcher/rule_internal.h"
+
+/* ---- one profile ----------------------------------------------------------------------- */
+
+static const zd_value *value_of(const zd_rnode *n, const zd_profile *p)
+{
+    int i = n->attr->index;
+    if (i >= p->nvals)
+        return NULL;
+    const zd_value *v = &p->vals[i];
+    if (!v->present || (n->attr->type == ZD_T_TAGS && v->ntags == 0))
+        return NULL;
+    return v;
+}
+
+static bool cmp_int(int64_t x, zd_cmp op, int64_t c)
+{
+    switch (op) {
+    case ZD_CMP_LT:
+        return x < c;
+    case ZD_CMP_LE:
+        return x <= c;
+    case ZD_CMP_GT:
+        return x > c;
+    case ZD_CMP_GE:
+        return x >= c;
+    case ZD_CMP_EQ:
+        return x == c;
+    }
+    return false;
+}
+
+static bool has_tag(const zd_value *v, const char *tag)
+{
+    for (int i = 0; i < v->ntags; i++)
+        if (strcmp(v->tags[i], tag) == 0)
+            return true;
+    return false;
+}
+
+static bool leaf_true(const zd_rnode *n, const zd_profile *p, int32_t today)
+{
+    const zd_value *v = value_of(n, p);
+    if (!v)
+        return false;
+    bool any = false;
+    switch (n->form) {
+    case ZD_RL_EXISTS:
+        return true;
+    case ZD_RL_HAS:
+        return has_tag(v, n->strs[0]);
+    case ZD_RL_STR_IN:
+    case ZD_RL_CODE_IN:
+        for (int i = 0; i < n->nvals && !any; i++)
+            any = v->str && strcmp(v->str, n->strs[i]) == 0;
+        return any != n->negate;
+    case ZD_RL_WITHIN:
+        for (int i = 0; i < n->nvals && !any; i++)
+            any = v->str && strncmp(v->str, n->strs[i], strlen(n->strs[i])) == 0;
+        return any;
+    case ZD_RL_NUM_CMP:
+        return cmp_int(v->num, n->op, n->v);
+    case ZD_RL_NUM_IN:
+        for (int i = 0; i < n->nvals && !any; i++)
+            any = v->num == n->nums[i];
+        return any != n->negate;
+    case ZD_RL_AGE_CMP:
+        return cmp_int(zd_date_age((int32_t)v->num, today), n->op, n->v);
+    case ZD_RL_AGE_IN: {
+        int age = zd_date_age((int32_t)v->num, today);
+        for (int i = 0; i < n->nvals && !any; i++)
+            any = age == n->nums[i];
+        return any != n->negate;
+    }
+    }
+    return false;
+}
+
+static bool node_true(const zd_rnode *n, const zd_profile *p, int32_t today)
+{
+    switch (n->kind) {
+    case ZD_RN_AND:
+        for (int i = 0; i < n->nkids; i++)
+            if (!node_true(n->kids[i], p, today))
+                return false;
+        return true;
+    case ZD_RN_OR:
+        for (int i = 0; i < n->nkids; i++)
+            if (node_true(n->kids[i], p, today))
+                return true;
+        return false;
+    case ZD_RN_NOT:
+        return !node_true(n->kids[0], p, today);
+    case ZD_RN_LEAF:
+        return leaf_true(n, p, today);
+    }
+    return false;
+}
+
+bool zd_rule_match(const zd_rule *r, const zd_profile *p, int32_t today)
+{
+    return node_true(r->root, p, today);
+}
+
+/* The profile's value of a leaf's field as JSON: numbers unscaled, dates as text, age() as the
+ * computed age, tags as an array, null when absent. */
+static cJSON *value_json(const zd_rnode *n, const zd_profile *p, int32_t today)
+{
+    const zd_value *v = value_of(n, p);
+    if (!v)
+        return cJSON_CreateNull();
+    switch (n->attr->type) {
+    case ZD_T_KEYWORD:
+    case ZD_T_CODE:
+        return v->str ? cJSON_CreateString(v->str) : cJSON_CreateNull();
+    case ZD_T_NUMBER: {
+        double scale = 1;
+        for (int i = 0; i < n->attr->decimals; i++)
+            scale *= 10;
+        return cJSON_CreateNumber((double)v->num / scale);
+    }
+    case ZD_T_DATE: {
+        if (n->age)
+            return cJSON_CreateNumber(zd_date_age((int32_t)v->num, today));
+        char d[11];
+        zd_date_format((int32_t)v->num, d);
+        return cJSON_CreateString(d);
+    }
+    case ZD_T_TAGS:
+        return cJSON_CreateStringArray((const char *const *)v->tags, v->ntags);
+    }
+    return cJSON_CreateNull();
+}
+
+/* Walks the plan in source order, appending one clause per leaf to `clauses` (explain) or the
+ * text of each true leaf outside any `not` to `reasons`. Returns the node's truth, or -1 on
+ * ENOMEM. Unlike node_true() it never short-circuits: every leaf is reported. */
+static int walk(const zd_rule *r, const zd_rnode *n, const zd_profile *p, int32_t today,
+                bool negated, cJSON *clauses, cJSON *reasons)
+{
+    if (n->kind == ZD_RN_LEAF) {
+        bool res = leaf_true(n, p, today);
+        if (clauses) {
+            cJSON *c = cJSON_CreateObject();
+            if (!c)
+                return -1;
+            cJSON_AddItemToArray(clauses, c);
+            if (!cJSON_AddStringToObject(c, "text", n->text) ||
+                !cJSON_AddBoolToObject(c, "result", res))
+                return -1;
+            cJSON *val = value_json(n, p, today);
+            if (!val)
+                return -1;
+            cJSON_AddItemToObject(c, "value", val);
+            if (n->segment >= 0 && !cJSON_AddStringToObject(c, "segment", r->segments[n->segment]))
+                return -1;
+        }
+        if (reasons && res && !negated) {
+            cJSON *s = cJSON_CreateString(n->text);
+            if (!s)
+                return -1;
+            cJSON_AddItemToArray(reasons, s);
+        }
+        return res;
+    }
+    bool res = n->kind == ZD_RN_AND;
+    for (int i = 0; i < n->nkids; i++) {
+        int k = walk(r, n->kids[i], p, today, negated || n->kind == ZD_RN_NOT, clauses, reasons);
+        if (k < 0)
+            return -1;
+        if (n->kind == ZD_RN_AND)
+            res = res && k;
+        else if (n->kind == ZD_RN_OR)
+            res = res || k;
+        else
+            res = !k;
+    }
+    return res;
+}
+
+cJSON *zd_rule_explain(const zd_rule *r, const zd_profile *p, int32_t today)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *clauses = cJSON_CreateArray();
+    if (!o || !clauses)
+        goto fail;
+    int m = walk(r, r->root, p, today, false, clauses, NULL);
+    if (m < 0 || !cJSON_AddBoolToObject(o, "match", m))
+        goto fail;
+    cJSON_AddItemToObject(o, "clauses", clauses);
+    return o;
+fail:
+    cJSON_Delete(clauses);
+    cJSON_Delete(o);
+    return NULL;
+}
+
+cJSON *zd_rule_reasons(const zd_rule *r, const zd_profile *p, int32_t today)
+{
+    cJSON *a = cJSON_CreateArray();
+    if (a && walk(r, r->root, p, today, false, NULL, a) < 0) {
+        cJSON_Delete(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* ---- the index ------------------------------------------------------------------------- */
+
+/* A set computed over the index. bm NULL is the empty set. When own is set, bm == own and the
+ * evaluator must free it; otherwise bm is borrowed from the index. Evaluated under a hint H,
+ * a result R only promises R ∩ H == S ∩ H for the node's true set S; `sub` says R ⊆ H.
+ * A borrowed result never has sub set, so it can never alias a hint its caller frees. */
+typedef struct bres {
+    const roaring_bitmap_t *bm;
+    roaring_bitmap_t *own;
+    bool sub;
+} bres;
+
+typedef struct ectx {
+    const zd_index *ix;
+    int32_t today;
+    bool nomem;
+} ectx;
+
+static void bres_free(bres *b)
+{
+    if (b->own)
+        roaring_bitmap_free(b->own);
+    *b = (bres){0};
+}
+
+static bres owned(ectx *e, roaring_bitmap_t *bm, bool sub)
+{
+    if (!bm)
+        e->nomem = true;
+    return (bres){.bm = bm, .own = bm, .sub = sub && bm};
+}
+
+static bool is_empty(const roaring_bitmap_t *bm)
+{
+    return !bm || roaring_bitmap_is_empty(bm);
+}
+
+static uint64_t card(const roaring_bitmap_t *bm)
+{
+    return bm ? roaring_bitmap_get_cardinality(bm) : 0;
+}
+
+/* The union of n sets; takes ownership of the owned ones. */
+static bres union_of(ectx *e, bres *sets, int n)
+{
+    size_t k = 0;
+    bool sub = true;
+    for (int i = 0; i < n; i++) {
+        if (is_empty(sets[i].bm)) {
+            bres_free(&sets[i]);
+            continue;
+        }
+        sub = sub && sets[i].sub;
+        sets[k++] = sets[i];
+    }
+    if (k == 0)
+        return (bres){0};
+    if (k == 1)
+        return sets[0];
+    /* OR into an owned member when there is one: saves one allocation and copy. */
+    for (size_t i = 0; i < k; i++) {
+        if (!sets[i].own)
+            continue;
+        for (size_t j = 0; j < k; j++)
+            if (j != i)
+                roaring_bitmap_or_inplace(sets[i].own, sets[j].bm);
+        bres out = sets[i];
+        out.sub = sub;
+        for (size_t j = 0; j < k; j++)
+            if (j != i)
+                bres_free(&sets[j]);
+        return out;
+    }
+    /* All borrowed from the index, which must not be modified: a fresh union. */
+    const roaring_bitmap_t **v = malloc(sizeof(*v) * k);
+    if (!v) {
+        e->nomem = true;
+        return (bres){0};
+    }
+    for (size_t i = 0; i < k; i++)
+        v[i] = sets[i].bm;
+    bres out = owned(e, roaring_bitmap_or_many(k, v), sub);
+    free(v);
+    return out;
+}
+
+/* from \ minus, where from is borrowed. */
+static bres minus(ectx *e, const roaring_bitmap_t *from, const roaring_bitmap_t *minus_bm, bool sub)
+{
+    if (is_empty(from))
+        return (bres){0};
+    if (is_empty(minus_bm))
+        return owned(e, roaring_bitmap_copy(from), sub);
+    return owned(e, roaring_bitmap_andnot(from, minus_bm), sub);
+}
+
+static int32_t age_threshold(const ectx *e, int64_t years)
+{
+    return zd_date_age_threshold(e->today, (int)years);
+}
+
+/* Profiles with attribute `attr` whose age in full years is `op` years. */
+static bres age_range(ectx *e, int attr, zd_cmp op, int64_t years, const roaring_bitmap_t *hint)
+{
+    /* age >= N <=> birth <= threshold(N); age < N <=> birth > threshold(N). */
+    roaring_bitmap_t *bm = NULL;
+    switch (op) {
+    case ZD_CMP_GE:
+        bm = zd_index_range(e->ix, attr, ZD_CMP_LE, age_threshold(e, years), hint);
+        break;
+    case ZD_CMP_GT:
+        bm = zd_index_range(e->ix, attr, ZD_CMP_LE, age_threshold(e, years + 1), hint);
+        break;
+    case ZD_CMP_LT:
+        bm = zd_index_range(e->ix, attr, ZD_CMP_GT, age_threshold(e, years), hint);
+        break;
+    case ZD_CMP_LE:
+        bm = zd_index_range(e->ix, attr, ZD_CMP_GT, age_threshold(e, years + 1), hint);
+        break;
+    case ZD_CMP_EQ: {
+        roaring_bitmap_t *ge =
+            zd_index_range(e->ix, attr, ZD_CMP_LE, age_threshold(e, years), hint);
+        if (!ge)
+            break;
+        bm = zd_index_range(e->ix, attr, ZD_CMP_GT, age_threshold(e, years + 1), ge);
+        roaring_bitmap_free(ge);
+        break;
+    }
+    }
+    return owned(e, bm, hint != NULL);
+}
+
+static bres leaf_set(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint)
+{
+    const zd_index *ix = e->ix;
+    const int a = n->attr->index;
+    bres one[1];
+    bres *sets = n->nvals > 1 ? calloc((size_t)n->nvals, sizeof(*sets)) : one;
+    if (!sets) {
+        e->nomem = true;
+        return (bres){0};
+    }
+    bres out = {0};
+    switch (n->form) {
+    case ZD_RL_EXISTS:
+        out.bm = zd_index_exists(ix, a);
+        break;
+    case ZD_RL_HAS:
+        out.bm = zd_index_keyword(ix, a, n->strs[0]);
+        break;
+    case ZD_RL_NUM_CMP:
+        out = owned(e, zd_index_range(ix, a, n->op, n->v, hint), hint != NULL);
+        break;
+    case ZD_RL_AGE_CMP:
+        out = age_range(e, a, n->op, n->v, hint);
+        break;
+    case ZD_RL_STR_IN:
+    case ZD_RL_CODE_IN:
+    case ZD_RL_WITHIN:
+    case ZD_RL_NUM_IN:
+    case ZD_RL_AGE_IN:
+        for (int i = 0; i < n->nvals; i++) {
+            bres *s = &sets[i];
+            *s = (bres){0};
+            if (n->form == ZD_RL_STR_IN) {
+                s->bm = zd_index_keyword(ix, a, n->strs[i]);
+            } else if (n->form == ZD_RL_WITHIN) {
+                s->bm = zd_index_code_prefix(ix, a, n->strs[i]);
+            } else if (n->form == ZD_RL_CODE_IN) {
+                /* Exactly the code: every code under the prefix, of the code's own length. */
+                const roaring_bitmap_t *pre = zd_index_code_prefix(ix, a, n->strs[i]);
+                const roaring_bitmap_t *len = zd_index_code_len(ix, a, (int)strlen(n->strs[i]));
+                if (!is_empty(pre) && !is_empty(len))
+                    *s = owned(e, roaring_bitmap_and(pre, len), false);
+            } else if (n->form == ZD_RL_NUM_IN) {
+                *s = owned(e, zd_index_range(ix, a, ZD_CMP_EQ, n->nums[i], hint), hint != NULL);
+            } else {
+                *s = age_range(e, a, ZD_CMP_EQ, n->nums[i], hint);
+            }
+        }
+        out = union_of(e, sets, n->nvals);
+        if (n->negate) {
+            /* x != v means "has x and x is not v". */
+            bres eq = out;
+            out = minus(e, zd_index_exists(ix, a), eq.bm, false);
+            bres_free(&eq);
+        }
+        break;
+    }
+    if (sets != one)
+        free(sets);
+    return out;
+}
+
+/* The estimated size of a node's set, to order the children of an AND. */
+static uint64_t estimate(const ectx *e, const zd_rnode *n)
+{
+    const zd_index *ix = e->ix;
+    switch (n->kind) {
+    case ZD_RN_AND: {
+        uint64_t m = UINT64_MAX;
+        for (int i = 0; i < n->nkids; i++) {
+            uint64_t k = estimate(e, n->kids[i]);
+            m = k < m ? k : m;
+        }
+        return m;
+    }
+    case ZD_RN_OR: {
+        uint64_t s = 0;
+        for (int i = 0; i < n->nkids; i++)
+            s += estimate(e, n->kids[i]);
+        return s;
+    }
+    case ZD_RN_NOT: {
+        uint64_t u = card(zd_index_universe(ix)), k = estimate(e, n->kids[0]);
+        return k < u ? u - k : 0;
+    }
+    case ZD_RN_LEAF:
+        break;
+    }
+    const int a = n->attr->index;
+    uint64_t s = 0;
+    switch (n->form) {
+    case ZD_RL_HAS:
+        return card(zd_index_keyword(ix, a, n->strs[0]));
+    case ZD_RL_STR_IN:
+        if (n->negate)
+            break;
+        for (int i = 0; i < n->nvals; i++)
+            s += card(zd_index_keyword(ix, a, n->strs[i]));
+        return s;
+    case ZD_RL_WITHIN:
+        for (int i = 0; i < n->nvals; i++)
+            s += card(zd_index_code_prefix(ix, a, n->strs[i]));
+        return s;
+    case ZD_RL_CODE_IN:
+        if (n->negate)
+            break;
+        for (int i = 0; i < n->nvals; i++)
+            s += card(zd_index_code_prefix(ix, a, n->strs[i]));
+        return s;
+    case ZD_RL_NUM_IN:
+    case ZD_RL_AGE_IN:
+        if (n->nvals == 0 && !n->negate)
+            return 0;
+        break;
+    case ZD_RL_EXISTS:
+    case ZD_RL_NUM_CMP:
+    case ZD_RL_AGE_CMP:
+        break;
+    }
+    return card(zd_index_exists(ix, a));
+}
+
+static bres eval(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint);
+
+typedef struct ranked {
+    uint64_t est;
+    int i;
+} ranked;
+
+static int ranked_cmp(const void *a, const void *b)
+{
+    const ranked *x = a, *y = b;
+    if (x->est != y->est)
+        return x->est < y->est ? -1 : 1;
+    return x->i - y->i;
+}
+
+/* Intersects the children smallest estimate first, each evaluated with the running result as
+ * its hint, and stops as soon as the running result is empty. A `not` child subtracts from
+ * the running result instead of being complemented over the universe. */
+static bres eval_and(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint)
+{
+    ranked *order = malloc(sizeof(*order) * (size_t)n->nkids);
+    if (!order) {
+        e->nomem = true;
+        return (bres){0};
+    }
+    int npos = 0, nneg = n->nkids;
+    for (int i = 0; i < n->nkids; i++) {
+        const zd_rnode *k = n->kids[i];
+        /* Positive children first, ranked; the negations go last, in source order. */
+        if (k->kind == ZD_RN_NOT)
+            order[--nneg] = (ranked){UINT64_MAX, i};
+        else
+            order[npos++] = (ranked){estimate(e, k), i};
+    }
+    qsort(order, (size_t)npos, sizeof(*order), ranked_cmp);
+
+    bres run = {0};
+    bool started = false;
+    for (int j = 0; j < n->nkids && !e->nomem; j++) {
+        const zd_rnode *k = n->kids[order[j].i];
+        if (!started) {
+            started = true;
+            if (k->kind != ZD_RN_NOT) {
+                run = eval(e, k, hint);
+                if (is_empty(run.bm))
+                    break;
+                continue;
+            }
+            /* Only negations: start from everything (within the hint, which is cheaper). */
+            run = hint ? owned(e, roaring_bitmap_copy(hint), true)
+                       : (bres){.bm = zd_index_universe(e->ix)};
+            if (is_empty(run.bm))
+                break;
+        }
+        if (k->kind == ZD_RN_NOT) {
+            bres r = eval(e, k->kids[0], run.bm);
+            if (!is_empty(r.bm)) {
+                if (run.own)
+                    roaring_bitmap_andnot_inplace(run.own, r.bm);
+                else
+                    run = owned(e, roaring_bitmap_andnot(run.bm, r.bm), run.sub);
+            }
+            bres_free(&r);
+        } else {
+            bres r = eval(e, k, run.bm);
+            if (r.sub) {
+                /* Already within the running result: it is the new running result. */
+                r.sub = run.sub;
+                bres_free(&run);
+                run = r;
+            } else if (is_empty(r.bm)) {
+                bres_free(&run);
+            } else {
+                if (run.own)
+                    roaring_bitmap_and_inplace(run.own, r.bm);
+                else
+                    run = owned(e, roaring_bitmap_and(run.bm, r.bm), run.sub);
+                bres_free(&r);
+            }
+        }
+        if (is_empty(run.bm))
+            break;
+    }
+    free(order);
+    if (e->nomem)
+        bres_free(&run);
+    return run;
+}
+
+static bres eval(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint)
+{
+    switch (n->kind) {
+    case ZD_RN_AND:
+        return eval_and(e, n, hint);
+    case ZD_RN_OR: {
+        bres *sets = calloc((size_t)n->nkids, sizeof(*sets));
+        if (!sets) {
+            e->nomem = true;
+            return (bres){0};
+        }
+        for (int i = 0; i < n->nkids; i++)
+            sets[i] = eval(e, n->kids[i], hint);
+        bres out = union_of(e, sets, n->nkids);
+        free(sets);
+        return out;
+    }
+    case ZD_RN_NOT: {
+        bres k = eval(e, n->kids[0], hint);
+        bres out = minus(e, hint ? hint : zd_index_universe(e->ix), k.bm, hint != NULL);
+        bres_free(&k);
+        return out;
+    }
+    case ZD_RN_LEAF:
+        return leaf_set(e, n, hint);
+    }
+    return (bres){0};
+}
+
+roaring_bitmap_t *zd_rule_audience(const zd_rule *r, const zd_index *ix, int32_t today)
+{
+    ectx e = {.ix = ix, .today = today};
+    bres b = eval(&e, r->root, NULL);
+    if (e.nomem) {
+        bres_free(&b);
+        return NULL;
+    }
+    if (b.own)
+        return b.own;
+    return b.bm ? roaring_bitmap_copy(b.bm) : roaring_bitmap_create();
+}

@@ -1,0 +1,975 @@
+/* Unit tests of the rule language: compile errors with exact positions, the semantics on
+ * hand-made profiles, explain/reasons, and the property that the audience over the index
+ * always equals the set of profiles zd_rule_match() accepts (random population, random rules
+ * as text, random updates and deletes in between). ZD_SEED=n replays a run. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "common/date.h"
+#include "matcher/rule.h"
+
+static zd_schema *schema;
+static int32_t today; /* 2024-06-15 */
+
+/* ---- segments -------------------------------------------------------------------------- */
+
+static const char *const segments[][2] = {
+    {"hz", "region within \"3301\""},
+    {"smallbiz", "kind = \"enterprise\" and (scale in [\"micro\", \"small\"] or employees < 50)"},
+    {"senior", "kind = \"citizen\"\n  and age(birth_date) >= 60"},
+    {"nested", "segment \"hz\" and not segment \"senior\""},
+    {"clean", "not tags has \"dishonest\""},
+    {"loop_a", "segment \"loop_b\""},
+    {"loop_b", "exists kind or segment \"loop_a\""},
+    {"self", "not segment \"self\""},
+    {"bad", "kind = \"enterprise\" and\n  employes < 3"},
+    {"uses_bad", "exists kind and segment \"bad\""},
+    {"missing", "segment \"nowhere\""},
+    {"empty", "  "},
+    {"deep40", "((((((((((((((((((((((((((((((((((((((((exists kind))))))))))))))))))))))))))))))))"
+               "))))))))"},
+    {"deep20", "((((((((((((((((((((exists kind))))))))))))))))))))"},
+};
+
+static const char *lookup(const char *name, void *udata)
+{
+    int *calls = udata;
+    if (calls)
+        (*calls)++;
+    for (size_t i = 0; i < sizeof(segments) / sizeof(segments[0]); i++)
+        if (strcmp(segments[i][0], name) == 0)
+            return segments[i][1];
+    return NULL;
+}
+
+static zd_rule *compile(const char *text)
+{
+    zd_rule *r = NULL;
+    zd_rule_error err;
+    int rc = zd_rule_compile(schema, text, strlen(text), lookup, NULL, &r, &err);
+    if (rc != 0)
+        fprintf(stderr, "unexpected compile error for [%s]: %s at %d (%d:%d) %s%s\n", text,
+                err.code, err.position, err.line, err.column, err.message,
+                err.segment[0] ? " in segment" : "");
+    return r;
+}
+
+/* Compiles text expecting an error with this code at this position; returns the error. */
+static zd_rule_error expect_error_at(int line_no, const char *text, size_t len, const char *code,
+                                     int position, int line, int column)
+{
+    zd_rule *r = NULL;
+    zd_rule_error err;
+    memset(&err, 0, sizeof(err));
+    int rc = zd_rule_compile(schema, text, len, lookup, NULL, &r, &err);
+    if (rc != -EINVAL || r != NULL || strcmp(err.code, code) != 0 || err.position != position ||
+        err.line != line || err.column != column) {
+        check_failed++;
+        fprintf(stderr,
+                "test_rule.c:%d: [%.80s]: expected %s at %d (%d:%d), got rc %d %s at %d (%d:%d): "
+                "%s\n",
+                line_no, text, code, position, line, column, rc, err.code, err.position, err.line,
+                err.column, err.message);
+    } else {
+        check_passed++;
+    }
+    zd_rule_free(r);
+    return err;
+}
+
+#define EXPECT_ERROR(text, code, pos, line, col)                                                   \
+    expect_error_at(__LINE__, text, strlen(text), code, pos, line, col)
+
+/* ---- profiles -------------------------------------------------------------------------- */
+
+static zd_profile *profile_from(const char *id, const char *json)
+{
+    cJSON *body = cJSON_Parse(json);
+    zd_profile *p = NULL;
+    zd_error err;
+    if (!body || zd_profile_from_json(schema, id, body, &p, &err) != 0) {
+        fprintf(stderr, "bad test profile %s: %s\n", id, body ? err.message : "bad JSON");
+        exit(2);
+    }
+    cJSON_Delete(body);
+    return p;
+}
+
+static bool matches(const char *rule, const zd_profile *p, int32_t day)
+{
+    zd_rule *r = compile(rule);
+    if (!r)
+        return false;
+    bool m = zd_rule_match(r, p, day);
+    zd_rule_free(r);
+    return m;
+}
+
+#define CHECK_MATCH(rule, p, expected)                                                             \
+    do {                                                                                           \
+        bool got_ = matches(rule, p, today);                                                       \
+        if (got_ == (expected)) {                                                                  \
+            check_passed++;                                                                        \
+        } else {                                                                                   \
+            check_failed++;                                                                        \
+            fprintf(stderr, "%s:%d: [%s] on %s: expected %s\n", __FILE__, __LINE__, rule, (p)->id, \
+                    (expected) ? "a match" : "no match");                                          \
+        }                                                                                          \
+    } while (0)
+
+/* ---- compile errors -------------------------------------------------------------------- */
+
+static void test_syntax_errors(void)
+{
+    zd_rule_error e;
+    e = EXPECT_ERROR("employees 300", "syntax_error", 10, 1, 11);
+    CHECK_STR(e.message, "expected a comparison operator after \"employees\", found \"300\"");
+    e = EXPECT_ERROR("", "syntax_error", 0, 1, 1);
+    CHECK(strstr(e.message, "empty rule") != NULL);
+    EXPECT_ERROR("  \n ", "syntax_error", 4, 2, 2);
+    e = EXPECT_ERROR("kind = \"citizen\" or", "syntax_error", 19, 1, 20);
+    CHECK(strstr(e.message, "found the end of the rule") != NULL);
+    e = EXPECT_ERROR("(kind = \"citizen\"\n or exists founded", "syntax_error", 36, 2, 19);
+    CHECK(strstr(e.message, "to close the \"(\" at line 1 column 1") != NULL);
+    EXPECT_ERROR("kind = \"citizen\")", "syntax_error", 16, 1, 17);
+    EXPECT_ERROR("not", "syntax_error", 3, 1, 4);
+    EXPECT_ERROR("kind == \"citizen\"", "syntax_error", 6, 1, 7);
+    EXPECT_ERROR("employees ! 3", "syntax_error", 10, 1, 11);
+    EXPECT_ERROR("employees < 1e3", "syntax_error", 12, 1, 13);
+    EXPECT_ERROR("employees < 3.", "syntax_error", 12, 1, 13);
+    EXPECT_ERROR("employees < .5", "syntax_error", 12, 1, 13);
+    EXPECT_ERROR("employees in []", "syntax_error", 14, 1, 15);
+    EXPECT_ERROR("employees in [1, 2", "syntax_error", 18, 1, 19);
+    EXPECT_ERROR("employees in [1 2]", "syntax_error", 16, 1, 17);
+    EXPECT_ERROR("employees in 1", "syntax_error", 13, 1, 14);
+    EXPECT_ERROR("exists 3", "syntax_error", 7, 1, 8);
+    EXPECT_ERROR("exists and", "syntax_error", 7, 1, 8);
+    EXPECT_ERROR("age = 3", "syntax_error", 4, 1, 5);
+    EXPECT_ERROR("age(birth_date >= 3", "syntax_error", 15, 1, 16);
+    EXPECT_ERROR("kind = 'citizen'", "syntax_error", 7, 1, 8);
+    EXPECT_ERROR("kind \xef\xbc\x9d \"citizen\"", "syntax_error", 5, 1, 6); /* full-width = */
+    e = EXPECT_ERROR("kind = \"citizen\" exists founded", "syntax_error", 17, 1, 18);
+    CHECK_STR(e.message, "expected \"and\", \"or\" or the end of the rule, found \"exists\"");
+    EXPECT_ERROR("tags has hightech", "syntax_error", 9, 1, 10);
+    EXPECT_ERROR("segment hz", "syntax_error", 8, 1, 9);
+    EXPECT_ERROR("region within 3301", "syntax_error", 14, 1, 15);
+    /* Strings: only \" and \\ escapes, no control characters, valid UTF-8, terminated. */
+    EXPECT_ERROR("kind = \"citi\\nzen\"", "syntax_error", 12, 1, 13);
+    EXPECT_ERROR("kind = \"citi\tzen\"", "syntax_error", 12, 1, 13);
+    EXPECT_ERROR("kind = \"citi\xff\"", "syntax_error", 12, 1, 13);
+    EXPECT_ERROR("kind = \"\xed\xa0\x80\"", "syntax_error", 8, 1, 9); /* a surrogate */
+    EXPECT_ERROR("kind = \"\xc0\xaf\"", "syntax_error", 8, 1, 9);     /* overlong */
+    EXPECT_ERROR("kind = \"citizen", "syntax_error", 7, 1, 8);
+    EXPECT_ERROR("kind = \"citizen\\", "syntax_error", 7, 1, 8);
+    static const char nul_rule[] = "kind = \"citizen\" \0 or exists founded";
+    expect_error_at(__LINE__, nul_rule, sizeof(nul_rule) - 1, "syntax_error", 17, 1, 18);
+    /* Escapes that are allowed decode, and the value is then checked. */
+    e = EXPECT_ERROR("tags has \"a\\\"b\" and kind = \"c\\\\d\"", "invalid_value", 27, 1, 28);
+    CHECK(strstr(e.message, "\"kind\"") != NULL);
+    /* Keywords are case-insensitive, field names are not. */
+    EXPECT_ERROR("KIND = \"citizen\"", "unknown_field", 0, 1, 1);
+    zd_rule *r =
+        compile("kind = \"citizen\" AND Not tags HAS \"x\" oR Exists founded Or "
+                "AGE(birth_date) >= 60 and region WITHIN [\"33\"] And employees IN [1, 2]");
+    CHECK(r != NULL);
+    zd_rule_free(r);
+    e = EXPECT_ERROR("Kind = \"citizen\"", "unknown_field", 0, 1, 1);
+    CHECK_STR(e.message, "unknown field \"Kind\"; did you mean \"kind\"?");
+}
+
+static void test_field_and_type_errors(void)
+{
+    zd_rule_error e;
+    e = EXPECT_ERROR("kind = \"enterprise\" and employes < 300", "unknown_field", 24, 1, 25);
+    CHECK_STR(e.message, "unknown field \"employes\"; did you mean \"employees\"?");
+    e = EXPECT_ERROR("shoe_size > 40", "unknown_field", 0, 1, 1);
+    CHECK(strstr(e.message, "did you mean") == NULL);
+    e = EXPECT_ERROR("exists birthdate", "unknown_field", 7, 1, 8);
+    CHECK(strstr(e.message, "did you mean \"birth_date\"") != NULL);
+    e = EXPECT_ERROR("age(fonded) < 3", "unknown_field", 4, 1, 5);
+    CHECK(strstr(e.message, "did you mean \"founded\"") != NULL);
+
+    e = EXPECT_ERROR("employees = \"many\"", "type_mismatch", 12, 1, 13);
+    CHECK(strstr(e.message, "\"employees\" is a number") != NULL);
+    EXPECT_ERROR("employees in [1, \"many\"]", "type_mismatch", 17, 1, 18);
+    EXPECT_ERROR("employees < \"3\"", "type_mismatch", 12, 1, 13);
+    e = EXPECT_ERROR("scale < 3", "type_mismatch", 6, 1, 7);
+    CHECK(strstr(e.message, "\"scale\" is a keyword") != NULL);
+    EXPECT_ERROR("scale = 3", "type_mismatch", 8, 1, 9);
+    EXPECT_ERROR("region = 330106", "type_mismatch", 9, 1, 10);
+    EXPECT_ERROR("region >= \"3301\"", "type_mismatch", 7, 1, 8);
+    e = EXPECT_ERROR("age(employees) > 3", "type_mismatch", 4, 1, 5);
+    CHECK(strstr(e.message, "age() needs a date attribute") != NULL);
+    EXPECT_ERROR("age(birth_date) > \"1990-01-01\"", "type_mismatch", 18, 1, 19);
+    EXPECT_ERROR("age(birth_date) within \"33\"", "type_mismatch", 16, 1, 17);
+    e = EXPECT_ERROR("scale within \"C\"", "type_mismatch", 6, 1, 7);
+    CHECK(strstr(e.message, "\"within\" applies only to codes") != NULL);
+    EXPECT_ERROR("employees within [\"1\"]", "type_mismatch", 10, 1, 11);
+    e = EXPECT_ERROR("scale has \"small\"", "type_mismatch", 6, 1, 7);
+    CHECK(strstr(e.message, "\"has\" applies only to tags") != NULL);
+    e = EXPECT_ERROR("tags = \"x\"", "type_mismatch", 5, 1, 6);
+    CHECK(strstr(e.message, "tags has") != NULL);
+    EXPECT_ERROR("tags in [\"x\"]", "type_mismatch", 5, 1, 6);
+    EXPECT_ERROR("tags != \"x\"", "type_mismatch", 5, 1, 6);
+    EXPECT_ERROR("tags within \"33\"", "type_mismatch", 5, 1, 6);
+    e = EXPECT_ERROR("founded = 2019", "type_mismatch", 10, 1, 11);
+    CHECK(strstr(e.message, "age(founded)") != NULL);
+    EXPECT_ERROR("founded < 3", "type_mismatch", 10, 1, 11);
+
+    /* Values that cannot be: not in the allowed list, not a whole-level code, bad dates. */
+    e = EXPECT_ERROR("kind = \"person\"", "invalid_value", 7, 1, 8);
+    CHECK_STR(e.message, "\"person\" is not an allowed value of \"kind\" (expected one of "
+                         "\"citizen\", \"enterprise\")");
+    EXPECT_ERROR("scale in [\"small\", \"tiny\"]", "invalid_value", 19, 1, 20);
+    e = EXPECT_ERROR("kind = \"enterprise\"\n  and region within \"330\"", "invalid_value", 40, 2,
+                     21);
+    CHECK(strstr(e.message, "whole-level") != NULL);
+    EXPECT_ERROR("region = \"33010\"", "invalid_value", 9, 1, 10);
+    EXPECT_ERROR("region within [\"3301\", \"33a1\"]", "invalid_value", 23, 1, 24);
+    EXPECT_ERROR("industry within \"C1\"", "invalid_value", 16, 1, 17);
+    EXPECT_ERROR("industry within \"c13\"", "invalid_value", 16, 1, 17);
+    EXPECT_ERROR("industry = \"13\"", "invalid_value", 11, 1, 12);
+    EXPECT_ERROR("founded < \"2019-02-30\"", "invalid_value", 10, 1, 11);
+    EXPECT_ERROR("founded = \"2019-2-3\"", "invalid_value", 10, 1, 11);
+    EXPECT_ERROR("tags has \"\"", "invalid_value", 9, 1, 10);
+    EXPECT_ERROR("employees < 99999999999999999999", "invalid_value", 12, 1, 13);
+    EXPECT_ERROR("registered_capital < 99999999999999999.5", "invalid_value", 21, 1, 22);
+    EXPECT_ERROR("age(birth_date) < -99999999999999999999", "invalid_value", 18, 1, 19);
+
+    /* The same operators on the right types compile. */
+    const char *ok[] = {
+        "industry = \"C13\"",
+        "industry within [\"C\", \"I65\"]",
+        "founded >= \"2019-01-01\" and founded != \"2020-02-29\" and founded in [\"2021-01-01\"]",
+        "age(founded) < 3.5 and age(birth_date) in [60, 61] and age(birth_date) != 59",
+        "exists tags and exists age(birth_date) and not exists region",
+        "employees = 40.0 and registered_capital < 100.005 and employees > -1",
+        "region within \"330106001\" and region = \"330106001002\"",
+        ("kind = \"enterprise\" and region within \"3301\" and industry within [\"C\", \"I65\"]\n"
+         "and employees < 300 and age(founded) < 3 and not tags has \"dishonest\""),
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        zd_rule *r = compile(ok[i]);
+        CHECK(r != NULL);
+        zd_rule_free(r);
+    }
+}
+
+static void test_limits(void)
+{
+    /* Exactly 16 KiB compiles, one byte more does not. */
+    char *big = malloc(ZD_RULE_MAX_BYTES + 2);
+    memset(big, ' ', ZD_RULE_MAX_BYTES + 1);
+    memcpy(big, "exists kind", 11);
+    big[ZD_RULE_MAX_BYTES + 1] = '\0';
+    zd_rule *r = NULL;
+    zd_rule_error err;
+    CHECK_INT(zd_rule_compile(schema, big, ZD_RULE_MAX_BYTES, lookup, NULL, &r, &err), 0);
+    zd_rule_free(r);
+    r = NULL;
+    CHECK_INT(zd_rule_compile(schema, big, ZD_RULE_MAX_BYTES + 1, lookup, NULL, &r, &err), -EINVAL);
+    CHECK_STR(err.code, "rule_too_large");
+    CHECK(r == NULL);
+    free(big);
+
+    /* Nesting: 64 levels of parentheses and `not` together compile, 65 do not. */
+    char buf[512];
+    for (int depth = 63; depth <= 65; depth++) {
+        size_t n = 0;
+        for (int i = 0; i < depth; i++)
+            n += (size_t)snprintf(buf + n, sizeof(buf) - n, i % 2 ? "not " : "(");
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "exists kind");
+        for (int i = 0; i < depth; i++)
+            if (i % 2 == 0)
+                n += (size_t)snprintf(buf + n, sizeof(buf) - n, ")");
+        r = NULL;
+        int rc = zd_rule_compile(schema, buf, n, lookup, NULL, &r, &err);
+        if (depth <= 64) {
+            CHECK_INT(rc, 0);
+        } else {
+            CHECK_INT(rc, -EINVAL);
+            CHECK_STR(err.code, "too_deep");
+            CHECK_INT(err.position, 64 / 2 * 5); /* the 65th level: "(" after 32 "(not " */
+        }
+        zd_rule_free(r);
+    }
+    /* Segments count too: 40 levels inside "deep40", 20 in "deep20", plus the segment levels
+     * themselves. */
+    r = compile("segment \"deep40\" and segment \"deep20\"");
+    CHECK(r != NULL);
+    zd_rule_free(r);
+    snprintf(buf, sizeof(buf), "%s",
+             "((((((((((((((((((((((((segment \"deep40\"))))))))))))))))))))))))");
+    zd_rule_error e = EXPECT_ERROR(buf, "too_deep", 39, 1, 40);
+    CHECK_STR(e.segment, "deep40");
+    r = compile("(((((((((((((((((((((((segment \"deep40\")))))))))))))))))))))))");
+    CHECK(r != NULL);
+    zd_rule_free(r);
+}
+
+static void test_segment_errors(void)
+{
+    zd_rule_error e;
+    e = EXPECT_ERROR("exists kind and segment \"nowhere\"", "unknown_segment", 16, 1, 17);
+    CHECK_STR(e.segment, "");
+    CHECK(strstr(e.message, "\"nowhere\"") != NULL);
+    e = EXPECT_ERROR("segment \"missing\"", "unknown_segment", 0, 1, 1);
+    CHECK_STR(e.segment, "missing");
+    e = EXPECT_ERROR("kind = \"citizen\" or segment \"loop_a\"", "segment_cycle", 15, 1, 16);
+    CHECK_STR(e.segment, "loop_b");
+    e = EXPECT_ERROR("segment \"self\"", "segment_cycle", 4, 1, 5);
+    CHECK_STR(e.segment, "self");
+    /* An error inside a segment: positions are in the segment's text. */
+    e = EXPECT_ERROR("exists founded and segment \"bad\"", "unknown_field", 26, 2, 3);
+    CHECK_STR(e.segment, "bad");
+    CHECK(strstr(e.message, "did you mean \"employees\"") != NULL);
+    e = EXPECT_ERROR("segment \"uses_bad\"", "unknown_field", 26, 2, 3);
+    CHECK_STR(e.segment, "bad");
+    e = EXPECT_ERROR("segment \"empty\"", "syntax_error", 2, 1, 3);
+    CHECK_STR(e.segment, "empty");
+    EXPECT_ERROR("segment \"\"", "unknown_segment", 8, 1, 9);
+    /* No lookup at all: every segment is unknown. */
+    zd_rule *r = NULL;
+    zd_rule_error err;
+    const char *t = "segment \"hz\"";
+    CHECK_INT(zd_rule_compile(schema, t, strlen(t), NULL, NULL, &r, &err), -EINVAL);
+    CHECK_STR(err.code, "unknown_segment");
+    /* Segments are looked up once per use, at compile time only. */
+    int calls = 0;
+    t = "segment \"nested\" or segment \"hz\"";
+    CHECK_INT(zd_rule_compile(schema, t, strlen(t), lookup, &calls, &r, &err), 0);
+    CHECK_INT(calls, 4);
+    zd_rule_free(r);
+    zd_rule_free(NULL);
+}
+
+/* ---- semantics on hand-made profiles --------------------------------------------------- */
+
+static void test_semantics(void)
+{
+    zd_profile *e = profile_from(
+        "e1", "{\"kind\": \"enterprise\", \"region\": \"330106\", \"attrs\": {\"industry\": "
+              "\"C1311\", \"employees\": 40, \"registered_capital\": 100.5, \"founded\": "
+              "\"2022-06-16\", \"scale\": \"small\"}, \"tags\": [\"srdi\", \"hightech\"]}");
+    zd_profile *c = profile_from(
+        "c1", "{\"kind\": \"citizen\", \"region\": \"330102001\", \"attrs\": {\"birth_date\": "
+              "\"1964-06-15\"}, \"tags\": []}");
+    zd_profile *leap =
+        profile_from("c2", "{\"kind\": \"citizen\", \"attrs\": {\"birth_date\": \"1964-02-29\"}}");
+
+    CHECK_MATCH("kind = \"enterprise\"", e, true);
+    CHECK_MATCH("kind != \"enterprise\"", c, true);
+    CHECK_MATCH("kind in [\"citizen\", \"enterprise\"]", c, true);
+    /* A missing attribute makes every comparison false, `!=` included; `not` negates. */
+    CHECK_MATCH("employees != 40", c, false);
+    CHECK_MATCH("employees != 41", c, false);
+    CHECK_MATCH("not employees = 40", c, true);
+    CHECK_MATCH("employees != 41", e, true);
+    CHECK_MATCH("employees != 40", e, false);
+    CHECK_MATCH("scale != \"large\"", c, false);
+    CHECK_MATCH("exists tags", c, false); /* an empty tag list is no tags */
+    CHECK_MATCH("exists tags", e, true);
+    CHECK_MATCH("tags has \"srdi\" and tags has \"hightech\" and not tags has \"dishonest\"", e,
+                true);
+    CHECK_MATCH("tags has \"SRDI\"", e, false);
+    /* Codes: equality is exact, within is by whole levels. */
+    CHECK_MATCH("region = \"330106\"", e, true);
+    CHECK_MATCH("region = \"3301\"", e, false);
+    CHECK_MATCH("region within \"3301\"", e, true);
+    CHECK_MATCH("region within \"330106\"", e, true);
+    CHECK_MATCH("region within \"33\"", c, true);
+    CHECK_MATCH("region within [\"3302\", \"330102\"]", c, true);
+    CHECK_MATCH("region within \"330102001\"", c, true);
+    CHECK_MATCH("region within \"330102001001\"", c, false);
+    CHECK_MATCH("region != \"330106\"", c, true);
+    CHECK_MATCH("region in [\"330106\", \"330102\"]", c, false);
+    CHECK_MATCH("industry within \"C\" and industry within \"C13\" and industry = \"C1311\"", e,
+                true);
+    CHECK_MATCH("industry = \"C131\"", e, false);
+    /* Numbers with more decimals than the attribute are compared exactly. */
+    CHECK_MATCH("employees < 40.5", e, true);
+    CHECK_MATCH("employees < 40", e, false);
+    CHECK_MATCH("employees <= 39.9", e, false);
+    CHECK_MATCH("employees <= 40.9", e, true);
+    CHECK_MATCH("employees > 39.1", e, true);
+    CHECK_MATCH("employees > 40.1", e, false);
+    CHECK_MATCH("employees >= 40.1", e, false);
+    CHECK_MATCH("employees >= 39.9", e, true);
+    CHECK_MATCH("employees = 40.0", e, true);
+    CHECK_MATCH("employees = 40.01", e, false);
+    CHECK_MATCH("employees != 40.01", e, true);
+    CHECK_MATCH("employees in [39.5, 40.000]", e, true);
+    CHECK_MATCH("employees > -0.5", e, true);
+    CHECK_MATCH("registered_capital = 100.5", e, true);
+    CHECK_MATCH("registered_capital = 100.50", e, true);
+    CHECK_MATCH("registered_capital = 100.501", e, false);
+    CHECK_MATCH("registered_capital < 100.501", e, true);
+    CHECK_MATCH("registered_capital <= 100.499", e, false);
+    CHECK_MATCH("registered_capital > 100.4999", e, true);
+    CHECK_MATCH("registered_capital >= 100.5001", e, false);
+    CHECK_MATCH("registered_capital >= 100.5", e, true);
+    CHECK_MATCH("registered_capital > -100.5", e, true);
+    /* Dates compare with date strings; age() in full years at the evaluation day. */
+    CHECK_MATCH("founded = \"2022-06-16\" and founded > \"2022-06-15\"", e, true);
+    CHECK_MATCH("founded < \"2022-06-16\"", e, false);
+    CHECK_MATCH("age(founded) < 2", e, true); /* 2 years old tomorrow */
+    CHECK_MATCH("age(founded) = 1", e, true);
+    CHECK(matches("age(founded) = 2", e, today + 1));
+    CHECK_MATCH("age(birth_date) >= 60", c, true); /* turns 60 today */
+    CHECK(!matches("age(birth_date) >= 60", c, today - 1));
+    CHECK_MATCH("age(birth_date) = 60 and age(birth_date) in [60] and age(birth_date) > 59.5", c,
+                true);
+    CHECK_MATCH("age(birth_date) < 60.5", c, true);
+    CHECK_MATCH("age(birth_date) <= 59.9", c, false);
+    CHECK_MATCH("age(birth_date) != 60", c, false);
+    CHECK_MATCH("age(founded) > 0", c, false);
+    /* Born on 29 February: the birthday is 1 March in other years. */
+    int32_t feb28 = zd_date_from_ymd(2023, 2, 28), mar1 = zd_date_from_ymd(2023, 3, 1);
+    CHECK(!matches("age(birth_date) >= 59", leap, feb28));
+    CHECK(matches("age(birth_date) >= 59", leap, mar1));
+    CHECK(matches("age(birth_date) >= 60", leap, zd_date_from_ymd(2024, 2, 29)));
+    /* Segments and boolean structure. */
+    CHECK_MATCH("segment \"hz\" and segment \"smallbiz\"", e, true);
+    CHECK_MATCH("segment \"senior\"", c, true);
+    CHECK_MATCH("segment \"nested\"", c, false);
+    CHECK_MATCH("segment \"nested\"", e, true);
+    CHECK_MATCH("not (kind = \"enterprise\" or region within \"3301\")", leap, true);
+    CHECK_MATCH("not not exists kind", leap, true);
+
+    /* explain: one clause per leaf in source order, segment leaves named. */
+    zd_rule *r = compile("employees < 300 and registered_capital >= 100 and tags has \"dishonest\""
+                         " or (segment \"hz\" and age(founded) >= 1 and founded < \"2023-01-01\""
+                         " and not exists birth_date and exists tags)");
+    CHECK(r != NULL);
+    if (r) {
+        cJSON *x = zd_rule_explain(r, e, today);
+        char *s = cJSON_PrintUnformatted(x);
+        CHECK_STR(s,
+                  "{\"match\":true,\"clauses\":["
+                  "{\"text\":\"employees < 300\",\"result\":true,\"value\":40},"
+                  "{\"text\":\"registered_capital >= 100\",\"result\":true,\"value\":100.5},"
+                  "{\"text\":\"tags has \\\"dishonest\\\"\",\"result\":false,"
+                  "\"value\":[\"hightech\",\"srdi\"]},"
+                  "{\"text\":\"region within \\\"3301\\\"\",\"result\":true,\"value\":\"330106\","
+                  "\"segment\":\"hz\"},"
+                  "{\"text\":\"age(founded) >= 1\",\"result\":true,\"value\":1},"
+                  "{\"text\":\"founded < \\\"2023-01-01\\\"\",\"result\":true,"
+                  "\"value\":\"2022-06-16\"},"
+                  "{\"text\":\"exists birth_date\",\"result\":false,\"value\":null},"
+                  "{\"text\":\"exists tags\",\"result\":true,\"value\":[\"hightech\",\"srdi\"]}"
+                  "]}");
+        free(s);
+        CHECK(cJSON_IsFalse(cJSON_GetObjectItem(x, "match")) == !zd_rule_match(r, e, today));
+        cJSON_Delete(x);
+        x = zd_rule_explain(r, c, today);
+        CHECK(cJSON_IsFalse(cJSON_GetObjectItem(x, "match")));
+        CHECK_INT(cJSON_GetArraySize(cJSON_GetObjectItem(x, "clauses")), 8);
+        cJSON_Delete(x);
+        zd_rule_free(r);
+    }
+    /* reasons: the true leaves outside any `not`, in source order. */
+    r = compile("employees < 300 and not tags has \"dishonest\" and not (kind = \"citizen\")\n"
+                "  and (kind = \"citizen\" or region within \"3301\" or segment \"smallbiz\")");
+    CHECK(r != NULL);
+    if (r) {
+        cJSON *reasons = zd_rule_reasons(r, e, today);
+        char *s = cJSON_PrintUnformatted(reasons);
+        CHECK_STR(s, "[\"employees < 300\",\"region within \\\"3301\\\"\","
+                     "\"kind = \\\"enterprise\\\"\",\"scale in [\\\"micro\\\", \\\"small\\\"]\","
+                     "\"employees < 50\"]");
+        free(s);
+        cJSON_Delete(reasons);
+        reasons = zd_rule_reasons(r, c, today);
+        /* kind = "citizen" also holds under the `not`, which gives no reason. */
+        CHECK_INT(cJSON_GetArraySize(reasons), 2);
+        cJSON_Delete(reasons);
+        zd_rule_free(r);
+    }
+    zd_profile_free(e);
+    zd_profile_free(c);
+    zd_profile_free(leap);
+}
+
+/* ---- the property test ----------------------------------------------------------------- */
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    /* xorshift64*: small, fast and good enough for test data. */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * UINT64_C(2685821657736338717);
+}
+
+static int rn(int n)
+{
+    return (int)(rnd() % (uint64_t)n);
+}
+
+static bool chance(int percent)
+{
+    return rn(100) < percent;
+}
+
+typedef struct sbuf {
+    char *s;
+    size_t len, cap;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void sb_add(sbuf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if ((size_t)n < b->cap - b->len) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = b->cap * 2 + (size_t)n + 64;
+        b->s = realloc(b->s, b->cap);
+    }
+}
+
+static const char *const kinds[] = {"citizen", "enterprise"};
+static const char *const scales[] = {"micro", "small", "medium", "large"};
+static const char *const tags[] = {"hightech", "srdi",    "dishonest", "export",
+                                   "startup",  "veteran", "disabled"};
+static const char *const sections[] = {"A", "C", "F", "I", "M"};
+#define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+static void rand_region(char *out, int level)
+{
+    /* Zhejiang: 33, cities 01-11, counties 02-12, then towns and villages. */
+    int city = 1 + rn(4), county = 2 + rn(5), town = 1 + rn(3), village = 1 + rn(3);
+    int len = level == 0 ? 6 : level == 1 ? 9 : 12;
+    char full[16];
+    snprintf(full, sizeof(full), "33%02d%02d%03d%03d", city, county, town, village);
+    memcpy(out, full, (size_t)len);
+    out[len] = '\0';
+}
+
+static void rand_industry(char *out, int len)
+{
+    char full[8];
+    snprintf(full, sizeof(full), "%s%d%d%d", sections[rn(N_OF(sections))], 1 + rn(2), 3 + rn(2),
+             1 + rn(2));
+    static const int lens[] = {1, 3, 4, 5};
+    int n = len ? len : lens[rn(4)];
+    memcpy(out, full, (size_t)n);
+    out[n] = '\0';
+}
+
+static void rand_date(char *out, int y0, int y1)
+{
+    int32_t d;
+    if (chance(10)) {
+        /* Birthdays around the evaluation days, and 29 February. */
+        int y = y0 + rn(y1 - y0 + 1);
+        static const int md[][2] = {{6, 15}, {6, 14}, {6, 16}, {2, 29}, {2, 28}, {3, 1}};
+        int k = rn(N_OF(md));
+        if (md[k][0] == 2 && md[k][1] == 29)
+            y = y - y % 4; /* a leap year (none of 1900, 2100 in range) */
+        d = zd_date_from_ymd(y, md[k][0], md[k][1]);
+    } else {
+        d = zd_date_from_ymd(y0, 1, 1) + rn(365 * (y1 - y0));
+    }
+    zd_date_format(d, out);
+}
+
+static zd_profile *rand_profile(const char *id)
+{
+    cJSON *o = cJSON_CreateObject();
+    bool ent = chance(50);
+    cJSON_AddStringToObject(o, "kind", kinds[ent]);
+    char buf[32];
+    if (chance(92)) {
+        rand_region(buf, rn(10) < 6 ? 0 : rn(10) < 8 ? 1 : 2);
+        cJSON_AddStringToObject(o, "region", buf);
+    }
+    cJSON *attrs = cJSON_AddObjectToObject(o, "attrs");
+    if (ent || chance(5)) {
+        if (chance(85)) {
+            rand_industry(buf, 0);
+            cJSON_AddStringToObject(attrs, "industry", buf);
+        }
+        if (chance(80))
+            cJSON_AddStringToObject(attrs, "scale", scales[rn(N_OF(scales))]);
+        if (chance(85))
+            cJSON_AddNumberToObject(attrs, "employees", chance(20) ? rn(12) * 25 : rn(600));
+        if (chance(70))
+            cJSON_AddNumberToObject(attrs, "registered_capital",
+                                    (double)(rn(5) * 2500 + rn(2000)) / 100.0);
+        if (chance(30))
+            cJSON_AddNumberToObject(attrs, "revenue", (double)rn(1000000) / 100.0);
+        if (chance(85)) {
+            rand_date(buf, 1985, 2024);
+            cJSON_AddStringToObject(attrs, "founded", buf);
+        }
+    }
+    if (!ent || chance(5)) {
+        if (chance(90)) {
+            rand_date(buf, 1930, 2015);
+            cJSON_AddStringToObject(attrs, "birth_date", buf);
+        }
+    }
+    if (chance(75)) {
+        cJSON *t = cJSON_AddArrayToObject(o, "tags");
+        int n = rn(4);
+        for (int i = 0; i < n; i++)
+            cJSON_AddItemToArray(t, cJSON_CreateString(tags[rn(N_OF(tags))]));
+    }
+    zd_profile *p = NULL;
+    zd_error err;
+    if (zd_profile_from_json(schema, id, o, &p, &err) != 0) {
+        char *s = cJSON_PrintUnformatted(o);
+        fprintf(stderr, "random profile rejected: %s: %s\n", err.message, s);
+        exit(2);
+    }
+    cJSON_Delete(o);
+    return p;
+}
+
+static const char *kw(const char *k)
+{
+    /* Keywords in random case, to exercise case-insensitivity. */
+    static char buf[4][16];
+    static int slot;
+    char *b = buf[slot++ % 4];
+    size_t n = strlen(k);
+    int mode = rn(10);
+    for (size_t i = 0; i <= n; i++)
+        b[i] = mode == 0             ? (char)(k[i] >= 'a' && k[i] <= 'z' ? k[i] - 32 : k[i])
+               : mode == 1 && i == 0 ? (char)(k[i] - 32)
+                                     : k[i];
+    return b;
+}
+
+static void rand_number(sbuf *b, int lo, int hi, int maxdec)
+{
+    int v = lo + rn(hi - lo + 1);
+    int dec = chance(60) ? 0 : 1 + rn(maxdec);
+    if (dec == 0) {
+        sb_add(b, "%d", v);
+        return;
+    }
+    int frac = rn(10);
+    for (int i = 1; i < dec; i++)
+        frac = frac * 10 + (chance(50) ? 0 : rn(10));
+    sb_add(b, "%s%d.%0*d", v < 0 || (v == 0 && chance(20)) ? "-" : "", v < 0 ? -v : v, dec, frac);
+}
+
+static const char *rand_op(void)
+{
+    static const char *const ops[] = {"=", "!=", "<", "<=", ">", ">="};
+    return ops[rn(6)];
+}
+
+static void rand_leaf(sbuf *b)
+{
+    char buf[32];
+    switch (rn(16)) {
+    case 0: {
+        int op = rn(3);
+        if (op == 2)
+            sb_add(b, "kind %s [\"%s\"]", kw("in"), kinds[rn(2)]);
+        else
+            sb_add(b, "kind %s \"%s\"", op ? "!=" : "=", kinds[rn(2)]);
+        break;
+    }
+    case 1: {
+        int k = rn(4);
+        if (k == 0) {
+            sb_add(b, "scale %s [\"%s\", \"%s\"]", kw("in"), scales[rn(4)], scales[rn(4)]);
+        } else {
+            sb_add(b, "scale %s \"%s\"", k == 1 ? "!=" : "=", scales[rn(4)]);
+        }
+        break;
+    }
+    case 2:
+    case 3: {
+        int k = rn(5);
+        rand_region(buf, rn(3));
+        if (k <= 1) {
+            static const int lens[] = {2, 4, 6, 9};
+            buf[lens[rn(4)]] = '\0';
+            sb_add(b, "region %s \"%s\"", kw("within"), buf);
+        } else if (k == 2) {
+            char b2[16];
+            rand_region(b2, 0);
+            b2[4] = '\0';
+            sb_add(b, "region %s [\"%s\", \"%s\"]", kw("within"), buf, b2);
+        } else if (k == 3) {
+            sb_add(b, "region %s \"%s\"", chance(70) ? "=" : "!=", buf);
+        } else {
+            char b2[16];
+            rand_region(b2, rn(2));
+            sb_add(b, "region %s [\"%s\", \"%s\"]", kw("in"), buf, b2);
+        }
+        break;
+    }
+    case 4: {
+        rand_industry(buf, 0);
+        int k = rn(3);
+        sb_add(b, "industry %s \"%s\"", k == 0 ? kw("within") : k == 1 ? "=" : "!=", buf);
+        break;
+    }
+    case 5:
+    case 6: {
+        sb_add(b, "employees %s ", rand_op());
+        rand_number(b, -5, 600, 3);
+        break;
+    }
+    case 7:
+        if (chance(50)) {
+            sb_add(b, "registered_capital %s ", rand_op());
+            rand_number(b, -1, 120, 4);
+        } else {
+            sb_add(b, "employees %s [", kw("in"));
+            int n = 1 + rn(3);
+            for (int i = 0; i < n; i++) {
+                if (i)
+                    sb_add(b, ", ");
+                rand_number(b, 0, 300, 1);
+            }
+            sb_add(b, "]");
+        }
+        break;
+    case 8: {
+        bool birth = chance(50);
+        rand_date(buf, birth ? 1930 : 1985, birth ? 2015 : 2024);
+        sb_add(b, "%s %s \"%s\"", birth ? "birth_date" : "founded", rand_op(), buf);
+        break;
+    }
+    case 9:
+    case 10: {
+        bool birth = chance(60);
+        sb_add(b, "%s(%s) ", kw("age"), birth ? "birth_date" : "founded");
+        if (chance(15)) {
+            sb_add(b, "%s [", kw("in"));
+            int n = 1 + rn(3);
+            for (int i = 0; i < n; i++)
+                sb_add(b, "%s%d", i ? ", " : "", birth ? rn(100) : rn(40));
+            sb_add(b, "]");
+        } else {
+            sb_add(b, "%s ", rand_op());
+            rand_number(b, birth ? -1 : -1, birth ? 95 : 40, 2);
+        }
+        break;
+    }
+    case 11:
+    case 12:
+        sb_add(b, "tags %s \"%s\"", kw("has"), tags[rn(N_OF(tags))]);
+        break;
+    case 13: {
+        static const char *const fields[] = {"kind",       "region",         "tags",
+                                             "industry",   "scale",          "employees",
+                                             "birth_date", "founded",        "registered_capital",
+                                             "revenue",    "age(birth_date)"};
+        sb_add(b, "%s %s", kw("exists"), fields[rn(N_OF(fields))]);
+        break;
+    }
+    case 14: {
+        static const char *const segs[] = {"hz", "smallbiz", "senior", "nested", "clean"};
+        sb_add(b, "%s \"%s\"", kw("segment"), segs[rn(N_OF(segs))]);
+        break;
+    }
+    default:
+        sb_add(b, "revenue %s ", rand_op());
+        rand_number(b, 0, 10000, 3);
+        break;
+    }
+}
+
+static void rand_expr(sbuf *b, int depth)
+{
+    static const char *const ws[] = {" ", " ", " ", "\n", "  ", "\t"};
+    int k = depth <= 0 ? 0 : rn(10);
+    if (k <= 3) {
+        rand_leaf(b);
+    } else if (k <= 5 || k == 6) {
+        const char *op = k == 6 ? "or" : chance(60) ? "and" : "or";
+        int n = 2 + rn(3);
+        bool paren = chance(70);
+        if (paren)
+            sb_add(b, "(");
+        for (int i = 0; i < n; i++) {
+            if (i)
+                sb_add(b, "%s%s ", ws[rn(N_OF(ws))], kw(op));
+            rand_expr(b, depth - 1);
+        }
+        if (paren)
+            sb_add(b, ")");
+    } else if (k <= 8) {
+        sb_add(b, "%s ", kw("not"));
+        if (chance(50)) {
+            sb_add(b, "(");
+            rand_expr(b, depth - 1);
+            sb_add(b, ")");
+        } else {
+            rand_leaf(b);
+        }
+    } else {
+        sb_add(b, "(");
+        rand_expr(b, depth - 1);
+        sb_add(b, ")");
+    }
+}
+
+typedef struct slot {
+    uint32_t gid;
+    zd_profile *p; /* NULL: deleted */
+} slot;
+
+static int check_audience(const zd_rule *r, const zd_index *ix, const slot *slots, int n,
+                          int32_t day, const char *text)
+{
+    roaring_bitmap_t *got = zd_rule_audience(r, ix, day);
+    roaring_bitmap_t *want = roaring_bitmap_create();
+    for (int i = 0; i < n; i++)
+        if (slots[i].p && zd_rule_match(r, slots[i].p, day))
+            roaring_bitmap_add(want, slots[i].gid);
+    int bad = !got || !roaring_bitmap_equals(got, want);
+    if (bad) {
+        char d[11];
+        zd_date_format(day, d);
+        fprintf(stderr,
+                "audience != match for rule [%s] on %s: index %" PRIu64 ", match %" PRIu64 "\n",
+                text, d, got ? roaring_bitmap_get_cardinality(got) : 0,
+                roaring_bitmap_get_cardinality(want));
+        for (int i = 0, shown = 0; got && i < n && shown < 3; i++) {
+            if (!slots[i].p)
+                continue;
+            bool in_got = roaring_bitmap_contains(got, slots[i].gid);
+            bool in_want = roaring_bitmap_contains(want, slots[i].gid);
+            if (in_got != in_want) {
+                char *s = zd_profile_to_json(slots[i].p);
+                fprintf(stderr, "  %s: index %d match %d: %s\n", slots[i].p->id, in_got, in_want,
+                        s);
+                free(s);
+                shown++;
+            }
+        }
+    }
+    roaring_bitmap_free(got);
+    roaring_bitmap_free(want);
+    return bad;
+}
+
+static void test_property(void)
+{
+    uint64_t seed = 20240615;
+    const char *env = getenv("ZD_SEED");
+    if (env && *env)
+        seed = strtoull(env, NULL, 10);
+    printf("property test seed: %" PRIu64 " (replay with ZD_SEED=%" PRIu64 ")\n", seed, seed);
+    rng_state = seed * UINT64_C(0x9E3779B97F4A7C15) + 1;
+
+    enum { N = 3000, RULES = 1000 };
+    zd_index *ix = zd_index_new(schema);
+    slot *slots = calloc(N, sizeof(*slots));
+    char id[32];
+    int next_id = 0;
+    for (int i = 0; i < N; i++) {
+        /* Spread over partitions so that gids use the high bits too. */
+        slots[i].gid = zd_gid(i % 5, (uint32_t)(i / 5));
+        snprintf(id, sizeof(id), "p%06d", next_id++);
+        slots[i].p = rand_profile(id);
+        CHECK_INT(zd_index_put(ix, slots[i].gid, NULL, slots[i].p), 0);
+    }
+    sbuf b = {0};
+    int failures = 0, matched_some = 0, matched_all = 0;
+    for (int k = 0; k < RULES; k++) {
+        /* Churn: updates, deletes and re-inserts between rules. */
+        int changes = rn(30);
+        for (int c = 0; c < changes; c++) {
+            slot *s = &slots[rn(N)];
+            if (s->p && chance(25)) {
+                CHECK_INT(zd_index_del(ix, s->gid, s->p), 0);
+                zd_profile_free(s->p);
+                s->p = NULL;
+            } else {
+                snprintf(id, sizeof(id), "p%06d", next_id++);
+                zd_profile *np = rand_profile(id);
+                CHECK_INT(zd_index_put(ix, s->gid, s->p, np), 0);
+                zd_profile_free(s->p);
+                s->p = np;
+            }
+        }
+        b.len = 0;
+        sb_add(&b, "%s", "");
+        rand_expr(&b, 1 + rn(4));
+        zd_rule *r = compile(b.s);
+        CHECK(r != NULL);
+        if (!r)
+            continue;
+        int32_t day = today;
+        if (chance(20)) {
+            static const int md[][2] = {{2, 28}, {2, 29}, {3, 1}, {6, 15}, {12, 31}, {1, 1}};
+            int y = 2020 + rn(5), j = rn(N_OF(md));
+            if (md[j][0] == 2 && md[j][1] == 29)
+                y = 2024;
+            day = zd_date_from_ymd(y, md[j][0], md[j][1]);
+        }
+        int bad = check_audience(r, ix, slots, N, day, b.s);
+        failures += bad;
+        CHECK(!bad);
+        /* Count how discriminating the rules are, so a generator that only makes trivial
+         * rules is noticed. */
+        uint64_t live = 0, hit = 0;
+        for (int i = 0; i < N; i++) {
+            if (!slots[i].p)
+                continue;
+            live++;
+            bool m = zd_rule_match(r, slots[i].p, day);
+            hit += m;
+            if (i % 97 == k % 97) {
+                cJSON *x = zd_rule_explain(r, slots[i].p, day);
+                CHECK(x && cJSON_IsBool(cJSON_GetObjectItem(x, "match")) &&
+                      cJSON_IsTrue(cJSON_GetObjectItem(x, "match")) == m);
+                cJSON_Delete(x);
+                cJSON *rs = zd_rule_reasons(r, slots[i].p, day);
+                CHECK(rs != NULL);
+                cJSON_Delete(rs);
+            }
+        }
+        matched_some += hit > 0 && hit < live;
+        matched_all += hit == live;
+        zd_rule_free(r);
+        if (failures > 5)
+            break;
+    }
+    printf("property test: %d rules, %d with a proper subset as audience, %d matching all\n", RULES,
+           matched_some, matched_all);
+    CHECK(matched_some > RULES / 2);
+    free(b.s);
+    for (int i = 0; i < N; i++)
+        zd_profile_free(slots[i].p);
+    free(slots);
+    zd_index_free(ix);
+}
+
+int main(void)
+{
+    schema = zd_schema_default();
+    today = zd_date_from_ymd(2024, 6, 15);
+    test_syntax_errors();
+    test_field_and_type_errors();
+    test_limits();
+    test_segment_errors();
+    test_semantics();
+    test_property();
+    zd_schema_free(schema);
+    return check_report("rule");
+}
