@@ -1,0 +1,1237 @@
+/* The in-memory inverted index of index.h: value -> bitmap maps for keywords, tags and code
+ * prefixes, bit-sliced bitmaps for numbers and dates, and the lean gid -> id table. */
+#include "profiles/index.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <roaring/containers/containers.h>
+
+#include "common/date.h"
+
+/* CRoaring 0.2.66's roaring_bitmap_free(NULL) dereferences its argument. */
+static void bm_free(roaring_bitmap_t *bm)
+{
+    if (bm)
+        roaring_bitmap_free(bm);
+}
+
+/* ---- value -> bitmap map ---------------------------------------------------------------- */
+
+/* An open-addressing (linear probing) map from a value string to the bitmap of the gids that
+ * hold it. Entries whose bitmap becomes empty are deleted (backward-shift deletion, so no
+ * tombstones), which keeps lookups of values nobody has at NULL and keeps memory bounded when
+ * free-form keywords and tags churn. */
+typedef struct zd_vent {
+    char *key;            /* owned, NUL-terminated; NULL marks a free slot */
+    roaring_bitmap_t *bm; /* owned, never empty while the entry is live */
+    uint32_t hash;
+    uint32_t klen;
+} zd_vent;
+
+typedef struct zd_vmap {
+    zd_vent *slots;
+    uint32_t cap; /* 0 or a power of two */
+    uint32_t count;
+} zd_vmap;
+
+/* FNV-1a followed by the murmur3 finalizer: FNV alone leaves the low bits, which pick the
+ * slot, poorly mixed for short keys that differ only in their last characters. */
+static uint32_t vmap_hash(const char *s, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
+    }
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
+/* The slot holding key, or -1. */
+static long vmap_find(const zd_vmap *m, const char *key, size_t len, uint32_t h)
+{
+    if (m->cap == 0)
+        return -1;
+    uint32_t mask = m->cap - 1;
+    for (uint32_t i = h & mask;; i = (i + 1) & mask) {
+        const zd_vent *e = &m->slots[i];
+        if (!e->key)
+            return -1;
+        if (e->hash == h && e->klen == len && memcmp(e->key, key, len) == 0)
+            return (long)i;
+    }
+}
+
+static void vmap_place(zd_vent *slots, uint32_t cap, const zd_vent *e)
+{
+    uint32_t mask = cap - 1, i = e->hash & mask;
+    while (slots[i].key)
+        i = (i + 1) & mask;
+    slots[i] = *e;
+}
+
+static int vmap_grow(zd_vmap *m)
+{
+    uint32_t ncap = m->cap ? m->cap * 2 : 16;
+    if (ncap < m->cap)
+        return -ENOMEM;
+    zd_vent *ns = calloc(ncap, sizeof(*ns));
+    if (!ns)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < m->cap; i++)
+        if (m->slots[i].key)
+            vmap_place(ns, ncap, &m->slots[i]);
+    free(m->slots);
+    m->slots = ns;
+    m->cap = ncap;
+    return 0;
+}
+
+/* The bitmap of key, created empty if missing. NULL on ENOMEM. */
+static roaring_bitmap_t *vmap_get_or_add(zd_vmap *m, const char *key, size_t len)
+{
+    uint32_t h = vmap_hash(key, len);
+    long i = vmap_find(m, key, len, h);
+    if (i >= 0)
+        return m->slots[i].bm;
+    /* Grow at 70% load: linear probing degrades quickly beyond that. */
+    if ((uint64_t)(m->count + 1) * 10 > (uint64_t)m->cap * 7 && vmap_grow(m) < 0)
+        return NULL;
+    zd_vent e = {.hash = h, .klen = (uint32_t)len};
+    e.key = malloc(len + 1);
+    e.bm = roaring_bitmap_create();
+    if (!e.key || !e.bm) {
+        free(e.key);
+        bm_free(e.bm);
+        return NULL;
+    }
+    memcpy(e.key, key, len);
+    e.key[len] = '\0';
+    vmap_place(m->slots, m->cap, &e);
+    m->count++;
+    return e.bm;
+}
+
+static const roaring_bitmap_t *vmap_get(const zd_vmap *m, const char *key, size_t len)
+{
+    long i = vmap_find(m, key, len, vmap_hash(key, len));
+    return i >= 0 ? m->slots[i].bm : NULL;
+}
+
+/* Frees slot i and shifts later members of its probe run back, so that every key stays
+ * reachable from its home slot without tombstones. */
+static void vmap_delete_slot(zd_vmap *m, uint32_t i)
+{
+    uint32_t mask = m->cap - 1;
+    free(m->slots[i].key);
+    bm_free(m->slots[i].bm);
+    m->count--;
+    uint32_t hole = i;
+    for (uint32_t j = (i + 1) & mask; m->slots[j].key; j = (j + 1) & mask) {
+        uint32_t home = m->slots[j].hash & mask;
+        /* The entry at j may fill the hole unless its home lies cyclically in (hole, j]. */
+        bool stays = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+        if (!stays) {
+            m->slots[hole] = m->slots[j];
+            hole = j;
+        }
+    }
+    m->slots[hole] = (zd_vent){0};
+}
+
+static void vmap_remove_gid(zd_vmap *m, const char *key, size_t len, uint32_t gid)
+{
+    long i = vmap_find(m, key, len, vmap_hash(key, len));
+    if (i < 0)
+        return;
+    roaring_bitmap_remove(m->slots[i].bm, gid);
+    if (roaring_bitmap_is_empty(m->slots[i].bm))
+        vmap_delete_slot(m, (uint32_t)i);
+}
+
+static void vmap_clear(zd_vmap *m)
+{
+    for (uint32_t i = 0; i < m->cap; i++) {
+        free(m->slots[i].key);
+        bm_free(m->slots[i].bm);
+    }
+    free(m->slots);
+    *m = (zd_vmap){0};
+}
+
+/* ---- bit-sliced index ------------------------------------------------------------------- */
+
+#define ZD_BSI_BITS 64
+#define ZD_SIGN_BIT ((uint64_t)1 << 63)
+
+/* A number or date attribute as bit slices: gid g holding value x is in slices[i] when bit i of
+ * (x - base) is set. The base is kept "biased" (as x ^ 2^63, an order-preserving map of int64
+ * onto uint64), so offsets and comparisons are plain unsigned arithmetic that cannot overflow
+ * for any int64. Depth grows as larger offsets appear; a value below the base moves the base
+ * down (bsi_rebase), so every int64 can be stored exactly. */
+typedef struct zd_bsi {
+    uint64_t bbase;
+    int depth; /* slices[0..depth) exist; every stored offset is < 2^depth */
+    roaring_bitmap_t *slices[ZD_BSI_BITS];
+} zd_bsi;
+
+static uint64_t biased(int64_t v)
+{
+    return (uint64_t)v ^ ZD_SIGN_BIT;
+}
+
+static int bsi_grow(zd_bsi *b, int depth)
+{
+    while (b->depth < depth) {
+        roaring_bitmap_t *s = roaring_bitmap_create();
+        if (!s)
+            return -ENOMEM;
+        b->slices[b->depth++] = s;
+    }
+    return 0;
+}
+
+/* Adds the constant d to the offset of every gid in members, with a ripple-carry adder over the
+ * slices (carry = the gids whose addition carries into the next bit). */
+static int bsi_add_const(zd_bsi *b, const roaring_bitmap_t *members, uint64_t d)
+{
+    roaring_bitmap_t *carry = roaring_bitmap_create();
+    if (!carry)
+        return -ENOMEM;
+    for (int i = 0; i < ZD_BSI_BITS && ((d >> i) != 0 || !roaring_bitmap_is_empty(carry));
+         i++) {
+        if (bsi_grow(b, i + 1) < 0)
+            goto fail;
+        roaring_bitmap_t *s = b->slices[i];
+        if ((d >> i) & 1) {
+            /* sum bit = NOT (s XOR carry); carry out = s OR carry */
+            roaring_bitmap_t *x = roaring_bitmap_xor(s, carry);
+            roaring_bitmap_t *sum = x ? roaring_bitmap_andnot(members, x) : NULL;
+            bm_free(x);
+            if (!sum)
+                goto fail;
+            roaring_bitmap_or_inplace(carry, s);
+            bm_free(s);
+            b->slices[i] = sum;
+        } else {
+            /* sum bit = s XOR carry; carry out = s AND carry */
+            roaring_bitmap_t *c = roaring_bitmap_and(s, carry);
+            if (!c)
+                goto fail;
+            roaring_bitmap_xor_inplace(s, carry);
+            bm_free(carry);
+            carry = c;
+        }
+    }
+    bm_free(carry);
+    return 0;
+fail:
+    bm_free(carry);
+    return -ENOMEM;
+}
+
+/* Moves the base below bv, the biased value that does not fit. The new base leaves as much
+ * room again below bv as bv was below the old base, so a run of ever smaller values rebases
+ * O(log) times, not once per value. */
+static int bsi_rebase(zd_bsi *b, const roaring_bitmap_t *members, uint64_t bv)
+{
+    uint64_t gap = b->bbase - bv;
+    uint64_t nbase = bv >= gap ? bv - gap : 0;
+    int rc = bsi_add_const(b, members, b->bbase - nbase);
+    if (rc == 0)
+        b->bbase = nbase;
+    return rc;
+}
+
+static int bit_length(uint64_t u)
+{
+    return u ? 64 - __builtin_clzll(u) : 0;
+}
+
+/* Writes every slice, not only those that differ from the old value: the result is then
+ * exactly `v` whatever the index held before, which makes a replayed change converge. */
+static int bsi_set(zd_bsi *b, const roaring_bitmap_t *members, uint32_t gid, int64_t v)
+{
+    uint64_t bv = biased(v);
+    if (bv < b->bbase) {
+        int rc = bsi_rebase(b, members, bv);
+        if (rc < 0)
+            return rc;
+    }
+    uint64_t u = bv - b->bbase;
+    if (bsi_grow(b, bit_length(u)) < 0)
+        return -ENOMEM;
+    for (int i = 0; i < b->depth; i++) {
+        if ((u >> i) & 1)
+            roaring_bitmap_add(b->slices[i], gid);
+        else
+            roaring_bitmap_remove(b->slices[i], gid);
+    }
+    return 0;
+}
+
+static void bsi_remove(zd_bsi *b, uint32_t gid)
+{
+    for (int i = 0; i < b->depth; i++)
+        roaring_bitmap_remove(b->slices[i], gid);
+}
+
+static void bsi_clear(zd_bsi *b, uint64_t bbase)
+{
+    for (int i = 0; i < b->depth; i++)
+        bm_free(b->slices[i]);
+    b->depth = 0;
+    b->bbase = bbase;
+}
+
+/* ---- gid -> id table -------------------------------------------------------------------- */
+
+/* Per partition, the ids live back to back in a char arena and offs[dense] is the offset of
+ * gid's id (0 = no id: arena[0] is a reserved NUL). That is 4 bytes plus the id per profile.
+ * An id that is deleted or replaced leaves its bytes behind as garbage; the arena is rewritten
+ * once garbage exceeds half of it, so churn costs amortized O(1) and bounded memory. */
+typedef struct zd_idpart {
+    uint32_t *offs;
+    uint32_t noffs; /* allocated entries of offs */
+    char *arena;
+    size_t alen, acap;
+    size_t garbage; /* bytes of dead ids in the arena */
+} zd_idpart;
+
+#define ZD_ARENA_MAX ((size_t)UINT32_MAX)
+
+static int idpart_reserve_offs(zd_idpart *p, uint32_t dense)
+{
+    if (dense < p->noffs)
+        return 0;
+    /* Grow by half, not double: dense ids are handed out in order, so the table grows in small
+     * steps and the slack matters for the memory target. */
+    uint64_t n = (uint64_t)p->noffs + p->noffs / 2 + 16;
+    if (n < (uint64_t)dense + 1)
+        n = (uint64_t)dense + 1;
+    if (n > (uint64_t)ZD_DENSE_MAX + 1)
+        n = (uint64_t)ZD_DENSE_MAX + 1;
+    uint32_t *no = realloc(p->offs, n * sizeof(*no));
+    if (!no)
+        return -ENOMEM;
+    memset(no + p->noffs, 0, (n - p->noffs) * sizeof(*no));
+    p->offs = no;
+    p->noffs = (uint32_t)n;
+    return 0;
+}
+
+/* Rewrites the arena without garbage, with room for `need` more bytes. */
+static int idpart_compact(zd_idpart *p, size_t need)
+{
+    size_t used = p->alen - p->garbage;
+    size_t cap = used + need + used / 2 + 64;
+    if (cap > ZD_ARENA_MAX)
+        cap = ZD_ARENA_MAX;
+    if (used + need > cap)
+        return -ENOMEM;
+    char *na = malloc(cap);
+    if (!na)
+        return -ENOMEM;
+    size_t n = 1;
+    na[0] = '\0';
+    for (uint32_t d = 0; d < p->noffs; d++) {
+        if (!p->offs[d])
+            continue;
+        size_t l = strlen(p->arena + p->offs[d]) + 1;
+        memcpy(na + n, p->arena + p->offs[d], l);
+        p->offs[d] = (uint32_t)n;
+        n += l;
+    }
+    free(p->arena);
+    p->arena = na;
+    p->alen = n;
+    p->acap = cap;
+    p->garbage = 0;
+    return 0;
+}
+
+static int idpart_append(zd_idpart *p, const char *id, size_t l, uint32_t *off)
+{
+    /* arena[0] is the reserved empty string that offset 0 points at. */
+    size_t start = p->alen ? p->alen : 1;
+    if (start + l > p->acap) {
+        if (p->garbage > p->alen / 2) {
+            if (idpart_compact(p, l) < 0)
+                return -ENOMEM;
+        } else {
+            size_t cap = p->acap + p->acap / 2 + 256;
+            if (cap < start + l)
+                cap = start + l;
+            if (cap > ZD_ARENA_MAX)
+                cap = ZD_ARENA_MAX;
+            if (start + l > cap)
+                return -ENOMEM;
+            char *na = realloc(p->arena, cap);
+            if (!na)
+                return -ENOMEM;
+            p->arena = na;
+            p->acap = cap;
+        }
+    }
+    if (p->alen == 0) {
+        p->arena[0] = '\0';
+        p->alen = 1;
+    }
+    memcpy(p->arena + p->alen, id, l);
+    *off = (uint32_t)p->alen;
+    p->alen += l;
+    return 0;
+}
+
+static int idpart_set(zd_idpart *p, uint32_t dense, const char *id)
+{
+    if (idpart_reserve_offs(p, dense) < 0)
+        return -ENOMEM;
+    uint32_t cur = p->offs[dense];
+    if (cur && strcmp(p->arena + cur, id) == 0)
+        return 0;
+    size_t l = strlen(id) + 1, oldl = cur ? strlen(p->arena + cur) + 1 : 0;
+    uint32_t off;
+    /* Unlink the old id first, so that a compaction inside append drops it. Append fails only
+     * before touching the arena, so the old id can be put back then. */
+    p->offs[dense] = 0;
+    p->garbage += oldl;
+    if (idpart_append(p, id, l, &off) < 0) {
+        p->offs[dense] = cur;
+        p->garbage -= oldl;
+        return -ENOMEM;
+    }
+    p->offs[dense] = off;
+    return 0;
+}
+
+static void idpart_del(zd_idpart *p, uint32_t dense)
+{
+    if (dense >= p->noffs || !p->offs[dense])
+        return;
+    p->garbage += strlen(p->arena + p->offs[dense]) + 1;
+    p->offs[dense] = 0;
+}
+
+static void idpart_free(zd_idpart *p)
+{
+    free(p->offs);
+    free(p->arena);
+    *p = (zd_idpart){0};
+}
+
+/* ---- the index -------------------------------------------------------------------------- */
+
+#define ZD_CODE_LENS (ZD_CODE_MAX + 1)
+
+typedef struct zd_ixattr {
+    const zd_attr *attr;
+    roaring_bitmap_t *exists;
+    zd_vmap map;                        /* keyword values, tags, code prefixes */
+    roaring_bitmap_t *lens[ZD_CODE_LENS]; /* ZD_T_CODE: by code length, created lazily */
+    zd_bsi bsi;                         /* ZD_T_NUMBER, ZD_T_DATE */
+} zd_ixattr;
+
+struct zd_index {
+    const zd_schema *schema;
+    roaring_bitmap_t *universe;
+    int nattrs;
+    zd_ixattr *attrs;
+    zd_idpart parts[ZD_PARTITIONS_MAX];
+};
+
+/* Numbers start at the schema's minimum, which validation enforces. Dates start at 1800-01-01:
+ * low enough for founding and birth dates, high enough that the top slices are not set for
+ * every profile; an earlier date rebases exactly. */
+static uint64_t initial_bbase(const zd_attr *a)
+{
+    if (a->type == ZD_T_NUMBER)
+        return biased(a->min);
+    return biased(zd_date_from_ymd(1800, 1, 1));
+}
+
+zd_index *zd_index_new(const zd_schema *s)
+{
+    zd_index *ix = calloc(1, sizeof(*ix));
+    if (!ix)
+        return NULL;
+    ix->schema = s;
+    ix->universe = roaring_bitmap_create();
+    if (!ix->universe)
+        goto fail;
+    ix->nattrs = s->nattrs;
+    ix->attrs = calloc(s->nattrs > 0 ? (size_t)s->nattrs : 1, sizeof(*ix->attrs));
+    if (!ix->attrs)
+        goto fail;
+    for (int i = 0; i < s->nattrs; i++) {
+        zd_ixattr *xa = &ix->attrs[i];
+        xa->attr = &s->attrs[i];
+        xa->bsi.bbase = initial_bbase(xa->attr);
+        xa->exists = roaring_bitmap_create();
+        if (!xa->exists)
+            goto fail;
+    }
+    return ix;
+fail:
+    zd_index_free(ix);
+    return NULL;
+}
+
+static void ixattr_clear(zd_ixattr *xa)
+{
+    vmap_clear(&xa->map);
+    for (int l = 0; l < ZD_CODE_LENS; l++) {
+        bm_free(xa->lens[l]);
+        xa->lens[l] = NULL;
+    }
+    bsi_clear(&xa->bsi, initial_bbase(xa->attr));
+}
+
+void zd_index_free(zd_index *ix)
+{
+    if (!ix)
+        return;
+    if (ix->attrs) {
+        for (int i = 0; i < ix->nattrs; i++) {
+            ixattr_clear(&ix->attrs[i]);
+            bm_free(ix->attrs[i].exists);
+        }
+        free(ix->attrs);
+    }
+    bm_free(ix->universe);
+    for (int p = 0; p < ZD_PARTITIONS_MAX; p++)
+        idpart_free(&ix->parts[p]);
+    free(ix);
+}
+
+void zd_index_clear(zd_index *ix)
+{
+    roaring_bitmap_clear(ix->universe);
+    for (int i = 0; i < ix->nattrs; i++) {
+        ixattr_clear(&ix->attrs[i]);
+        roaring_bitmap_clear(ix->attrs[i].exists);
+    }
+    for (int p = 0; p < ZD_PARTITIONS_MAX; p++)
+        idpart_free(&ix->parts[p]);
+}
+
+/* The value of attr i in p, or NULL when p is NULL or lacks it. */
+static const zd_value *value_of(const zd_profile *p, const zd_attr *a)
+{
+    if (!p || a->index < 0 || a->index >= p->nvals || !p->vals[a->index].present)
+        return NULL;
+    return &p->vals[a->index];
+}
+
+/* The key lengths a code of length len is indexed under: every level no longer than the code,
+ * plus the code's own length when it is not a level (only for codes validation would reject,
+ * but then exact lookups still work). Returns how many were written to out. */
+static int code_keys(const zd_attr *a, size_t len, size_t out[ZD_CODE_LEVELS_MAX + 1])
+{
+    int n = 0;
+    bool own = false;
+    for (int l = 0; l < a->nlevels && (size_t)a->levels[l] <= len; l++) {
+        out[n++] = (size_t)a->levels[l];
+        own = own || (size_t)a->levels[l] == len;
+    }
+    if (!own && len > 0)
+        out[n++] = len;
+    return n;
+}
+
+static bool code_has_key(const zd_attr *a, const char *code, size_t len, const char *key,
+                         size_t klen)
+{
+    if (klen > len || memcmp(code, key, klen) != 0)
+        return false;
+    if (klen == len)
+        return true;
+    for (int l = 0; l < a->nlevels; l++)
+        if ((size_t)a->levels[l] == klen)
+            return true;
+    return false;
+}
+
+static void code_len_remove(zd_ixattr *xa, size_t len, uint32_t gid)
+{
+    if (len < ZD_CODE_LENS && xa->lens[len])
+        roaring_bitmap_remove(xa->lens[len], gid);
+}
+
+/* Removes gid from the value bitmaps of ov that nv (may be NULL) does not share. */
+static void remove_values(zd_ixattr *xa, uint32_t gid, const zd_value *ov, const zd_value *nv)
+{
+    const zd_attr *a = xa->attr;
+    switch (a->type) {
+    case ZD_T_KEYWORD:
+        if (ov->str && !(nv && nv->str && strcmp(ov->str, nv->str) == 0))
+            vmap_remove_gid(&xa->map, ov->str, strlen(ov->str), gid);
+        break;
+    case ZD_T_TAGS:
+        for (int t = 0; t < ov->ntags; t++) {
+            bool kept = false;
+            for (int u = 0; nv && u < nv->ntags && !kept; u++)
+                kept = strcmp(ov->tags[t], nv->tags[u]) == 0;
+            if (!kept)
+                vmap_remove_gid(&xa->map, ov->tags[t], strlen(ov->tags[t]), gid);
+        }
+        break;
+    case ZD_T_CODE: {
+        if (!ov->str)
+            break;
+        size_t olen = strlen(ov->str), nlen = nv && nv->str ? strlen(nv->str) : 0;
+        size_t keys[ZD_CODE_LEVELS_MAX + 1];
+        int nk = code_keys(a, olen, keys);
+        for (int k = 0; k < nk; k++)
+            if (!(nv && nv->str && code_has_key(a, nv->str, nlen, ov->str, keys[k])))
+                vmap_remove_gid(&xa->map, ov->str, keys[k], gid);
+        if (!(nv && nv->str && nlen == olen))
+            code_len_remove(xa, olen, gid);
+        break;
+    }
+    case ZD_T_NUMBER:
+    case ZD_T_DATE:
+        if (!nv)
+            bsi_remove(&xa->bsi, gid);
+        break;
+    }
+    if (!nv)
+        roaring_bitmap_remove(xa->exists, gid);
+}
+
+static int add_key(zd_vmap *m, const char *key, size_t len, uint32_t gid)
+{
+    roaring_bitmap_t *bm = vmap_get_or_add(m, key, len);
+    if (!bm)
+        return -ENOMEM;
+    roaring_bitmap_add(bm, gid);
+    return 0;
+}
+
+static int add_values(zd_ixattr *xa, uint32_t gid, const zd_value *nv)
+{
+    const zd_attr *a = xa->attr;
+    switch (a->type) {
+    case ZD_T_KEYWORD:
+        if (nv->str && add_key(&xa->map, nv->str, strlen(nv->str), gid) < 0)
+            return -ENOMEM;
+        break;
+    case ZD_T_TAGS:
+        for (int t = 0; t < nv->ntags; t++)
+            if (add_key(&xa->map, nv->tags[t], strlen(nv->tags[t]), gid) < 0)
+                return -ENOMEM;
+        break;
+    case ZD_T_CODE: {
+        if (!nv->str)
+            break;
+        size_t len = strlen(nv->str);
+        size_t keys[ZD_CODE_LEVELS_MAX + 1];
+        int nk = code_keys(a, len, keys);
+        for (int k = 0; k < nk; k++)
+            if (add_key(&xa->map, nv->str, keys[k], gid) < 0)
+                return -ENOMEM;
+        /* Longer codes than ZD_CODE_MAX never pass validation; they get no length bitmap. */
+        if (len < ZD_CODE_LENS) {
+            if (!xa->lens[len] && !(xa->lens[len] = roaring_bitmap_create()))
+                return -ENOMEM;
+            roaring_bitmap_add(xa->lens[len], gid);
+        }
+        break;
+    }
+    case ZD_T_NUMBER:
+    case ZD_T_DATE:
+        if (bsi_set(&xa->bsi, xa->exists, gid, nv->num) < 0)
+            return -ENOMEM;
+        break;
+    }
+    roaring_bitmap_add(xa->exists, gid);
+    return 0;
+}
+
+/* Drops gid from every bitmap of the index: the fallback when its old profile is unknown, so
+ * that a dense id handed out again never inherits stale memberships. Costs one removal per
+ * bitmap. */
+static void scrub_gid(zd_index *ix, uint32_t gid)
+{
+    for (int i = 0; i < ix->nattrs; i++) {
+        zd_ixattr *xa = &ix->attrs[i];
+        zd_vmap *m = &xa->map;
+        /* After a deletion the slot holds the next entry of the run (or wraps an already
+         * visited one to a later slot, which is harmless), so stay on it. */
+        for (uint32_t s = 0; s < m->cap;) {
+            zd_vent *e = &m->slots[s];
+            if (e->key && roaring_bitmap_remove_checked(e->bm, gid) &&
+                roaring_bitmap_is_empty(e->bm)) {
+                vmap_delete_slot(m, s);
+                continue;
+            }
+            s++;
+        }
+        for (int l = 0; l < ZD_CODE_LENS; l++)
+            if (xa->lens[l])
+                roaring_bitmap_remove(xa->lens[l], gid);
+        bsi_remove(&xa->bsi, gid);
+        roaring_bitmap_remove(xa->exists, gid);
+    }
+}
+
+
+int zd_index_put(zd_index *ix, uint32_t gid, const zd_profile *old, const zd_profile *now)
+{
+    if (!now)
+        return zd_index_del(ix, gid, old);
+    if (now->id && idpart_set(&ix->parts[gid >> ZD_DENSE_BITS], gid & ZD_DENSE_MAX, now->id) < 0)
+        return -ENOMEM;
+    /* On ENOMEM below the index holds part of the change; callers treat that as fatal and
+     * rebuild, since CRoaring itself cannot report a failed allocation anyway. */
+    for (int i = 0; i < ix->nattrs; i++) {
+        zd_ixattr *xa = &ix->attrs[i];
+        const zd_value *ov = value_of(old, xa->attr), *nv = value_of(now, xa->attr);
+        if (ov)
+            remove_values(xa, gid, ov, nv);
+        if (nv && add_values(xa, gid, nv) < 0)
+            return -ENOMEM;
+    }
+    roaring_bitmap_add(ix->universe, gid);
+    return 0;
+}
+
+int zd_index_del(zd_index *ix, uint32_t gid, const zd_profile *old)
+{
+    if (old) {
+        for (int i = 0; i < ix->nattrs; i++) {
+            zd_ixattr *xa = &ix->attrs[i];
+            const zd_value *ov = value_of(old, xa->attr);
+            if (ov)
+                remove_values(xa, gid, ov, NULL);
+        }
+    } else {
+        scrub_gid(ix, gid);
+    }
+    roaring_bitmap_remove(ix->universe, gid);
+    idpart_del(&ix->parts[gid >> ZD_DENSE_BITS], gid & ZD_DENSE_MAX);
+    return 0;
+}
+
+/* ---- reading ---------------------------------------------------------------------------- */
+
+static const zd_ixattr *ixattr(const zd_index *ix, int attr)
+{
+    return attr >= 0 && attr < ix->nattrs ? &ix->attrs[attr] : NULL;
+}
+
+static const roaring_bitmap_t *nonempty(const roaring_bitmap_t *bm)
+{
+    return bm && !roaring_bitmap_is_empty(bm) ? bm : NULL;
+}
+
+const roaring_bitmap_t *zd_index_universe(const zd_index *ix)
+{
+    return ix->universe;
+}
+
+const roaring_bitmap_t *zd_index_exists(const zd_index *ix, int attr)
+{
+    const zd_ixattr *xa = ixattr(ix, attr);
+    return xa ? xa->exists : NULL;
+}
+
+const roaring_bitmap_t *zd_index_keyword(const zd_index *ix, int attr, const char *value)
+{
+    const zd_ixattr *xa = ixattr(ix, attr);
+    if (!xa || (xa->attr->type != ZD_T_KEYWORD && xa->attr->type != ZD_T_TAGS))
+        return NULL;
+    return vmap_get(&xa->map, value, strlen(value));
+}
+
+const roaring_bitmap_t *zd_index_code_prefix(const zd_index *ix, int attr, const char *prefix)
+{
+    const zd_ixattr *xa = ixattr(ix, attr);
+    if (!xa || xa->attr->type != ZD_T_CODE)
+        return NULL;
+    return vmap_get(&xa->map, prefix, strlen(prefix));
+}
+
+const roaring_bitmap_t *zd_index_code_len(const zd_index *ix, int attr, int len)
+{
+    const zd_ixattr *xa = ixattr(ix, attr);
+    if (!xa || xa->attr->type != ZD_T_CODE || len < 0 || len >= ZD_CODE_LENS)
+        return NULL;
+    return nonempty(xa->lens[len]);
+}
+
+/* ---- range evaluation -------------------------------------------------------------------
+ *
+ * O'Neil's bit-sliced comparison, from the top slice down: eq holds the gids whose offset
+ * equals w on the bits seen so far; a gid leaves eq for "less" at a bit where w has 1 and it
+ * has 0, for "greater" at the opposite. Only the side the operator needs is accumulated.
+ *
+ * Done with whole-bitmap CRoaring operations this costs one pass over every container per
+ * slice, and Debian's generic build of CRoaring 0.2.66 (no POPCNT, no AVX) is slow at exactly
+ * these operations: about 1 ms for one range over 500k members. So the evaluation runs one
+ * 65536-gid chunk at a time instead: the chunk's part of exists ∩ within is expanded into a
+ * word array, every slice is applied to it with plain word loops over the words that hold
+ * members (which stay in L1), and the result chunk is appended to the output as a container.
+ * This reads CRoaring's container structs directly (public headers of 0.2.x, but internals):
+ * revisit when CRoaring is upgraded. */
+
+#define ZD_WORDS 1024 /* 64-bit words of one 65536-bit chunk */
+
+typedef struct zd_chunk {
+    const void *c;
+    uint8_t type;
+} zd_chunk;
+
+/* The container of key k in bm, or {NULL}; *cursor (monotonic over ascending keys) keeps the
+ * search linear across the chunks of one evaluation. */
+static zd_chunk chunk_at(const roaring_bitmap_t *bm, uint16_t k, int32_t *cursor)
+{
+    const roaring_array_t *ra = &bm->high_low_container;
+    int32_t i = *cursor;
+    while (i < ra->size && ra->keys[i] < k)
+        i++;
+    *cursor = i;
+    zd_chunk ch = {NULL, 0};
+    if (i < ra->size && ra->keys[i] == k) {
+        ch.type = ra->typecodes[i];
+        ch.c = container_unwrap_shared(ra->containers[i], &ch.type);
+    }
+    return ch;
+}
+
+/* The words [*lo, *hi) outside of which the chunk has no bits. */
+static void chunk_span(zd_chunk ch, size_t *lo, size_t *hi)
+{
+    *lo = *hi = 0;
+    if (ch.type == BITSET_CONTAINER_TYPE_CODE) {
+        const uint64_t *w = ((const bitset_container_t *)ch.c)->array;
+        size_t l = 0, h = ZD_WORDS;
+        while (l < h && !w[l])
+            l++;
+        while (h > l && !w[h - 1])
+            h--;
+        *lo = l;
+        *hi = h;
+    } else if (ch.type == ARRAY_CONTAINER_TYPE_CODE) {
+        const array_container_t *a = ch.c;
+        if (a->cardinality > 0) {
+            *lo = a->array[0] >> 6;
+            *hi = ((size_t)a->array[a->cardinality - 1] >> 6) + 1;
+        }
+    } else if (ch.type == RUN_CONTAINER_TYPE_CODE) {
+        const run_container_t *r = ch.c;
+        if (r->n_runs > 0) {
+            const rle16_t *last = &r->runs[r->n_runs - 1];
+            *lo = r->runs[0].value >> 6;
+            *hi = (((size_t)last->value + last->length) >> 6) + 1;
+        }
+    }
+}
+
+/* Words [lo, hi) of the chunk: the container's own array for a bitset, else expanded into
+ * scratch. NULL when the chunk is empty there. */
+static const uint64_t *chunk_words(zd_chunk ch, uint64_t *scratch, size_t lo, size_t hi)
+{
+    if (!ch.c)
+        return NULL;
+    if (ch.type == BITSET_CONTAINER_TYPE_CODE)
+        return ((const bitset_container_t *)ch.c)->array;
+    memset(scratch + lo, 0, (hi - lo) * sizeof(uint64_t));
+    uint32_t from = (uint32_t)lo * 64, to = (uint32_t)hi * 64;
+    if (ch.type == ARRAY_CONTAINER_TYPE_CODE) {
+        const array_container_t *a = ch.c;
+        for (int32_t i = 0; i < a->cardinality; i++) {
+            uint32_t x = a->array[i];
+            if (x >= from && x < to)
+                scratch[x >> 6] |= (uint64_t)1 << (x & 63);
+        }
+    } else if (ch.type == RUN_CONTAINER_TYPE_CODE) {
+        const run_container_t *r = ch.c;
+        for (int32_t i = 0; i < r->n_runs; i++) {
+            uint32_t a = r->runs[i].value, z = a + r->runs[i].length + 1; /* [a, z) */
+            a = a < from ? from : a;
+            z = z > to ? to : z;
+            for (uint32_t x = a; x < z;) {
+                /* Whole words where possible: runs cover long stretches after optimize. */
+                if ((x & 63) == 0 && z - x >= 64) {
+                    scratch[x >> 6] = ~(uint64_t)0;
+                    x += 64;
+                } else {
+                    scratch[x >> 6] |= (uint64_t)1 << (x & 63);
+                    x++;
+                }
+            }
+        }
+    }
+    return scratch;
+}
+
+/* One slice step over words [lo, hi). Separate loops per case so that each vectorizes.
+ * Returns the OR of the new eq words: 0 means eq is empty. */
+enum { STEP_KEEP_ZERO, STEP_KEEP_ONE, STEP_LT, STEP_GT };
+
+static uint64_t slice_step(int step, uint64_t *restrict eq, uint64_t *restrict acc,
+                           const uint64_t *restrict s, size_t lo, size_t hi)
+{
+    uint64_t any = 0;
+    switch (step) {
+    case STEP_KEEP_ZERO: /* w has 0 here, "greater" not wanted */
+        for (size_t j = lo; j < hi; j++) {
+            eq[j] &= ~s[j];
+            any |= eq[j];
+        }
+        break;
+    case STEP_KEEP_ONE: /* w has 1 here, "less" not wanted */
+        for (size_t j = lo; j < hi; j++) {
+            eq[j] &= s[j];
+            any |= eq[j];
+        }
+        break;
+    case STEP_LT: /* w has 1: members with 0 are less */
+        for (size_t j = lo; j < hi; j++) {
+            acc[j] |= eq[j] & ~s[j];
+            eq[j] &= s[j];
+            any |= eq[j];
+        }
+        break;
+    case STEP_GT: /* w has 0: members with 1 are greater */
+        for (size_t j = lo; j < hi; j++) {
+            acc[j] |= eq[j] & s[j];
+            eq[j] &= ~s[j];
+            any |= eq[j];
+        }
+        break;
+    }
+    return any;
+}
+
+/* The same step for a sparse slice (an array container), costing one word update per value
+ * instead of a pass over the words. KEEP_ONE and LT build the new eq in *tmp and swap the
+ * buffers. Values outside [lo, hi) touch scratch words that are never read. */
+static void slice_step_sparse(int step, uint64_t **eq, uint64_t *acc, uint64_t **tmp,
+                              const array_container_t *s, size_t lo, size_t hi)
+{
+    const uint16_t *a = s->array;
+    int32_t n = s->cardinality;
+    uint64_t *e = *eq, *t = *tmp;
+    switch (step) {
+    case STEP_KEEP_ZERO:
+        for (int32_t i = 0; i < n; i++)
+            e[a[i] >> 6] &= ~((uint64_t)1 << (a[i] & 63));
+        return;
+    case STEP_GT:
+        for (int32_t i = 0; i < n; i++) {
+            uint64_t b = e[a[i] >> 6] & ((uint64_t)1 << (a[i] & 63));
+            acc[a[i] >> 6] |= b;
+            e[a[i] >> 6] ^= b;
+        }
+        return;
+    case STEP_LT:
+        /* Everything in eq becomes less, except what the slice keeps in eq. */
+        for (size_t j = lo; j < hi; j++)
+            acc[j] |= e[j];
+        memset(t + lo, 0, (hi - lo) * sizeof(uint64_t));
+        for (int32_t i = 0; i < n; i++) {
+            uint64_t b = e[a[i] >> 6] & ((uint64_t)1 << (a[i] & 63));
+            t[a[i] >> 6] |= b;
+            acc[a[i] >> 6] ^= b;
+        }
+        break;
+    case STEP_KEEP_ONE:
+        memset(t + lo, 0, (hi - lo) * sizeof(uint64_t));
+        for (int32_t i = 0; i < n; i++)
+            t[a[i] >> 6] |= e[a[i] >> 6] & ((uint64_t)1 << (a[i] & 63));
+        break;
+    }
+    *eq = t;
+    *tmp = e;
+}
+
+static uint64_t popcount64(uint64_t x)
+{
+    x -= (x >> 1) & 0x5555555555555555ull;
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+    return (x * 0x0101010101010101ull) >> 56;
+}
+
+/* Appends words [lo, hi) of res as the container of key k, as CRoaring would store it: an
+ * array up to 4096 values, a bitset above. */
+static int append_chunk(roaring_bitmap_t *out, uint16_t k, const uint64_t *res, size_t lo,
+                        size_t hi)
+{
+    uint64_t card = 0;
+    for (size_t j = lo; j < hi; j++)
+        card += popcount64(res[j]);
+    if (card == 0)
+        return 0;
+    if (card > DEFAULT_MAX_SIZE) {
+        bitset_container_t *bc = bitset_container_create();
+        if (!bc)
+            return -ENOMEM;
+        memcpy(bc->array + lo, res + lo, (hi - lo) * sizeof(uint64_t));
+        bc->cardinality = (int32_t)card;
+        ra_append(&out->high_low_container, k, bc, BITSET_CONTAINER_TYPE_CODE);
+    } else {
+        array_container_t *ac = array_container_create_given_capacity((int32_t)card);
+        if (!ac)
+            return -ENOMEM;
+        int32_t n = 0;
+        for (size_t j = lo; j < hi; j++)
+            for (uint64_t x = res[j]; x; x &= x - 1)
+                ac->array[n++] = (uint16_t)(j * 64 + (size_t)__builtin_ctzll(x));
+        ac->cardinality = n;
+        ra_append(&out->high_low_container, k, ac, ARRAY_CONTAINER_TYPE_CODE);
+    }
+    return 0;
+}
+
+typedef struct zd_range_scratch {
+    uint64_t eq[ZD_WORDS], acc[ZD_WORDS], tmp[ZD_WORDS], alt[ZD_WORDS];
+} zd_range_scratch;
+
+roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_t v,
+                                 const roaring_bitmap_t *within)
+{
+    const zd_ixattr *xa = ixattr(ix, attr);
+    if (!xa || (xa->attr->type != ZD_T_NUMBER && xa->attr->type != ZD_T_DATE))
+        return roaring_bitmap_create();
+    const zd_bsi *b = &xa->bsi;
+    bool want_lt = op == ZD_CMP_LT || op == ZD_CMP_LE;
+    bool want_gt = op == ZD_CMP_GT || op == ZD_CMP_GE;
+
+    /* Values outside what the slices can hold compare the same way with every member. */
+    uint64_t bv = biased(v);
+    bool all_greater = bv < b->bbase;
+    uint64_t w = bv - b->bbase;
+    bool all_less = !all_greater && b->depth < ZD_BSI_BITS && (w >> b->depth) != 0;
+    if (all_greater || all_less) {
+        if (all_greater ? !want_gt : !want_lt)
+            return roaring_bitmap_create();
+        return within ? roaring_bitmap_and(xa->exists, within) : roaring_bitmap_copy(xa->exists);
+    }
+
+    /* 32 KiB of scratch on the stack: a heap block this size goes back to the system on free
+     * and page-faults in again on every call. Zeroed once so that no word is ever read
+     * uninitialized, even outside a chunk's span. */
+    zd_range_scratch sc;
+    memset(&sc, 0, sizeof(sc));
+    roaring_bitmap_t *out = roaring_bitmap_create();
+    if (!out)
+        return NULL;
+    int32_t wcur = 0, scur[ZD_BSI_BITS] = {0};
+    const roaring_array_t *ex = &xa->exists->high_low_container;
+    for (int32_t e = 0; e < ex->size; e++) {
+        uint16_t k = ex->keys[e];
+        zd_chunk ech = {NULL, ex->typecodes[e]};
+        ech.c = container_unwrap_shared(ex->containers[e], &ech.type);
+        size_t lo, hi;
+        chunk_span(ech, &lo, &hi);
+        zd_chunk wch = {NULL, 0};
+        if (within) {
+            wch = chunk_at(within, k, &wcur);
+            if (!wch.c)
+                continue;
+            size_t wlo, whi;
+            chunk_span(wch, &wlo, &whi);
+            lo = wlo > lo ? wlo : lo;
+            hi = whi < hi ? whi : hi;
+        }
+        if (lo >= hi)
+            continue;
+        uint64_t *eq = sc.eq, *alt = sc.alt, *acc = sc.acc;
+        const uint64_t *ew = chunk_words(ech, sc.tmp, lo, hi);
+        memcpy(eq + lo, ew + lo, (hi - lo) * sizeof(uint64_t));
+        if (within) {
+            const uint64_t *ww = chunk_words(wch, sc.tmp, lo, hi);
+            for (size_t j = lo; j < hi; j++)
+                eq[j] &= ww[j];
+        }
+        memset(acc + lo, 0, (hi - lo) * sizeof(uint64_t));
+        for (int i = b->depth - 1; i >= 0; i--) {
+            bool one = (w >> i) & 1;
+            int step = one ? (want_lt ? STEP_LT : STEP_KEEP_ONE)
+                           : (want_gt ? STEP_GT : STEP_KEEP_ZERO);
+            zd_chunk sch = chunk_at(b->slices[i], k, &scur[i]);
+            if (!sch.c) {
+                /* Nobody in this chunk has the bit: a 0 in w changes nothing, a 1 makes every
+                 * remaining member less. */
+                if (!one)
+                    continue;
+                if (want_lt)
+                    for (size_t j = lo; j < hi; j++)
+                        acc[j] |= eq[j];
+                memset(eq + lo, 0, (hi - lo) * sizeof(uint64_t));
+                break;
+            }
+            if (sch.type == ARRAY_CONTAINER_TYPE_CODE) {
+                slice_step_sparse(step, &eq, acc, &alt, sch.c, lo, hi);
+                continue;
+            }
+            const uint64_t *sw = chunk_words(sch, sc.tmp, lo, hi);
+            if (!slice_step(step, eq, acc, sw, lo, hi))
+                break;
+        }
+        const uint64_t *res = eq;
+        if (want_lt || want_gt) {
+            if (op == ZD_CMP_LE || op == ZD_CMP_GE)
+                for (size_t j = lo; j < hi; j++)
+                    acc[j] |= eq[j];
+            res = acc;
+        }
+        if (append_chunk(out, k, res, lo, hi) < 0) {
+            roaring_bitmap_free(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+const char *zd_index_id(const zd_index *ix, uint32_t gid)
+{
+    const zd_idpart *p = &ix->parts[gid >> ZD_DENSE_BITS];
+    uint32_t dense = gid & ZD_DENSE_MAX;
+    if (dense >= p->noffs || !p->offs[dense])
+        return NULL;
+    return p->arena + p->offs[dense];
+}
+
+void zd_index_foreach_value(const zd_index *ix, int attr, int level, zd_index_value_fn fn,
+                            void *udata)
+{
+    const zd_ixattr *xa = ixattr(ix, attr);
+    if (!xa)
+        return;
+    zd_type t = xa->attr->type;
+    if (t != ZD_T_KEYWORD && t != ZD_T_TAGS && t != ZD_T_CODE)
+        return;
+    const zd_vmap *m = &xa->map;
+    for (uint32_t i = 0; i < m->cap; i++) {
+        const zd_vent *e = &m->slots[i];
+        if (e->key && (t != ZD_T_CODE || e->klen == (uint32_t)level))
+            fn(e->key, e->bm, udata);
+    }
+}
+
+/* ---- statistics and maintenance --------------------------------------------------------- */
+
+/* What one malloc'd block costs beyond its payload with glibc (header and rounding). */
+#define ZD_MALLOC_OVERHEAD 16
+
+/* Heap bytes of one bitmap: the struct, the key/container/typecode arrays, and per container
+ * its header struct and payload (CRoaring allocates each separately). */
+static size_t bitmap_heap_bytes(const roaring_bitmap_t *bm)
+{
+    roaring_statistics_t st;
+    roaring_bitmap_statistics(bm, &st);
+    const roaring_array_t *ra = &bm->high_low_container;
+    size_t n = sizeof(*bm) + ZD_MALLOC_OVERHEAD;
+    if (ra->allocation_size > 0)
+        n += (size_t)ra->allocation_size * (sizeof(void *) + sizeof(uint16_t) + sizeof(uint8_t)) +
+             3 * ZD_MALLOC_OVERHEAD;
+    n += (size_t)st.n_containers * (16 + 2 * ZD_MALLOC_OVERHEAD);
+    n += (size_t)st.n_bytes_array_containers + st.n_bytes_run_containers +
+         st.n_bytes_bitset_containers;
+    return n;
+}
+
+typedef struct zd_stats_acc {
+    uint64_t bitmaps, serialized, heap;
+} zd_stats_acc;
+
+static void stats_add(zd_stats_acc *a, const roaring_bitmap_t *bm)
+{
+    if (!bm)
+        return;
+    a->bitmaps++;
+    a->serialized += roaring_bitmap_portable_size_in_bytes(bm);
+    a->heap += bitmap_heap_bytes(bm);
+}
+
+void zd_index_get_stats(const zd_index *ix, zd_index_stats *st)
+{
+    zd_stats_acc a = {0};
+    uint64_t tables = sizeof(*ix) + (uint64_t)ix->nattrs * sizeof(zd_ixattr);
+    stats_add(&a, ix->universe);
+    for (int i = 0; i < ix->nattrs; i++) {
+        const zd_ixattr *xa = &ix->attrs[i];
+        stats_add(&a, xa->exists);
+        for (uint32_t s = 0; s < xa->map.cap; s++) {
+            if (!xa->map.slots[s].key)
+                continue;
+            stats_add(&a, xa->map.slots[s].bm);
+            tables += xa->map.slots[s].klen + 1 + ZD_MALLOC_OVERHEAD;
+        }
+        tables += (uint64_t)xa->map.cap * sizeof(zd_vent);
+        for (int l = 0; l < ZD_CODE_LENS; l++)
+            stats_add(&a, xa->lens[l]);
+        for (int d = 0; d < xa->bsi.depth; d++)
+            stats_add(&a, xa->bsi.slices[d]);
+    }
+    uint64_t ids = 0;
+    for (int p = 0; p < ZD_PARTITIONS_MAX; p++)
+        ids += (uint64_t)ix->parts[p].noffs * sizeof(uint32_t) + ix->parts[p].acap;
+    st->profiles = roaring_bitmap_get_cardinality(ix->universe);
+    st->bitmaps = a.bitmaps;
+    st->bitmap_bytes = a.serialized;
+    st->id_bytes = ids;
+    st->total_bytes = a.heap + tables + ids;
+}
+
+static void optimize_bitmap(roaring_bitmap_t *bm)
+{
+    if (!bm)
+        return;
+    roaring_bitmap_run_optimize(bm);
+    roaring_bitmap_shrink_to_fit(bm);
+}
+
+void zd_index_optimize(zd_index *ix)
+{
+    optimize_bitmap(ix->universe);
+    for (int i = 0; i < ix->nattrs; i++) {
+        zd_ixattr *xa = &ix->attrs[i];
+        optimize_bitmap(xa->exists);
+        for (uint32_t s = 0; s < xa->map.cap; s++)
+            if (xa->map.slots[s].key)
+                optimize_bitmap(xa->map.slots[s].bm);
+        for (int l = 0; l < ZD_CODE_LENS; l++)
+            optimize_bitmap(xa->lens[l]);
+        for (int d = 0; d < xa->bsi.depth; d++)
+            optimize_bitmap(xa->bsi.slices[d]);
+    }
+    /* Trim the id tables' growth slack too; after a bulk load most of it would stay unused. */
+    for (int p = 0; p < ZD_PARTITIONS_MAX; p++) {
+        zd_idpart *ip = &ix->parts[p];
+        if (ip->garbage > 0 && ip->alen > 0)
+            idpart_compact(ip, 0);
+        if (ip->acap > ip->alen && ip->alen > 0) {
+            char *na = realloc(ip->arena, ip->alen);
+            if (na) {
+                ip->arena = na;
+                ip->acap = ip->alen;
+            }
+        }
+        uint32_t used = ip->noffs;
+        while (used > 0 && !ip->offs[used - 1])
+            used--;
+        if (used == 0) {
+            free(ip->offs);
+            ip->offs = NULL;
+            ip->noffs = 0;
+        } else if (used < ip->noffs) {
+            uint32_t *no = realloc(ip->offs, used * sizeof(*no));
+            if (no) {
+                ip->offs = no;
+                ip->noffs = used;
+            }
+        }
+    }
+}

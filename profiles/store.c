@@ -1,0 +1,452 @@
+/* Profile persistence: Lua scripts that write the profile hash, allocate dense ids and append
+ * to the partition's change stream atomically; thin glue to zhidad's Redis client. */
+#include "profiles/store.h"
+
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "zhidad/redis.h"
+
+/* KEYS: profiles hash, dense-id counter, change stream.
+ * ARGV: maxlen, max dense id, then (id, document, expect) triples.
+ * Stored value: "<dense>,<version>|<document>". The change-stream entry carries the replaced
+ * document ("old") so that every index can drop the old memberships without a read. */
+static const char put_script[] =
+    "local out = {}\n"
+    "local maxdense = tonumber(ARGV[2])\n"
+    "for i = 3, #ARGV, 3 do\n"
+    "  local id, doc, expect = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
+    "  local cur = redis.call('HGET', KEYS[1], id)\n"
+    "  local dense, ver, old\n"
+    "  if cur then\n"
+    "    local c = string.find(cur, ',', 1, true)\n"
+    "    local b = string.find(cur, '|', c + 1, true)\n"
+    "    dense = string.sub(cur, 1, c - 1)\n"
+    "    ver = tonumber(string.sub(cur, c + 1, b - 1))\n"
+    "    old = string.sub(cur, b + 1)\n"
+    "  end\n"
+    "  if (expect == '-' and cur) or (expect ~= '' and expect ~= '-' and\n"
+    "      (not cur or tostring(ver) ~= expect)) then\n"
+    "    out[#out + 1] = {'conflict', '0', '0'}\n"
+    "  elseif cur and old == doc then\n"
+    "    out[#out + 1] = {'unchanged', dense, tostring(ver)}\n"
+    "  else\n"
+    "    if not cur then\n"
+    "      dense = redis.call('INCR', KEYS[2])\n"
+    "      ver = 0\n"
+    "    end\n"
+    "    if tonumber(dense) > maxdense then\n"
+    "      out[#out + 1] = {'full', '0', '0'}\n"
+    "    else\n"
+    "      dense = tostring(dense)\n"
+    "      ver = ver + 1\n"
+    "      redis.call('HSET', KEYS[1], id, dense .. ',' .. ver .. '|' .. doc)\n"
+    "      if cur then\n"
+    "        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'op', 'put', 'id', id,\n"
+    "                   'd', dense, 'old', old, 'new', doc)\n"
+    "        out[#out + 1] = {'updated', dense, tostring(ver), old}\n"
+    "      else\n"
+    "        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'op', 'put', 'id', id,\n"
+    "                   'd', dense, 'new', doc)\n"
+    "        out[#out + 1] = {'created', dense, tostring(ver)}\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/* KEYS: profiles hash, change stream. ARGV: maxlen, id. Returns nil or {dense, old}. */
+static const char del_script[] =
+    "local cur = redis.call('HGET', KEYS[1], ARGV[2])\n"
+    "if not cur then return false end\n"
+    "local c = string.find(cur, ',', 1, true)\n"
+    "local b = string.find(cur, '|', c + 1, true)\n"
+    "local dense = string.sub(cur, 1, c - 1)\n"
+    "local old = string.sub(cur, b + 1)\n"
+    "redis.call('HDEL', KEYS[1], ARGV[2])\n"
+    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'op', 'del', 'id', ARGV[2],\n"
+    "           'd', dense, 'old', old)\n"
+    "return {dense, old}\n";
+
+enum { SCRIPT_PUT, SCRIPT_DEL, SCRIPT_COUNT };
+static const char *const script_body[SCRIPT_COUNT] = {put_script, del_script};
+
+struct zd_store {
+    zd_redis *redis;
+    int partitions;
+    long maxlen;
+    char sha[SCRIPT_COUNT][48]; /* "" until SCRIPT LOAD answered */
+};
+
+/* One script call in flight; keeps its arguments so a NOSCRIPT answer can be retried as EVAL. */
+typedef struct script_call {
+    zd_store *st;
+    int script;
+    int partition;
+    int argc;
+    char **argv;
+    size_t *argvlen;
+    bool retried;
+    void (*done)(struct script_call *c, int status, redisReply *reply);
+    void *cb;
+    void *udata;
+    int n; /* batch size, for put */
+} script_call;
+
+const char *zd_store_key_profiles(int partition, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "zd:{p%d}:profiles", partition);
+    return buf;
+}
+
+const char *zd_store_key_changes(int partition, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "zd:{p%d}:changes", partition);
+    return buf;
+}
+
+static const char *key_seq(int partition, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "zd:{p%d}:seq", partition);
+    return buf;
+}
+
+int zd_store_split_value(const char *v, size_t len, uint32_t *dense, uint64_t *version,
+                         const char **json, size_t *json_len)
+{
+    uint64_t d = 0, ver = 0;
+    size_t i = 0;
+    while (i < len && v[i] >= '0' && v[i] <= '9')
+        d = d * 10 + (uint64_t)(v[i++] - '0');
+    if (i == 0 || i >= len || v[i] != ',' || d > ZD_DENSE_MAX)
+        return -EINVAL;
+    size_t start = ++i;
+    while (i < len && v[i] >= '0' && v[i] <= '9')
+        ver = ver * 10 + (uint64_t)(v[i++] - '0');
+    if (i == start || i >= len || v[i] != '|')
+        return -EINVAL;
+    *dense = (uint32_t)d;
+    *version = ver;
+    *json = v + i + 1;
+    *json_len = len - i - 1;
+    return 0;
+}
+
+static void script_loaded(zd_redis *r, int status, redisReply *reply, void *udata)
+{
+    char *slot = udata;
+    if (status == 0 && reply->type == REDIS_REPLY_STRING && reply->len < 48)
+        memcpy(slot, reply->str, reply->len + 1);
+    else
+        zd_warn("store: SCRIPT LOAD failed (status %d); falling back to EVAL", status);
+}
+
+static void on_connect(zd_redis *r, void *udata)
+{
+    zd_store *st = udata;
+    for (int i = 0; i < SCRIPT_COUNT; i++) {
+        st->sha[i][0] = '\0';
+        zd_redis_cmd(r, script_loaded, st->sha[i], "SCRIPT LOAD %s", script_body[i]);
+    }
+}
+
+zd_store *zd_store_new(zd_redis *r, int partitions, long maxlen)
+{
+    zd_store *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    st->redis = r;
+    st->partitions = partitions;
+    st->maxlen = maxlen;
+    zd_redis_on_connect(r, on_connect, st);
+    if (zd_redis_ready(r))
+        on_connect(r, st);
+    return st;
+}
+
+void zd_store_free(zd_store *st)
+{
+    if (!st)
+        return;
+    zd_redis_on_connect(st->redis, NULL, NULL);
+    free(st);
+}
+
+int zd_store_partitions(const zd_store *st)
+{
+    return st->partitions;
+}
+
+static void call_free(script_call *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->argc; i++)
+        free(c->argv[i]);
+    free(c->argv);
+    free(c->argvlen);
+    free(c);
+}
+
+static int call_send(script_call *c);
+
+static void call_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+{
+    script_call *c = udata;
+    if (status == 0 && reply->type == REDIS_REPLY_ERROR && !c->retried &&
+        strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        /* The script cache was flushed (Redis restarted without our reconnect noticing, or
+         * SCRIPT FLUSH): resend this call as EVAL and reload the cache. */
+        c->retried = true;
+        c->st->sha[c->script][0] = '\0';
+        zd_redis_cmd(r, script_loaded, c->st->sha[c->script], "SCRIPT LOAD %s",
+                     script_body[c->script]);
+        if (call_send(c) == 0)
+            return;
+        status = -EIO;
+    }
+    if (status == 0 && reply->type == REDIS_REPLY_ERROR) {
+        zd_error_log("store: script failed: %.200s", reply->str);
+        status = -EIO;
+    }
+    c->done(c, status, status == 0 ? reply : NULL);
+    call_free(c);
+}
+
+static int call_send(script_call *c)
+{
+    /* argv[0] and argv[1] are reserved for the command and the script (sha or body). */
+    zd_store *st = c->st;
+    free(c->argv[0]);
+    free(c->argv[1]);
+    bool sha = st->sha[c->script][0] != '\0' && !c->retried;
+    c->argv[0] = strdup(sha ? "EVALSHA" : "EVAL");
+    c->argv[1] = strdup(sha ? st->sha[c->script] : script_body[c->script]);
+    if (!c->argv[0] || !c->argv[1])
+        return -ENOMEM;
+    c->argvlen[0] = strlen(c->argv[0]);
+    c->argvlen[1] = strlen(c->argv[1]);
+    return zd_redis_cmdargv(st->redis, call_reply, c, c->argc, (const char **)c->argv,
+                            c->argvlen);
+}
+
+static script_call *call_new(zd_store *st, int script, int argc)
+{
+    script_call *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->st = st;
+    c->script = script;
+    c->argv = calloc((size_t)argc, sizeof(char *));
+    c->argvlen = calloc((size_t)argc, sizeof(size_t));
+    if (!c->argv || !c->argvlen) {
+        call_free(c);
+        return NULL;
+    }
+    c->argc = argc;
+    return c;
+}
+
+static int call_arg(script_call *c, int i, const char *s, size_t len)
+{
+    c->argv[i] = malloc(len + 1);
+    if (!c->argv[i])
+        return -ENOMEM;
+    memcpy(c->argv[i], s, len);
+    c->argv[i][len] = '\0';
+    c->argvlen[i] = len;
+    return 0;
+}
+
+static int call_argll(script_call *c, int i, long long v)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%lld", v);
+    return call_arg(c, i, buf, (size_t)n);
+}
+
+static uint64_t parse_u64(const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_INTEGER)
+        return (uint64_t)r->integer;
+    if (r->type == REDIS_REPLY_STRING)
+        return strtoull(r->str, NULL, 10);
+    return 0;
+}
+
+static void put_done(script_call *c, int status, redisReply *reply)
+{
+    zd_store_put_cb cb = (zd_store_put_cb)c->cb;
+    if (status != 0) {
+        cb(status, NULL, 0, c->udata);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || (int)reply->elements != c->n) {
+        zd_error_log("store: unexpected put reply shape");
+        cb(-EIO, NULL, 0, c->udata);
+        return;
+    }
+    zd_put_result *res = calloc((size_t)c->n, sizeof(*res));
+    if (!res) {
+        cb(-ENOMEM, NULL, 0, c->udata);
+        return;
+    }
+    for (int i = 0; i < c->n; i++) {
+        redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != REDIS_REPLY_STRING) {
+            free(res);
+            cb(-EIO, NULL, 0, c->udata);
+            return;
+        }
+        const char *o = e->element[0]->str;
+        res[i].outcome = strcmp(o, "created") == 0     ? ZD_PUT_CREATED
+                         : strcmp(o, "updated") == 0   ? ZD_PUT_UPDATED
+                         : strcmp(o, "unchanged") == 0 ? ZD_PUT_UNCHANGED
+                         : strcmp(o, "full") == 0      ? ZD_PUT_FULL
+                                                       : ZD_PUT_CONFLICT;
+        res[i].gid = zd_gid(c->partition, (uint32_t)parse_u64(e->element[1]));
+        res[i].version = parse_u64(e->element[2]);
+        if (e->elements >= 4 && e->element[3]->type == REDIS_REPLY_STRING) {
+            res[i].old_json = e->element[3]->str;
+            res[i].old_len = e->element[3]->len;
+        }
+    }
+    cb(0, res, c->n, c->udata);
+    free(res);
+}
+
+int zd_store_put_batch(zd_store *st, int partition, zd_profile *const *profiles, int n,
+                       const char *const *expect, zd_store_put_cb cb, void *udata)
+{
+    char key[64];
+    /* EVALSHA sha 3 k1 k2 k3 maxlen maxdense (id doc expect)*n */
+    int argc = 8 + 3 * n;
+    script_call *c = call_new(st, SCRIPT_PUT, argc);
+    if (!c)
+        return -ENOMEM;
+    c->partition = partition;
+    c->n = n;
+    c->cb = (void *)cb;
+    c->udata = udata;
+    c->done = put_done;
+    int rc = call_arg(c, 2, "3", 1);
+    zd_store_key_profiles(partition, key, sizeof(key));
+    rc |= call_arg(c, 3, key, strlen(key));
+    key_seq(partition, key, sizeof(key));
+    rc |= call_arg(c, 4, key, strlen(key));
+    zd_store_key_changes(partition, key, sizeof(key));
+    rc |= call_arg(c, 5, key, strlen(key));
+    rc |= call_argll(c, 6, st->maxlen);
+    rc |= call_argll(c, 7, ZD_DENSE_MAX);
+    for (int i = 0; i < n && rc == 0; i++) {
+        char *doc = zd_profile_to_json(profiles[i]);
+        if (!doc) {
+            rc = -ENOMEM;
+            break;
+        }
+        const char *ex = expect && expect[i] ? expect[i] : "";
+        rc |= call_arg(c, 8 + 3 * i, profiles[i]->id, strlen(profiles[i]->id));
+        rc |= call_arg(c, 9 + 3 * i, doc, strlen(doc));
+        rc |= call_arg(c, 10 + 3 * i, ex, strlen(ex));
+        free(doc);
+    }
+    if (rc == 0)
+        rc = call_send(c);
+    if (rc != 0) {
+        call_free(c);
+        return rc < 0 ? rc : -ENOMEM;
+    }
+    return 0;
+}
+
+static void del_done(script_call *c, int status, redisReply *reply)
+{
+    zd_store_del_cb cb = (zd_store_del_cb)c->cb;
+    if (status != 0) {
+        cb(status, false, 0, NULL, 0, c->udata);
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        cb(0, false, 0, NULL, 0, c->udata);
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+               reply->element[1]->type == REDIS_REPLY_STRING) {
+        uint32_t gid = zd_gid(c->partition, (uint32_t)parse_u64(reply->element[0]));
+        cb(0, true, gid, reply->element[1]->str, reply->element[1]->len, c->udata);
+    } else {
+        cb(-EIO, false, 0, NULL, 0, c->udata);
+    }
+}
+
+int zd_store_del(zd_store *st, const char *id, zd_store_del_cb cb, void *udata)
+{
+    char key[64];
+    int partition = zd_partition_of(id, st->partitions);
+    script_call *c = call_new(st, SCRIPT_DEL, 7);
+    if (!c)
+        return -ENOMEM;
+    c->partition = partition;
+    c->cb = (void *)cb;
+    c->udata = udata;
+    c->done = del_done;
+    int rc = call_arg(c, 2, "2", 1);
+    zd_store_key_profiles(partition, key, sizeof(key));
+    rc |= call_arg(c, 3, key, strlen(key));
+    zd_store_key_changes(partition, key, sizeof(key));
+    rc |= call_arg(c, 4, key, strlen(key));
+    rc |= call_argll(c, 5, st->maxlen);
+    rc |= call_arg(c, 6, id, strlen(id));
+    if (rc == 0)
+        rc = call_send(c);
+    if (rc != 0) {
+        call_free(c);
+        return rc < 0 ? rc : -ENOMEM;
+    }
+    return 0;
+}
+
+typedef struct get_call {
+    zd_store_get_cb cb;
+    void *udata;
+    int partition;
+} get_call;
+
+static void get_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+{
+    get_call *g = udata;
+    if (status != 0) {
+        g->cb(status, NULL, 0, 0, 0, g->udata);
+    } else if (reply->type == REDIS_REPLY_NIL) {
+        g->cb(0, NULL, 0, 0, 0, g->udata);
+    } else if (reply->type == REDIS_REPLY_STRING) {
+        uint32_t dense;
+        uint64_t ver;
+        const char *json;
+        size_t len;
+        if (zd_store_split_value(reply->str, reply->len, &dense, &ver, &json, &len) == 0)
+            g->cb(0, json, len, zd_gid(g->partition, dense), ver, g->udata);
+        else
+            g->cb(-EIO, NULL, 0, 0, 0, g->udata);
+    } else {
+        g->cb(-EIO, NULL, 0, 0, 0, g->udata);
+    }
+    free(g);
+}
+
+int zd_store_get(zd_store *st, const char *id, zd_store_get_cb cb, void *udata)
+{
+    char key[64];
+    get_call *g = malloc(sizeof(*g));
+    if (!g)
+        return -ENOMEM;
+    g->cb = cb;
+    g->udata = udata;
+    g->partition = zd_partition_of(id, st->partitions);
+    zd_store_key_profiles(g->partition, key, sizeof(key));
+    int rc = zd_redis_cmd(st->redis, get_reply, g, "HGET %s %s", key, id);
+    if (rc != 0)
+        free(g);
+    return rc;
+}

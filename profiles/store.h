@@ -1,0 +1,76 @@
+/* Profile persistence in Redis (SPEC §2, §7): every write is one Lua script over the keys of one
+ * partition's hash slot — the profile hash, the dense-id counter and the change stream — so a
+ * write, its dense id and its change-stream entry land together or not at all. This is an
+ * adapter on zhidad's Redis client; the key layout is documented in docs/DESIGN.md. */
+#ifndef ZD_STORE_H
+#define ZD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "profiles/profile.h"
+
+typedef struct zd_redis zd_redis;
+typedef struct zd_store zd_store;
+
+/* Creates a store on Redis client r (borrowed, must outlive the store) for `partitions`
+ * partitions; change streams are trimmed to about maxlen entries each. Loads its scripts on
+ * every (re)connect of r. Caller frees with zd_store_free(). */
+zd_store *zd_store_new(zd_redis *r, int partitions, long maxlen);
+void zd_store_free(zd_store *st);
+
+/* Key names, for the follower and the loader: "zd:{p<N>}:profiles" and so on. Writes into buf
+ * (capacity cap) and returns buf. */
+const char *zd_store_key_profiles(int partition, char *buf, size_t cap);
+const char *zd_store_key_changes(int partition, char *buf, size_t cap);
+#define ZD_KEY_SEGMENTS "zd:segments"
+#define ZD_KEY_AUDIT "zd:audit"
+
+/* Splits a stored hash value "dense,version|json" into its parts (json borrowed from v).
+ * Returns 0 or -EINVAL. */
+int zd_store_split_value(const char *v, size_t len, uint32_t *dense, uint64_t *version,
+                         const char **json, size_t *json_len);
+
+typedef enum zd_put_outcome {
+    ZD_PUT_CREATED,
+    ZD_PUT_UPDATED,
+    ZD_PUT_UNCHANGED, /* the stored document was identical: nothing written, no stream entry */
+    ZD_PUT_CONFLICT,  /* the expected version did not match (PATCH retries) */
+    ZD_PUT_FULL,      /* the partition's dense-id space is exhausted */
+} zd_put_outcome;
+
+typedef struct zd_put_result {
+    zd_put_outcome outcome;
+    uint32_t gid;         /* zd_gid(partition, dense) */
+    uint64_t version;     /* the version now stored */
+    const char *old_json; /* ZD_PUT_UPDATED: the replaced document; valid only during the cb */
+    size_t old_len;
+} zd_put_result;
+
+/* Called once per batch: status 0 with n results (valid only during the callback), or a
+ * negative code (-ETIMEDOUT, -ECONNRESET, -EIO...) when the batch's outcome is unknown or it
+ * failed as a whole; then results is NULL. */
+typedef void (*zd_store_put_cb)(int status, const zd_put_result *results, int n, void *udata);
+
+/* Writes n profiles (borrowed; all of partition `partition`) in one atomic script.
+ * expect[i] (may be NULL as a whole or per item) makes item i conditional: "-" = only if
+ * absent, a decimal version = only if that version is stored. Returns 0 (cb will be called) or
+ * a negative code (cb will not be called). */
+int zd_store_put_batch(zd_store *st, int partition, zd_profile *const *profiles, int n,
+                       const char *const *expect, zd_store_put_cb cb, void *udata);
+
+/* Reads profile id: status 0 and json (NULL if there is none), valid only during the cb. */
+typedef void (*zd_store_get_cb)(int status, const char *json, size_t len, uint32_t gid,
+                                uint64_t version, void *udata);
+int zd_store_get(zd_store *st, const char *id, zd_store_get_cb cb, void *udata);
+
+/* Deletes profile id: status 0 and found=false if it did not exist; on found, its gid and the
+ * erased document (valid only during the cb) for the index. */
+typedef void (*zd_store_del_cb)(int status, bool found, uint32_t gid, const char *old_json,
+                                size_t old_len, void *udata);
+int zd_store_del(zd_store *st, const char *id, zd_store_del_cb cb, void *udata);
+
+int zd_store_partitions(const zd_store *st);
+
+#endif

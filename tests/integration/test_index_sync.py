@@ -1,0 +1,163 @@
+"""The index equals what Redis holds: across instances, concurrent writes, deletes, restarts,
+Redis restarts and change-stream trims."""
+import json
+import random
+import signal
+import threading
+import time
+
+import pytest
+
+from conftest import RedisServer, Zhidad, citizen, enterprise, wait_until
+
+RULES = ['tags has "t0"', 'tags has "t1" and employees < 500', 'region within "3302"',
+         'kind = "citizen" or tags has "t2"', 'not tags has "t0"', 'employees >= 100',
+         'exists employees and not region within ["3301", "3303"]']
+
+
+def random_profile(rng):
+    tags = [t for t in ("t0", "t1", "t2") if rng.random() < 0.4]
+    region = rng.choice(["330106", "330203", "330302", "330108001"])
+    if rng.random() < 0.5:
+        return enterprise(region=region, employees=rng.randrange(1, 1000), tags=tags)
+    return citizen(region=region, tags=tags, birth="19%02d-01-01" % rng.randrange(30, 99))
+
+
+def redis_truth(redis, nparts):
+    """Evaluates RULES by brute force over the documents in Redis (Python, independent)."""
+    r = redis.client()
+    docs = {}
+    try:
+        for p in range(nparts):
+            flat = r("HGETALL", "zd:{p%d}:profiles" % p)
+            for i in range(0, len(flat), 2):
+                docs[flat[i]] = json.loads(flat[i + 1].split("|", 1)[1])
+    finally:
+        r.close()
+
+    def ev(rule, d):
+        tags = set(d.get("tags", []))
+        emp = d.get("attrs", {}).get("employees")
+        reg = d.get("region", "")
+        return {
+            RULES[0]: "t0" in tags,
+            RULES[1]: "t1" in tags and emp is not None and emp < 500,
+            RULES[2]: reg.startswith("3302"),
+            RULES[3]: d["kind"] == "citizen" or "t2" in tags,
+            RULES[4]: "t0" not in tags,
+            RULES[5]: emp is not None and emp >= 100,
+            RULES[6]: emp is not None and not (reg.startswith("3301") or reg.startswith("3303")),
+        }[rule]
+
+    return {rule: sum(1 for d in docs.values() if ev(rule, d)) for rule in RULES}
+
+
+def counts(z):
+    out = {}
+    for rule in RULES:
+        st, body = z.call("POST", "/v1/rules:preview", {"rule": rule, "sample": 0})
+        assert st == 200, body
+        out[rule] = body["count"]
+    return out
+
+
+def assert_converges(redis, instances, nparts=4, timeout=30):
+    truth = redis_truth(redis, nparts)
+    deadline = time.monotonic() + timeout
+    while True:
+        got = [counts(z) for z in instances]
+        if all(g == truth for g in got):
+            return truth
+        if time.monotonic() > deadline:
+            raise AssertionError("index differs from Redis:\ntruth %s\ngot %s" % (truth, got))
+        time.sleep(0.2)
+
+
+@pytest.fixture()
+def cluster(tmp_path):
+    redis = RedisServer(str(tmp_path), appendonly=True)
+    a = Zhidad(str(tmp_path), redis.port, name="a")
+    b = Zhidad(str(tmp_path), redis.port, name="b")
+    yield redis, a, b
+    for z in (a, b):
+        if z.proc:
+            z.stop()
+    redis.stop()
+
+
+def writer(z, ids, seed, n):
+    rng = random.Random(seed)
+    for _ in range(n):
+        pid = rng.choice(ids)
+        if rng.random() < 0.15:
+            z.call("DELETE", "/v1/profiles/" + pid, key="app")
+        elif rng.random() < 0.3:
+            z.call("PATCH", "/v1/profiles/" + pid, {"tags": rng.sample(["t0", "t1", "t2"], 1)},
+                   key="app")
+        else:
+            z.call("PUT", "/v1/profiles/" + pid, random_profile(rng), key="app")
+
+
+def test_concurrent_writers_two_instances_converge(cluster):
+    redis, a, b = cluster
+    ids = ["s%03d" % i for i in range(60)]
+    threads = [threading.Thread(target=writer, args=(z, ids, seed, 150))
+               for seed, z in enumerate([a, b, a, b])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert_converges(redis, [a, b])
+
+
+def test_restart_rebuilds_from_redis(cluster):
+    redis, a, b = cluster
+    rng = random.Random(7)
+    for i in range(200):
+        a.call("PUT", "/v1/profiles/k%03d" % i, random_profile(rng), key="app")
+    truth = assert_converges(redis, [a, b])
+    b.stop(sig=signal.SIGKILL, expect_clean=False)
+    for i in range(0, 200, 3):
+        a.call("DELETE", "/v1/profiles/k%03d" % i, key="app")
+    b.start()
+    assert_converges(redis, [a, b])
+    assert truth != redis_truth(redis, 4)
+
+
+def test_redis_restart_with_aof(cluster):
+    redis, a, b = cluster
+    rng = random.Random(11)
+    for i in range(100):
+        a.call("PUT", "/v1/profiles/q%03d" % i, random_profile(rng), key="app")
+    assert_converges(redis, [a, b])
+    redis.stop(sig=signal.SIGKILL)
+    redis.start()  # AOF (everysec) brings the data back, minus at most ~1 s of writes
+    wait_until(lambda: a.call("GET", "/readyz", key=None)[0] == 200, what="a ready again")
+    for i in range(100, 150):
+        wait_until(lambda: a.call("PUT", "/v1/profiles/q%03d" % i, random_profile(rng),
+                                  key="app")[0] == 200, what="write after redis restart")
+    assert_converges(redis, [a, b])
+
+
+def test_trimmed_stream_forces_rebuild(tmp_path):
+    redis = RedisServer(str(tmp_path))
+    cfg = {"change_stream_maxlen": 1000}
+    a = Zhidad(str(tmp_path), redis.port, name="a", extra_config=cfg)
+    b = Zhidad(str(tmp_path), redis.port, name="b", extra_config=cfg)
+    try:
+        rng = random.Random(3)
+        b.proc.send_signal(signal.SIGSTOP)  # b misses everything while a writes
+        lines = [json.dumps(dict(random_profile(rng), id="g%05d" % i), ensure_ascii=False)
+                 for i in range(12000)]
+        st, res = a.call("POST", "/v1/profiles:import", raw="\n".join(lines).encode(), key="app")
+        assert st == 200 and res["imported"] == 12000, res
+        r = redis.client()
+        assert r("XLEN", "zd:{p0}:changes") < 2000  # the streams were trimmed
+        r.close()
+        b.proc.send_signal(signal.SIGCONT)
+        assert_converges(redis, [a, b], timeout=40)
+        assert "rebuilding" in b.read_log()
+    finally:
+        a.stop()
+        b.stop()
+        redis.stop()

@@ -1,0 +1,849 @@
+/* Unit tests for the bitmap index: lookups, updates and deletes, the id table, and the
+ * bit-sliced ranges checked against brute force on random data; ends with a timing print. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/date.h"
+#include "profiles/index.h"
+#include "tests/unit/check.h"
+
+/* A schema made by hand, so this test does not depend on schema.c. */
+enum { A_KIND, A_REGION, A_TAGS, A_INDUSTRY, A_SCALE, A_EMPLOYEES, A_BIRTH, A_FOUNDED, A_N };
+
+static zd_schema *make_schema(void)
+{
+    zd_schema *s = calloc(1, sizeof(*s));
+    static const struct {
+        const char *name;
+        zd_type type;
+    } defs[A_N] = {
+        {"kind", ZD_T_KEYWORD},        {"region", ZD_T_CODE},   {"tags", ZD_T_TAGS},
+        {"industry", ZD_T_CODE},       {"scale", ZD_T_KEYWORD}, {"employees", ZD_T_NUMBER},
+        {"birth_date", ZD_T_DATE},     {"founded", ZD_T_DATE},
+    };
+    s->nattrs = A_N;
+    for (int i = 0; i < A_N; i++) {
+        zd_attr *a = &s->attrs[i];
+        snprintf(a->name, sizeof(a->name), "%s", defs[i].name);
+        a->type = defs[i].type;
+        a->index = i;
+        a->max = INT64_MAX;
+    }
+    zd_attr *r = &s->attrs[A_REGION];
+    r->nlevels = 5;
+    memcpy(r->levels, (int[]){2, 4, 6, 9, 12}, 5 * sizeof(int));
+    zd_attr *ind = &s->attrs[A_INDUSTRY];
+    ind->style = ZD_CODE_LETTER_DIGITS;
+    ind->nlevels = 4;
+    memcpy(ind->levels, (int[]){1, 3, 4, 5}, 4 * sizeof(int));
+    s->attrs[A_EMPLOYEES].min = 0;
+    return s;
+}
+
+/* Hand-made profiles: plain structs, freed by tp_free. */
+static zd_profile *tp_new(const char *id)
+{
+    zd_profile *p = calloc(1, sizeof(*p));
+    p->id = strdup(id);
+    p->nvals = A_N;
+    p->vals = calloc(A_N, sizeof(zd_value));
+    return p;
+}
+
+static void tp_str(zd_profile *p, int a, const char *v)
+{
+    free(p->vals[a].str);
+    p->vals[a].str = v ? strdup(v) : NULL;
+    p->vals[a].present = v != NULL;
+}
+
+static void tp_num(zd_profile *p, int a, int64_t v)
+{
+    p->vals[a].num = v;
+    p->vals[a].present = true;
+}
+
+/* Tags must be given sorted, as the profile model guarantees. */
+static void tp_tags(zd_profile *p, int n, ...)
+{
+    zd_value *v = &p->vals[A_TAGS];
+    for (int i = 0; i < v->ntags; i++)
+        free(v->tags[i]);
+    free(v->tags);
+    v->tags = calloc(n > 0 ? (size_t)n : 1, sizeof(char *));
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++)
+        v->tags[i] = strdup(va_arg(ap, const char *));
+    va_end(ap);
+    v->ntags = n;
+    v->present = n > 0;
+}
+
+static void tp_free(zd_profile *p)
+{
+    if (!p)
+        return;
+    for (int a = 0; a < p->nvals; a++) {
+        free(p->vals[a].str);
+        for (int i = 0; i < p->vals[a].ntags; i++)
+            free(p->vals[a].tags[i]);
+        free(p->vals[a].tags);
+    }
+    free(p->vals);
+    free(p->id);
+    free(p);
+}
+
+static zd_profile *tp_copy(const zd_profile *src)
+{
+    zd_profile *p = tp_new(src->id);
+    for (int a = 0; a < A_N; a++) {
+        const zd_value *v = &src->vals[a];
+        if (!v->present)
+            continue;
+        if (a == A_TAGS) {
+            zd_value *d = &p->vals[a];
+            d->tags = calloc((size_t)v->ntags + 1, sizeof(char *));
+            for (int i = 0; i < v->ntags; i++)
+                d->tags[i] = strdup(v->tags[i]);
+            d->ntags = v->ntags;
+            d->present = true;
+        } else if (v->str) {
+            tp_str(p, a, v->str);
+        } else {
+            tp_num(p, a, v->num);
+        }
+    }
+    return p;
+}
+
+static uint64_t card(const roaring_bitmap_t *bm)
+{
+    return bm ? roaring_bitmap_get_cardinality(bm) : 0;
+}
+
+static bool has(const roaring_bitmap_t *bm, uint32_t gid)
+{
+    return bm && roaring_bitmap_contains(bm, gid);
+}
+
+static uint64_t range_card(const zd_index *ix, int attr, zd_cmp op, int64_t v)
+{
+    roaring_bitmap_t *r = zd_index_range(ix, attr, op, v, NULL);
+    uint64_t n = card(r);
+    roaring_bitmap_free(r);
+    return n;
+}
+
+static bool range_has(const zd_index *ix, int attr, zd_cmp op, int64_t v, uint32_t gid)
+{
+    roaring_bitmap_t *r = zd_index_range(ix, attr, op, v, NULL);
+    bool b = has(r, gid);
+    roaring_bitmap_free(r);
+    return b;
+}
+
+/* ---- equality of two indexes through the public API ---------------------------------- */
+
+typedef struct eq_ctx {
+    const zd_index *other;
+    int attr, level, type;
+    int values, mismatches;
+} eq_ctx;
+
+static void eq_value(const char *value, const roaring_bitmap_t *bm, void *udata)
+{
+    eq_ctx *c = udata;
+    const roaring_bitmap_t *o = c->type == ZD_T_CODE
+                                    ? zd_index_code_prefix(c->other, c->attr, value)
+                                    : zd_index_keyword(c->other, c->attr, value);
+    c->values++;
+    if (!o || !roaring_bitmap_equals(o, bm))
+        c->mismatches++;
+}
+
+static bool bm_equal(const roaring_bitmap_t *a, const roaring_bitmap_t *b)
+{
+    if (!a || !b)
+        return card(a) == card(b);
+    return roaring_bitmap_equals(a, b);
+}
+
+/* True when a and b answer the same for every lookup (numbers probed at the given values). */
+static bool index_equal(const zd_index *a, const zd_index *b, const zd_schema *s,
+                        const int64_t *probes, int nprobes)
+{
+    bool ok = roaring_bitmap_equals(zd_index_universe(a), zd_index_universe(b));
+    for (int i = 0; i < s->nattrs; i++) {
+        const zd_attr *at = &s->attrs[i];
+        ok = ok && bm_equal(zd_index_exists(a, i), zd_index_exists(b, i));
+        if (at->type == ZD_T_NUMBER || at->type == ZD_T_DATE) {
+            for (int k = 0; k < nprobes; k++)
+                for (int op = ZD_CMP_LT; op <= ZD_CMP_EQ; op++) {
+                    roaring_bitmap_t *ra = zd_index_range(a, i, (zd_cmp)op, probes[k], NULL);
+                    roaring_bitmap_t *rb = zd_index_range(b, i, (zd_cmp)op, probes[k], NULL);
+                    ok = ok && roaring_bitmap_equals(ra, rb);
+                    roaring_bitmap_free(ra);
+                    roaring_bitmap_free(rb);
+                }
+            continue;
+        }
+        int nlev = at->type == ZD_T_CODE ? at->nlevels : 1;
+        for (int l = 0; l < nlev; l++) {
+            int level = at->type == ZD_T_CODE ? at->levels[l] : 0;
+            eq_ctx ca = {b, i, level, (int)at->type, 0, 0}, cb = {a, i, level, (int)at->type, 0, 0};
+            zd_index_foreach_value(a, i, level, eq_value, &ca);
+            zd_index_foreach_value(b, i, level, eq_value, &cb);
+            ok = ok && ca.mismatches == 0 && cb.mismatches == 0 && ca.values == cb.values;
+        }
+        if (at->type == ZD_T_CODE)
+            for (int len = 0; len <= ZD_CODE_MAX; len++)
+                ok = ok && bm_equal(zd_index_code_len(a, i, len), zd_index_code_len(b, i, len));
+    }
+    return ok;
+}
+
+/* ---- lookups, updates, deletes -------------------------------------------------------- */
+
+typedef struct collect {
+    int n;
+    char keys[16][32];
+    uint64_t cards[16];
+} collect;
+
+static void collect_fn(const char *value, const roaring_bitmap_t *bm, void *udata)
+{
+    collect *c = udata;
+    if (c->n < 16) {
+        snprintf(c->keys[c->n], sizeof(c->keys[0]), "%s", value);
+        c->cards[c->n] = roaring_bitmap_get_cardinality(bm);
+    }
+    c->n++;
+}
+
+static uint64_t collect_card(const collect *c, const char *key)
+{
+    for (int i = 0; i < c->n && i < 16; i++)
+        if (strcmp(c->keys[i], key) == 0)
+            return c->cards[i];
+    return 0;
+}
+
+static void test_lookups(const zd_schema *s)
+{
+    zd_index *ix = zd_index_new(s);
+    CHECK(ix != NULL);
+    uint32_t g1 = zd_gid(0, 1), g2 = zd_gid(5, 7), g3 = zd_gid(63, ZD_DENSE_MAX);
+
+    zd_profile *e1 = tp_new("e0000001");
+    tp_str(e1, A_KIND, "enterprise");
+    tp_str(e1, A_REGION, "330106001");
+    tp_str(e1, A_INDUSTRY, "C1311");
+    tp_str(e1, A_SCALE, "small");
+    tp_num(e1, A_EMPLOYEES, 40);
+    tp_num(e1, A_FOUNDED, zd_date_from_ymd(2019, 5, 1));
+    tp_tags(e1, 2, "hightech", "srdi");
+
+    zd_profile *e2 = tp_new("e0000002");
+    tp_str(e2, A_KIND, "enterprise");
+    tp_str(e2, A_REGION, "330108");
+    tp_str(e2, A_INDUSTRY, "I65");
+    tp_num(e2, A_EMPLOYEES, 300);
+    tp_tags(e2, 1, "hightech");
+
+    zd_profile *c1 = tp_new("c0000001");
+    tp_str(c1, A_KIND, "citizen");
+    tp_str(c1, A_REGION, "330201");
+    tp_num(c1, A_BIRTH, zd_date_from_ymd(1962, 3, 8));
+
+    CHECK_INT(zd_index_put(ix, g1, NULL, e1), 0);
+    CHECK_INT(zd_index_put(ix, g2, NULL, e2), 0);
+    CHECK_INT(zd_index_put(ix, g3, NULL, c1), 0);
+
+    CHECK_INT(card(zd_index_universe(ix)), 3);
+    CHECK_INT(card(zd_index_keyword(ix, A_KIND, "enterprise")), 2);
+    CHECK(has(zd_index_keyword(ix, A_KIND, "citizen"), g3));
+    CHECK(zd_index_keyword(ix, A_KIND, "nobody") == NULL);
+    CHECK(zd_index_keyword(ix, A_REGION, "330106001") == NULL); /* not a keyword attribute */
+    CHECK_INT(card(zd_index_keyword(ix, A_TAGS, "hightech")), 2);
+    CHECK_INT(card(zd_index_keyword(ix, A_TAGS, "srdi")), 1);
+    CHECK(has(zd_index_keyword(ix, A_TAGS, "srdi"), g1));
+    CHECK_INT(card(zd_index_exists(ix, A_SCALE)), 1);
+    CHECK_INT(card(zd_index_exists(ix, A_EMPLOYEES)), 2);
+    CHECK_INT(card(zd_index_exists(ix, A_BIRTH)), 1);
+    CHECK(has(zd_index_exists(ix, A_BIRTH), g3));
+    CHECK(zd_index_exists(ix, A_N) == NULL);
+
+    /* Code prefixes at every level up to the code itself, and code lengths. */
+    CHECK_INT(card(zd_index_code_prefix(ix, A_REGION, "33")), 3);
+    CHECK_INT(card(zd_index_code_prefix(ix, A_REGION, "3301")), 2);
+    CHECK_INT(card(zd_index_code_prefix(ix, A_REGION, "330106")), 1);
+    CHECK(has(zd_index_code_prefix(ix, A_REGION, "330106001"), g1));
+    CHECK(zd_index_code_prefix(ix, A_REGION, "330") == NULL);
+    CHECK(zd_index_code_prefix(ix, A_REGION, "3301060") == NULL);
+    CHECK(zd_index_code_prefix(ix, A_REGION, "330106001000") == NULL);
+    CHECK_INT(card(zd_index_code_len(ix, A_REGION, 9)), 1);
+    CHECK_INT(card(zd_index_code_len(ix, A_REGION, 6)), 2);
+    CHECK(zd_index_code_len(ix, A_REGION, 12) == NULL);
+    CHECK(zd_index_code_len(ix, A_REGION, 99) == NULL);
+    CHECK(has(zd_index_code_prefix(ix, A_INDUSTRY, "C"), g1));
+    CHECK(has(zd_index_code_prefix(ix, A_INDUSTRY, "C13"), g1));
+    CHECK(has(zd_index_code_prefix(ix, A_INDUSTRY, "C131"), g1));
+    CHECK(has(zd_index_code_prefix(ix, A_INDUSTRY, "C1311"), g1));
+    CHECK(has(zd_index_code_prefix(ix, A_INDUSTRY, "I65"), g2));
+    CHECK(zd_index_code_prefix(ix, A_INDUSTRY, "I6") == NULL);
+    CHECK(has(zd_index_code_len(ix, A_INDUSTRY, 3), g2));
+
+    /* Numbers and dates. */
+    CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_LT, 300), 1);
+    CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_LE, 300), 2);
+    CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_EQ, 40), 1);
+    CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_GT, 40), 1);
+    CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_GE, -5), 2);
+    CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_LT, INT64_MAX), 2);
+    CHECK(range_has(ix, A_BIRTH, ZD_CMP_LE, zd_date_from_ymd(1965, 1, 1), g3));
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_GT, zd_date_from_ymd(1962, 3, 8)), 0);
+    CHECK_INT(range_card(ix, A_KIND, ZD_CMP_EQ, 0), 0); /* not a numeric attribute */
+
+    /* Ids. */
+    CHECK_STR(zd_index_id(ix, g1), "e0000001");
+    CHECK_STR(zd_index_id(ix, g3), "c0000001");
+    CHECK(zd_index_id(ix, zd_gid(0, 2)) == NULL);
+    CHECK(zd_index_id(ix, zd_gid(40, 123456)) == NULL);
+
+    /* foreach_value: keywords, tags, and code prefixes of exactly one level. */
+    collect c = {0};
+    zd_index_foreach_value(ix, A_KIND, 0, collect_fn, &c);
+    CHECK_INT(c.n, 2);
+    CHECK_INT(collect_card(&c, "enterprise"), 2);
+    CHECK_INT(collect_card(&c, "citizen"), 1);
+    memset(&c, 0, sizeof(c));
+    zd_index_foreach_value(ix, A_REGION, 4, collect_fn, &c);
+    CHECK_INT(c.n, 2);
+    CHECK_INT(collect_card(&c, "3301"), 2);
+    CHECK_INT(collect_card(&c, "3302"), 1);
+    memset(&c, 0, sizeof(c));
+    zd_index_foreach_value(ix, A_REGION, 2, collect_fn, &c);
+    CHECK_INT(c.n, 1);
+    CHECK_INT(collect_card(&c, "33"), 3);
+    memset(&c, 0, sizeof(c));
+    zd_index_foreach_value(ix, A_REGION, 9, collect_fn, &c);
+    CHECK_INT(c.n, 1);
+    memset(&c, 0, sizeof(c));
+    zd_index_foreach_value(ix, A_INDUSTRY, 1, collect_fn, &c);
+    CHECK_INT(c.n, 2);
+    CHECK_INT(collect_card(&c, "C"), 1);
+    CHECK_INT(collect_card(&c, "I"), 1);
+    memset(&c, 0, sizeof(c));
+    zd_index_foreach_value(ix, A_TAGS, 0, collect_fn, &c);
+    CHECK_INT(c.n, 2);
+    memset(&c, 0, sizeof(c));
+    zd_index_foreach_value(ix, A_EMPLOYEES, 0, collect_fn, &c);
+    CHECK_INT(c.n, 0);
+
+    /* An update moves memberships: region, tags, keyword, number, a value dropped. */
+    zd_profile *e1b = tp_copy(e1);
+    tp_str(e1b, A_REGION, "330108");
+    tp_tags(e1b, 2, "li", "srdi");
+    tp_str(e1b, A_SCALE, NULL);
+    tp_num(e1b, A_EMPLOYEES, 301);
+    for (int round = 0; round < 2; round++) {
+        /* The second round replays the same change: nothing may move. */
+        CHECK_INT(zd_index_put(ix, g1, e1, e1b), 0);
+        CHECK_INT(card(zd_index_universe(ix)), 3);
+        CHECK_INT(card(zd_index_code_prefix(ix, A_REGION, "3301")), 2);
+        CHECK(zd_index_code_prefix(ix, A_REGION, "330106") == NULL);
+        CHECK(zd_index_code_prefix(ix, A_REGION, "330106001") == NULL);
+        CHECK_INT(card(zd_index_code_prefix(ix, A_REGION, "330108")), 2);
+        CHECK(zd_index_code_len(ix, A_REGION, 9) == NULL);
+        CHECK_INT(card(zd_index_code_len(ix, A_REGION, 6)), 3);
+        CHECK_INT(card(zd_index_keyword(ix, A_TAGS, "hightech")), 1);
+        CHECK(!has(zd_index_keyword(ix, A_TAGS, "hightech"), g1));
+        CHECK(has(zd_index_keyword(ix, A_TAGS, "srdi"), g1));
+        CHECK(has(zd_index_keyword(ix, A_TAGS, "li"), g1));
+        CHECK(zd_index_keyword(ix, A_SCALE, "small") == NULL);
+        CHECK_INT(card(zd_index_exists(ix, A_SCALE)), 0);
+        CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_EQ, 40), 0);
+        CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_EQ, 301), 1);
+        CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_GE, 300), 2);
+        CHECK(has(zd_index_code_prefix(ix, A_INDUSTRY, "C1311"), g1));
+    }
+
+    /* Delete with the old profile: every membership goes. */
+    CHECK_INT(zd_index_del(ix, g1, e1b), 0);
+    CHECK_INT(card(zd_index_universe(ix)), 2);
+    CHECK(zd_index_id(ix, g1) == NULL);
+    CHECK(zd_index_keyword(ix, A_TAGS, "srdi") == NULL);
+    CHECK(zd_index_keyword(ix, A_TAGS, "li") == NULL);
+    CHECK(zd_index_code_prefix(ix, A_INDUSTRY, "C") == NULL);
+    CHECK_INT(card(zd_index_code_prefix(ix, A_REGION, "330108")), 1);
+    CHECK(!has(zd_index_exists(ix, A_EMPLOYEES), g1));
+    CHECK(!has(zd_index_exists(ix, A_FOUNDED), g1));
+    CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_GE, 0), 1);
+    CHECK_INT(range_card(ix, A_FOUNDED, ZD_CMP_GE, INT64_MIN), 0);
+
+    /* Re-put, then delete without the old profile: the gid is scrubbed from everything. */
+    CHECK_INT(zd_index_put(ix, g1, NULL, e1), 0);
+    CHECK_STR(zd_index_id(ix, g1), "e0000001");
+    CHECK(has(zd_index_keyword(ix, A_TAGS, "srdi"), g1));
+    CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_EQ, 40), 1);
+    CHECK_INT(zd_index_del(ix, g1, NULL), 0);
+    CHECK(zd_index_id(ix, g1) == NULL);
+    CHECK(!has(zd_index_universe(ix), g1));
+    CHECK(zd_index_keyword(ix, A_TAGS, "srdi") == NULL);
+    CHECK(zd_index_keyword(ix, A_SCALE, "small") == NULL);
+    CHECK(zd_index_code_prefix(ix, A_REGION, "330106") == NULL);
+    CHECK(zd_index_code_len(ix, A_REGION, 9) == NULL);
+    CHECK(!has(zd_index_code_prefix(ix, A_REGION, "33"), g1));
+    CHECK_INT(card(zd_index_code_prefix(ix, A_REGION, "33")), 2);
+    CHECK_INT(card(zd_index_keyword(ix, A_TAGS, "hightech")), 1);
+    CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_EQ, 40), 0);
+    CHECK_INT(card(zd_index_exists(ix, A_FOUNDED)), 0);
+
+    /* put(old, NULL) deletes. */
+    CHECK_INT(zd_index_put(ix, g2, e2, NULL), 0);
+    CHECK(zd_index_id(ix, g2) == NULL);
+    CHECK_INT(card(zd_index_universe(ix)), 1);
+
+    /* Stats and optimize. */
+    zd_index_stats st;
+    zd_index_get_stats(ix, &st);
+    CHECK_INT(st.profiles, 1);
+    CHECK(st.bitmaps > 0);
+    CHECK(st.total_bytes >= st.bitmap_bytes + st.id_bytes);
+    zd_index_optimize(ix);
+    CHECK_STR(zd_index_id(ix, g3), "c0000001");
+    CHECK(has(zd_index_keyword(ix, A_KIND, "citizen"), g3));
+
+    /* Clear empties everything, and the index is usable afterwards. */
+    zd_index_clear(ix);
+    CHECK_INT(card(zd_index_universe(ix)), 0);
+    CHECK(zd_index_keyword(ix, A_KIND, "citizen") == NULL);
+    CHECK(zd_index_code_prefix(ix, A_REGION, "33") == NULL);
+    CHECK(zd_index_id(ix, g3) == NULL);
+    CHECK_INT(card(zd_index_exists(ix, A_BIRTH)), 0);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_GE, INT64_MIN), 0);
+    CHECK_INT(zd_index_put(ix, g3, NULL, c1), 0);
+    CHECK(has(zd_index_keyword(ix, A_KIND, "citizen"), g3));
+    CHECK(range_has(ix, A_BIRTH, ZD_CMP_EQ, zd_date_from_ymd(1962, 3, 8), g3));
+    zd_index_get_stats(ix, &st);
+    CHECK_INT(st.profiles, 1);
+
+    tp_free(e1);
+    tp_free(e1b);
+    tp_free(e2);
+    tp_free(c1);
+    zd_index_free(ix);
+    zd_index_free(NULL);
+}
+
+/* Replaying changes out of order converges to the same index as applying the last state. */
+static void test_replay(const zd_schema *s)
+{
+    uint32_t g = zd_gid(9, 4242);
+    zd_profile *x = tp_new("p1"), *y, *z;
+    tp_str(x, A_KIND, "enterprise");
+    tp_str(x, A_REGION, "330106001");
+    tp_tags(x, 2, "a", "b");
+    tp_num(x, A_EMPLOYEES, 5);
+    y = tp_copy(x);
+    tp_str(y, A_REGION, "330106002");
+    tp_tags(y, 2, "b", "c");
+    tp_num(y, A_EMPLOYEES, 1000);
+    tp_str(y, A_SCALE, "micro");
+    z = tp_copy(y);
+    tp_str(z, A_REGION, "3302");
+    tp_tags(z, 1, "a");
+    tp_num(z, A_EMPLOYEES, 7);
+    tp_str(z, A_KIND, "citizen");
+
+    zd_index *ix = zd_index_new(s), *want = zd_index_new(s);
+    /* Neighbours that share values, so that wrong removals would show. */
+    zd_profile *n = tp_copy(y);
+    free(n->id);
+    n->id = strdup("p2");
+    zd_index_put(ix, g + 1, NULL, n);
+    zd_index_put(want, g + 1, NULL, n);
+
+    zd_index_put(ix, g, NULL, x);
+    zd_index_put(ix, g, x, y); /* applied locally */
+    zd_index_put(ix, g, y, z);
+    zd_index_put(ix, g, x, y); /* the stream replays both */
+    zd_index_put(ix, g, y, z);
+    zd_index_put(ix, g, y, z);
+    zd_index_put(want, g, NULL, z);
+    int64_t probes[] = {INT64_MIN, -1, 0, 4, 5, 6, 7, 8, 999, 1000, 1001, INT64_MAX};
+    CHECK(index_equal(ix, want, s, probes, (int)(sizeof(probes) / sizeof(probes[0]))));
+    CHECK_STR(zd_index_id(ix, g), "p1");
+    zd_index *empty = zd_index_new(s);
+    CHECK(!index_equal(ix, empty, s, probes, 1));
+    zd_index_free(empty);
+
+    zd_index_free(ix);
+    zd_index_free(want);
+    tp_free(n);
+    tp_free(x);
+    tp_free(y);
+    tp_free(z);
+}
+
+/* ---- the id table ---------------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+    /* splitmix64: deterministic, so a failure reproduces. */
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rnd_below(uint64_t n)
+{
+    return n ? rnd() % n : 0;
+}
+
+static void test_ids(const zd_schema *s)
+{
+    enum { N = 6000 };
+    zd_index *ix = zd_index_new(s);
+    static char want[N][40];
+    zd_profile *p = tp_new("x");
+    int bad = 0;
+    /* Many rounds of replace and delete force arena compactions. */
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < N; i++) {
+            uint32_t gid = zd_gid(i % 3, (uint32_t)(i / 3) * 7);
+            if (rnd_below(4) == 0) {
+                zd_index_del(ix, gid, NULL);
+                want[i][0] = '\0';
+            } else if (round == 0 || rnd_below(3) == 0) {
+                snprintf(want[i], sizeof(want[i]), "id-%d-%d-%llu", round, i,
+                         (unsigned long long)rnd_below(1000000));
+                free(p->id);
+                p->id = strdup(want[i]);
+                CHECK_INT(zd_index_put(ix, gid, NULL, p), 0);
+            }
+        }
+        for (int i = 0; i < N; i++) {
+            const char *got = zd_index_id(ix, zd_gid(i % 3, (uint32_t)(i / 3) * 7));
+            if (want[i][0] ? !got || strcmp(got, want[i]) != 0 : got != NULL)
+                bad++;
+        }
+        if (round == 10)
+            zd_index_optimize(ix);
+    }
+    CHECK_INT(bad, 0);
+    zd_index_stats st;
+    zd_index_get_stats(ix, &st);
+    /* Compaction keeps the arenas near the live bytes: 4 bytes of offset per slot + the id. */
+    CHECK(st.id_bytes < (uint64_t)N * 7 * 4 + (uint64_t)N * 40 * 2);
+    tp_free(p);
+    zd_index_free(ix);
+}
+
+/* ---- ranges against brute force ------------------------------------------------------ */
+
+#define RN 1500
+
+typedef struct model {
+    uint32_t gid[RN];
+    bool live[RN];
+    int64_t val[RN];
+} model;
+
+static int64_t base_of(const zd_schema *s, int attr)
+{
+    return s->attrs[attr].type == ZD_T_NUMBER ? s->attrs[attr].min : zd_date_from_ymd(1800, 1, 1);
+}
+
+/* A value from one of several shapes: near the base (including just below it), small, full
+ * 64-bit, the extremes, or growing with the round so that depth grows between queries. */
+static int64_t random_value(int64_t base, int mode, int round)
+{
+    static const int64_t extremes[] = {INT64_MIN, INT64_MIN + 1, -1, 0, 1, INT64_MAX - 1,
+                                       INT64_MAX};
+    switch (mode) {
+    case 0:
+        return base + (int64_t)rnd_below(120) - 10;
+    case 1:
+        return (int64_t)rnd();
+    case 2:
+        return rnd_below(3) ? extremes[rnd_below(7)] : (int64_t)rnd_below(50) - 25;
+    case 3:
+        return base + (int64_t)rnd_below((uint64_t)1 << (round % 40 + 1));
+    default:
+        return (int64_t)(rnd() >> rnd_below(64)) * (rnd_below(2) ? 1 : -1);
+    }
+}
+
+static bool cmp_ok(int64_t x, zd_cmp op, int64_t v)
+{
+    switch (op) {
+    case ZD_CMP_LT:
+        return x < v;
+    case ZD_CMP_LE:
+        return x <= v;
+    case ZD_CMP_GT:
+        return x > v;
+    case ZD_CMP_GE:
+        return x >= v;
+    case ZD_CMP_EQ:
+        return x == v;
+    }
+    return false;
+}
+
+static void test_ranges(const zd_schema *s)
+{
+    static model m;
+    int cases = 0, wrong = 0;
+    zd_profile *p = tp_new("r");
+    for (int attr_i = 0; attr_i < 2; attr_i++) {
+        int attr = attr_i ? A_BIRTH : A_EMPLOYEES;
+        int64_t base = base_of(s, attr);
+        for (int mode = 0; mode < 5; mode++) {
+            zd_index *ix = zd_index_new(s);
+            memset(&m, 0, sizeof(m));
+            for (int i = 0; i < RN; i++)
+                m.gid[i] = zd_gid((int)rnd_below(ZD_PARTITIONS_MAX), (uint32_t)rnd_below(300000));
+            for (int round = 0; round < 40; round++) {
+                /* Mutate: new values, updates, deletes, and profiles without the attribute. */
+                for (int k = 0; k < RN / 10; k++) {
+                    int i = (int)rnd_below(RN);
+                    int dup = -1;
+                    for (int j = 0; j < RN && dup < 0; j++)
+                        if (j != i && m.live[j] && m.gid[j] == m.gid[i])
+                            dup = j;
+                    if (dup >= 0)
+                        continue;
+                    zd_profile *old = NULL;
+                    if (m.live[i]) {
+                        old = tp_new("r");
+                        tp_num(old, attr, m.val[i]);
+                    }
+                    uint64_t what = rnd_below(10);
+                    if (what == 0) {
+                        zd_index_del(ix, m.gid[i], rnd_below(2) ? old : NULL);
+                        m.live[i] = false;
+                    } else if (what == 1) {
+                        /* A profile that lacks the attribute. */
+                        zd_profile *bare = tp_new("r");
+                        zd_index_put(ix, m.gid[i], old, bare);
+                        tp_free(bare);
+                        m.live[i] = false;
+                    } else {
+                        m.val[i] = random_value(base, mode, round);
+                        tp_num(p, attr, m.val[i]);
+                        CHECK_INT(zd_index_put(ix, m.gid[i], old, p), 0);
+                        m.live[i] = true;
+                    }
+                    tp_free(old);
+                }
+                for (int q = 0; q < 25; q++) {
+                    zd_cmp op = (zd_cmp)rnd_below(5);
+                    int64_t v;
+                    uint64_t how = rnd_below(4);
+                    int i = (int)rnd_below(RN);
+                    if (how == 0)
+                        v = random_value(base, mode, round);
+                    else if (how == 1)
+                        v = random_value(base, (int)rnd_below(5), round);
+                    else {
+                        int64_t d = (int64_t)rnd_below(3) - 1;
+                        v = m.val[i];
+                        if ((d > 0 && v < INT64_MAX) || (d < 0 && v > INT64_MIN))
+                            v += d;
+                    }
+                    roaring_bitmap_t *within = NULL;
+                    if (rnd_below(2)) {
+                        within = roaring_bitmap_create();
+                        for (int j = 0; j < RN; j++)
+                            if (rnd_below(2))
+                                roaring_bitmap_add(within, m.gid[j]);
+                        roaring_bitmap_add(within, zd_gid(1, 299999)); /* not a member */
+                    }
+                    roaring_bitmap_t *got = zd_index_range(ix, attr, op, v, within);
+                    roaring_bitmap_t *exp = roaring_bitmap_create();
+                    for (int j = 0; j < RN; j++)
+                        if (m.live[j] && cmp_ok(m.val[j], op, v) &&
+                            (!within || roaring_bitmap_contains(within, m.gid[j])))
+                            roaring_bitmap_add(exp, m.gid[j]);
+                    cases++;
+                    if (!got || !roaring_bitmap_equals(got, exp)) {
+                        if (wrong++ < 5)
+                            fprintf(stderr, "range mismatch: attr %d mode %d op %d v %lld: %llu vs %llu\n",
+                                    attr, mode, (int)op, (long long)v,
+                                    (unsigned long long)card(got), (unsigned long long)card(exp));
+                    }
+                    roaring_bitmap_free(got);
+                    roaring_bitmap_free(exp);
+                    if (within)
+                        roaring_bitmap_free(within);
+                }
+                if (round == 20)
+                    zd_index_optimize(ix);
+            }
+            zd_index_free(ix);
+        }
+    }
+    tp_free(p);
+    CHECK(cases >= 5000);
+    CHECK_INT(wrong, 0);
+}
+
+/* Values stored below the base move the base (a bit-sliced addition): exact afterwards. */
+static void test_rebase(const zd_schema *s)
+{
+    zd_index *ix = zd_index_new(s);
+    zd_profile *p = tp_new("b");
+    int64_t vals[] = {0, 5, 1000, -1, -1000000, 7, INT64_MIN, INT64_MAX, 3};
+    int n = (int)(sizeof(vals) / sizeof(vals[0]));
+    for (int i = 0; i < n; i++) {
+        tp_num(p, A_EMPLOYEES, vals[i]);
+        CHECK_INT(zd_index_put(ix, zd_gid(2, (uint32_t)i), NULL, p), 0);
+        for (int j = 0; j <= i; j++) {
+            CHECK(range_has(ix, A_EMPLOYEES, ZD_CMP_EQ, vals[j], zd_gid(2, (uint32_t)j)));
+            CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_LE, vals[j]) +
+                          range_card(ix, A_EMPLOYEES, ZD_CMP_GT, vals[j]),
+                      i + 1);
+        }
+    }
+    CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_LT, 0), 3);
+    CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_GE, INT64_MIN), n);
+    CHECK_INT(range_card(ix, A_EMPLOYEES, ZD_CMP_GT, INT64_MAX), 0);
+    tp_free(p);
+    zd_index_free(ix);
+}
+
+/* ---- timing (printed, not asserted) ---------------------------------------------------- */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median_range_ms(const zd_index *ix, int attr, zd_cmp op, int64_t v,
+                              const roaring_bitmap_t *within, uint64_t *n)
+{
+    double t[41];
+    for (int r = 0; r < 41; r++) {
+        double t0 = now_ms();
+        roaring_bitmap_t *bm = zd_index_range(ix, attr, op, v, within);
+        t[r] = now_ms() - t0;
+        *n = card(bm);
+        roaring_bitmap_free(bm);
+    }
+    qsort(t, 41, sizeof(t[0]), cmp_double);
+    return t[20];
+}
+
+static void bench(const zd_schema *s)
+{
+    /* ZD_INDEX_BENCH=N sets the population (default 1M: half enterprises, half citizens). */
+    const char *env = getenv("ZD_INDEX_BENCH");
+    long total = env ? atol(env) : 1000000;
+    if (total <= 0)
+        return;
+    zd_index *ix = zd_index_new(s);
+    zd_profile *e = tp_new("e"), *c = tp_new("c");
+    tp_str(e, A_KIND, "enterprise");
+    tp_str(c, A_KIND, "citizen");
+    static const char *scales[] = {"micro", "small", "medium", "large"};
+    static const char *tags[] = {"hightech", "srdi", "export", "dishonest", "li", "startup"};
+    char id[48], region[48];
+    double t0 = now_ms();
+    for (long i = 0; i < total; i++) {
+        int part = (int)(i % ZD_PARTITIONS_MAX);
+        uint32_t gid = zd_gid(part, (uint32_t)(i / ZD_PARTITIONS_MAX));
+        zd_profile *p = i % 2 ? c : e;
+        snprintf(id, sizeof(id), "%c%07ld", i % 2 ? 'c' : 'e', i);
+        free(p->id);
+        p->id = strdup(id);
+        snprintf(region, sizeof(region), "33%02d%02d%03d", (int)rnd_below(11) + 1,
+                 (int)rnd_below(12) + 1, (int)rnd_below(30) + 1);
+        tp_str(p, A_REGION, region);
+        if (p == e) {
+            double r = (double)rnd_below(1000000) / 1e6;
+            tp_num(e, A_EMPLOYEES, (int64_t)(2.0 * pow(10.0, 5.0 * r * r)));
+            tp_num(e, A_FOUNDED, zd_date_from_ymd(1980 + (int)rnd_below(45), 1, 1) +
+                                     (int64_t)rnd_below(365));
+            tp_str(e, A_SCALE, scales[rnd_below(4)]);
+            char ind[48];
+            /* About 2500 distinct classes, like GB/T 4754's four-digit level. */
+            snprintf(ind, sizeof(ind), "%c%02d%d%d", 'A' + (int)rnd_below(20),
+                     (int)rnd_below(5) * 7 + 10, (int)rnd_below(5), (int)rnd_below(5));
+            tp_str(e, A_INDUSTRY, ind);
+            int a = (int)rnd_below(6), b = (int)rnd_below(6);
+            if (a == b)
+                tp_tags(e, 1, tags[a]);
+            else
+                tp_tags(e, 2, strcmp(tags[a], tags[b]) < 0 ? tags[a] : tags[b],
+                        strcmp(tags[a], tags[b]) < 0 ? tags[b] : tags[a]);
+        } else {
+            tp_num(c, A_BIRTH, zd_date_from_ymd(1930 + (int)rnd_below(90), 1, 1) +
+                                   (int64_t)rnd_below(365));
+        }
+        zd_index_put(ix, gid, NULL, p);
+    }
+    double load = now_ms() - t0;
+    t0 = now_ms();
+    zd_index_optimize(ix);
+    double opt = now_ms() - t0;
+    zd_index_stats st;
+    zd_index_get_stats(ix, &st);
+    printf("bench: %ld profiles loaded in %.0f ms (%.0f/s), optimize %.0f ms\n", total, load,
+           (double)total / load * 1e3, opt);
+    printf("bench: %llu bitmaps, %.1f bytes/profile total (bitmaps serialized %.1f, ids %.1f)\n",
+           (unsigned long long)st.bitmaps, (double)st.total_bytes / (double)total,
+           (double)st.bitmap_bytes / (double)total, (double)st.id_bytes / (double)total);
+    uint64_t n;
+    double ms = median_range_ms(ix, A_EMPLOYEES, ZD_CMP_LT, 300, NULL, &n);
+    printf("bench: employees < 300 over %llu members: %.3f ms median -> %llu\n",
+           (unsigned long long)card(zd_index_exists(ix, A_EMPLOYEES)), ms, (unsigned long long)n);
+    ms = median_range_ms(ix, A_EMPLOYEES, ZD_CMP_GE, 1000, NULL, &n);
+    printf("bench: employees >= 1000: %.3f ms median -> %llu\n", ms, (unsigned long long)n);
+    ms = median_range_ms(ix, A_EMPLOYEES, ZD_CMP_EQ, 40, NULL, &n);
+    printf("bench: employees = 40: %.3f ms median -> %llu\n", ms, (unsigned long long)n);
+    int64_t thr = zd_date_from_ymd(1965, 6, 1);
+    ms = median_range_ms(ix, A_BIRTH, ZD_CMP_LE, thr, NULL, &n);
+    printf("bench: birth_date <= 1965-06-01 over %llu members: %.3f ms median -> %llu\n",
+           (unsigned long long)card(zd_index_exists(ix, A_BIRTH)), ms, (unsigned long long)n);
+    const roaring_bitmap_t *w = zd_index_keyword(ix, A_TAGS, "hightech");
+    ms = median_range_ms(ix, A_EMPLOYEES, ZD_CMP_LT, 300, w, &n);
+    printf("bench: employees < 300 within tags has \"hightech\" (%llu): %.3f ms median -> %llu\n",
+           (unsigned long long)card(w), ms, (unsigned long long)n);
+    tp_free(e);
+    tp_free(c);
+    zd_index_free(ix);
+}
+
+int main(void)
+{
+    zd_schema *s = make_schema();
+    test_lookups(s);
+    test_replay(s);
+    test_ids(s);
+    test_rebase(s);
+    test_ranges(s);
+    int rc = check_report("index");
+    bench(s);
+    free(s);
+    return rc;
+}

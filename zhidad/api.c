@@ -1,0 +1,196 @@
+/* The HTTP API's wiring: registers every resource's routes, starts the profile store and the
+ * change-stream follower, and serves /metrics and the audit stream. */
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "profiles/store.h"
+#include "zhidad/api.h"
+#include "zhidad/follower.h"
+#include "zhidad/http.h"
+#include "zhidad/redis.h"
+#include "zhidad/service.h"
+
+#define AUDIT_MAXLEN 1000000
+
+/* Audience latency histogram (seconds), Prometheus style: cumulative buckets. */
+static const double match_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                       0.005,  0.01,    0.025,  0.05,  0.1};
+#define NBUCKETS (sizeof(match_buckets) / sizeof(match_buckets[0]))
+static unsigned long match_hist[NBUCKETS + 1];
+static unsigned long match_count;
+static double match_sum;
+
+void zd_api_observe_match(zd_service *svc, double ms)
+{
+    double s = ms / 1000.0;
+    size_t i = 0;
+    while (i < NBUCKETS && s > match_buckets[i])
+        i++;
+    match_hist[i]++;
+    match_count++;
+    match_sum += s;
+}
+
+const char *zd_api_role_name(unsigned role)
+{
+    switch (role) {
+    case ZD_ROLE_ADMIN:
+        return "admin";
+    case ZD_ROLE_PUBLISHER:
+        return "publisher";
+    case ZD_ROLE_APP:
+        return "app";
+    case ZD_ROLE_VIEWER:
+        return "viewer";
+    }
+    return "none";
+}
+
+static void audit_done(zd_redis *r, int status, redisReply *reply, void *udata)
+{
+    if (status != 0 || reply->type == REDIS_REPLY_ERROR)
+        zd_warn("audit: could not append a record (%s)", zd_strerror(status ? status : -EIO));
+}
+
+void zd_api_audit(zd_service *svc, const char *action, const char *key_name, const char *role,
+                  const char *target)
+{
+    zd_redis_cmd(svc->redis, audit_done, NULL,
+                 "XADD %s MAXLEN ~ %d * action %s key %s role %s target %s", ZD_KEY_AUDIT,
+                 AUDIT_MAXLEN, action, key_name, role, target ? target : "");
+}
+
+/* ---- /metrics --------------------------------------------------------------------------- */
+
+typedef struct metrics_buf {
+    char *s;
+    size_t len, cap;
+} metrics_buf;
+
+static void mprintf(metrics_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void mprintf(metrics_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            return;
+        if (b->s && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap ? b->cap * 2 : 8192) + (size_t)n;
+        char *s = realloc(b->s, cap);
+        if (!s)
+            return;
+        b->s = s;
+        b->cap = cap;
+    }
+}
+
+static void http_stat(const zd_http_stat *st, void *udata)
+{
+    metrics_buf *b = udata;
+    mprintf(b,
+            "zhida_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %lu\n"
+            "zhida_http_request_seconds_sum{method=\"%s\",route=\"%s\",status=\"%d\"} %.6f\n",
+            st->method, st->pattern, st->status, st->count, st->method, st->pattern,
+            st->status, st->seconds);
+}
+
+static void handle_metrics(zd_req *req, void *udata)
+{
+    zd_service *svc = udata;
+    metrics_buf b = {0};
+    mprintf(&b, "# HELP zhida_http_requests_total HTTP requests by route and status.\n"
+                "# TYPE zhida_http_requests_total counter\n");
+    zd_http_foreach_stat(svc->http, http_stat, &b);
+
+    mprintf(&b, "# HELP zhida_match_seconds Audience evaluation latency (preview).\n"
+                "# TYPE zhida_match_seconds histogram\n");
+    unsigned long cum = 0;
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        cum += match_hist[i];
+        mprintf(&b, "zhida_match_seconds_bucket{le=\"%g\"} %lu\n", match_buckets[i], cum);
+    }
+    mprintf(&b, "zhida_match_seconds_bucket{le=\"+Inf\"} %lu\n", match_count);
+    mprintf(&b, "zhida_match_seconds_sum %.6f\nzhida_match_seconds_count %lu\n", match_sum,
+            match_count);
+
+    const zd_index *ix = svc->follower ? zd_follower_index(svc->follower) : NULL;
+    zd_index_stats is = {0};
+    if (ix)
+        zd_index_get_stats(ix, &is);
+    zd_follower_stats fs = {0};
+    if (svc->follower)
+        zd_follower_get_stats(svc->follower, &fs);
+    mprintf(&b,
+            "# TYPE zhida_index_profiles gauge\nzhida_index_profiles %llu\n"
+            "# TYPE zhida_index_bitmaps gauge\nzhida_index_bitmaps %llu\n"
+            "# TYPE zhida_index_bytes gauge\nzhida_index_bytes %llu\n"
+            "# TYPE zhida_index_ready gauge\nzhida_index_ready %d\n"
+            "# TYPE zhida_index_load_seconds gauge\nzhida_index_load_seconds %.3f\n"
+            "# TYPE zhida_changes_applied_total counter\nzhida_changes_applied_total %llu\n"
+            "# TYPE zhida_index_rebuilds_total counter\nzhida_index_rebuilds_total %llu\n"
+            "# TYPE zhida_changes_bad_total counter\nzhida_changes_bad_total %llu\n",
+            (unsigned long long)is.profiles, (unsigned long long)is.bitmaps,
+            (unsigned long long)is.total_bytes, svc->index_ready ? 1 : 0, fs.load_ms / 1000.0,
+            (unsigned long long)fs.entries, (unsigned long long)fs.reloads,
+            (unsigned long long)fs.bad);
+
+    zd_redis_stats rs = {0};
+    zd_redis_get_stats(svc->redis, &rs);
+    mprintf(&b,
+            "# TYPE zhida_redis_inflight gauge\nzhida_redis_inflight %ld\n"
+            "# TYPE zhida_redis_queued gauge\nzhida_redis_queued %ld\n"
+            "# TYPE zhida_redis_reconnects_total counter\nzhida_redis_reconnects_total %ld\n"
+            "# TYPE zhida_redis_timeouts_total counter\nzhida_redis_timeouts_total %ld\n"
+            "# TYPE zhida_redis_errors_total counter\nzhida_redis_errors_total %ld\n",
+            rs.inflight, rs.queued, rs.reconnects, rs.timeouts, rs.errors);
+    zd_req_reply_text(req, 200, "text/plain; version=0.0.4", b.s ? b.s : "", b.len);
+    free(b.s);
+}
+
+/* ---- wiring ----------------------------------------------------------------------------- */
+
+int zd_api_register(zd_service *svc)
+{
+    int rc = zd_api_profiles_register(svc);
+    if (rc == 0)
+        rc = zd_api_rules_register(svc);
+    if (rc == 0)
+        rc = zd_http_route(svc->http, "GET", "/metrics", 0, handle_metrics, svc);
+    return rc;
+}
+
+static void index_ready(void *udata)
+{
+    zd_service *svc = udata;
+    svc->index_ready = true;
+}
+
+int zd_service_start(zd_service *svc)
+{
+    svc->store = zd_store_new(svc->redis, svc->cfg->partitions, svc->cfg->change_stream_maxlen);
+    if (!svc->store)
+        return -ENOMEM;
+    svc->follower =
+        zd_follower_new(svc->base, svc->cfg, svc->cfg->schema, index_ready, svc);
+    if (!svc->follower)
+        return -ENOMEM;
+    return 0;
+}
+
+void zd_service_stop(zd_service *svc)
+{
+    zd_follower_free(svc->follower);
+    svc->follower = NULL;
+    zd_store_free(svc->store);
+    svc->store = NULL;
+}

@@ -1,0 +1,21 @@
+/* The HTTP API's wiring: route registration per resource and helpers shared by handlers. */
+#ifndef ZD_API_H
+#define ZD_API_H
+
+typedef struct zd_service zd_service;
+
+/* zd_api_register(), zd_service_start() and zd_service_stop() are declared in service.h. */
+
+int zd_api_profiles_register(zd_service *svc);
+int zd_api_rules_register(zd_service *svc);
+
+/* Appends an audit record (action, API key name and role, target) to the audit stream.
+ * Best effort: a failure is logged, never blocks the request. */
+void zd_api_audit(zd_service *svc, const char *action, const char *key_name, const char *role,
+                  const char *target);
+const char *zd_api_role_name(unsigned role);
+
+/* Records one audience evaluation's latency for /metrics. */
+void zd_api_observe_match(zd_service *svc, double ms);
+
+#endif

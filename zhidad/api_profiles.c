@@ -1,0 +1,522 @@
+/* Profile endpoints (SPEC §2): PUT / GET / PATCH / DELETE /v1/profiles/{id} and the NDJSON
+ * bulk import. Validation happens here, before anything reaches Redis, so a bad line or body
+ * is never half-applied; the write itself is one atomic script (profiles/store.c). */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/text.h"
+#include "profiles/store.h"
+#include "zhidad/api.h"
+#include "zhidad/follower.h"
+#include "zhidad/http.h"
+#include "zhidad/redis.h"
+#include "zhidad/service.h"
+
+#define PATCH_RETRIES 5
+#define IMPORT_BATCH 200
+#define IMPORT_ERRORS_MAX 100
+
+/* The stored profile as answered to clients: {"id": ..., <document>, "version": n}. */
+static cJSON *profile_answer(const char *id, const char *json, size_t len, uint64_t version)
+{
+    cJSON *doc = cJSON_ParseWithLength(json, len);
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "id", id);
+    if (doc) {
+        cJSON *it = doc->child;
+        while (it) {
+            cJSON *next = it->next;
+            cJSON_AddItemToObject(out, it->string, cJSON_DetachItemViaPointer(doc, it));
+            it = next;
+        }
+        cJSON_Delete(doc);
+    }
+    cJSON_AddNumberToObject(out, "version", (double)version);
+    return out;
+}
+
+static int store_status_http(int status)
+{
+    return status == -ENOMEM ? 500 : 503;
+}
+
+static void reply_store_error(zd_req *req, int status)
+{
+    zd_req_reply_error(req, store_status_http(status), "store_unavailable",
+                       "the profile store did not answer (%s); the write may or may not have "
+                       "happened: retrying it is safe",
+                       zd_strerror(status));
+}
+
+static bool check_id(zd_req *req, const char *id)
+{
+    if (id && zd_id_valid(id, strlen(id)))
+        return true;
+    zd_req_reply_error(req, 400, "invalid_id", "profile id must be 1-128 characters of "
+                                               "[A-Za-z0-9_.:-]");
+    return false;
+}
+
+/* ---- PUT and PATCH ---------------------------------------------------------------------- */
+
+typedef struct write_op {
+    zd_service *svc;
+    zd_req *req;
+    zd_profile *p;
+    cJSON *patch;  /* PATCH only: the merge patch, re-applied on a version conflict */
+    int attempts;
+} write_op;
+
+static void write_op_free(write_op *w)
+{
+    zd_profile_free(w->p);
+    cJSON_Delete(w->patch);
+    free(w);
+}
+
+static void patch_start(write_op *w);
+
+static void put_done(int status, const zd_put_result *res, int n, void *udata)
+{
+    write_op *w = udata;
+    if (status != 0) {
+        reply_store_error(w->req, status);
+        write_op_free(w);
+        return;
+    }
+    switch (res[0].outcome) {
+    case ZD_PUT_CONFLICT:
+        if (w->patch && ++w->attempts < PATCH_RETRIES) {
+            zd_profile_free(w->p);
+            w->p = NULL;
+            patch_start(w);
+            return;
+        }
+        zd_req_reply_error(w->req, 409, "conflict",
+                           "profile changed concurrently %d times; retry the PATCH",
+                           w->attempts);
+        break;
+    case ZD_PUT_FULL:
+        zd_req_reply_error(w->req, 507, "partition_full",
+                           "the profile's partition has used all its index ids");
+        break;
+    case ZD_PUT_CREATED:
+    case ZD_PUT_UPDATED:
+    case ZD_PUT_UNCHANGED: {
+        if (res[0].outcome != ZD_PUT_UNCHANGED)
+            zd_follower_apply(w->svc->follower, res[0].gid, res[0].old_json, res[0].old_len,
+                              w->p);
+        char *json = zd_profile_to_json(w->p);
+        zd_req_reply_json(w->req, 200,
+                          profile_answer(w->p->id, json, strlen(json), res[0].version));
+        free(json);
+        break;
+    }
+    }
+    write_op_free(w);
+}
+
+static void write_profile(write_op *w, const char *expect)
+{
+    int part = zd_partition_of(w->p->id, w->svc->cfg->partitions);
+    const char *ex[1] = {expect};
+    int rc = zd_store_put_batch(w->svc->store, part, &w->p, 1, ex, put_done, w);
+    if (rc != 0) {
+        reply_store_error(w->req, rc);
+        write_op_free(w);
+    }
+}
+
+static void handle_put(zd_req *req, void *udata)
+{
+    zd_service *svc = udata;
+    const char *id = zd_req_param(req, "id");
+    if (!check_id(req, id))
+        return;
+    cJSON *body = zd_req_json(req);
+    if (!body)
+        return;
+    zd_error err;
+    zd_profile *p;
+    int rc = zd_profile_from_json(svc->cfg->schema, id, body, &p, &err);
+    cJSON_Delete(body);
+    if (rc != 0) {
+        zd_req_reply_zderror(req, rc == -ENOMEM ? 500 : 400, &err);
+        return;
+    }
+    write_op *w = calloc(1, sizeof(*w));
+    if (!w) {
+        zd_profile_free(p);
+        zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
+        return;
+    }
+    w->svc = svc;
+    w->req = req;
+    w->p = p;
+    write_profile(w, NULL);
+}
+
+static void patch_got(int status, const char *json, size_t len, uint32_t gid, uint64_t version,
+                      void *udata)
+{
+    write_op *w = udata;
+    if (status != 0) {
+        reply_store_error(w->req, status);
+        write_op_free(w);
+        return;
+    }
+    const char *id = zd_req_param(w->req, "id");
+    if (!json) {
+        zd_req_reply_error(w->req, 404, "not_found", "no profile with this id");
+        write_op_free(w);
+        return;
+    }
+    cJSON *cur = cJSON_ParseWithLength(json, len);
+    cJSON *merged = zd_json_merge_patch(cur, w->patch);
+    cJSON_Delete(cur);
+    zd_error err;
+    int rc = merged ? zd_profile_from_json(w->svc->cfg->schema, id, merged, &w->p, &err)
+                    : zd_error_set(&err, "out_of_memory", NULL, "out of memory");
+    cJSON_Delete(merged);
+    if (rc != 0) {
+        zd_req_reply_zderror(w->req, 400, &err);
+        write_op_free(w);
+        return;
+    }
+    char ver[24];
+    snprintf(ver, sizeof(ver), "%llu", (unsigned long long)version);
+    write_profile(w, ver);
+}
+
+static void patch_start(write_op *w)
+{
+    int rc = zd_store_get(w->svc->store, zd_req_param(w->req, "id"), patch_got, w);
+    if (rc != 0) {
+        reply_store_error(w->req, rc);
+        write_op_free(w);
+    }
+}
+
+static void handle_patch(zd_req *req, void *udata)
+{
+    zd_service *svc = udata;
+    if (!check_id(req, zd_req_param(req, "id")))
+        return;
+    cJSON *body = zd_req_json(req);
+    if (!body)
+        return;
+    write_op *w = calloc(1, sizeof(*w));
+    if (!w) {
+        cJSON_Delete(body);
+        zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
+        return;
+    }
+    w->svc = svc;
+    w->req = req;
+    w->patch = body;
+    patch_start(w);
+}
+
+/* ---- GET and DELETE --------------------------------------------------------------------- */
+
+static void get_done(int status, const char *json, size_t len, uint32_t gid, uint64_t version,
+                     void *udata)
+{
+    zd_req *req = udata;
+    if (status != 0)
+        reply_store_error(req, status);
+    else if (!json)
+        zd_req_reply_error(req, 404, "not_found", "no profile with this id");
+    else
+        zd_req_reply_json(req, 200, profile_answer(zd_req_param(req, "id"), json, len, version));
+}
+
+static void handle_get(zd_req *req, void *udata)
+{
+    zd_service *svc = udata;
+    const char *id = zd_req_param(req, "id");
+    if (!check_id(req, id))
+        return;
+    int rc = zd_store_get(svc->store, id, get_done, req);
+    if (rc != 0)
+        reply_store_error(req, rc);
+}
+
+typedef struct del_op {
+    zd_service *svc;
+    zd_req *req;
+    char *who; /* the API key's name, for the audit record */
+    char *role;
+} del_op;
+
+static void del_done(int status, bool found, uint32_t gid, const char *old_json, size_t old_len,
+                     void *udata)
+{
+    del_op *d = udata;
+    const char *id = zd_req_param(d->req, "id");
+    if (status != 0) {
+        reply_store_error(d->req, status);
+    } else if (!found) {
+        zd_req_reply_error(d->req, 404, "not_found", "no profile with this id");
+    } else {
+        zd_follower_apply(d->svc->follower, gid, old_json, old_len, NULL);
+        zd_api_audit(d->svc, "profile.delete", d->who, d->role, id);
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "id", id);
+        cJSON_AddBoolToObject(out, "deleted", 1);
+        zd_req_reply_json(d->req, 200, out);
+    }
+    free(d->who);
+    free(d->role);
+    free(d);
+}
+
+static void handle_delete(zd_req *req, void *udata)
+{
+    zd_service *svc = udata;
+    const char *id = zd_req_param(req, "id");
+    if (!check_id(req, id))
+        return;
+    del_op *d = calloc(1, sizeof(*d));
+    const zd_apikey *k = zd_req_key(req);
+    if (d) {
+        d->svc = svc;
+        d->req = req;
+        d->who = strdup(k ? k->name : "-");
+        d->role = strdup(zd_api_role_name(k ? k->role : 0));
+    }
+    if (!d || !d->who || !d->role || zd_store_del(svc->store, id, del_done, d) != 0) {
+        if (d) {
+            free(d->who);
+            free(d->role);
+        }
+        free(d);
+        zd_req_reply_error(req, 503, "store_unavailable", "the profile store is unavailable");
+    }
+}
+
+/* ---- NDJSON import ---------------------------------------------------------------------- */
+
+typedef struct import_batch {
+    struct import_op *op;
+    int n;
+    zd_profile *p[IMPORT_BATCH];
+    int line[IMPORT_BATCH];
+} import_batch;
+
+typedef struct import_op {
+    zd_service *svc;
+    zd_req *req;
+    int pending;    /* batches in flight */
+    long imported, unchanged, failed, lines;
+    cJSON *errors;
+    int nerrors;
+    struct timespec t0;
+} import_op;
+
+static void import_error(import_op *op, int line, const char *id, const zd_error *e)
+{
+    op->failed++;
+    if (op->nerrors >= IMPORT_ERRORS_MAX)
+        return;
+    op->nerrors++;
+    cJSON *item = cJSON_CreateObject();
+    cJSON_AddNumberToObject(item, "line", line);
+    if (id)
+        cJSON_AddStringToObject(item, "id", id);
+    cJSON *ej = cJSON_AddObjectToObject(item, "error");
+    cJSON_AddStringToObject(ej, "code", e->code);
+    cJSON_AddStringToObject(ej, "message", e->message);
+    if (e->field[0])
+        cJSON_AddStringToObject(ej, "field", e->field);
+    cJSON_AddItemToArray(op->errors, item);
+}
+
+static void import_finish(import_op *op)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - op->t0.tv_sec) * 1e3 +
+                (double)(t1.tv_nsec - op->t0.tv_nsec) / 1e6;
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "lines", (double)op->lines);
+    cJSON_AddNumberToObject(out, "imported", (double)op->imported);
+    cJSON_AddNumberToObject(out, "unchanged", (double)op->unchanged);
+    cJSON_AddNumberToObject(out, "failed", (double)op->failed);
+    cJSON_AddItemToObject(out, "errors", op->errors);
+    cJSON_AddNumberToObject(out, "took_ms", ms);
+    zd_req_reply_json(op->req, 200, out);
+    zd_info("import: %ld lines, %ld imported, %ld unchanged, %ld failed in %.0f ms", op->lines,
+            op->imported, op->unchanged, op->failed, ms);
+    free(op);
+}
+
+static void batch_free(import_batch *b)
+{
+    for (int i = 0; i < b->n; i++)
+        zd_profile_free(b->p[i]);
+    free(b);
+}
+
+static void import_batch_done(int status, const zd_put_result *res, int n, void *udata)
+{
+    import_batch *b = udata;
+    import_op *op = b->op;
+    for (int i = 0; i < b->n; i++) {
+        zd_error e;
+        if (status != 0) {
+            zd_error_set(&e, "store_unavailable", NULL,
+                         "the profile store did not answer (%s); the line may or may not have "
+                         "been applied: importing it again is safe",
+                         zd_strerror(status));
+            import_error(op, b->line[i], b->p[i]->id, &e);
+            continue;
+        }
+        switch (res[i].outcome) {
+        case ZD_PUT_CREATED:
+        case ZD_PUT_UPDATED:
+            zd_follower_apply(op->svc->follower, res[i].gid, res[i].old_json, res[i].old_len,
+                              b->p[i]);
+            op->imported++;
+            break;
+        case ZD_PUT_UNCHANGED:
+            op->unchanged++;
+            break;
+        case ZD_PUT_FULL:
+            zd_error_set(&e, "partition_full", "id",
+                         "the profile's partition has used all its index ids");
+            import_error(op, b->line[i], b->p[i]->id, &e);
+            break;
+        case ZD_PUT_CONFLICT:
+            zd_error_set(&e, "conflict", "id", "concurrent write conflict");
+            import_error(op, b->line[i], b->p[i]->id, &e);
+            break;
+        }
+    }
+    batch_free(b);
+    if (--op->pending == 0)
+        import_finish(op);
+}
+
+static void import_flush(import_op *op, import_batch **slot, int part)
+{
+    import_batch *b = *slot;
+    *slot = NULL;
+    if (!b)
+        return;
+    op->pending++;
+    int rc = zd_store_put_batch(op->svc->store, part, b->p, b->n, NULL, import_batch_done, b);
+    if (rc != 0)
+        import_batch_done(rc, NULL, 0, b);
+}
+
+/* Validates one NDJSON line and adds it to its partition's batch. */
+static void import_line(import_op *op, import_batch **batches, const char *s, size_t len,
+                        int lineno)
+{
+    zd_error e;
+    cJSON *j = cJSON_ParseWithLength(s, len);
+    if (!j) {
+        zd_error_set(&e, "bad_json", NULL, "line is not valid JSON");
+        import_error(op, lineno, NULL, &e);
+        return;
+    }
+    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(j, "id");
+    if (!cJSON_IsObject(j) || !cJSON_IsString(jid)) {
+        zd_error_set(&e, "missing_field", "id", "each line must be an object with a string \"id\"");
+        import_error(op, lineno, NULL, &e);
+        cJSON_Delete(j);
+        return;
+    }
+    zd_profile *p;
+    int rc = zd_profile_from_json(op->svc->cfg->schema, jid->valuestring, j, &p, &e);
+    if (rc != 0) {
+        bool id_ok = zd_id_valid(jid->valuestring, strlen(jid->valuestring));
+        import_error(op, lineno, id_ok ? jid->valuestring : NULL, &e);
+        cJSON_Delete(j);
+        return;
+    }
+    cJSON_Delete(j);
+    int part = zd_partition_of(p->id, op->svc->cfg->partitions);
+    if (!batches[part]) {
+        batches[part] = calloc(1, sizeof(import_batch));
+        if (!batches[part]) {
+            zd_error_set(&e, "out_of_memory", NULL, "out of memory");
+            import_error(op, lineno, p->id, &e);
+            zd_profile_free(p);
+            return;
+        }
+        batches[part]->op = op;
+    }
+    import_batch *b = batches[part];
+    b->p[b->n] = p;
+    b->line[b->n] = lineno;
+    if (++b->n == IMPORT_BATCH)
+        import_flush(op, &batches[part], part);
+}
+
+static void handle_import(zd_req *req, void *udata)
+{
+    zd_service *svc = udata;
+    size_t len;
+    const char *body = zd_req_body(req, &len);
+    if (!body)
+        return; /* zd_req_body answered (too large) */
+    import_op *op = calloc(1, sizeof(*op));
+    import_batch *batches[ZD_PARTITIONS_MAX] = {0};
+    if (!op || !(op->errors = cJSON_CreateArray())) {
+        free(op);
+        zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
+        return;
+    }
+    op->svc = svc;
+    op->req = req;
+    clock_gettime(CLOCK_MONOTONIC, &op->t0);
+    /* Hold one reference while lines are being queued so an early batch reply cannot finish
+     * the import before the last line is read. */
+    op->pending = 1;
+    int lineno = 0;
+    for (size_t pos = 0; pos < len;) {
+        const char *nl = memchr(body + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - body) : len;
+        size_t l = end - pos;
+        lineno++;
+        if (l > 0 && body[pos + l - 1] == '\r')
+            l--;
+        bool blank = true;
+        for (size_t i = 0; i < l && blank; i++)
+            blank = body[pos + i] == ' ' || body[pos + i] == '\t';
+        if (!blank) {
+            op->lines++;
+            if (!zd_utf8_valid(body + pos, l)) {
+                zd_error e;
+                zd_error_set(&e, "invalid_utf8", NULL, "line is not valid UTF-8");
+                import_error(op, lineno, NULL, &e);
+            } else {
+                import_line(op, batches, body + pos, l, lineno);
+            }
+        }
+        pos = end + 1;
+    }
+    for (int p = 0; p < svc->cfg->partitions; p++)
+        import_flush(op, &batches[p], p);
+    if (--op->pending == 0)
+        import_finish(op);
+}
+
+int zd_api_profiles_register(zd_service *svc)
+{
+    unsigned writers = ZD_ROLE_APP | ZD_ROLE_ADMIN;
+    int rc = 0;
+    rc |= zd_http_route(svc->http, "PUT", "/v1/profiles/{id}", writers, handle_put, svc);
+    rc |= zd_http_route(svc->http, "PATCH", "/v1/profiles/{id}", writers, handle_patch, svc);
+    rc |= zd_http_route(svc->http, "GET", "/v1/profiles/{id}", writers, handle_get, svc);
+    rc |= zd_http_route(svc->http, "DELETE", "/v1/profiles/{id}", writers, handle_delete, svc);
+    rc |= zd_http_route_flags(svc->http, "POST", "/v1/profiles:import", writers,
+                              ZD_ROUTE_LARGE_BODY, handle_import, svc);
+    return rc ? -EINVAL : 0;
+}

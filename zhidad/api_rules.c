@@ -1,0 +1,606 @@
+/* Rule endpoints (SPEC §3): preview (count, sample, breakdown), explain, and saved segments.
+ * A publisher's rules are implicitly restricted to its region scope. */
+#include <cjson/cJSON.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/date.h"
+#include "common/log.h"
+#include "common/text.h"
+#include "matcher/rule.h"
+#include "profiles/store.h"
+#include "zhidad/api.h"
+#include "zhidad/follower.h"
+#include "zhidad/http.h"
+#include "zhidad/redis.h"
+#include "zhidad/service.h"
+
+#define SAMPLE_MAX 1000
+#define BREAKDOWN_MAX 8
+#define SEGMENT_NAME_MAX 64
+
+/* ---- shared: segments, compile errors, scope -------------------------------------------- */
+
+typedef struct segset {
+    int n;
+    char **names, **texts;
+    const char *override_name; /* PUT of a segment: its new text wins over the stored one */
+    const char *override_text;
+} segset;
+
+static void segset_clear(segset *s)
+{
+    for (int i = 0; i < s->n; i++) {
+        free(s->names[i]);
+        free(s->texts[i]);
+    }
+    free(s->names);
+    free(s->texts);
+    memset(s, 0, sizeof(*s));
+}
+
+static const char *seg_lookup(const char *name, void *udata)
+{
+    const segset *s = udata;
+    if (s->override_name && strcmp(name, s->override_name) == 0)
+        return s->override_text;
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->names[i], name) == 0)
+            return s->texts[i];
+    return NULL;
+}
+
+/* One rule request: its parsed body, the segments it may use, the compiled rule. */
+typedef struct rule_op {
+    zd_service *svc;
+    zd_req *req;
+    cJSON *body;
+    const char *rule_text;
+    segset segs;
+    zd_rule *rule;
+    zd_rule *scope; /* publisher scope: region within "<scope>", or NULL */
+    char scope_text[64];
+    void (*next)(struct rule_op *op);
+    struct timespec t0;
+} rule_op;
+
+static void rule_op_free(rule_op *op)
+{
+    cJSON_Delete(op->body);
+    segset_clear(&op->segs);
+    zd_rule_free(op->rule);
+    zd_rule_free(op->scope);
+    free(op);
+}
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void reply_rule_error(zd_req *req, const zd_rule_error *e)
+{
+    cJSON *extra = cJSON_CreateObject();
+    cJSON_AddNumberToObject(extra, "position", e->position);
+    cJSON_AddNumberToObject(extra, "line", e->line);
+    cJSON_AddNumberToObject(extra, "column", e->column);
+    if (e->segment[0])
+        cJSON_AddStringToObject(extra, "segment", e->segment);
+    zd_req_reply_error_extra(req, 400, e->code, e->message, extra);
+}
+
+/* Compiles op->rule_text (and the caller's scope); answers the error itself on failure. */
+static bool compile(rule_op *op)
+{
+    zd_rule_error e;
+    const zd_schema *s = op->svc->cfg->schema;
+    if (zd_rule_compile(s, op->rule_text, strlen(op->rule_text), seg_lookup, &op->segs,
+                        &op->rule, &e) != 0) {
+        reply_rule_error(op->req, &e);
+        return false;
+    }
+    const zd_apikey *k = zd_req_key(op->req);
+    if (k && k->role == ZD_ROLE_PUBLISHER && k->scope[0]) {
+        snprintf(op->scope_text, sizeof(op->scope_text), "region within \"%s\"", k->scope);
+        if (zd_rule_compile(s, op->scope_text, strlen(op->scope_text), NULL, NULL, &op->scope,
+                            &e) != 0) {
+            zd_req_reply_error(op->req, 500, "bad_scope", "the API key's scope is invalid");
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool mentions_segment(const char *text)
+{
+    for (const char *p = text; *p; p++)
+        if (strncasecmp(p, "segment", 7) == 0)
+            return true;
+    return false;
+}
+
+static void segments_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+{
+    rule_op *op = udata;
+    if (status != 0 || reply->type != REDIS_REPLY_ARRAY) {
+        zd_req_reply_error(op->req, 503, "store_unavailable",
+                           "could not read the saved segments");
+        rule_op_free(op);
+        return;
+    }
+    int n = (int)reply->elements / 2;
+    op->segs.names = calloc((size_t)n + 1, sizeof(char *));
+    op->segs.texts = calloc((size_t)n + 1, sizeof(char *));
+    for (int i = 0; i < n && op->segs.names && op->segs.texts; i++) {
+        op->segs.names[i] = strdup(reply->element[2 * i]->str);
+        op->segs.texts[i] = strdup(reply->element[2 * i + 1]->str);
+        op->segs.n++;
+    }
+    op->next(op);
+}
+
+/* Runs op->next once the segments the rule may need are at hand. */
+static void with_segments(rule_op *op, bool always)
+{
+    if (!always && !mentions_segment(op->rule_text)) {
+        op->next(op);
+        return;
+    }
+    if (zd_redis_cmd(op->svc->redis, segments_reply, op, "HGETALL %s", ZD_KEY_SEGMENTS) != 0) {
+        zd_req_reply_error(op->req, 503, "store_unavailable", "could not read the segments");
+        rule_op_free(op);
+    }
+}
+
+/* Checks that body has only `allowed` keys and a string "rule"; answers errors itself. */
+static bool check_body(zd_req *req, const cJSON *body, const char *const *allowed, int nallowed)
+{
+    const cJSON *it;
+    cJSON_ArrayForEach(it, body)
+    {
+        bool ok = false;
+        for (int i = 0; i < nallowed && !ok; i++)
+            ok = strcmp(it->string, allowed[i]) == 0;
+        if (!ok) {
+            zd_req_reply_error(req, 400, "unknown_field", "unknown field \"%.64s\"", it->string);
+            return false;
+        }
+    }
+    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(body, "rule");
+    if (!cJSON_IsString(rule)) {
+        zd_req_reply_error(req, 400, "missing_field", "\"rule\" (a string) is required");
+        return false;
+    }
+    if (strlen(rule->valuestring) > ZD_RULE_MAX_BYTES) {
+        zd_req_reply_error(req, 400, "rule_too_large", "rule is longer than %d bytes",
+                           ZD_RULE_MAX_BYTES);
+        return false;
+    }
+    return true;
+}
+
+static rule_op *rule_op_new(zd_service *svc, zd_req *req, cJSON *body)
+{
+    rule_op *op = calloc(1, sizeof(*op));
+    if (!op) {
+        cJSON_Delete(body);
+        zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
+        return NULL;
+    }
+    op->svc = svc;
+    op->req = req;
+    op->body = body;
+    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(body, "rule");
+    op->rule_text = cJSON_IsString(rule) ? rule->valuestring : "";
+    clock_gettime(CLOCK_MONOTONIC, &op->t0);
+    return op;
+}
+
+static const zd_index *ready_index(zd_service *svc, zd_req *req)
+{
+    const zd_index *ix = svc->follower ? zd_follower_index(svc->follower) : NULL;
+    if (!ix)
+        zd_req_reply_error(req, 503, "not_ready", "the index is still loading");
+    return ix;
+}
+
+/* ---- preview ---------------------------------------------------------------------------- */
+
+typedef struct breakdown_ctx {
+    const roaring_bitmap_t *audience;
+    cJSON *out;
+} breakdown_ctx;
+
+static void breakdown_value(const char *value, const roaring_bitmap_t *bm, void *udata)
+{
+    breakdown_ctx *b = udata;
+    uint64_t n = roaring_bitmap_and_cardinality(bm, b->audience);
+    if (n)
+        cJSON_AddNumberToObject(b->out, value, (double)n);
+}
+
+/* Resolves "field" or "field:level" to an attribute and level; answers errors itself. */
+static bool breakdown_spec(zd_req *req, const zd_schema *s, const char *spec, const zd_attr **a,
+                           int *level)
+{
+    char name[ZD_ATTR_NAME_MAX];
+    const char *colon = strchr(spec, ':');
+    size_t nlen = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (nlen == 0 || nlen >= sizeof(name)) {
+        zd_req_reply_error(req, 400, "invalid_breakdown", "breakdown \"%.64s\" names no field",
+                           spec);
+        return false;
+    }
+    memcpy(name, spec, nlen);
+    name[nlen] = '\0';
+    *a = zd_schema_find(s, name);
+    if (!*a) {
+        const char *near = zd_schema_suggest(s, name);
+        zd_req_reply_error(req, 400, "unknown_field", "breakdown: unknown field \"%s\"%s%s%s",
+                           name, near ? "; did you mean \"" : "", near ? near : "",
+                           near ? "\"?" : "");
+        return false;
+    }
+    if ((*a)->type == ZD_T_NUMBER || (*a)->type == ZD_T_DATE) {
+        zd_req_reply_error(req, 400, "invalid_breakdown",
+                           "breakdown by %s \"%s\" is not supported (use keywords, codes or "
+                           "tags)",
+                           zd_type_name((*a)->type), name);
+        return false;
+    }
+    *level = 0;
+    if ((*a)->type == ZD_T_CODE) {
+        *level = colon ? atoi(colon + 1) : (*a)->breakdown_level;
+        bool ok = false;
+        for (int i = 0; i < (*a)->nlevels; i++)
+            ok |= (*a)->levels[i] == *level;
+        if (!ok) {
+            zd_req_reply_error(req, 400, "invalid_breakdown",
+                               "breakdown \"%.64s\": %d is not a level of %s", spec, *level,
+                               name);
+            return false;
+        }
+    } else if (colon) {
+        zd_req_reply_error(req, 400, "invalid_breakdown",
+                           "breakdown \"%.64s\": only codes have levels", spec);
+        return false;
+    }
+    return true;
+}
+
+static void preview_run(rule_op *op)
+{
+    if (!compile(op)) {
+        rule_op_free(op);
+        return;
+    }
+    const zd_index *ix = ready_index(op->svc, op->req);
+    if (!ix) {
+        rule_op_free(op);
+        return;
+    }
+    const zd_schema *s = op->svc->cfg->schema;
+    int32_t today = zd_date_today(op->svc->cfg->timezone);
+    roaring_bitmap_t *aud = zd_rule_audience(op->rule, ix, today);
+    if (aud && op->scope) {
+        roaring_bitmap_t *sc = zd_rule_audience(op->scope, ix, today);
+        if (sc)
+            roaring_bitmap_and_inplace(aud, sc);
+        roaring_bitmap_free(sc);
+    }
+    if (!aud) {
+        zd_req_reply_error(op->req, 500, "out_of_memory", "out of memory");
+        rule_op_free(op);
+        return;
+    }
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "count", (double)roaring_bitmap_get_cardinality(aud));
+
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(op->body, "sample");
+    int nsample = js ? js->valueint : 10;
+    cJSON *sample = cJSON_AddArrayToObject(out, "sample");
+    roaring_uint32_iterator_t it;
+    roaring_init_iterator(aud, &it);
+    for (int i = 0; i < nsample && it.has_value; roaring_advance_uint32_iterator(&it)) {
+        const char *id = zd_index_id(ix, it.current_value);
+        if (id) {
+            cJSON_AddItemToArray(sample, cJSON_CreateString(id));
+            i++;
+        }
+    }
+
+    const cJSON *jb = cJSON_GetObjectItemCaseSensitive(op->body, "breakdown");
+    if (jb) {
+        cJSON *bd = cJSON_AddObjectToObject(out, "breakdown");
+        const cJSON *spec;
+        cJSON_ArrayForEach(spec, jb)
+        {
+            const zd_attr *a;
+            int level;
+            if (!breakdown_spec(op->req, s, spec->valuestring, &a, &level)) {
+                cJSON_Delete(out);
+                roaring_bitmap_free(aud);
+                rule_op_free(op);
+                return;
+            }
+            breakdown_ctx b = {aud, cJSON_AddObjectToObject(bd, spec->valuestring)};
+            zd_index_foreach_value(ix, a->index, level, breakdown_value, &b);
+        }
+    }
+    roaring_bitmap_free(aud);
+    double ms = ms_since(&op->t0);
+    zd_api_observe_match(op->svc, ms);
+    cJSON_AddNumberToObject(out, "took_ms", ms);
+    zd_req_reply_json(op->req, 200, out);
+    rule_op_free(op);
+}
+
+static void handle_preview(zd_req *req, void *udata)
+{
+    static const char *const keys[] = {"rule", "sample", "breakdown"};
+    cJSON *body = zd_req_json(req);
+    if (!body)
+        return;
+    if (!check_body(req, body, keys, 3)) {
+        cJSON_Delete(body);
+        return;
+    }
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(body, "sample");
+    if (js && (!cJSON_IsNumber(js) || js->valuedouble < 0 || js->valuedouble > SAMPLE_MAX ||
+               js->valuedouble != js->valueint)) {
+        zd_req_reply_error(req, 400, "invalid_value", "\"sample\" must be an integer 0-%d",
+                           SAMPLE_MAX);
+        cJSON_Delete(body);
+        return;
+    }
+    const cJSON *jb = cJSON_GetObjectItemCaseSensitive(body, "breakdown");
+    bool bad = jb && (!cJSON_IsArray(jb) || cJSON_GetArraySize(jb) > BREAKDOWN_MAX);
+    const cJSON *it;
+    if (jb && !bad)
+        cJSON_ArrayForEach(it, jb) bad |= !cJSON_IsString(it);
+    if (bad) {
+        zd_req_reply_error(req, 400, "invalid_value",
+                           "\"breakdown\" must be an array of at most %d field names",
+                           BREAKDOWN_MAX);
+        cJSON_Delete(body);
+        return;
+    }
+    rule_op *op = rule_op_new(udata, req, body);
+    if (!op)
+        return;
+    op->next = preview_run;
+    with_segments(op, false);
+}
+
+/* ---- explain ---------------------------------------------------------------------------- */
+
+static void explain_got(int status, const char *json, size_t len, uint32_t gid,
+                        uint64_t version, void *udata)
+{
+    rule_op *op = udata;
+    const char *pid = cJSON_GetObjectItemCaseSensitive(op->body, "profile")->valuestring;
+    zd_profile *p = NULL;
+    zd_error err;
+    if (status != 0) {
+        zd_req_reply_error(op->req, 503, "store_unavailable", "could not read the profile");
+    } else if (!json) {
+        zd_req_reply_error(op->req, 404, "not_found", "no profile with this id");
+    } else if (zd_profile_parse(op->svc->cfg->schema, pid, json, len, &p, &err) != 0) {
+        zd_req_reply_zderror(op->req, 500, &err);
+    } else {
+        int32_t today = zd_date_today(op->svc->cfg->timezone);
+        cJSON *out = zd_rule_explain(op->rule, p, today);
+        cJSON_AddStringToObject(out, "profile", pid);
+        if (op->scope) {
+            /* The publisher's scope is an implicit clause of every rule it runs. */
+            bool in = zd_rule_match(op->scope, p, today);
+            cJSON *clauses = cJSON_GetObjectItemCaseSensitive(out, "clauses");
+            cJSON *c = cJSON_CreateObject();
+            cJSON_AddStringToObject(c, "text", op->scope_text);
+            cJSON_AddBoolToObject(c, "result", in);
+            cJSON_AddBoolToObject(c, "scope", 1);
+            cJSON_AddItemToArray(clauses, c);
+            if (!in)
+                cJSON_ReplaceItemInObjectCaseSensitive(out, "match", cJSON_CreateFalse());
+        }
+        zd_req_reply_json(op->req, 200, out);
+    }
+    zd_profile_free(p);
+    rule_op_free(op);
+}
+
+static void explain_run(rule_op *op)
+{
+    if (!compile(op)) {
+        rule_op_free(op);
+        return;
+    }
+    const char *pid = cJSON_GetObjectItemCaseSensitive(op->body, "profile")->valuestring;
+    if (zd_store_get(op->svc->store, pid, explain_got, op) != 0) {
+        zd_req_reply_error(op->req, 503, "store_unavailable", "could not read the profile");
+        rule_op_free(op);
+    }
+}
+
+static void handle_explain(zd_req *req, void *udata)
+{
+    static const char *const keys[] = {"rule", "profile"};
+    cJSON *body = zd_req_json(req);
+    if (!body)
+        return;
+    if (!check_body(req, body, keys, 2)) {
+        cJSON_Delete(body);
+        return;
+    }
+    const cJSON *jp = cJSON_GetObjectItemCaseSensitive(body, "profile");
+    if (!cJSON_IsString(jp) || !zd_id_valid(jp->valuestring, strlen(jp->valuestring))) {
+        zd_req_reply_error(req, 400, "invalid_id",
+                           "\"profile\" must be a profile id (1-128 characters of "
+                           "[A-Za-z0-9_.:-])");
+        cJSON_Delete(body);
+        return;
+    }
+    rule_op *op = rule_op_new(udata, req, body);
+    if (!op)
+        return;
+    op->next = explain_run;
+    with_segments(op, false);
+}
+
+/* ---- segments --------------------------------------------------------------------------- */
+
+static bool segment_name_ok(zd_req *req, const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    bool ok = n >= 1 && n <= SEGMENT_NAME_MAX;
+    for (size_t i = 0; i < n && ok; i++) {
+        char c = name[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '_' || c == '-' || c == '.';
+    }
+    if (!ok)
+        zd_req_reply_error(req, 400, "invalid_name",
+                           "segment name must be 1-%d characters of [A-Za-z0-9_.-]",
+                           SEGMENT_NAME_MAX);
+    return ok;
+}
+
+static void audit_from(rule_op *op, const char *action, const char *target)
+{
+    const zd_apikey *k = zd_req_key(op->req);
+    zd_api_audit(op->svc, action, k ? k->name : "-", zd_api_role_name(k ? k->role : 0), target);
+}
+
+static void segment_written(zd_redis *r, int status, redisReply *reply, void *udata)
+{
+    rule_op *op = udata;
+    const char *name = zd_req_param(op->req, "name");
+    if (status != 0 || reply->type == REDIS_REPLY_ERROR) {
+        zd_req_reply_error(op->req, 503, "store_unavailable", "could not save the segment");
+    } else {
+        audit_from(op, "segment.put", name);
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "name", name);
+        cJSON_AddStringToObject(out, "rule", op->rule_text);
+        zd_req_reply_json(op->req, 200, out);
+    }
+    rule_op_free(op);
+}
+
+static void segment_put_run(rule_op *op)
+{
+    /* Compiling with the new text in place catches unknown fields, missing segments and
+     * cycles through this segment before anything is saved. */
+    if (!compile(op)) {
+        rule_op_free(op);
+        return;
+    }
+    const char *name = zd_req_param(op->req, "name");
+    if (zd_redis_cmd(op->svc->redis, segment_written, op, "HSET %s %s %s", ZD_KEY_SEGMENTS, name,
+                     op->rule_text) != 0) {
+        zd_req_reply_error(op->req, 503, "store_unavailable", "could not save the segment");
+        rule_op_free(op);
+    }
+}
+
+static void handle_segment_put(zd_req *req, void *udata)
+{
+    static const char *const keys[] = {"rule"};
+    const char *name = zd_req_param(req, "name");
+    if (!segment_name_ok(req, name))
+        return;
+    cJSON *body = zd_req_json(req);
+    if (!body)
+        return;
+    if (!check_body(req, body, keys, 1)) {
+        cJSON_Delete(body);
+        return;
+    }
+    rule_op *op = rule_op_new(udata, req, body);
+    if (!op)
+        return;
+    op->segs.override_name = name;
+    op->segs.override_text = op->rule_text;
+    op->next = segment_put_run;
+    with_segments(op, true);
+}
+
+static void segment_got(zd_redis *r, int status, redisReply *reply, void *udata)
+{
+    zd_req *req = udata;
+    if (status != 0 || reply->type == REDIS_REPLY_ERROR) {
+        zd_req_reply_error(req, 503, "store_unavailable", "could not read the segment");
+    } else if (reply->type != REDIS_REPLY_STRING) {
+        zd_req_reply_error(req, 404, "not_found", "no segment with this name");
+    } else {
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "name", zd_req_param(req, "name"));
+        cJSON_AddStringToObject(out, "rule", reply->str);
+        zd_req_reply_json(req, 200, out);
+    }
+}
+
+static void handle_segment_get(zd_req *req, void *udata)
+{
+    zd_service *svc = udata;
+    const char *name = zd_req_param(req, "name");
+    if (!segment_name_ok(req, name))
+        return;
+    if (zd_redis_cmd(svc->redis, segment_got, req, "HGET %s %s", ZD_KEY_SEGMENTS, name) != 0)
+        zd_req_reply_error(req, 503, "store_unavailable", "could not read the segment");
+}
+
+static void segment_deleted(zd_redis *r, int status, redisReply *reply, void *udata)
+{
+    rule_op *op = udata;
+    const char *name = zd_req_param(op->req, "name");
+    if (status != 0 || reply->type != REDIS_REPLY_INTEGER) {
+        zd_req_reply_error(op->req, 503, "store_unavailable", "could not delete the segment");
+    } else if (reply->integer == 0) {
+        zd_req_reply_error(op->req, 404, "not_found", "no segment with this name");
+    } else {
+        audit_from(op, "segment.delete", name);
+        cJSON *out = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "name", name);
+        cJSON_AddBoolToObject(out, "deleted", 1);
+        zd_req_reply_json(op->req, 200, out);
+    }
+    rule_op_free(op);
+}
+
+static void handle_segment_delete(zd_req *req, void *udata)
+{
+    zd_service *svc = udata;
+    const char *name = zd_req_param(req, "name");
+    if (!segment_name_ok(req, name))
+        return;
+    rule_op *op = rule_op_new(svc, req, NULL);
+    if (!op)
+        return;
+    if (zd_redis_cmd(svc->redis, segment_deleted, op, "HDEL %s %s", ZD_KEY_SEGMENTS, name) != 0) {
+        zd_req_reply_error(req, 503, "store_unavailable", "could not delete the segment");
+        rule_op_free(op);
+    }
+}
+
+int zd_api_rules_register(zd_service *svc)
+{
+    unsigned readers = ZD_ROLE_VIEWER | ZD_ROLE_PUBLISHER | ZD_ROLE_ADMIN;
+    unsigned authors = ZD_ROLE_PUBLISHER | ZD_ROLE_ADMIN;
+    int rc = 0;
+    rc |= zd_http_route(svc->http, "POST", "/v1/rules:preview", readers, handle_preview, svc);
+    rc |= zd_http_route(svc->http, "POST", "/v1/rules:explain", authors, handle_explain, svc);
+    rc |= zd_http_route(svc->http, "PUT", "/v1/segments/{name}", authors, handle_segment_put,
+                        svc);
+    rc |= zd_http_route(svc->http, "GET", "/v1/segments/{name}", readers | ZD_ROLE_APP,
+                        handle_segment_get, svc);
+    rc |= zd_http_route(svc->http, "DELETE", "/v1/segments/{name}", authors,
+                        handle_segment_delete, svc);
+    return rc ? -EINVAL : 0;
+}

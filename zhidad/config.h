@@ -1,0 +1,84 @@
+/* zhidad's configuration: a JSON file (comments allowed) read once at start-up into a plain,
+ * read-only struct. Every option and its default is documented in docs/CONFIG.md. */
+#ifndef ZD_CONFIG_H
+#define ZD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "profiles/profile.h" /* ZD_PARTITIONS_MAX */
+#include "profiles/schema.h"
+/* Longest API key accepted; lookups take the same time for every key up to this length. */
+#define ZD_APIKEY_MAX 256
+
+enum zd_role { ZD_ROLE_VIEWER = 1, ZD_ROLE_APP = 2, ZD_ROLE_PUBLISHER = 4, ZD_ROLE_ADMIN = 8 };
+#define ZD_ROLES_ALL 15
+
+typedef struct zd_apikey {
+    char name[64]; /* unique, safe to log */
+    enum zd_role role;
+    char scope[16]; /* publisher only: region prefix at a whole level; "" for other roles */
+    char *key;      /* the secret; never log it */
+    size_t keylen;
+} zd_apikey;
+
+typedef struct zd_config {
+    char listen[128];     /* "127.0.0.1:8700" */
+    char redis[256];      /* "127.0.0.1:6379" or "unix:/path" */
+    char *redis_password; /* NULL, config "redis_password" or env ZHIDA_REDIS_PASSWORD */
+    int nkeys;
+    zd_apikey *keys;
+    char timezone[64];         /* "Asia/Shanghai" */
+    zd_schema *schema;         /* from "schema" + gateway names (zd_schema_from_json) */
+    cJSON *gateways;           /* the raw "gateways" object, kept for the delivery issue */
+    int partitions;            /* "partitions", default 16, 1..ZD_PARTITIONS_MAX */
+    long change_stream_maxlen; /* per partition, default 100000 */
+    /* "limits": {...} */
+    size_t body_max;        /* 1 MiB */
+    size_t import_body_max; /* 64 MiB: routes registered with ZD_ROUTE_LARGE_BODY only */
+    size_t header_max;      /* 16 KiB */
+    int json_depth_max;     /* 32 */
+    int http_timeout_s;     /* 30 */
+    int max_connections;    /* 1024 */
+    /* "redis_client": {...} */
+    int redis_deadline_ms;  /* 5000: per command */
+    int redis_max_inflight; /* 1024 */
+    int redis_queue_max;    /* 100000 commands waiting while over inflight/disconnected */
+    int redis_reconnect_min_ms, redis_reconnect_max_ms; /* 100, 5000 */
+
+    char log_level[16]; /* "info" */
+} zd_config;
+
+/* Loads the config file at path: JSON with // and block comments. Unknown keys (at every level
+ * parsed here) and bad values are errors naming the key path, e.g.
+ * `config: unknown key "limits.bodymax" (did you mean "body_max"?)`,
+ * `config: "partitions" must be an integer 1..64`. The environment variable
+ * ZHIDA_REDIS_PASSWORD, when set and not empty, overrides "redis_password".
+ * Returns 0 and *out (caller frees with zd_config_free()), or a negative code with a message
+ * in err (capacity errlen; never holds a key or password). */
+int zd_config_load(const char *path, zd_config **out, char *err, size_t errlen);
+
+/* The same for a config text of len bytes (need not be NUL-terminated). */
+int zd_config_from_text(const char *text, size_t len, zd_config **out, char *err, size_t errlen);
+
+/* zd_config_free(NULL) is a no-op. Wipes the secrets before freeing them. */
+void zd_config_free(zd_config *c);
+
+/* Finds the key whose secret equals token[0..len). Every configured key is compared over the
+ * same number of bytes whatever the token, so the time taken does not tell how much of a key
+ * matched. Returns the key (borrowed from c) or NULL. */
+const zd_apikey *zd_config_find_key(const zd_config *c, const char *token, size_t len);
+
+/* Splits "IP:PORT", "[IPv6]:PORT" or "localhost:PORT" into host (capacity hostcap, brackets
+ * removed) and port (0..65535). Host names other than localhost are refused: resolving them
+ * would block the event loop. Returns 0 or -EINVAL. */
+int zd_config_split_hostport(const char *s, char *host, size_t hostcap, int *port);
+/* The checks the loader applies to "listen" and "redis", for command-line overrides.
+ * 0, or -EINVAL with a message in err. */
+int zd_config_check_listen(const char *addr, char *err, size_t errlen);
+int zd_config_check_redis_addr(const char *addr, char *err, size_t errlen);
+
+/* "admin", "publisher", "app", "viewer". */
+const char *zd_role_name(enum zd_role role);
+
+#endif

@@ -1,0 +1,566 @@
+/* Change-stream follower: initial index load (XINFO marks, then HSCAN of every partition),
+ * then XREAD of all partitions' change streams on a dedicated connection, with a rebuild when
+ * the stream was trimmed past what this instance had applied. */
+#include "zhidad/follower.h"
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "profiles/store.h"
+#include "zhidad/config.h"
+#include "zhidad/redis.h"
+
+#define SCAN_COUNT "1000"
+#define READ_COUNT "1000"
+#define BLOCK_MS 1000
+#define CHECK_INTERVAL_S 5
+
+typedef struct stream_id {
+    uint64_t ms, seq;
+} stream_id;
+
+struct zd_follower {
+    struct event_base *base;
+    const zd_config *cfg;
+    const zd_schema *schema;
+    zd_redis *redis;
+    int nparts;
+    zd_index *index;    /* live, NULL before the first load */
+    zd_index *building; /* being loaded */
+    stream_id last[ZD_PARTITIONS_MAX];
+    stream_id mark[ZD_PARTITIONS_MAX]; /* stream positions taken before a load */
+    /* Ordinal of the last entry applied per stream (XINFO's entries-added counts every entry
+     * ever added), so a trim past it is visible as entries-added - length > seen. */
+    uint64_t seen[ZD_PARTITIONS_MAX], mark_seen[ZD_PARTITIONS_MAX];
+    int pending;                       /* outstanding load replies */
+    uint64_t gen;                      /* bumps on every (re)load; late replies are dropped */
+    bool ready, loading, reading, closing;
+    struct event *retry_ev, *check_ev;
+    void (*on_ready)(void *);
+    void *udata;
+    zd_follower_stats stats;
+    struct timespec load_start;
+};
+
+/* A reply context carrying the load generation and partition it was sent for. */
+typedef struct req {
+    zd_follower *fl;
+    uint64_t gen;
+    int part;
+} req;
+
+static void start_load(zd_follower *fl);
+static void read_next(zd_follower *fl);
+
+static req *req_new(zd_follower *fl, int part)
+{
+    req *q = malloc(sizeof(*q));
+    if (q) {
+        q->fl = fl;
+        q->gen = fl->gen;
+        q->part = part;
+    }
+    return q;
+}
+
+static int parse_id(const char *s, stream_id *id)
+{
+    char *end;
+    id->ms = strtoull(s, &end, 10);
+    id->seq = 0;
+    if (*end == '-')
+        id->seq = strtoull(end + 1, &end, 10);
+    return *end == '\0' ? 0 : -EINVAL;
+}
+
+static int id_cmp(stream_id a, stream_id b)
+{
+    if (a.ms != b.ms)
+        return a.ms < b.ms ? -1 : 1;
+    return a.seq < b.seq ? -1 : a.seq > b.seq;
+}
+
+static double elapsed_ms(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static zd_profile *parse_doc(zd_follower *fl, const char *id, const char *json, size_t len)
+{
+    zd_profile *p = NULL;
+    zd_error err;
+    if (!json || len == 0)
+        return NULL;
+    if (zd_profile_parse(fl->schema, id, json, len, &p, &err) != 0) {
+        /* Stored documents were validated on write; one that fails now means the schema
+         * changed under it. Skip it loudly rather than index half of it. */
+        fl->stats.bad++;
+        zd_warn("follower: stored profile %.128s no longer validates (%s: %s)", id, err.field,
+                err.code);
+        return NULL;
+    }
+    return p;
+}
+
+static void retry_later(zd_follower *fl, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(fl->retry_ev, &tv);
+}
+
+/* ---- loading ---------------------------------------------------------------------------- */
+
+static void finish_load(zd_follower *fl)
+{
+    zd_index_optimize(fl->building);
+    zd_index_free(fl->index);
+    fl->index = fl->building;
+    fl->building = NULL;
+    memcpy(fl->last, fl->mark, sizeof(fl->last));
+    memcpy(fl->seen, fl->mark_seen, sizeof(fl->seen));
+    fl->loading = false;
+    fl->stats.load_ms = elapsed_ms(&fl->load_start);
+    zd_index_stats st;
+    zd_index_get_stats(fl->index, &st);
+    zd_info("index loaded: %" PRIu64 " profiles in %.0f ms, %.1f bytes/profile", st.profiles,
+            fl->stats.load_ms, st.profiles ? (double)st.total_bytes / (double)st.profiles : 0.0);
+    if (!fl->ready) {
+        fl->ready = true;
+        if (fl->on_ready)
+            fl->on_ready(fl->udata);
+    } else {
+        fl->stats.reloads++;
+    }
+    read_next(fl);
+}
+
+static void load_failed(zd_follower *fl, int status)
+{
+    zd_warn("follower: index load failed (%s); retrying", zd_strerror(status));
+    fl->gen++; /* drop the other partitions' outstanding replies */
+    zd_index_free(fl->building);
+    fl->building = NULL;
+    fl->loading = false;
+    retry_later(fl, 1000);
+}
+
+static void scan_reply(zd_redis *r, int status, redisReply *reply, void *udata);
+
+static int send_scan(zd_follower *fl, int part, const char *cursor)
+{
+    char key[64];
+    req *q = req_new(fl, part);
+    if (!q)
+        return -ENOMEM;
+    zd_store_key_profiles(part, key, sizeof(key));
+    int rc = zd_redis_cmd(fl->redis, scan_reply, q, "HSCAN %s %s COUNT " SCAN_COUNT, key, cursor);
+    if (rc != 0)
+        free(q);
+    return rc;
+}
+
+static void scan_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+{
+    req *q = udata;
+    zd_follower *fl = q->fl;
+    int part = q->part;
+    bool stale = q->gen != fl->gen;
+    free(q);
+    if (stale || fl->closing)
+        return;
+    if (status != 0 || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        load_failed(fl, status ? status : -EIO);
+        return;
+    }
+    redisReply *items = reply->element[1];
+    for (size_t i = 0; i + 1 < items->elements; i += 2) {
+        const char *id = items->element[i]->str;
+        uint32_t dense;
+        uint64_t ver;
+        const char *json;
+        size_t len;
+        if (zd_store_split_value(items->element[i + 1]->str, items->element[i + 1]->len, &dense,
+                                 &ver, &json, &len) != 0) {
+            fl->stats.bad++;
+            continue;
+        }
+        zd_profile *p = parse_doc(fl, id, json, len);
+        if (p) {
+            if (zd_index_put(fl->building, zd_gid(part, dense), NULL, p) != 0) {
+                zd_profile_free(p);
+                load_failed(fl, -ENOMEM);
+                return;
+            }
+            zd_profile_free(p);
+        }
+    }
+    const char *cursor = reply->element[0]->str;
+    if (strcmp(cursor, "0") != 0) {
+        if (send_scan(fl, part, cursor) != 0)
+            load_failed(fl, -EIO);
+        return;
+    }
+    if (--fl->pending == 0)
+        finish_load(fl);
+}
+
+/* The XINFO STREAM fields the follower uses. A missing stream reads as all zeros. */
+typedef struct stream_info {
+    stream_id lastgen;
+    uint64_t added, length;
+} stream_info;
+
+static void parse_info(const redisReply *reply, stream_info *si)
+{
+    memset(si, 0, sizeof(*si));
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const char *k = reply->element[i]->str;
+        const redisReply *v = reply->element[i + 1];
+        if (!k)
+            continue;
+        if (strcmp(k, "last-generated-id") == 0 && v->type == REDIS_REPLY_STRING)
+            parse_id(v->str, &si->lastgen);
+        else if (strcmp(k, "entries-added") == 0 && v->type == REDIS_REPLY_INTEGER)
+            si->added = (uint64_t)v->integer;
+        else if (strcmp(k, "length") == 0 && v->type == REDIS_REPLY_INTEGER)
+            si->length = (uint64_t)v->integer;
+    }
+}
+
+static void mark_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+{
+    req *q = udata;
+    zd_follower *fl = q->fl;
+    int part = q->part;
+    bool stale = q->gen != fl->gen;
+    free(q);
+    if (stale || fl->closing)
+        return;
+    if (status != 0) {
+        load_failed(fl, status);
+        return;
+    }
+    stream_info si;
+    parse_info(reply, &si); /* an error reply means "no such stream yet": start at 0-0 */
+    fl->mark[part] = si.lastgen;
+    fl->mark_seen[part] = si.added;
+    if (--fl->pending > 0)
+        return;
+    /* Every stream position is marked: anything written from here on is re-applied from the
+     * streams after the scan, so the scan may see writes or not without losing any. */
+    fl->pending = fl->nparts;
+    for (int p = 0; p < fl->nparts; p++)
+        if (send_scan(fl, p, "0") != 0) {
+            load_failed(fl, -EIO);
+            return;
+        }
+}
+
+static void start_load(zd_follower *fl)
+{
+    if (fl->loading || fl->closing)
+        return;
+    fl->gen++;
+    fl->loading = true;
+    clock_gettime(CLOCK_MONOTONIC, &fl->load_start);
+    fl->building = zd_index_new(fl->schema);
+    if (!fl->building) {
+        load_failed(fl, -ENOMEM);
+        return;
+    }
+    zd_info("follower: loading the index from Redis (%d partitions)", fl->nparts);
+    fl->pending = fl->nparts;
+    for (int p = 0; p < fl->nparts; p++) {
+        char key[64];
+        req *q = req_new(fl, p);
+        zd_store_key_changes(p, key, sizeof(key));
+        if (!q || zd_redis_cmd(fl->redis, mark_reply, q, "XINFO STREAM %s", key) != 0) {
+            free(q);
+            load_failed(fl, -EIO);
+            return;
+        }
+    }
+}
+
+/* ---- following -------------------------------------------------------------------------- */
+
+static const char *field(const redisReply *kv, const char *name, size_t *len)
+{
+    for (size_t i = 0; i + 1 < kv->elements; i += 2)
+        if (strcmp(kv->element[i]->str, name) == 0) {
+            *len = kv->element[i + 1]->len;
+            return kv->element[i + 1]->str;
+        }
+    *len = 0;
+    return NULL;
+}
+
+static void apply_entry(zd_follower *fl, int part, const redisReply *kv)
+{
+    size_t oplen, idlen, dlen, oldlen, newlen;
+    const char *op = field(kv, "op", &oplen);
+    const char *id = field(kv, "id", &idlen);
+    const char *d = field(kv, "d", &dlen);
+    const char *old = field(kv, "old", &oldlen);
+    const char *now = field(kv, "new", &newlen);
+    if (!op || !id || !d) {
+        fl->stats.bad++;
+        return;
+    }
+    uint32_t gid = zd_gid(part, (uint32_t)strtoul(d, NULL, 10));
+    zd_profile *oldp = parse_doc(fl, id, old, oldlen);
+    if (strcmp(op, "del") == 0) {
+        zd_index_del(fl->index, gid, oldp);
+    } else {
+        zd_profile *newp = parse_doc(fl, id, now, newlen);
+        if (newp)
+            zd_index_put(fl->index, gid, oldp, newp);
+        zd_profile_free(newp);
+    }
+    zd_profile_free(oldp);
+    fl->stats.entries++;
+}
+
+static int part_of_key(const zd_follower *fl, const char *key)
+{
+    /* "zd:{p<N>}:changes" */
+    const char *b = strstr(key, "{p");
+    int p = b ? atoi(b + 2) : -1;
+    return p >= 0 && p < fl->nparts ? p : -1;
+}
+
+static void read_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+{
+    req *q = udata;
+    zd_follower *fl = q->fl;
+    bool stale = q->gen != fl->gen;
+    free(q);
+    if (fl->closing)
+        return;
+    fl->reading = false;
+    if (stale || fl->loading)
+        return;
+    if (status != 0) {
+        if (status != -ECANCELED)
+            retry_later(fl, 200);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ARRAY) {
+        for (size_t s = 0; s < reply->elements; s++) {
+            redisReply *stream = reply->element[s];
+            int part = part_of_key(fl, stream->element[0]->str);
+            redisReply *entries = stream->element[1];
+            for (size_t e = 0; part >= 0 && e < entries->elements; e++) {
+                redisReply *ent = entries->element[e];
+                stream_id id;
+                if (parse_id(ent->element[0]->str, &id) != 0 || id_cmp(id, fl->last[part]) <= 0)
+                    continue;
+                apply_entry(fl, part, ent->element[1]);
+                fl->last[part] = id;
+                fl->seen[part]++;
+            }
+        }
+    }
+    read_next(fl);
+}
+
+static void read_next(zd_follower *fl)
+{
+    if (fl->reading || fl->loading || fl->closing || !fl->index)
+        return;
+    int n = fl->nparts;
+    int argc = 6 + 2 * n;
+    const char **argv = calloc((size_t)argc, sizeof(char *));
+    size_t *lens = calloc((size_t)argc, sizeof(size_t));
+    char(*bufs)[64] = calloc((size_t)(2 * n), 64);
+    req *q = req_new(fl, -1);
+    if (!argv || !lens || !bufs || !q)
+        goto fail;
+    argv[0] = "XREAD";
+    argv[1] = "COUNT";
+    argv[2] = READ_COUNT;
+    argv[3] = "BLOCK";
+    argv[4] = "1000";
+    argv[5] = "STREAMS";
+    for (int p = 0; p < n; p++) {
+        argv[6 + p] = zd_store_key_changes(p, bufs[p], 64);
+        snprintf(bufs[n + p], 64, "%" PRIu64 "-%" PRIu64, fl->last[p].ms, fl->last[p].seq);
+        argv[6 + n + p] = bufs[n + p];
+    }
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    if (zd_redis_cmdargv_deadline(fl->redis, BLOCK_MS + 5000, read_reply, q, argc, argv, lens) !=
+        0)
+        goto fail;
+    fl->reading = true;
+    free(argv);
+    free(lens);
+    free(bufs);
+    return;
+fail:
+    free(q);
+    free(argv);
+    free(lens);
+    free(bufs);
+    retry_later(fl, 500);
+}
+
+/* ---- gap detection ---------------------------------------------------------------------- */
+
+/* XINFO STREAM tells how many entries were ever added and how many are left; if the oldest
+ * one left comes after the last one applied here, entries this index never saw were trimmed.
+ * A last-generated id behind ours means Redis lost data (restarted without AOF). Either way
+ * only a rebuild makes the index equal to Redis again. */
+static void info_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+{
+    req *q = udata;
+    zd_follower *fl = q->fl;
+    int part = q->part;
+    bool stale = q->gen != fl->gen;
+    free(q);
+    if (stale || fl->closing || fl->loading || status != 0)
+        return;
+    stream_info si;
+    parse_info(reply, &si);
+    if (si.added - si.length > fl->seen[part] || id_cmp(si.lastgen, fl->last[part]) < 0) {
+        zd_warn("follower: partition %d's change stream moved past this index; rebuilding",
+                part);
+        start_load(fl);
+    }
+}
+
+static void check_gaps(zd_follower *fl)
+{
+    if (!fl->ready || fl->loading || fl->closing)
+        return;
+    for (int p = 0; p < fl->nparts; p++) {
+        char key[64];
+        req *q = req_new(fl, p);
+        if (!q)
+            return;
+        zd_store_key_changes(p, key, sizeof(key));
+        if (zd_redis_cmd(fl->redis, info_reply, q, "XINFO STREAM %s", key) != 0)
+            free(q);
+    }
+}
+
+static void check_cb(evutil_socket_t fd, short what, void *arg)
+{
+    check_gaps(arg);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    zd_follower *fl = arg;
+    if (!fl->index)
+        start_load(fl);
+    else
+        read_next(fl);
+}
+
+static void on_connect(zd_redis *r, void *udata)
+{
+    zd_follower *fl = udata;
+    if (!fl->ready && !fl->loading) {
+        start_load(fl);
+        return;
+    }
+    /* After a reconnect the pending XREAD was failed; look for a gap, then read again. */
+    check_gaps(fl);
+    read_next(fl);
+}
+
+zd_follower *zd_follower_new(struct event_base *base, const zd_config *cfg, const zd_schema *s,
+                             void (*on_ready)(void *udata), void *udata)
+{
+    zd_follower *fl = calloc(1, sizeof(*fl));
+    if (!fl)
+        return NULL;
+    fl->base = base;
+    fl->cfg = cfg;
+    fl->schema = s;
+    fl->nparts = cfg->partitions;
+    fl->on_ready = on_ready;
+    fl->udata = udata;
+    zd_redis_opts o = {
+        .addr = cfg->redis,
+        .password = cfg->redis_password,
+        .name = "follower",
+        .deadline_ms = cfg->redis_deadline_ms,
+        .max_inflight = 256,
+        .queue_max = 10000,
+        .reconnect_min_ms = cfg->redis_reconnect_min_ms,
+        .reconnect_max_ms = cfg->redis_reconnect_max_ms,
+    };
+    fl->retry_ev = evtimer_new(base, retry_cb, fl);
+    fl->check_ev = event_new(base, -1, EV_PERSIST, check_cb, fl);
+    fl->redis = zd_redis_new(base, &o);
+    if (!fl->retry_ev || !fl->check_ev || !fl->redis) {
+        zd_follower_free(fl);
+        return NULL;
+    }
+    struct timeval every = {CHECK_INTERVAL_S, 0};
+    evtimer_add(fl->check_ev, &every);
+    zd_redis_on_connect(fl->redis, on_connect, fl);
+    if (zd_redis_ready(fl->redis))
+        on_connect(fl->redis, fl);
+    return fl;
+}
+
+void zd_follower_free(zd_follower *fl)
+{
+    if (!fl)
+        return;
+    fl->closing = true;
+    zd_redis_free(fl->redis); /* fails outstanding commands; their callbacks see `closing` */
+    if (fl->retry_ev)
+        event_free(fl->retry_ev);
+    if (fl->check_ev)
+        event_free(fl->check_ev);
+    zd_index_free(fl->index);
+    zd_index_free(fl->building);
+    free(fl);
+}
+
+const zd_index *zd_follower_index(const zd_follower *fl)
+{
+    return fl->index;
+}
+
+bool zd_follower_ready(const zd_follower *fl)
+{
+    return fl->ready;
+}
+
+void zd_follower_apply(zd_follower *fl, uint32_t gid, const char *old_json, size_t old_len,
+                       const zd_profile *now)
+{
+    if (!fl->index)
+        return;
+    const char *id = now ? now->id : NULL;
+    zd_profile *oldp = NULL;
+    if (old_json) {
+        /* The id is only used for messages here; the document carries no id of its own. */
+        oldp = parse_doc(fl, id ? id : "deleted", old_json, old_len);
+    }
+    if (now)
+        zd_index_put(fl->index, gid, oldp, now);
+    else
+        zd_index_del(fl->index, gid, oldp);
+    zd_profile_free(oldp);
+}
+
+void zd_follower_get_stats(const zd_follower *fl, zd_follower_stats *st)
+{
+    *st = fl->stats;
+}

@@ -1,0 +1,42 @@
+/* The change-stream follower: builds this instance's index from Redis at start-up (zhidad is
+ * not ready until it has), then keeps it current by reading every partition's change stream,
+ * and rebuilds it when entries it never saw were trimmed away. It is the index's one owner. */
+#ifndef ZD_FOLLOWER_H
+#define ZD_FOLLOWER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "profiles/index.h"
+
+struct event_base;
+typedef struct zd_config zd_config;
+typedef struct zd_follower zd_follower;
+
+/* Creates a follower with its own Redis connection (the XREAD BLOCK must not stall API
+ * commands). cfg and schema are borrowed. on_ready(udata) is called once, when the first load
+ * completes. Caller frees with zd_follower_free(). */
+zd_follower *zd_follower_new(struct event_base *base, const zd_config *cfg, const zd_schema *s,
+                             void (*on_ready)(void *udata), void *udata);
+void zd_follower_free(zd_follower *fl);
+
+/* The current index (borrowed; replaced after a rebuild, so do not keep it across callbacks). */
+const zd_index *zd_follower_index(const zd_follower *fl);
+bool zd_follower_ready(const zd_follower *fl);
+
+/* Applies a write this instance just made, before its change-stream entry comes back, so that
+ * a client reads its own writes. old_json is the replaced document (NULL: none); now is the
+ * new profile (NULL: deleted). Both borrowed. */
+void zd_follower_apply(zd_follower *fl, uint32_t gid, const char *old_json, size_t old_len,
+                       const zd_profile *now);
+
+typedef struct zd_follower_stats {
+    uint64_t entries;  /* change-stream entries applied */
+    uint64_t reloads;  /* full rebuilds after the first load */
+    uint64_t bad;      /* entries that could not be parsed (logged) */
+    double load_ms;    /* duration of the last full load */
+} zd_follower_stats;
+void zd_follower_get_stats(const zd_follower *fl, zd_follower_stats *st);
+
+#endif

@@ -1,0 +1,1031 @@
+/* zhidad's HTTP server on evhttp: one generic callback routes every request, checks its key
+ * and limits, and hands a zd_req to the handler; the zd_req lives until the handler replies. */
+#include "zhidad/http.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <netinet/in.h>
+
+#include <cjson/cJSON.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "common/log.h"
+#include "common/text.h"
+
+#define MAX_SEGMENTS 32
+#define MAX_CAPTURES 8
+#define JSON_CTYPE "application/json; charset=utf-8"
+
+typedef struct seg {
+    char *prefix;  /* literal (the whole segment when there is no capture) */
+    char *capture; /* capture name, NULL for a literal segment */
+    char *suffix;
+    size_t prefix_len, suffix_len;
+} seg;
+
+typedef struct status_count {
+    int status;
+    unsigned long count;
+    double seconds;
+} status_count;
+
+typedef struct route_stats {
+    status_count *v;
+    int n, cap;
+} route_stats;
+
+typedef struct route {
+    char method[8];
+    enum evhttp_cmd_type cmd;
+    char *pattern;
+    seg segs[MAX_SEGMENTS];
+    int nsegs, ncaptures;
+    int literal_len; /* specificity: more literal characters win */
+    unsigned roles, flags;
+    zd_handler_fn fn;
+    void *udata;
+    route_stats stats;
+} route;
+
+/* Per client connection, from its first request on: it holds the request in progress so that
+ * the connection's close callback can tell it the client left. */
+typedef struct conn {
+    struct evhttp_connection *evcon;
+    struct conn *hnext; /* hash chain */
+    zd_req *cur;
+} conn;
+
+struct zd_req {
+    zd_http *h;                /* NULL once the server was freed under a handler */
+    struct evhttp_request *ev; /* NULL once libevent freed it */
+    bool detached;             /* the client left; libevent gave ev up to us to free */
+    bool alive;
+    conn *c;
+    const route *rt;
+    const char *method; /* static string */
+    const zd_apikey *key;
+    char *path;
+    char *params[MAX_CAPTURES];
+    struct evkeyvalq query;
+    bool query_parsed;
+    bool body_ready;
+    size_t body_len;
+    int64_t t0_ns;
+    zd_req *prev, *next; /* in h->reqs */
+};
+
+struct zd_http {
+    struct event_base *base;
+    const zd_config *cfg;
+    struct evhttp *http;
+    route *routes;
+    int nroutes, cap;
+    route_stats unmatched;
+    conn **buckets;
+    size_t nbuckets;
+    int nconns;
+    zd_req *reqs;
+    int npending;
+    bool draining;
+    struct evhttp_bound_socket *bound[8];
+    int nbound;
+};
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static const struct {
+    const char *name;
+    enum evhttp_cmd_type cmd;
+} methods[] = {
+    {"GET", EVHTTP_REQ_GET},     {"POST", EVHTTP_REQ_POST},     {"PUT", EVHTTP_REQ_PUT},
+    {"PATCH", EVHTTP_REQ_PATCH}, {"DELETE", EVHTTP_REQ_DELETE},
+};
+
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+        if (methods[i].cmd == cmd)
+            return methods[i].name;
+    }
+    return "OTHER";
+}
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+/* ---- statistics --------------------------------------------------------------------------- */
+
+static void stats_add(route_stats *s, int status, double seconds)
+{
+    for (int i = 0; i < s->n; i++) {
+        if (s->v[i].status == status) {
+            s->v[i].count++;
+            s->v[i].seconds += seconds;
+            return;
+        }
+    }
+    if (s->n == s->cap) {
+        int ncap = s->cap ? s->cap * 2 : 4;
+        status_count *nv = realloc(s->v, (size_t)ncap * sizeof(*nv));
+        if (!nv)
+            return; /* a lost sample is better than a failed reply */
+        s->v = nv;
+        s->cap = ncap;
+    }
+    s->v[s->n++] = (status_count){status, 1, seconds};
+}
+
+void zd_http_foreach_stat(const zd_http *h, void (*fn)(const zd_http_stat *st, void *udata),
+                          void *udata)
+{
+    for (int i = 0; i <= h->nroutes; i++) {
+        const route_stats *s = i < h->nroutes ? &h->routes[i].stats : &h->unmatched;
+        const char *m = i < h->nroutes ? h->routes[i].method : "*";
+        const char *p = i < h->nroutes ? h->routes[i].pattern : "(unmatched)";
+        for (int j = 0; j < s->n; j++) {
+            zd_http_stat st = {m, p, s->v[j].status, s->v[j].count, s->v[j].seconds};
+            fn(&st, udata);
+        }
+    }
+}
+
+int zd_http_connections(const zd_http *h)
+{
+    return h->nconns;
+}
+
+int zd_http_pending(const zd_http *h)
+{
+    return h->npending;
+}
+
+/* ---- connections -------------------------------------------------------------------------- */
+
+static size_t conn_slot(const zd_http *h, const struct evhttp_connection *evcon)
+{
+    uint64_t x = (uint64_t)(uintptr_t)evcon;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)(x & (h->nbuckets - 1));
+}
+
+static conn *conn_find(const zd_http *h, const struct evhttp_connection *evcon)
+{
+    for (conn *c = h->buckets[conn_slot(h, evcon)]; c; c = c->hnext) {
+        if (c->evcon == evcon)
+            return c;
+    }
+    return NULL;
+}
+
+static void conn_remove(zd_http *h, conn *c)
+{
+    conn **pp = &h->buckets[conn_slot(h, c->evcon)];
+    while (*pp && *pp != c)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = c->hnext;
+    h->nconns--;
+    free(c);
+}
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    zd_http *h = arg;
+    conn *c = conn_find(h, evcon);
+    if (!c)
+        return;
+    zd_req *r = c->cur;
+    if (r) {
+        /* The client left (or the server is being freed) while a handler holds the request.
+         * On client EOF, evhttp 2.1 detaches the unanswered request and leaves it to us;
+         * otherwise it frees it together with the connection right after this callback. */
+        r->alive = false;
+        r->c = NULL;
+        if (r->ev && evhttp_request_get_connection(r->ev) == NULL)
+            r->detached = true;
+        else
+            r->ev = NULL;
+    }
+    conn_remove(h, c);
+}
+
+/* ---- routes ------------------------------------------------------------------------------- */
+
+static void route_clear(route *rt)
+{
+    for (int i = 0; i < rt->nsegs; i++) {
+        free(rt->segs[i].prefix);
+        free(rt->segs[i].capture);
+        free(rt->segs[i].suffix);
+    }
+    free(rt->pattern);
+    free(rt->stats.v);
+    memset(rt, 0, sizeof(*rt));
+}
+
+static char *dup_range(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static int parse_pattern(route *rt, const char *pattern)
+{
+    if (pattern[0] != '/')
+        return -EINVAL;
+    const char *p = pattern + 1;
+    while (1) {
+        const char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (rt->nsegs == MAX_SEGMENTS || n == 0)
+            return -EINVAL;
+        seg *s = &rt->segs[rt->nsegs++];
+        const char *open = memchr(p, '{', n);
+        if (!open) {
+            if (memchr(p, '}', n))
+                return -EINVAL;
+            if (!(s->prefix = dup_range(p, n)))
+                return -ENOMEM;
+            s->prefix_len = n;
+            rt->literal_len += (int)n;
+        } else {
+            const char *close = memchr(open, '}', n - (size_t)(open - p));
+            if (!close || close == open + 1 || rt->ncaptures == MAX_CAPTURES)
+                return -EINVAL;
+            size_t after = n - (size_t)(close + 1 - p);
+            if (memchr(open + 1, '{', (size_t)(close - open - 1)) ||
+                memchr(close + 1, '{', after) || memchr(close + 1, '}', after))
+                return -EINVAL;
+            s->prefix_len = (size_t)(open - p);
+            s->suffix_len = after;
+            s->prefix = dup_range(p, s->prefix_len);
+            s->capture = dup_range(open + 1, (size_t)(close - open - 1));
+            s->suffix = dup_range(close + 1, after);
+            if (!s->prefix || !s->capture || !s->suffix)
+                return -ENOMEM;
+            for (int i = 0; i < rt->nsegs - 1; i++) {
+                if (rt->segs[i].capture && strcmp(rt->segs[i].capture, s->capture) == 0)
+                    return -EINVAL;
+            }
+            rt->ncaptures++;
+            rt->literal_len += (int)(s->prefix_len + s->suffix_len);
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+int zd_http_route_flags(zd_http *h, const char *method, const char *pattern, unsigned roles,
+                        unsigned flags, zd_handler_fn fn, void *udata)
+{
+    route rt;
+    memset(&rt, 0, sizeof(rt));
+    size_t m;
+    for (m = 0; m < sizeof(methods) / sizeof(methods[0]); m++) {
+        if (strcmp(methods[m].name, method) == 0)
+            break;
+    }
+    if (m == sizeof(methods) / sizeof(methods[0]) || !fn || (roles & ~(unsigned)ZD_ROLES_ALL))
+        return -EINVAL;
+    for (int i = 0; i < h->nroutes; i++) {
+        if (strcmp(h->routes[i].method, method) == 0 && strcmp(h->routes[i].pattern, pattern) == 0)
+            return -EEXIST;
+    }
+    snprintf(rt.method, sizeof(rt.method), "%s", method);
+    rt.cmd = methods[m].cmd;
+    rt.roles = roles;
+    rt.flags = flags;
+    rt.fn = fn;
+    rt.udata = udata;
+    int rc = -ENOMEM;
+    if (!(rt.pattern = strdup(pattern)))
+        goto fail;
+    if ((rc = parse_pattern(&rt, pattern)) != 0)
+        goto fail;
+    if (h->nroutes == h->cap) {
+        int ncap = h->cap ? h->cap * 2 : 16;
+        route *nr = realloc(h->routes, (size_t)ncap * sizeof(route));
+        rc = -ENOMEM;
+        if (!nr)
+            goto fail;
+        h->routes = nr;
+        h->cap = ncap;
+    }
+    h->routes[h->nroutes++] = rt;
+    return 0;
+fail:
+    route_clear(&rt);
+    return rc;
+}
+
+int zd_http_route(zd_http *h, const char *method, const char *pattern, unsigned roles,
+                  zd_handler_fn fn, void *udata)
+{
+    return zd_http_route_flags(h, method, pattern, roles, 0, fn, udata);
+}
+
+/* Matches decoded path segments against rt; on success fills caps (borrowed from segs). */
+static bool route_match(const route *rt, char **segs, int nsegs, const char **caps, size_t *caplens)
+{
+    if (rt->nsegs != nsegs)
+        return false;
+    int k = 0;
+    for (int i = 0; i < nsegs; i++) {
+        const seg *s = &rt->segs[i];
+        size_t n = strlen(segs[i]);
+        if (!s->capture) {
+            if (n != s->prefix_len || memcmp(segs[i], s->prefix, n) != 0)
+                return false;
+            continue;
+        }
+        /* A capture is never empty. */
+        if (n <= s->prefix_len + s->suffix_len || memcmp(segs[i], s->prefix, s->prefix_len) != 0 ||
+            memcmp(segs[i] + n - s->suffix_len, s->suffix, s->suffix_len) != 0)
+            return false;
+        caps[k] = segs[i] + s->prefix_len;
+        caplens[k] = n - s->prefix_len - s->suffix_len;
+        k++;
+    }
+    return true;
+}
+
+/* ---- replies ------------------------------------------------------------------------------ */
+
+static void req_free(zd_req *r)
+{
+    for (int i = 0; i < MAX_CAPTURES; i++)
+        free(r->params[i]);
+    if (r->query_parsed)
+        evhttp_clear_headers(&r->query);
+    free(r->path);
+    free(r);
+}
+
+static void unlink_req(zd_http *h, zd_req *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        h->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    h->npending--;
+}
+
+static void cleanup_cjson(const void *data, size_t len, void *arg)
+{
+    cJSON_free((void *)data);
+}
+
+/* Sends (if the client is still there) and frees r. body is added by reference when free_body
+ * is set (a cJSON_Print result), copied otherwise. */
+static void finish(zd_req *r, int status, const char *ctype, const char *body, size_t len,
+                   bool free_body)
+{
+    zd_http *h = r->h;
+    if (r->ev && !r->detached) {
+        struct evkeyvalq *oh = evhttp_request_get_output_headers(r->ev);
+        evhttp_add_header(oh, "Content-Type", ctype);
+        /* Replies may carry personal data: keep them out of caches. */
+        evhttp_add_header(oh, "Cache-Control", "no-store");
+        evhttp_add_header(oh, "X-Content-Type-Options", "nosniff");
+        if (h && h->draining)
+            evhttp_add_header(oh, "Connection", "close");
+        struct evbuffer *out = evhttp_request_get_output_buffer(r->ev);
+        if (free_body) {
+            if (evbuffer_add_reference(out, body, len, cleanup_cjson, NULL) != 0)
+                cJSON_free((void *)body);
+        } else if (len) {
+            evbuffer_add(out, body, len);
+        }
+        free_body = false;
+        evhttp_send_reply(r->ev, status, reason(status), NULL);
+    } else if (r->ev) {
+        /* Detached: nobody to answer; the request is ours to free. */
+        evhttp_request_free(r->ev);
+    }
+    if (free_body)
+        cJSON_free((void *)body);
+    if (h) {
+        double secs = (double)(mono_ns() - r->t0_ns) / 1e9;
+        stats_add(r->rt ? &h->routes[r->rt - h->routes].stats : &h->unmatched, status, secs);
+        /* Paths hold ids, not personal data; bodies and query strings are never logged. */
+        zd_debug("http: %s %s %d %.2f ms%s", r->method, r->path ? r->path : "-", status, secs * 1e3,
+                 r->alive ? "" : " (client gone)");
+        if (r->c)
+            r->c->cur = NULL;
+        unlink_req(h, r);
+    }
+    req_free(r);
+}
+
+void zd_req_reply_text(zd_req *r, int status, const char *content_type, const char *text,
+                       size_t len)
+{
+    finish(r, status, content_type ? content_type : "text/plain; charset=utf-8", text, len, false);
+}
+
+void zd_req_reply_json(zd_req *r, int status, cJSON *body)
+{
+    char *s = body ? cJSON_PrintUnformatted(body) : NULL;
+    cJSON_Delete(body);
+    if (!s) {
+        static const char oom[] =
+            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        finish(r, 500, JSON_CTYPE, oom, sizeof(oom) - 1, false);
+        return;
+    }
+    finish(r, status, JSON_CTYPE, s, strlen(s), true);
+}
+
+void zd_req_reply_error_extra(zd_req *r, int status, const char *code, const char *message,
+                              cJSON *extra)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(root, "error");
+    if (e) {
+        cJSON_AddStringToObject(e, "code", code);
+        cJSON_AddStringToObject(e, "message", message);
+        if (extra) {
+            cJSON *m = extra->child;
+            while (m) {
+                cJSON *next = m->next;
+                cJSON *item = cJSON_DetachItemViaPointer(extra, m);
+                /* Not cJSON_ReplaceItemInObject: it frees item->string before copying it. */
+                cJSON_DeleteItemFromObjectCaseSensitive(e, item->string);
+                cJSON_AddItemToObject(e, item->string, item);
+                m = next;
+            }
+        }
+    }
+    cJSON_Delete(extra);
+    zd_req_reply_json(r, status, root);
+}
+
+static void vreply_error(zd_req *r, int status, const char *code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
+
+static void vreply_error(zd_req *r, int status, const char *code, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    zd_req_reply_error_extra(r, status, code, msg, NULL);
+}
+
+void zd_req_reply_error(zd_req *r, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreply_error(r, status, code, fmt, ap);
+    va_end(ap);
+}
+
+void zd_req_reply_zderror(zd_req *r, int status, const zd_error *e)
+{
+    cJSON *extra = NULL;
+    if (e->field[0]) {
+        extra = cJSON_CreateObject();
+        cJSON_AddStringToObject(extra, "field", e->field);
+    }
+    zd_req_reply_error_extra(r, status, e->code[0] ? e->code : "bad_request", e->message, extra);
+}
+
+void zd_req_set_header(zd_req *r, const char *name, const char *value)
+{
+    if (r->ev && !r->detached)
+        evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
+}
+
+/* ---- request accessors -------------------------------------------------------------------- */
+
+const char *zd_req_param(zd_req *r, const char *name)
+{
+    if (!r->rt)
+        return NULL;
+    int k = 0;
+    for (int i = 0; i < r->rt->nsegs; i++) {
+        if (!r->rt->segs[i].capture)
+            continue;
+        if (strcmp(r->rt->segs[i].capture, name) == 0)
+            return r->params[k];
+        k++;
+    }
+    return NULL;
+}
+
+const char *zd_req_query(zd_req *r, const char *name)
+{
+    return r->query_parsed ? evhttp_find_header(&r->query, name) : NULL;
+}
+
+const char *zd_req_header(zd_req *r, const char *name)
+{
+    if (!r->ev || r->detached)
+        return NULL;
+    return evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
+}
+
+const char *zd_req_path(zd_req *r)
+{
+    return r->path ? r->path : "/";
+}
+
+const char *zd_req_method(zd_req *r)
+{
+    return r->method;
+}
+
+const zd_apikey *zd_req_key(zd_req *r)
+{
+    return r->key;
+}
+
+const char *zd_req_body(zd_req *r, size_t *len)
+{
+    if (!r->ev || r->detached) {
+        *len = 0;
+        return "";
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
+    if (!r->body_ready) {
+        /* One contiguous, NUL-terminated block inside the request's own buffer: a 64 MiB
+         * import is not copied again. */
+        r->body_len = evbuffer_get_length(in);
+        if (evbuffer_add(in, "", 1) != 0) {
+            *len = 0;
+            return "";
+        }
+        r->body_ready = true;
+    }
+    const char *p = (const char *)evbuffer_pullup(in, -1);
+    *len = p ? r->body_len : 0;
+    return p ? p : "";
+}
+
+/* Deepest nesting of [ and { outside strings; stops counting past max. */
+static int json_depth(const char *s, size_t n, int max)
+{
+    int depth = 0, deepest = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > deepest && (deepest = depth) > max)
+                return deepest;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return deepest;
+}
+
+cJSON *zd_req_json(zd_req *r)
+{
+    size_t len;
+    const char *body = zd_req_body(r, &len);
+    const zd_config *cfg = r->h ? r->h->cfg : NULL;
+    size_t limit =
+        cfg ? (r->rt && (r->rt->flags & ZD_ROUTE_LARGE_BODY) ? cfg->import_body_max : cfg->body_max)
+            : SIZE_MAX;
+    int max_depth = cfg ? cfg->json_depth_max : 32;
+    if (len > limit) {
+        zd_req_reply_error(r, 413, "body_too_large", "the body is larger than %zu bytes", limit);
+        return NULL;
+    }
+    if (len == 0) {
+        zd_req_reply_error(r, 400, "bad_json", "the body is empty; a JSON object is expected");
+        return NULL;
+    }
+    if (!zd_utf8_valid(body, len)) {
+        zd_req_reply_error(r, 400, "invalid_utf8", "the body is not valid UTF-8");
+        return NULL;
+    }
+    /* Checked before parsing, so that a hostile body cannot make cJSON recurse deeply. */
+    if (json_depth(body, len, max_depth) > max_depth) {
+        zd_req_reply_error(r, 400, "too_deep", "JSON nesting is deeper than %d levels", max_depth);
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    size_t off = end ? (size_t)(end - body) : 0;
+    if (j) {
+        while (off < len && strchr(" \t\r\n", body[off]))
+            off++;
+    }
+    if (!j || off < len) {
+        cJSON_Delete(j);
+        zd_req_reply_error(r, 400, "bad_json", "invalid JSON at byte %zu", off);
+        return NULL;
+    }
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        zd_req_reply_error(r, 400, "bad_json", "the body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+bool zd_req_alive(const zd_req *r)
+{
+    if (!r->alive || !r->ev || r->detached)
+        return false;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+    if (fd < 0)
+        return false;
+    /* evhttp stops reading while a request is being handled, so it would not notice an EOF
+     * until it writes the reply: peek for it. */
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return false;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return false;
+    return true;
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+/* Replies to a request for which no zd_req could be set up. */
+static void early_reply(zd_http *h, struct evhttp_request *ev, int status, const char *code,
+                        const char *msg, bool close)
+{
+    struct evkeyvalq *oh = evhttp_request_get_output_headers(ev);
+    evhttp_add_header(oh, "Content-Type", JSON_CTYPE);
+    if (close)
+        evhttp_add_header(oh, "Connection", "close");
+    struct evbuffer *out = evhttp_request_get_output_buffer(ev);
+    evbuffer_add_printf(out, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+    evhttp_send_reply(ev, status, reason(status), NULL);
+    stats_add(&h->unmatched, status, 0);
+}
+
+/* Splits and url-decodes path into segs (each malloc'd). Returns the count, or -1. */
+static int split_path(const char *path, char **segs)
+{
+    int n = 0;
+    if (path[0] != '/')
+        return -1;
+    const char *p = path + 1;
+    while (1) {
+        const char *end = strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (n == MAX_SEGMENTS)
+            return -1;
+        char *raw = dup_range(p, len);
+        size_t dlen = 0;
+        char *dec = raw ? evhttp_uridecode(raw, 0, &dlen) : NULL;
+        free(raw);
+        if (!dec)
+            return -1;
+        segs[n++] = dec;
+        /* A %00 would cut the segment short for every C string function after this. */
+        if (strlen(dec) != dlen)
+            return -1;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return n;
+}
+
+static const zd_apikey *authenticate(zd_http *h, zd_req *r, bool *had_token)
+{
+    const char *a = zd_req_header(r, "Authorization");
+    *had_token = false;
+    if (!a || strncasecmp(a, "Bearer ", 7) != 0)
+        return NULL;
+    a += 7;
+    while (*a == ' ')
+        a++;
+    size_t n = strlen(a);
+    while (n && (a[n - 1] == ' ' || a[n - 1] == '\t'))
+        n--;
+    *had_token = n > 0;
+    return zd_config_find_key(h->cfg, a, n);
+}
+
+static void dispatch(zd_http *h, zd_req *r)
+{
+    struct evhttp_request *ev = r->ev;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    if (!path || !*path)
+        path = "/";
+    r->path = strdup(path);
+    if (!r->path) {
+        zd_req_reply_error(r, 500, "internal", "out of memory");
+        return;
+    }
+
+    char *segs[MAX_SEGMENTS] = {0};
+    int nsegs = split_path(path, segs);
+    const route *best = NULL;
+    char allow[64] = "";
+    const char *caps[MAX_CAPTURES];
+    size_t caplens[MAX_CAPTURES];
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(ev);
+    for (int i = 0; nsegs > 0 && i < h->nroutes; i++) {
+        const route *rt = &h->routes[i];
+        const char *c2[MAX_CAPTURES];
+        size_t l2[MAX_CAPTURES];
+        if (!route_match(rt, segs, nsegs, c2, l2))
+            continue;
+        if (rt->cmd != cmd) {
+            if (!strstr(allow, rt->method) &&
+                strlen(allow) + strlen(rt->method) + 3 < sizeof(allow)) {
+                if (allow[0])
+                    strcat(allow, ", ");
+                strcat(allow, rt->method);
+            }
+            continue;
+        }
+        if (best && best->literal_len >= rt->literal_len)
+            continue;
+        best = rt;
+        memcpy(caps, c2, sizeof(caps));
+        memcpy(caplens, l2, sizeof(caplens));
+    }
+    if (best) {
+        for (int k = 0; k < best->ncaptures; k++) {
+            if (!(r->params[k] = dup_range(caps[k], caplens[k]))) {
+                for (int i = 0; i < nsegs; i++)
+                    free(segs[i]);
+                zd_req_reply_error(r, 500, "internal", "out of memory");
+                return;
+            }
+        }
+    }
+    for (int i = 0; i < MAX_SEGMENTS; i++)
+        free(segs[i]);
+
+    if (!best) {
+        if (nsegs < 0) {
+            zd_req_reply_error(r, 400, "bad_request", "the path is malformed");
+        } else if (allow[0]) {
+            zd_req_set_header(r, "Allow", allow);
+            zd_req_reply_error(r, 405, "method_not_allowed", "%s is not allowed here; allowed: %s",
+                               method_name(cmd), allow);
+        } else {
+            zd_req_reply_error(r, 404, "not_found", "no such endpoint");
+        }
+        return;
+    }
+    r->rt = best;
+
+    TAILQ_INIT(&r->query);
+    r->query_parsed = true;
+    if (query && evhttp_parse_query_str(query, &r->query) != 0) {
+        zd_req_reply_error(r, 400, "bad_request", "the query string is malformed");
+        return;
+    }
+
+    if (best->roles) {
+        bool had_token;
+        r->key = authenticate(h, r, &had_token);
+        if (!r->key) {
+            zd_req_set_header(r, "WWW-Authenticate",
+                              had_token ? "Bearer realm=\"zhida\", error=\"invalid_token\""
+                                        : "Bearer realm=\"zhida\"");
+            zd_req_reply_error(r, 401, "unauthorized",
+                               had_token ? "the API key is not valid"
+                                         : "an API key is required: Authorization: Bearer <key>");
+            return;
+        }
+        if (!(r->key->role & best->roles)) {
+            zd_req_reply_error(r, 403, "forbidden", "the %s key \"%s\" may not %s %s",
+                               zd_role_name(r->key->role), r->key->name, best->method,
+                               best->pattern);
+            return;
+        }
+    }
+
+    size_t limit = (best->flags & ZD_ROUTE_LARGE_BODY) ? h->cfg->import_body_max : h->cfg->body_max;
+    if (evbuffer_get_length(evhttp_request_get_input_buffer(ev)) > limit) {
+        zd_req_reply_error(r, 413, "body_too_large", "the body is larger than %zu bytes", limit);
+        return;
+    }
+    best->fn(r, best->udata);
+}
+
+static void gencb(struct evhttp_request *ev, void *arg)
+{
+    zd_http *h = arg;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
+    conn *c = conn_find(h, evcon);
+    if (h->draining) {
+        early_reply(h, ev, 503, "shutting_down", "the server is shutting down", true);
+        return;
+    }
+    if (!c) {
+        if (h->nconns >= h->cfg->max_connections) {
+            early_reply(h, ev, 503, "too_many_connections", "too many open connections", true);
+            return;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c) {
+            early_reply(h, ev, 503, "internal", "out of memory", true);
+            return;
+        }
+        c->evcon = evcon;
+        size_t slot = conn_slot(h, evcon);
+        c->hnext = h->buckets[slot];
+        h->buckets[slot] = c;
+        h->nconns++;
+        evhttp_connection_set_closecb(evcon, on_conn_close, h);
+    }
+    zd_req *r = calloc(1, sizeof(*r));
+    if (!r) {
+        early_reply(h, ev, 503, "internal", "out of memory", true);
+        return;
+    }
+    r->h = h;
+    r->ev = ev;
+    r->alive = true;
+    r->method = method_name(evhttp_request_get_command(ev));
+    r->c = c;
+    r->t0_ns = mono_ns();
+    c->cur = r;
+    r->next = h->reqs;
+    if (h->reqs)
+        h->reqs->prev = r;
+    h->reqs = r;
+    h->npending++;
+    dispatch(h, r);
+}
+
+/* ---- server ------------------------------------------------------------------------------- */
+
+zd_http *zd_http_new(struct event_base *base, const zd_config *cfg)
+{
+    zd_http *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->base = base;
+    h->cfg = cfg;
+    h->nbuckets = 64;
+    while (h->nbuckets < (size_t)cfg->max_connections * 2 && h->nbuckets < 65536)
+        h->nbuckets *= 2;
+    h->buckets = calloc(h->nbuckets, sizeof(conn *));
+    h->http = evhttp_new(base);
+    if (!h->buckets || !h->http)
+        goto fail;
+    evhttp_set_max_body_size(h->http, (ev_ssize_t)cfg->import_body_max);
+    evhttp_set_max_headers_size(h->http, (ev_ssize_t)cfg->header_max);
+    struct timeval tv = {cfg->http_timeout_s, 0};
+    evhttp_set_timeout_tv(h->http, &tv);
+    /* Without it a client sent a 413 mid-upload sees a reset instead of the answer. */
+    evhttp_set_flags(h->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
+    evhttp_set_gencb(h->http, gencb, h);
+    return h;
+fail:
+    zd_http_free(h);
+    return NULL;
+}
+
+int zd_http_listen(zd_http *h, const char *addr)
+{
+    char host[64];
+    int port;
+    if (zd_config_split_hostport(addr, host, sizeof(host), &port) != 0)
+        return -EINVAL;
+    if (h->nbound == (int)(sizeof(h->bound) / sizeof(h->bound[0])))
+        return -ENOSPC;
+    errno = 0;
+    struct evhttp_bound_socket *b =
+        evhttp_bind_socket_with_handle(h->http, host, (ev_uint16_t)port);
+    if (!b)
+        return errno ? -errno : -EADDRNOTAVAIL;
+    h->bound[h->nbound++] = b;
+    return 0;
+}
+
+int zd_http_port(const zd_http *h)
+{
+    if (h->nbound == 0)
+        return 0;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(h->bound[0]);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+void zd_http_stop_accepting(zd_http *h)
+{
+    h->draining = true;
+    for (int i = 0; i < h->nbound; i++)
+        evhttp_del_accept_socket(h->http, h->bound[i]);
+    h->nbound = 0;
+}
+
+void zd_http_free(zd_http *h)
+{
+    if (!h)
+        return;
+    /* Closing the connections runs on_conn_close for each, which lets go of the requests
+     * libevent frees; what is left was detached and belongs to its handler. */
+    if (h->http)
+        evhttp_free(h->http);
+    while (h->reqs) {
+        zd_req *r = h->reqs;
+        unlink_req(h, r);
+        r->h = NULL;
+        r->c = NULL;
+        r->alive = false;
+        if (!r->detached)
+            r->ev = NULL; /* freed with its connection */
+    }
+    for (size_t i = 0; h->buckets && i < h->nbuckets; i++) {
+        while (h->buckets[i]) {
+            conn *c = h->buckets[i];
+            h->buckets[i] = c->hnext;
+            free(c);
+        }
+    }
+    free(h->buckets);
+    for (int i = 0; i < h->nroutes; i++)
+        route_clear(&h->routes[i]);
+    free(h->routes);
+    free(h->unmatched.v);
+    free(h);
+}

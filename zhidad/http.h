@@ -1,0 +1,105 @@
+/* zhidad's HTTP server: routing, bearer-key auth, input limits and JSON replies on libevent
+ * 2.1 evhttp. A request handle (zd_req) survives until its one reply, which may come later from
+ * a Redis callback, and copes with the client going away first. */
+#ifndef ZD_HTTP_H
+#define ZD_HTTP_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <zhida/error.h>
+
+#include "zhidad/config.h"
+
+struct event_base;
+typedef struct cJSON cJSON;
+typedef struct zd_http zd_http;
+typedef struct zd_req zd_req;
+typedef void (*zd_handler_fn)(zd_req *req, void *udata);
+
+/* Creates a server on base with cfg's limits (both borrowed; they must outlive it).
+ * NULL on ENOMEM. Caller frees with zd_http_free(). */
+zd_http *zd_http_new(struct event_base *base, const zd_config *cfg);
+
+/* Listens on "IP:PORT" ("[::1]:PORT", "localhost:PORT"; port 0 picks a free one, see
+ * zd_http_port()). May be called more than once. Returns 0 or -errno (-EADDRINUSE...). */
+int zd_http_listen(zd_http *h, const char *addr);
+
+/* The port of the first listening socket, 0 if none. */
+int zd_http_port(const zd_http *h);
+
+/* Route flags. */
+#define ZD_ROUTE_LARGE_BODY 1u /* body limit is limits.import_body_max, not limits.body_max */
+
+/* Adds a route. method: "GET", "POST", "PUT", "PATCH" or "DELETE". pattern: "/"-separated
+ * segments, each literal or with one {name} capture that may have a literal prefix and suffix:
+ * "/v1/profiles/{id}", "/v1/profiles/{id}/inbox/{notice}:read", "/v1/rules:preview". When
+ * several patterns match a path, the one with the most literal characters wins. roles is a
+ * mask of ZD_ROLE_*; 0 = no auth (healthz, readyz, metrics). Returns 0, or -EINVAL for a bad
+ * pattern or method, -EEXIST for a duplicate, -ENOMEM. Register before zd_http_listen(). */
+int zd_http_route(zd_http *h, const char *method, const char *pattern, unsigned roles,
+                  zd_handler_fn fn, void *udata);
+int zd_http_route_flags(zd_http *h, const char *method, const char *pattern, unsigned roles,
+                        unsigned flags, zd_handler_fn fn, void *udata);
+
+/* Graceful stop, step 1: closes the listening sockets; requests that still arrive on open
+ * keep-alive connections get 503 "shutting_down" and the connection is closed. */
+void zd_http_stop_accepting(zd_http *h);
+/* Requests accepted and not yet replied to. */
+int zd_http_pending(const zd_http *h);
+
+/* Closes every connection and frees h. A handler still holding a zd_req may reply to it
+ * later: that reply only frees it. zd_http_free(NULL) is a no-op. */
+void zd_http_free(zd_http *h);
+
+/* Per route and status counters for /metrics. method "*" and pattern "(unmatched)" collect
+ * requests that matched no route (404, 405, and 503 while stopping). */
+typedef struct zd_http_stat {
+    const char *method, *pattern; /* valid only during the callback */
+    int status;
+    unsigned long count;
+    double seconds; /* sum of the time from request to reply */
+} zd_http_stat;
+void zd_http_foreach_stat(const zd_http *h, void (*fn)(const zd_http_stat *st, void *udata),
+                          void *udata);
+/* Open client connections that have sent at least one request. */
+int zd_http_connections(const zd_http *h);
+
+/* ---- requests: every accessor's result is valid until the reply ---- */
+
+const char *zd_req_param(zd_req *r, const char *name);  /* path capture, url-decoded; NULL */
+const char *zd_req_query(zd_req *r, const char *name);  /* query parameter (decoded) or NULL */
+const char *zd_req_header(zd_req *r, const char *name); /* request header or NULL */
+const char *zd_req_path(zd_req *r);                     /* the path as sent, without query */
+const char *zd_req_method(zd_req *r);                   /* "GET", "POST", ... */
+const zd_apikey *zd_req_key(zd_req *r);                 /* authenticated key; NULL without auth */
+/* The whole body, NUL-terminated (*len excludes the NUL). Never NULL. Its size was already
+ * checked against the route's limit. */
+const char *zd_req_body(zd_req *r, size_t *len);
+/* Parses the body as a JSON object: checks valid UTF-8 and depth <= limits.json_depth_max.
+ * On failure replies 400 itself (code "bad_json", "invalid_utf8" or "too_deep") and returns
+ * NULL: the handler then just returns. Caller frees the result with cJSON_Delete(). */
+cJSON *zd_req_json(zd_req *r);
+/* False once the client is known to have closed its connection (checked now, without
+ * blocking). The handler must still reply: that then only frees the request. */
+bool zd_req_alive(const zd_req *r);
+
+/* Adds a header to the reply (e.g. "Retry-After", "Location"). Both strings are copied. */
+void zd_req_set_header(zd_req *r, const char *name, const char *value);
+
+/* Replies: exactly once per request; afterwards the zd_req is gone. All JSON replies carry
+ * Content-Type: application/json; charset=utf-8. */
+void zd_req_reply_json(zd_req *r, int status, cJSON *body); /* takes ownership of body */
+void zd_req_reply_text(zd_req *r, int status, const char *content_type, const char *text,
+                       size_t len);
+/* {"error": {"code": code, "message": <printf>}} */
+void zd_req_reply_error(zd_req *r, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* {"error": {"code": e->code, "message": e->message, "field": e->field if non-empty}} */
+void zd_req_reply_zderror(zd_req *r, int status, const zd_error *e);
+/* The same with extra's members merged into "error" (takes ownership of extra; may be NULL). */
+void zd_req_reply_error_extra(zd_req *r, int status, const char *code, const char *message,
+                              cJSON *extra);
+
+#endif

@@ -1,0 +1,274 @@
+/* zhidad's entry point: reads the config, wires the Redis client, the HTTP server and the API
+ * together on one event loop, and stops gracefully on SIGTERM/SIGINT. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "zhidad/service.h"
+
+#ifndef ZD_VERSION
+#define ZD_VERSION "dev"
+#endif
+
+/* How long in-flight requests may take to finish after a stop signal. */
+#define DRAIN_MS 2000
+#define DRAIN_POLL_MS 20
+
+typedef struct daemon_state {
+    zd_service svc;
+    struct event *sigterm_ev, *sigint_ev, *drain_ev;
+    int drain_waited_ms;
+} daemon_state;
+
+static void usage(FILE *f)
+{
+    fprintf(
+        f,
+        "usage: zhidad -c zhida.json [--listen ADDR:PORT] [--redis ADDR:PORT|unix:PATH]\n"
+        "              [--log-level debug|info|warn|error]\n"
+        "       zhidad --help | --version\n"
+        "\n"
+        "  -c, --config FILE    the configuration (docs/CONFIG.md)\n"
+        "      --listen ADDR    overrides \"listen\", e.g. 127.0.0.1:8700\n"
+        "      --redis ADDR     overrides \"redis\", e.g. 127.0.0.1:6379 or unix:/run/redis.sock\n"
+        "      --log-level L    overrides \"log_level\"\n"
+        "  -h, --help           this text\n"
+        "  -V, --version        the version\n");
+}
+
+static void healthz(zd_req *req, void *udata)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "status", "ok");
+    zd_req_reply_json(req, 200, j);
+}
+
+static void readyz(zd_req *req, void *udata)
+{
+    zd_service *svc = udata;
+    bool redis = zd_redis_ready(svc->redis);
+    cJSON *j = cJSON_CreateObject();
+    if (redis && svc->index_ready && !svc->stopping) {
+        cJSON_AddStringToObject(j, "status", "ready");
+        zd_req_reply_json(req, 200, j);
+        return;
+    }
+    cJSON_AddStringToObject(j, "status", svc->stopping ? "stopping" : "not_ready");
+    cJSON_AddBoolToObject(j, "redis", redis);
+    cJSON_AddStringToObject(j, "index", svc->index_ready ? "ready" : "loading");
+    zd_req_reply_json(req, 503, j);
+}
+
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    daemon_state *d = arg;
+    d->drain_waited_ms += DRAIN_POLL_MS;
+    int pending = zd_http_pending(d->svc.http);
+    if (pending == 0 || d->drain_waited_ms >= DRAIN_MS) {
+        if (pending)
+            zd_warn("stopping with %d request(s) unanswered after %d ms", pending, DRAIN_MS);
+        event_base_loopbreak(d->svc.base);
+        return;
+    }
+    struct timeval tv = {0, DRAIN_POLL_MS * 1000};
+    evtimer_add(d->drain_ev, &tv);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    daemon_state *d = arg;
+    if (d->svc.stopping) {
+        zd_warn("second signal: stopping now");
+        event_base_loopbreak(d->svc.base);
+        return;
+    }
+    zd_info("%s: stopping (waiting up to %d ms for requests in flight)",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", DRAIN_MS);
+    d->svc.stopping = true;
+    zd_http_stop_accepting(d->svc.http);
+    drain_cb(-1, 0, d);
+}
+
+static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Start-up errors: one line on stderr, exit status 2. */
+static int die(const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "zhidad: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
+        {"redis", required_argument, NULL, 'r'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_path = NULL, *listen = NULL, *redis = NULL, *log_level = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'l':
+            listen = optarg;
+            break;
+        case 'r':
+            redis = optarg;
+            break;
+        case 'L':
+            log_level = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf("zhidad %s\n", ZD_VERSION);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc)
+        return die("unexpected argument \"%s\" (see --help)", argv[optind]);
+    if (!config_path)
+        return die("%s", "no config given: zhidad -c zhida.json (see --help)");
+
+    char err[512];
+    zd_config *cfg = NULL;
+    if (zd_config_load(config_path, &cfg, err, sizeof(err)) != 0)
+        return die("%s", err);
+    int rc = 2;
+    daemon_state d;
+    memset(&d, 0, sizeof(d));
+    zd_service *svc = &d.svc;
+    svc->cfg = cfg;
+
+    /* Command-line overrides get the same checks as the file. */
+    if (listen) {
+        if (strlen(listen) >= sizeof(cfg->listen) ||
+            zd_config_check_listen(listen, err, sizeof(err)) != 0) {
+            rc = die("--listen: %s", "must be IP:PORT, e.g. 127.0.0.1:8700");
+            goto out;
+        }
+        snprintf(cfg->listen, sizeof(cfg->listen), "%s", listen);
+    }
+    if (redis) {
+        if (strlen(redis) >= sizeof(cfg->redis) ||
+            zd_config_check_redis_addr(redis, err, sizeof(err)) != 0) {
+            rc = die("--redis: %s", "must be IP:PORT or unix:/path, e.g. 127.0.0.1:6379");
+            goto out;
+        }
+        snprintf(cfg->redis, sizeof(cfg->redis), "%s", redis);
+    }
+    if (log_level) {
+        enum zd_log_level l;
+        if (zd_log_level_parse(log_level, &l) != 0) {
+            rc = die("--log-level: \"%s\" is not one of debug, info, warn, error", log_level);
+            goto out;
+        }
+        snprintf(cfg->log_level, sizeof(cfg->log_level), "%s", log_level);
+    }
+    enum zd_log_level level = ZD_LOG_INFO;
+    zd_log_level_parse(cfg->log_level, &level);
+    zd_log_set_level(level);
+
+    /* A client gone mid-reply must cost an EPIPE, not the process. */
+    signal(SIGPIPE, SIG_IGN);
+
+    svc->base = event_base_new();
+    if (!svc->base) {
+        rc = die("%s", "cannot create the event loop");
+        goto out;
+    }
+    zd_redis_opts ro = {
+        .addr = cfg->redis,
+        .password = cfg->redis_password,
+        .name = "main",
+        .deadline_ms = cfg->redis_deadline_ms,
+        .max_inflight = cfg->redis_max_inflight,
+        .queue_max = cfg->redis_queue_max,
+        .reconnect_min_ms = cfg->redis_reconnect_min_ms,
+        .reconnect_max_ms = cfg->redis_reconnect_max_ms,
+    };
+    svc->redis = zd_redis_new(svc->base, &ro);
+    svc->http = zd_http_new(svc->base, cfg);
+    if (!svc->redis || !svc->http) {
+        rc = die("%s", "out of memory");
+        goto out;
+    }
+    int e;
+    if (zd_http_route(svc->http, "GET", "/healthz", 0, healthz, svc) != 0 ||
+        zd_http_route(svc->http, "GET", "/readyz", 0, readyz, svc) != 0) {
+        rc = die("%s", "cannot register /healthz, /readyz");
+        goto out;
+    }
+    if ((e = zd_api_register(svc)) != 0) {
+        rc = die("cannot register the API routes: %s", zd_strerror(e));
+        goto out;
+    }
+    if ((e = zd_http_listen(svc->http, cfg->listen)) != 0) {
+        snprintf(err, sizeof(err), "cannot listen on %s: %s", cfg->listen, zd_strerror(e));
+        rc = die("%s", err);
+        goto out;
+    }
+    if ((e = zd_service_start(svc)) != 0) {
+        rc = die("cannot start the service: %s", zd_strerror(e));
+        goto out;
+    }
+
+    d.sigterm_ev = evsignal_new(svc->base, SIGTERM, signal_cb, &d);
+    d.sigint_ev = evsignal_new(svc->base, SIGINT, signal_cb, &d);
+    d.drain_ev = evtimer_new(svc->base, drain_cb, &d);
+    if (!d.sigterm_ev || !d.sigint_ev || !d.drain_ev || event_add(d.sigterm_ev, NULL) != 0 ||
+        event_add(d.sigint_ev, NULL) != 0) {
+        rc = die("%s", "cannot install the signal handlers");
+        goto out;
+    }
+    zd_info("zhidad %s listening on %s (port %d), Redis %s, %d partitions", ZD_VERSION, cfg->listen,
+            zd_http_port(svc->http), cfg->redis, cfg->partitions);
+
+    event_base_dispatch(svc->base);
+    rc = 0;
+    zd_info("stopped");
+
+out:
+    /* Order matters: the service's parts use the Redis client; freeing the client answers
+     * every command still pending with -ECANCELED, whose handlers reply 503; a short
+     * non-blocking loop then gets those replies onto the wire before the connections close. */
+    zd_service_stop(svc);
+    zd_redis_free(svc->redis);
+    if (svc->base && svc->http && zd_http_connections(svc->http) > 0)
+        event_base_loop(svc->base, EVLOOP_NONBLOCK);
+    zd_http_free(svc->http);
+    if (d.sigterm_ev)
+        event_free(d.sigterm_ev);
+    if (d.sigint_ev)
+        event_free(d.sigint_ev);
+    if (d.drain_ev)
+        event_free(d.drain_ev);
+    if (svc->base)
+        event_base_free(svc->base);
+    zd_config_free(cfg);
+    return rc;
+}

@@ -1,0 +1,73 @@
+/* zhidad's Redis client: hiredis 0.14 async on libevent, plus what 0.14 lacks — per-command
+ * deadlines, a bounded queue that holds commands while disconnected, reconnects with back-off,
+ * AUTH, and the guarantee that every callback runs exactly once. */
+#ifndef ZD_REDIS_H
+#define ZD_REDIS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct event_base;
+struct redisReply;
+
+typedef struct zd_redis zd_redis;
+
+/* Options; a 0 number takes the default in brackets. All strings are copied. */
+typedef struct zd_redis_opts {
+    const char *addr;     /* "IP:PORT" or "unix:/path" [127.0.0.1:6379] */
+    const char *password; /* NULL: no AUTH */
+    const char *name;     /* CLIENT SETNAME zhidad-<name> and log prefix; NULL: "main" */
+    int deadline_ms;      /* per command, from the call to the reply [5000] */
+    int max_inflight;     /* commands handed to hiredis at once [1024] */
+    int queue_max;        /* commands waiting behind them [100000] */
+    int reconnect_min_ms; /* back-off after the first failure [100] ... */
+    int reconnect_max_ms; /* ... doubling up to this, with jitter [5000] */
+} zd_redis_opts;
+
+/* status: 0 with a reply, or -ETIMEDOUT (deadline passed), -ECONNRESET (connection lost while
+ * in flight: the command may or may not have run), -EAGAIN (queue full), -ECANCELED (client
+ * freed). reply is valid only during the callback and NULL when status != 0; never free it.
+ * A Redis error reply is status 0 with reply->type == REDIS_REPLY_ERROR.
+ * Called exactly once per accepted command, always from the event loop, never from inside
+ * the zd_redis_cmd* call that submitted it. */
+typedef void (*zd_redis_cb)(zd_redis *r, int status, struct redisReply *reply, void *udata);
+
+/* Creates a client and starts connecting (asynchronously). base and o are borrowed.
+ * Returns NULL on a bad address or ENOMEM. Caller frees with zd_redis_free(). */
+zd_redis *zd_redis_new(struct event_base *base, const zd_redis_opts *o);
+
+/* Submits a command (hiredis format: %s, %b, %d...). It is formatted now and sent in order
+ * when the connection allows. Returns 0: cb will be called exactly once. Returns -EINVAL (the
+ * command could not be formatted) or -ENOMEM: cb will not be called. */
+int zd_redis_cmd(zd_redis *r, zd_redis_cb cb, void *udata, const char *fmt, ...);
+/* The same with an argument vector (argv and argvlen borrowed; argvlen NULL: strlen). */
+int zd_redis_cmdargv(zd_redis *r, zd_redis_cb cb, void *udata, int argc, const char **argv,
+                     const size_t *argvlen);
+/* Like zd_redis_cmdargv with a deadline of its own (deadline_ms > 0), for XREAD BLOCK. Note a
+ * long-blocking command delays every command behind it on the same connection: give it a
+ * client of its own. */
+int zd_redis_cmdargv_deadline(zd_redis *r, int deadline_ms, zd_redis_cb cb, void *udata, int argc,
+                              const char **argv, const size_t *argvlen);
+
+/* fn(r, udata) is called after every successful (re)connect, once AUTH has passed, before
+ * queued commands are sent. Replaces a previous handler; fn NULL removes it. */
+void zd_redis_on_connect(zd_redis *r, void (*fn)(zd_redis *r, void *udata), void *udata);
+
+/* Connected and authenticated. */
+bool zd_redis_ready(const zd_redis *r);
+
+/* Fails every queued and in-flight command with -ECANCELED (their callbacks run inside this
+ * call), closes the connection and frees r. Called from inside one of r's callbacks, the
+ * cancelling and freeing happen right after that callback returns. zd_redis_free(NULL) is a
+ * no-op. */
+void zd_redis_free(zd_redis *r);
+
+/* For metrics. inflight and queued are current; the rest count since zd_redis_new():
+ * reconnects = successful connects after the first, timeouts = commands failed -ETIMEDOUT,
+ * errors = Redis error replies plus commands failed -ECONNRESET or -EAGAIN. */
+typedef struct zd_redis_stats {
+    long inflight, queued, reconnects, timeouts, errors;
+} zd_redis_stats;
+void zd_redis_get_stats(const zd_redis *r, zd_redis_stats *st);
+
+#endif

@@ -1,0 +1,40 @@
+/* The daemon's wiring: one context, built by main.c and passed to the API handlers and the
+ * service start/stop hooks, instead of globals. main.c owns and frees cfg, http and redis. */
+#ifndef ZD_SERVICE_H
+#define ZD_SERVICE_H
+
+#include <stdbool.h>
+
+#include "zhidad/config.h"
+#include "zhidad/http.h"
+#include "zhidad/redis.h"
+
+struct event_base;
+struct zd_index;
+struct zd_store;
+struct zd_follower;
+
+typedef struct zd_service {
+    const zd_config *cfg;
+    struct event_base *base;
+    zd_http *http;
+    zd_redis *redis; /* the API's connection; long-blocking readers open their own */
+    /* Filled by zd_service_start() (api.c), freed by zd_service_stop(). */
+    struct zd_index *index;
+    struct zd_store *store;
+    struct zd_follower *follower;
+    bool index_ready; /* /readyz answers 200 only when this is set and Redis is connected */
+    bool stopping;    /* set when SIGTERM/SIGINT arrived */
+} zd_service;
+
+/* Registers the API's routes on svc->http (api.c). Called before listening. 0 or -errno. */
+int zd_api_register(zd_service *svc);
+/* Starts the service's own work (index loading, followers) once svc->redis exists and has
+ * started connecting (api.c). 0 or -errno; an error stops start-up. */
+int zd_service_start(zd_service *svc);
+/* Stops and frees what zd_service_start() created (api.c). Called after the HTTP drain and
+ * before svc->redis and svc->http are freed; also when start-up failed before or inside
+ * zd_service_start(). */
+void zd_service_stop(zd_service *svc);
+
+#endif
