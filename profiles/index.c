@@ -912,46 +912,52 @@ static uint64_t slice_step(int step, uint64_t *restrict eq, uint64_t *restrict a
     return any;
 }
 
-/* The same step for a sparse slice (an array container), costing one word update per value
- * instead of a pass over the words. KEEP_ONE and LT build the new eq in *tmp and swap the
- * buffers. Values outside [lo, hi) touch scratch words that are never read. */
+/* The same step for a sparse slice (an array container): one update per word that holds
+ * values, with the values of a word gathered into a mask first (updating memory per value
+ * would chain every store on the previous one through the same word). KEEP_ONE and LT build
+ * the new eq in *tmp and swap the buffers. Values outside [lo, hi) touch scratch words that
+ * are never read. */
 static void slice_step_sparse(int step, uint64_t **eq, uint64_t *acc, uint64_t **tmp,
                               const array_container_t *s, size_t lo, size_t hi)
 {
     const uint16_t *a = s->array;
     int32_t n = s->cardinality;
     uint64_t *e = *eq, *t = *tmp;
-    switch (step) {
-    case STEP_KEEP_ZERO:
-        for (int32_t i = 0; i < n; i++)
-            e[a[i] >> 6] &= ~((uint64_t)1 << (a[i] & 63));
-        return;
-    case STEP_GT:
-        for (int32_t i = 0; i < n; i++) {
-            uint64_t b = e[a[i] >> 6] & ((uint64_t)1 << (a[i] & 63));
-            acc[a[i] >> 6] |= b;
-            e[a[i] >> 6] ^= b;
-        }
-        return;
-    case STEP_LT:
+    if (step == STEP_LT) {
         /* Everything in eq becomes less, except what the slice keeps in eq. */
         for (size_t j = lo; j < hi; j++)
             acc[j] |= e[j];
-        memset(t + lo, 0, (hi - lo) * sizeof(uint64_t));
-        for (int32_t i = 0; i < n; i++) {
-            uint64_t b = e[a[i] >> 6] & ((uint64_t)1 << (a[i] & 63));
-            t[a[i] >> 6] |= b;
-            acc[a[i] >> 6] ^= b;
-        }
-        break;
-    case STEP_KEEP_ONE:
-        memset(t + lo, 0, (hi - lo) * sizeof(uint64_t));
-        for (int32_t i = 0; i < n; i++)
-            t[a[i] >> 6] |= e[a[i] >> 6] & ((uint64_t)1 << (a[i] & 63));
-        break;
     }
-    *eq = t;
-    *tmp = e;
+    if (step == STEP_LT || step == STEP_KEEP_ONE)
+        memset(t + lo, 0, (hi - lo) * sizeof(uint64_t));
+    for (int32_t i = 0; i < n;) {
+        unsigned wi = a[i] >> 6;
+        uint64_t m = 0;
+        do
+            m |= (uint64_t)1 << (a[i] & 63);
+        while (++i < n && (unsigned)(a[i] >> 6) == wi);
+        uint64_t hit = e[wi] & m;
+        switch (step) {
+        case STEP_KEEP_ZERO:
+            e[wi] ^= hit;
+            break;
+        case STEP_GT:
+            acc[wi] |= hit;
+            e[wi] ^= hit;
+            break;
+        case STEP_LT:
+            t[wi] = hit;
+            acc[wi] ^= hit;
+            break;
+        case STEP_KEEP_ONE:
+            t[wi] = hit;
+            break;
+        }
+    }
+    if (step == STEP_LT || step == STEP_KEEP_ONE) {
+        *eq = t;
+        *tmp = e;
+    }
 }
 
 static uint64_t popcount64(uint64_t x)

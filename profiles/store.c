@@ -46,20 +46,20 @@ static const char put_script[] =
     "      ver = ver + 1\n"
     "      redis.call('HSET', KEYS[1], id, dense .. ',' .. ver .. '|' .. doc)\n"
     "      if cur then\n"
-    "        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'op', 'put', 'id', id,\n"
-    "                   'd', dense, 'old', old, 'new', doc)\n"
-    "        out[#out + 1] = {'updated', dense, tostring(ver), old}\n"
+    "        local sid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'op', 'put',\n"
+    "                               'id', id, 'd', dense, 'old', old, 'new', doc)\n"
+    "        out[#out + 1] = {'updated', dense, tostring(ver), old, sid}\n"
     "      else\n"
-    "        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'op', 'put', 'id', id,\n"
-    "                   'd', dense, 'new', doc)\n"
-    "        out[#out + 1] = {'created', dense, tostring(ver)}\n"
+    "        local sid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'op', 'put',\n"
+    "                               'id', id, 'd', dense, 'new', doc)\n"
+    "        out[#out + 1] = {'created', dense, tostring(ver), '', sid}\n"
     "      end\n"
     "    end\n"
     "  end\n"
     "end\n"
     "return out\n";
 
-/* KEYS: profiles hash, change stream. ARGV: maxlen, id. Returns nil or {dense, old}. */
+/* KEYS: profiles hash, change stream. ARGV: maxlen, id. Returns nil or {dense, old, entry id}. */
 static const char del_script[] =
     "local cur = redis.call('HGET', KEYS[1], ARGV[2])\n"
     "if not cur then return false end\n"
@@ -68,9 +68,9 @@ static const char del_script[] =
     "local dense = string.sub(cur, 1, c - 1)\n"
     "local old = string.sub(cur, b + 1)\n"
     "redis.call('HDEL', KEYS[1], ARGV[2])\n"
-    "redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'op', 'del', 'id', ARGV[2],\n"
-    "           'd', dense, 'old', old)\n"
-    "return {dense, old}\n";
+    "local sid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'op', 'del',\n"
+    "                       'id', ARGV[2], 'd', dense, 'old', old)\n"
+    "return {dense, old, sid}\n";
 
 enum { SCRIPT_PUT, SCRIPT_DEL, SCRIPT_COUNT };
 static const char *const script_body[SCRIPT_COUNT] = {put_script, del_script};
@@ -311,9 +311,13 @@ static void put_done(script_call *c, int status, redisReply *reply)
                                                        : ZD_PUT_CONFLICT;
         res[i].gid = zd_gid(c->partition, (uint32_t)parse_u64(e->element[1]));
         res[i].version = parse_u64(e->element[2]);
-        if (e->elements >= 4 && e->element[3]->type == REDIS_REPLY_STRING) {
-            res[i].old_json = e->element[3]->str;
-            res[i].old_len = e->element[3]->len;
+        if (e->elements >= 5 && e->element[3]->type == REDIS_REPLY_STRING &&
+            e->element[4]->type == REDIS_REPLY_STRING) {
+            if (e->element[3]->len > 0) {
+                res[i].old_json = e->element[3]->str;
+                res[i].old_len = e->element[3]->len;
+            }
+            res[i].entry = e->element[4]->str;
         }
     }
     cb(0, res, c->n, c->udata);
@@ -368,15 +372,17 @@ static void del_done(script_call *c, int status, redisReply *reply)
 {
     zd_store_del_cb cb = (zd_store_del_cb)c->cb;
     if (status != 0) {
-        cb(status, false, 0, NULL, 0, c->udata);
+        cb(status, false, 0, NULL, 0, NULL, c->udata);
     } else if (reply->type == REDIS_REPLY_NIL) {
-        cb(0, false, 0, NULL, 0, c->udata);
-    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-               reply->element[1]->type == REDIS_REPLY_STRING) {
+        cb(0, false, 0, NULL, 0, NULL, c->udata);
+    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
+               reply->element[1]->type == REDIS_REPLY_STRING &&
+               reply->element[2]->type == REDIS_REPLY_STRING) {
         uint32_t gid = zd_gid(c->partition, (uint32_t)parse_u64(reply->element[0]));
-        cb(0, true, gid, reply->element[1]->str, reply->element[1]->len, c->udata);
+        cb(0, true, gid, reply->element[1]->str, reply->element[1]->len, reply->element[2]->str,
+           c->udata);
     } else {
-        cb(-EIO, false, 0, NULL, 0, c->udata);
+        cb(-EIO, false, 0, NULL, 0, NULL, c->udata);
     }
 }
 

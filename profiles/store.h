@@ -46,6 +46,7 @@ typedef struct zd_put_result {
     uint64_t version;     /* the version now stored */
     const char *old_json; /* ZD_PUT_UPDATED: the replaced document; valid only during the cb */
     size_t old_len;
+    const char *entry;    /* CREATED/UPDATED: the change-stream entry id; valid during the cb */
 } zd_put_result;
 
 /* Called once per batch: status 0 with n results (valid only during the callback), or a
@@ -65,10 +66,10 @@ typedef void (*zd_store_get_cb)(int status, const char *json, size_t len, uint32
                                 uint64_t version, void *udata);
 int zd_store_get(zd_store *st, const char *id, zd_store_get_cb cb, void *udata);
 
-/* Deletes profile id: status 0 and found=false if it did not exist; on found, its gid and the
- * erased document (valid only during the cb) for the index. */
+/* Deletes profile id: status 0 and found=false if it did not exist; on found, its gid, the
+ * erased document and the change-stream entry id (both valid only during the cb). */
 typedef void (*zd_store_del_cb)(int status, bool found, uint32_t gid, const char *old_json,
-                                size_t old_len, void *udata);
+                                size_t old_len, const char *entry, void *udata);
 int zd_store_del(zd_store *st, const char *id, zd_store_del_cb cb, void *udata);
 
 int zd_store_partitions(const zd_store *st);

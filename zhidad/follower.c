@@ -542,10 +542,13 @@ bool zd_follower_ready(const zd_follower *fl)
     return fl->ready;
 }
 
-void zd_follower_apply(zd_follower *fl, uint32_t gid, const char *old_json, size_t old_len,
-                       const zd_profile *now)
+void zd_follower_apply(zd_follower *fl, uint32_t gid, const char *entry, const char *old_json,
+                       size_t old_len, const zd_profile *now)
 {
-    if (!fl->index)
+    stream_id sid;
+    int part = (int)(gid >> ZD_DENSE_BITS);
+    if (!fl->index || !entry || parse_id(entry, &sid) != 0 || part >= fl->nparts ||
+        id_cmp(sid, fl->last[part]) <= 0)
         return;
     const char *id = now ? now->id : NULL;
     zd_profile *oldp = NULL;

@@ -25,11 +25,14 @@ void zd_follower_free(zd_follower *fl);
 const zd_index *zd_follower_index(const zd_follower *fl);
 bool zd_follower_ready(const zd_follower *fl);
 
-/* Applies a write this instance just made, before its change-stream entry comes back, so that
- * a client reads its own writes. old_json is the replaced document (NULL: none); now is the
- * new profile (NULL: deleted). Both borrowed. */
-void zd_follower_apply(zd_follower *fl, uint32_t gid, const char *old_json, size_t old_len,
-                       const zd_profile *now);
+/* Applies a write this instance just made, so that a client reads its own writes. entry is
+ * the write's change-stream entry id: if the follower has already read that far, the write (and
+ * possibly later ones to the same profile) is in the index and nothing is done — applying it
+ * again could resurrect a profile another instance deleted since. Otherwise the entry will be
+ * read again later, which converges (docs/DESIGN.md). old_json is the replaced document
+ * (NULL: none); now is the new profile (NULL: deleted). All borrowed. */
+void zd_follower_apply(zd_follower *fl, uint32_t gid, const char *entry, const char *old_json,
+                       size_t old_len, const zd_profile *now);
 
 typedef struct zd_follower_stats {
     uint64_t entries;  /* change-stream entries applied */

@@ -101,8 +101,8 @@ def writer(z, ids, seed, n):
 def test_concurrent_writers_two_instances_converge(cluster):
     redis, a, b = cluster
     ids = ["s%03d" % i for i in range(60)]
-    threads = [threading.Thread(target=writer, args=(z, ids, seed, 150))
-               for seed, z in enumerate([a, b, a, b])]
+    threads = [threading.Thread(target=writer, args=(z, ids, seed, 300))
+               for seed, z in enumerate([a, b, a, b, a, b])]
     for t in threads:
         t.start()
     for t in threads:

@@ -554,7 +554,7 @@ static void rand_region(char *out, int level)
     /* Zhejiang: 33, cities 01-11, counties 02-12, then towns and villages. */
     int city = 1 + rn(4), county = 2 + rn(5), town = 1 + rn(3), village = 1 + rn(3);
     int len = level == 0 ? 6 : level == 1 ? 9 : 12;
-    char full[16];
+    char full[64];
     snprintf(full, sizeof(full), "33%02d%02d%03d%03d", city, county, town, village);
     memcpy(out, full, (size_t)len);
     out[len] = '\0';
@@ -562,7 +562,7 @@ static void rand_region(char *out, int level)
 
 static void rand_industry(char *out, int len)
 {
-    char full[8];
+    char full[64];
     snprintf(full, sizeof(full), "%s%d%d%d", sections[rn(N_OF(sections))], 1 + rn(2), 3 + rn(2),
              1 + rn(2));
     static const int lens[] = {1, 3, 4, 5};
