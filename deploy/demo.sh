@@ -33,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== starting redis-server on 127.0.0.1:$RPORT (data in var/demo)"
-rm -f "$VAR"/appendonly* "$VAR"/dump.rdb
+rm -rf "$VAR"/appendonly* "$VAR"/dump.rdb
 rm -rf "$VAR/appendonlydir"
 redis-server deploy/redis.conf --port "$RPORT" --dir "$VAR" --daemonize yes \
   --logfile "$VAR/redis.log" --pidfile "$VAR/redis.pid" >/dev/null

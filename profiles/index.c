@@ -172,19 +172,30 @@ static void vmap_clear(zd_vmap *m)
 #define ZD_SIGN_BIT ((uint64_t)1 << 63)
 
 /* A number or date attribute as bit slices: gid g holding value x is in slices[i] when bit i of
- * (x - base) is set. The base is kept "biased" (as x ^ 2^63, an order-preserving map of int64
- * onto uint64), so offsets and comparisons are plain unsigned arithmetic that cannot overflow
- * for any int64. Depth grows as larger offsets appear; a value below the base moves the base
- * down (bsi_rebase), so every int64 can be stored exactly. */
+ * the offset u = x - base is set, and in mags[bit_length(u)]. The base is kept "biased" (as
+ * x ^ 2^63, an order-preserving map of int64 onto uint64), so offsets and comparisons are plain
+ * unsigned arithmetic that cannot overflow for any int64. Depth grows as larger offsets appear;
+ * a value below the base moves the base down (bsi_rebase), so every int64 is stored exactly.
+ *
+ * The magnitude classes (mags) hold each member once. They let a comparison with w settle every
+ * member whose offset has a different bit length than w at once, leaving the slice-by-slice
+ * work to the members of w's own class. Skewed attributes (employees, capital, revenue) have
+ * sparse high slices whose values would otherwise all be visited by every query. */
 typedef struct zd_bsi {
     uint64_t bbase;
     int depth; /* slices[0..depth) exist; every stored offset is < 2^depth */
     roaring_bitmap_t *slices[ZD_BSI_BITS];
+    roaring_bitmap_t *mags[ZD_BSI_BITS + 1]; /* created when first needed */
 } zd_bsi;
 
 static uint64_t biased(int64_t v)
 {
     return (uint64_t)v ^ ZD_SIGN_BIT;
+}
+
+static int bit_length(uint64_t u)
+{
+    return u ? 64 - __builtin_clzll(u) : 0;
 }
 
 static int bsi_grow(zd_bsi *b, int depth)
@@ -196,6 +207,38 @@ static int bsi_grow(zd_bsi *b, int depth)
         b->slices[b->depth++] = s;
     }
     return 0;
+}
+
+static void bsi_free_mags(zd_bsi *b)
+{
+    for (int l = 0; l <= ZD_BSI_BITS; l++) {
+        bm_free(b->mags[l]);
+        b->mags[l] = NULL;
+    }
+}
+
+/* Recomputes the magnitude classes from the slices, top down: class l + 1 is slice l minus
+ * everything seen in higher slices. */
+static int bsi_rebuild_mags(zd_bsi *b, const roaring_bitmap_t *members)
+{
+    bsi_free_mags(b);
+    roaring_bitmap_t *seen = roaring_bitmap_create();
+    if (!seen)
+        return -ENOMEM;
+    for (int i = b->depth - 1; i >= 0; i--) {
+        b->mags[i + 1] = roaring_bitmap_andnot(b->slices[i], seen);
+        if (!b->mags[i + 1])
+            goto fail;
+        roaring_bitmap_or_inplace(seen, b->slices[i]);
+    }
+    b->mags[0] = roaring_bitmap_andnot(members, seen);
+    if (!b->mags[0])
+        goto fail;
+    bm_free(seen);
+    return 0;
+fail:
+    bm_free(seen);
+    return -ENOMEM;
 }
 
 /* Adds the constant d to the offset of every gid in members, with a ripple-carry adder over the
@@ -231,7 +274,7 @@ static int bsi_add_const(zd_bsi *b, const roaring_bitmap_t *members, uint64_t d)
         }
     }
     bm_free(carry);
-    return 0;
+    return bsi_rebuild_mags(b, members);
 fail:
     bm_free(carry);
     return -ENOMEM;
@@ -250,13 +293,10 @@ static int bsi_rebase(zd_bsi *b, const roaring_bitmap_t *members, uint64_t bv)
     return rc;
 }
 
-static int bit_length(uint64_t u)
-{
-    return u ? 64 - __builtin_clzll(u) : 0;
-}
-
 /* Writes every slice, not only those that differ from the old value: the result is then
- * exactly `v` whatever the index held before, which makes a replayed change converge. */
+ * exactly `v` whatever the index held before, which makes a replayed change converge. The old
+ * offset's bit length falls out of which slices held gid. members (the attribute's exists) says
+ * whether gid had a value before. */
 static int bsi_set(zd_bsi *b, const roaring_bitmap_t *members, uint32_t gid, int64_t v)
 {
     uint64_t bv = biased(v);
@@ -266,14 +306,20 @@ static int bsi_set(zd_bsi *b, const roaring_bitmap_t *members, uint32_t gid, int
             return rc;
     }
     uint64_t u = bv - b->bbase;
-    if (bsi_grow(b, bit_length(u)) < 0)
+    int len = bit_length(u), old_len = 0;
+    if (bsi_grow(b, len) < 0)
+        return -ENOMEM;
+    if (!b->mags[len] && !(b->mags[len] = roaring_bitmap_create()))
         return -ENOMEM;
     for (int i = 0; i < b->depth; i++) {
-        if ((u >> i) & 1)
-            roaring_bitmap_add(b->slices[i], gid);
-        else
-            roaring_bitmap_remove(b->slices[i], gid);
+        bool had = (u >> i) & 1 ? !roaring_bitmap_add_checked(b->slices[i], gid)
+                                : roaring_bitmap_remove_checked(b->slices[i], gid);
+        if (had)
+            old_len = i + 1;
     }
+    if (old_len != len && b->mags[old_len] && roaring_bitmap_contains(members, gid))
+        roaring_bitmap_remove(b->mags[old_len], gid);
+    roaring_bitmap_add(b->mags[len], gid);
     return 0;
 }
 
@@ -281,12 +327,16 @@ static void bsi_remove(zd_bsi *b, uint32_t gid)
 {
     for (int i = 0; i < b->depth; i++)
         roaring_bitmap_remove(b->slices[i], gid);
+    for (int l = 0; l <= ZD_BSI_BITS; l++)
+        if (b->mags[l])
+            roaring_bitmap_remove(b->mags[l], gid);
 }
 
 static void bsi_clear(zd_bsi *b, uint64_t bbase)
 {
     for (int i = 0; i < b->depth; i++)
         bm_free(b->slices[i]);
+    bsi_free_mags(b);
     b->depth = 0;
     b->bbase = bbase;
 }
@@ -769,36 +819,40 @@ const roaring_bitmap_t *zd_index_code_len(const zd_index *ix, int attr, int len)
 
 /* ---- range evaluation -------------------------------------------------------------------
  *
- * O'Neil's bit-sliced comparison, from the top slice down: eq holds the gids whose offset
- * equals w on the bits seen so far; a gid leaves eq for "less" at a bit where w has 1 and it
- * has 0, for "greater" at the opposite. Only the side the operator needs is accumulated.
+ * For offset w, a member whose offset has a shorter bit length than w is less, a longer one is
+ * greater; the members of w's own magnitude class are compared slice by slice from bit
+ * T - 2 down (T = bit_length(w); bit T - 1 is set in both), O'Neil style: eq holds the members
+ * equal to w on the bits seen so far; one leaves eq for "less" at a bit where w has 1 and it
+ * has 0, for "greater" at the opposite.
  *
  * Done with whole-bitmap CRoaring operations this costs one pass over every container per
  * slice, and Debian's generic build of CRoaring 0.2.66 (no POPCNT, no AVX) is slow at exactly
  * these operations: about 1 ms for one range over 500k members. So the evaluation runs one
- * 65536-gid chunk at a time instead: the chunk's part of exists ∩ within is expanded into a
- * word array, every slice is applied to it with plain word loops over the words that hold
- * members (which stay in L1), and the result chunk is appended to the output as a container.
- * This reads CRoaring's container structs directly (public headers of 0.2.x, but internals):
- * revisit when CRoaring is upgraded. */
+ * 65536-gid chunk at a time instead, on word arrays covering just the words that hold members
+ * (they stay in L1): bitset containers are read in place, array containers value by value.
+ * The result chunk is appended to the output as a container. This reads CRoaring's container
+ * structs directly (public headers of 0.2.x, but internals): revisit when CRoaring is
+ * upgraded. */
 
 #define ZD_WORDS 1024 /* 64-bit words of one 65536-bit chunk */
 
 typedef struct zd_chunk {
-    const void *c;
+    const void *c; /* NULL: the bitmap has nothing in this chunk */
     uint8_t type;
 } zd_chunk;
 
-/* The container of key k in bm, or {NULL}; *cursor (monotonic over ascending keys) keeps the
- * search linear across the chunks of one evaluation. */
+/* The container of key k in bm (may be NULL), or {NULL}. *cursor only moves forward, which
+ * keeps the search linear over the ascending chunks of one evaluation. */
 static zd_chunk chunk_at(const roaring_bitmap_t *bm, uint16_t k, int32_t *cursor)
 {
+    zd_chunk ch = {NULL, 0};
+    if (!bm)
+        return ch;
     const roaring_array_t *ra = &bm->high_low_container;
     int32_t i = *cursor;
     while (i < ra->size && ra->keys[i] < k)
         i++;
     *cursor = i;
-    zd_chunk ch = {NULL, 0};
     if (i < ra->size && ra->keys[i] == k) {
         ch.type = ra->typecodes[i];
         ch.c = container_unwrap_shared(ra->containers[i], &ch.type);
@@ -835,8 +889,20 @@ static void chunk_span(zd_chunk ch, size_t *lo, size_t *hi)
     }
 }
 
-/* Words [lo, hi) of the chunk: the container's own array for a bitset, else expanded into
- * scratch. NULL when the chunk is empty there. */
+/* Roughly what visiting the chunk costs over words [lo, hi), in word operations. */
+static size_t chunk_cost(zd_chunk ch, size_t lo, size_t hi)
+{
+    if (!ch.c)
+        return 0;
+    if (ch.type == ARRAY_CONTAINER_TYPE_CODE)
+        return 2 * (size_t)((const array_container_t *)ch.c)->cardinality;
+    if (ch.type == RUN_CONTAINER_TYPE_CODE)
+        return (hi - lo) + 4 * (size_t)((const run_container_t *)ch.c)->n_runs;
+    return hi - lo;
+}
+
+/* Words [lo, hi) of the chunk: a bitset's own array, anything else expanded into scratch.
+ * NULL when the chunk is empty. */
 static const uint64_t *chunk_words(zd_chunk ch, uint64_t *scratch, size_t lo, size_t hi)
 {
     if (!ch.c)
@@ -844,28 +910,26 @@ static const uint64_t *chunk_words(zd_chunk ch, uint64_t *scratch, size_t lo, si
     if (ch.type == BITSET_CONTAINER_TYPE_CODE)
         return ((const bitset_container_t *)ch.c)->array;
     memset(scratch + lo, 0, (hi - lo) * sizeof(uint64_t));
-    uint32_t from = (uint32_t)lo * 64, to = (uint32_t)hi * 64;
     if (ch.type == ARRAY_CONTAINER_TYPE_CODE) {
+        /* Values outside [lo, hi) land in scratch words that are never read. */
         const array_container_t *a = ch.c;
-        for (int32_t i = 0; i < a->cardinality; i++) {
-            uint32_t x = a->array[i];
-            if (x >= from && x < to)
-                scratch[x >> 6] |= (uint64_t)1 << (x & 63);
-        }
+        for (int32_t i = 0; i < a->cardinality; i++)
+            scratch[a->array[i] >> 6] |= (uint64_t)1 << (a->array[i] & 63);
     } else if (ch.type == RUN_CONTAINER_TYPE_CODE) {
+        uint32_t from = (uint32_t)lo * 64, to = (uint32_t)hi * 64;
         const run_container_t *r = ch.c;
         for (int32_t i = 0; i < r->n_runs; i++) {
             uint32_t a = r->runs[i].value, z = a + r->runs[i].length + 1; /* [a, z) */
             a = a < from ? from : a;
             z = z > to ? to : z;
-            for (uint32_t x = a; x < z;) {
+            while (a < z) {
                 /* Whole words where possible: runs cover long stretches after optimize. */
-                if ((x & 63) == 0 && z - x >= 64) {
-                    scratch[x >> 6] = ~(uint64_t)0;
-                    x += 64;
+                if ((a & 63) == 0 && z - a >= 64) {
+                    scratch[a >> 6] = ~(uint64_t)0;
+                    a += 64;
                 } else {
-                    scratch[x >> 6] |= (uint64_t)1 << (x & 63);
-                    x++;
+                    scratch[a >> 6] |= (uint64_t)1 << (a & 63);
+                    a++;
                 }
             }
         }
@@ -873,7 +937,33 @@ static const uint64_t *chunk_words(zd_chunk ch, uint64_t *scratch, size_t lo, si
     return scratch;
 }
 
-/* One slice step over words [lo, hi). Separate loops per case so that each vectorizes.
+/* dst[lo, hi) |= chunk (or &= ~chunk when clear). Array values are applied one by one with no
+ * data-dependent branch; values outside [lo, hi) land in scratch words that are never read. */
+static void chunk_merge(zd_chunk ch, bool clear, uint64_t *dst, uint64_t *scratch, size_t lo,
+                        size_t hi)
+{
+    if (!ch.c)
+        return;
+    if (ch.type == ARRAY_CONTAINER_TYPE_CODE) {
+        const array_container_t *a = ch.c;
+        if (clear)
+            for (int32_t i = 0; i < a->cardinality; i++)
+                dst[a->array[i] >> 6] &= ~((uint64_t)1 << (a->array[i] & 63));
+        else
+            for (int32_t i = 0; i < a->cardinality; i++)
+                dst[a->array[i] >> 6] |= (uint64_t)1 << (a->array[i] & 63);
+        return;
+    }
+    const uint64_t *w = chunk_words(ch, scratch, lo, hi);
+    if (clear)
+        for (size_t j = lo; j < hi; j++)
+            dst[j] &= ~w[j];
+    else
+        for (size_t j = lo; j < hi; j++)
+            dst[j] |= w[j];
+}
+
+/* One slice step over words [lo, hi); separate loops per case so that each vectorizes.
  * Returns the OR of the new eq words: 0 means eq is empty. */
 enum { STEP_KEEP_ZERO, STEP_KEEP_ONE, STEP_LT, STEP_GT };
 
@@ -912,52 +1002,45 @@ static uint64_t slice_step(int step, uint64_t *restrict eq, uint64_t *restrict a
     return any;
 }
 
-/* The same step for a sparse slice (an array container): one update per word that holds
- * values, with the values of a word gathered into a mask first (updating memory per value
- * would chain every store on the previous one through the same word). KEEP_ONE and LT build
- * the new eq in *tmp and swap the buffers. Values outside [lo, hi) touch scratch words that
- * are never read. */
+/* The same step for a sparse slice (an array container), value by value without
+ * data-dependent branches. KEEP_ONE and LT build the new eq in *tmp and swap the buffers. */
 static void slice_step_sparse(int step, uint64_t **eq, uint64_t *acc, uint64_t **tmp,
                               const array_container_t *s, size_t lo, size_t hi)
 {
     const uint16_t *a = s->array;
     int32_t n = s->cardinality;
     uint64_t *e = *eq, *t = *tmp;
-    if (step == STEP_LT) {
+    switch (step) {
+    case STEP_KEEP_ZERO:
+        for (int32_t i = 0; i < n; i++)
+            e[a[i] >> 6] &= ~((uint64_t)1 << (a[i] & 63));
+        return;
+    case STEP_GT:
+        for (int32_t i = 0; i < n; i++) {
+            uint64_t hit = e[a[i] >> 6] & ((uint64_t)1 << (a[i] & 63));
+            acc[a[i] >> 6] |= hit;
+            e[a[i] >> 6] ^= hit;
+        }
+        return;
+    case STEP_LT:
         /* Everything in eq becomes less, except what the slice keeps in eq. */
         for (size_t j = lo; j < hi; j++)
             acc[j] |= e[j];
-    }
-    if (step == STEP_LT || step == STEP_KEEP_ONE)
         memset(t + lo, 0, (hi - lo) * sizeof(uint64_t));
-    for (int32_t i = 0; i < n;) {
-        unsigned wi = a[i] >> 6;
-        uint64_t m = 0;
-        do
-            m |= (uint64_t)1 << (a[i] & 63);
-        while (++i < n && (unsigned)(a[i] >> 6) == wi);
-        uint64_t hit = e[wi] & m;
-        switch (step) {
-        case STEP_KEEP_ZERO:
-            e[wi] ^= hit;
-            break;
-        case STEP_GT:
-            acc[wi] |= hit;
-            e[wi] ^= hit;
-            break;
-        case STEP_LT:
-            t[wi] = hit;
-            acc[wi] ^= hit;
-            break;
-        case STEP_KEEP_ONE:
-            t[wi] = hit;
-            break;
+        for (int32_t i = 0; i < n; i++) {
+            uint64_t hit = e[a[i] >> 6] & ((uint64_t)1 << (a[i] & 63));
+            t[a[i] >> 6] |= hit;
+            acc[a[i] >> 6] ^= hit;
         }
+        break;
+    case STEP_KEEP_ONE:
+        memset(t + lo, 0, (hi - lo) * sizeof(uint64_t));
+        for (int32_t i = 0; i < n; i++)
+            t[a[i] >> 6] |= e[a[i] >> 6] & ((uint64_t)1 << (a[i] & 63));
+        break;
     }
-    if (step == STEP_LT || step == STEP_KEEP_ONE) {
-        *eq = t;
-        *tmp = e;
-    }
+    *eq = t;
+    *tmp = e;
 }
 
 static uint64_t popcount64(uint64_t x)
@@ -999,9 +1082,91 @@ static int append_chunk(roaring_bitmap_t *out, uint16_t k, const uint64_t *res, 
     return 0;
 }
 
-typedef struct zd_range_scratch {
-    uint64_t eq[ZD_WORDS], acc[ZD_WORDS], tmp[ZD_WORDS], alt[ZD_WORDS];
-} zd_range_scratch;
+/* Per-call state of zd_index_range. */
+typedef struct zd_range {
+    const zd_bsi *b;
+    zd_cmp op;
+    uint64_t w;
+    int t; /* bit_length(w) */
+    bool want_lt, want_gt;
+    int32_t wcur, scur[ZD_BSI_BITS], mcur[ZD_BSI_BITS + 1];
+    /* Zeroed once per call so that no word is ever read uninitialized, even where array
+     * values outside a chunk's span land. */
+    uint64_t ex[ZD_WORDS], eq[ZD_WORDS], acc[ZD_WORDS], tmp[ZD_WORDS], alt[ZD_WORDS];
+} zd_range;
+
+/* The members of the side the operator wants (less for LT/LE, greater for GT/GE) among the
+ * magnitude classes other than w's, into acc: either as the union of those classes, or as ex
+ * minus the classes of the other side and w's own, whichever visits less. */
+static void range_side(zd_range *r, uint16_t k, size_t lo, size_t hi, bool within)
+{
+    zd_chunk mags[ZD_BSI_BITS + 1];
+    size_t cost_side = 0, cost_rest = 0;
+    for (int l = 0; l <= ZD_BSI_BITS; l++) {
+        mags[l] = chunk_at(r->b->mags[l], k, &r->mcur[l]);
+        bool side = r->want_lt ? l < r->t : l > r->t;
+        *(side ? &cost_side : &cost_rest) += chunk_cost(mags[l], lo, hi);
+    }
+    if (cost_side <= cost_rest) {
+        memset(r->acc + lo, 0, (hi - lo) * sizeof(uint64_t));
+        for (int l = 0; l <= ZD_BSI_BITS; l++)
+            if (r->want_lt ? l < r->t : l > r->t)
+                chunk_merge(mags[l], false, r->acc, r->tmp, lo, hi);
+        if (within)
+            for (size_t j = lo; j < hi; j++)
+                r->acc[j] &= r->ex[j];
+    } else {
+        memcpy(r->acc + lo, r->ex + lo, (hi - lo) * sizeof(uint64_t));
+        for (int l = 0; l <= ZD_BSI_BITS; l++)
+            if (!(r->want_lt ? l < r->t : l > r->t))
+                chunk_merge(mags[l], true, r->acc, r->tmp, lo, hi);
+    }
+}
+
+/* Evaluates chunk k over words [lo, hi) of r->ex; returns the result words. */
+static const uint64_t *range_chunk(zd_range *r, uint16_t k, size_t lo, size_t hi, bool within)
+{
+    const zd_bsi *b = r->b;
+    uint64_t *eq = r->eq, *alt = r->alt, *acc = r->acc;
+    memcpy(eq + lo, r->ex + lo, (hi - lo) * sizeof(uint64_t));
+    const uint64_t *own = chunk_words(chunk_at(b->mags[r->t], k, &r->mcur[r->t]), r->tmp, lo, hi);
+    if (own)
+        for (size_t j = lo; j < hi; j++)
+            eq[j] &= own[j];
+    else
+        memset(eq + lo, 0, (hi - lo) * sizeof(uint64_t));
+    if (r->want_lt || r->want_gt)
+        range_side(r, k, lo, hi, within);
+    for (int i = r->t - 2; i >= 0; i--) {
+        bool one = (r->w >> i) & 1;
+        int step = one ? (r->want_lt ? STEP_LT : STEP_KEEP_ONE)
+                       : (r->want_gt ? STEP_GT : STEP_KEEP_ZERO);
+        zd_chunk sch = chunk_at(b->slices[i], k, &r->scur[i]);
+        if (!sch.c) {
+            /* Nobody in this chunk has the bit: a 0 in w changes nothing, a 1 makes every
+             * remaining member less. */
+            if (!one)
+                continue;
+            if (r->want_lt)
+                for (size_t j = lo; j < hi; j++)
+                    acc[j] |= eq[j];
+            memset(eq + lo, 0, (hi - lo) * sizeof(uint64_t));
+            break;
+        }
+        if (sch.type == ARRAY_CONTAINER_TYPE_CODE) {
+            slice_step_sparse(step, &eq, acc, &alt, sch.c, lo, hi);
+            continue;
+        }
+        if (!slice_step(step, eq, acc, chunk_words(sch, r->tmp, lo, hi), lo, hi))
+            break;
+    }
+    if (!r->want_lt && !r->want_gt)
+        return eq;
+    if (r->op == ZD_CMP_LE || r->op == ZD_CMP_GE)
+        for (size_t j = lo; j < hi; j++)
+            acc[j] |= eq[j];
+    return acc;
+}
 
 roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_t v,
                                  const roaring_bitmap_t *within)
@@ -1024,15 +1189,18 @@ roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_
         return within ? roaring_bitmap_and(xa->exists, within) : roaring_bitmap_copy(xa->exists);
     }
 
-    /* 32 KiB of scratch on the stack: a heap block this size goes back to the system on free
-     * and page-faults in again on every call. Zeroed once so that no word is ever read
-     * uninitialized, even outside a chunk's span. */
-    zd_range_scratch sc;
-    memset(&sc, 0, sizeof(sc));
+    /* About 50 KiB: too big for the stack of every caller, and small enough that malloc
+     * serves it from the heap without mapping fresh pages each time. */
+    zd_range *r = calloc(1, sizeof(*r));
     roaring_bitmap_t *out = roaring_bitmap_create();
-    if (!out)
-        return NULL;
-    int32_t wcur = 0, scur[ZD_BSI_BITS] = {0};
+    if (!r || !out)
+        goto fail;
+    r->b = b;
+    r->op = op;
+    r->w = w;
+    r->t = bit_length(w);
+    r->want_lt = want_lt;
+    r->want_gt = want_gt;
     const roaring_array_t *ex = &xa->exists->high_low_container;
     for (int32_t e = 0; e < ex->size; e++) {
         uint16_t k = ex->keys[e];
@@ -1042,7 +1210,7 @@ roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_
         chunk_span(ech, &lo, &hi);
         zd_chunk wch = {NULL, 0};
         if (within) {
-            wch = chunk_at(within, k, &wcur);
+            wch = chunk_at(within, k, &r->wcur);
             if (!wch.c)
                 continue;
             size_t wlo, whi;
@@ -1052,52 +1220,22 @@ roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_
         }
         if (lo >= hi)
             continue;
-        uint64_t *eq = sc.eq, *alt = sc.alt, *acc = sc.acc;
-        const uint64_t *ew = chunk_words(ech, sc.tmp, lo, hi);
-        memcpy(eq + lo, ew + lo, (hi - lo) * sizeof(uint64_t));
+        const uint64_t *ew = chunk_words(ech, r->tmp, lo, hi);
+        memcpy(r->ex + lo, ew + lo, (hi - lo) * sizeof(uint64_t));
         if (within) {
-            const uint64_t *ww = chunk_words(wch, sc.tmp, lo, hi);
+            const uint64_t *ww = chunk_words(wch, r->tmp, lo, hi);
             for (size_t j = lo; j < hi; j++)
-                eq[j] &= ww[j];
+                r->ex[j] &= ww[j];
         }
-        memset(acc + lo, 0, (hi - lo) * sizeof(uint64_t));
-        for (int i = b->depth - 1; i >= 0; i--) {
-            bool one = (w >> i) & 1;
-            int step = one ? (want_lt ? STEP_LT : STEP_KEEP_ONE)
-                           : (want_gt ? STEP_GT : STEP_KEEP_ZERO);
-            zd_chunk sch = chunk_at(b->slices[i], k, &scur[i]);
-            if (!sch.c) {
-                /* Nobody in this chunk has the bit: a 0 in w changes nothing, a 1 makes every
-                 * remaining member less. */
-                if (!one)
-                    continue;
-                if (want_lt)
-                    for (size_t j = lo; j < hi; j++)
-                        acc[j] |= eq[j];
-                memset(eq + lo, 0, (hi - lo) * sizeof(uint64_t));
-                break;
-            }
-            if (sch.type == ARRAY_CONTAINER_TYPE_CODE) {
-                slice_step_sparse(step, &eq, acc, &alt, sch.c, lo, hi);
-                continue;
-            }
-            const uint64_t *sw = chunk_words(sch, sc.tmp, lo, hi);
-            if (!slice_step(step, eq, acc, sw, lo, hi))
-                break;
-        }
-        const uint64_t *res = eq;
-        if (want_lt || want_gt) {
-            if (op == ZD_CMP_LE || op == ZD_CMP_GE)
-                for (size_t j = lo; j < hi; j++)
-                    acc[j] |= eq[j];
-            res = acc;
-        }
-        if (append_chunk(out, k, res, lo, hi) < 0) {
-            roaring_bitmap_free(out);
-            return NULL;
-        }
+        if (append_chunk(out, k, range_chunk(r, k, lo, hi, within != NULL), lo, hi) < 0)
+            goto fail;
     }
+    free(r);
     return out;
+fail:
+    free(r);
+    bm_free(out);
+    return NULL;
 }
 
 const char *zd_index_id(const zd_index *ix, uint32_t gid)
@@ -1180,6 +1318,8 @@ void zd_index_get_stats(const zd_index *ix, zd_index_stats *st)
             stats_add(&a, xa->lens[l]);
         for (int d = 0; d < xa->bsi.depth; d++)
             stats_add(&a, xa->bsi.slices[d]);
+        for (int l = 0; l <= ZD_BSI_BITS; l++)
+            stats_add(&a, xa->bsi.mags[l]);
     }
     uint64_t ids = 0;
     for (int p = 0; p < ZD_PARTITIONS_MAX; p++)
@@ -1212,6 +1352,8 @@ void zd_index_optimize(zd_index *ix)
             optimize_bitmap(xa->lens[l]);
         for (int d = 0; d < xa->bsi.depth; d++)
             optimize_bitmap(xa->bsi.slices[d]);
+        for (int l = 0; l <= ZD_BSI_BITS; l++)
+            optimize_bitmap(xa->bsi.mags[l]);
     }
     /* Trim the id tables' growth slack too; after a bulk load most of it would stay unused. */
     for (int p = 0; p < ZD_PARTITIONS_MAX; p++) {

@@ -136,12 +136,14 @@ static void handle_metrics(zd_req *req, void *udata)
             "# TYPE zhida_index_bytes gauge\nzhida_index_bytes %llu\n"
             "# TYPE zhida_index_ready gauge\nzhida_index_ready %d\n"
             "# TYPE zhida_index_load_seconds gauge\nzhida_index_load_seconds %.3f\n"
-            "# TYPE zhida_changes_applied_total counter\nzhida_changes_applied_total %llu\n"
+            "# TYPE zhida_changes_read_total counter\nzhida_changes_read_total %llu\n"
+            "# TYPE zhida_changes_skipped_total counter\nzhida_changes_skipped_total %llu\n"
             "# TYPE zhida_index_rebuilds_total counter\nzhida_index_rebuilds_total %llu\n"
             "# TYPE zhida_changes_bad_total counter\nzhida_changes_bad_total %llu\n",
             (unsigned long long)is.profiles, (unsigned long long)is.bitmaps,
             (unsigned long long)is.total_bytes, svc->index_ready ? 1 : 0, fs.load_ms / 1000.0,
-            (unsigned long long)fs.entries, (unsigned long long)fs.reloads,
+            (unsigned long long)fs.entries, (unsigned long long)fs.skipped,
+            (unsigned long long)fs.reloads,
             (unsigned long long)fs.bad);
 
     zd_redis_stats rs = {0};

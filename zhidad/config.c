@@ -542,7 +542,7 @@ static void set_defaults(zd_config *c)
     snprintf(c->timezone, sizeof(c->timezone), "Asia/Shanghai");
     snprintf(c->log_level, sizeof(c->log_level), "info");
     c->partitions = 16;
-    c->change_stream_maxlen = 100000;
+    c->change_stream_maxlen = 10000;
     c->body_max = 1 << 20;
     c->import_body_max = 64 << 20;
     c->header_max = 16 << 10;

@@ -25,6 +25,21 @@ typedef struct stream_id {
     uint64_t ms, seq;
 } stream_id;
 
+/* Writes applied locally whose change-stream entry the follower has not read yet: gid -> entry
+ * id. When the follower reaches that entry and nothing else touched the gid in between, the
+ * index already holds exactly that write and the entry is skipped — it halves the indexing work
+ * of an import. Open addressing with linear probing; a cleared slot has gid EMPTY_GID. */
+#define EMPTY_GID UINT32_MAX
+typedef struct local_slot {
+    uint32_t gid;
+    stream_id entry;
+} local_slot;
+
+typedef struct local_map {
+    local_slot *slots;
+    size_t cap, used;
+} local_map;
+
 struct zd_follower {
     struct event_base *base;
     const zd_config *cfg;
@@ -46,7 +61,67 @@ struct zd_follower {
     void *udata;
     zd_follower_stats stats;
     struct timespec load_start;
+    local_map local;
 };
+
+static size_t slot_of(const local_map *m, uint32_t gid)
+{
+    size_t i = (size_t)(gid * 2654435761u) & (m->cap - 1);
+    while (m->slots[i].gid != EMPTY_GID && m->slots[i].gid != gid)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+static void local_clear(local_map *m)
+{
+    free(m->slots);
+    memset(m, 0, sizeof(*m));
+}
+
+static void local_put(local_map *m, uint32_t gid, stream_id entry)
+{
+    if ((m->used + 1) * 2 > m->cap) {
+        local_map bigger = {calloc(m->cap ? m->cap * 2 : 1024, sizeof(local_slot)),
+                            m->cap ? m->cap * 2 : 1024, 0};
+        if (!bigger.slots)
+            return; /* without the hint the entry is simply applied again */
+        for (size_t i = 0; i < bigger.cap; i++)
+            bigger.slots[i].gid = EMPTY_GID;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->slots[i].gid != EMPTY_GID) {
+                bigger.slots[slot_of(&bigger, m->slots[i].gid)] = m->slots[i];
+                bigger.used++;
+            }
+        free(m->slots);
+        *m = bigger;
+    }
+    size_t i = slot_of(m, gid);
+    if (m->slots[i].gid == EMPTY_GID)
+        m->used++;
+    m->slots[i].gid = gid;
+    m->slots[i].entry = entry;
+}
+
+/* Removes gid's hint and tells whether it named exactly `entry`. Deleting from a linear-probing
+ * table re-inserts the rest of the cluster so later lookups still find their keys. */
+static bool local_take(local_map *m, uint32_t gid, stream_id entry)
+{
+    if (m->used == 0)
+        return false;
+    size_t i = slot_of(m, gid);
+    if (m->slots[i].gid == EMPTY_GID)
+        return false;
+    bool same = m->slots[i].entry.ms == entry.ms && m->slots[i].entry.seq == entry.seq;
+    m->slots[i].gid = EMPTY_GID;
+    m->used--;
+    for (size_t j = (i + 1) & (m->cap - 1); m->slots[j].gid != EMPTY_GID;
+         j = (j + 1) & (m->cap - 1)) {
+        local_slot s = m->slots[j];
+        m->slots[j].gid = EMPTY_GID;
+        m->slots[slot_of(m, s.gid)] = s;
+    }
+    return same;
+}
 
 /* A reply context carrying the load generation and partition it was sent for. */
 typedef struct req {
@@ -125,6 +200,7 @@ static void finish_load(zd_follower *fl)
     fl->index = fl->building;
     fl->building = NULL;
     memcpy(fl->last, fl->mark, sizeof(fl->last));
+    local_clear(&fl->local);
     memcpy(fl->seen, fl->mark_seen, sizeof(fl->seen));
     fl->loading = false;
     fl->stats.load_ms = elapsed_ms(&fl->load_start);
@@ -305,7 +381,7 @@ static const char *field(const redisReply *kv, const char *name, size_t *len)
     return NULL;
 }
 
-static void apply_entry(zd_follower *fl, int part, const redisReply *kv)
+static void apply_entry(zd_follower *fl, int part, stream_id entry, const redisReply *kv)
 {
     size_t oplen, idlen, dlen, oldlen, newlen;
     const char *op = field(kv, "op", &oplen);
@@ -318,6 +394,11 @@ static void apply_entry(zd_follower *fl, int part, const redisReply *kv)
         return;
     }
     uint32_t gid = zd_gid(part, (uint32_t)strtoul(d, NULL, 10));
+    fl->stats.entries++;
+    if (local_take(&fl->local, gid, entry)) {
+        fl->stats.skipped++;
+        return;
+    }
     zd_profile *oldp = parse_doc(fl, id, old, oldlen);
     if (strcmp(op, "del") == 0) {
         zd_index_del(fl->index, gid, oldp);
@@ -328,7 +409,6 @@ static void apply_entry(zd_follower *fl, int part, const redisReply *kv)
         zd_profile_free(newp);
     }
     zd_profile_free(oldp);
-    fl->stats.entries++;
 }
 
 static int part_of_key(const zd_follower *fl, const char *key)
@@ -365,7 +445,7 @@ static void read_reply(zd_redis *r, int status, redisReply *reply, void *udata)
                 stream_id id;
                 if (parse_id(ent->element[0]->str, &id) != 0 || id_cmp(id, fl->last[part]) <= 0)
                     continue;
-                apply_entry(fl, part, ent->element[1]);
+                apply_entry(fl, part, id, ent->element[1]);
                 fl->last[part] = id;
                 fl->seen[part]++;
             }
@@ -529,6 +609,7 @@ void zd_follower_free(zd_follower *fl)
         event_free(fl->check_ev);
     zd_index_free(fl->index);
     zd_index_free(fl->building);
+    local_clear(&fl->local);
     free(fl);
 }
 
@@ -561,6 +642,7 @@ void zd_follower_apply(zd_follower *fl, uint32_t gid, const char *entry, const c
     else
         zd_index_del(fl->index, gid, oldp);
     zd_profile_free(oldp);
+    local_put(&fl->local, gid, sid);
 }
 
 void zd_follower_get_stats(const zd_follower *fl, zd_follower_stats *st)

@@ -649,6 +649,26 @@ static int json_depth(const char *s, size_t n, int max)
     return deepest;
 }
 
+/* Offset of the first NUL in s, raw or written \u0000 inside a string, or -1. cJSON would end a
+ * string at it without a word (and take raw NULs after the value for white space). */
+static long json_nul(const char *s, size_t n)
+{
+    bool in_str = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '\0')
+            return (long)i;
+        if (in_str && c == '\\') {
+            if (n - i > 5 && memcmp(s + i + 1, "u0000", 5) == 0)
+                return (long)i;
+            i++;
+        } else if (c == '"') {
+            in_str = !in_str;
+        }
+    }
+    return -1;
+}
+
 cJSON *zd_req_json(zd_req *r)
 {
     size_t len;
@@ -668,6 +688,12 @@ cJSON *zd_req_json(zd_req *r)
     }
     if (!zd_utf8_valid(body, len)) {
         zd_req_reply_error(r, 400, "invalid_utf8", "the body is not valid UTF-8");
+        return NULL;
+    }
+    long nul = json_nul(body, len);
+    if (nul >= 0) {
+        zd_req_reply_error(r, 400, "bad_json", "invalid JSON at byte %ld: NUL characters are not "
+                           "allowed", nul);
         return NULL;
     }
     /* Checked before parsing, so that a hostile body cannot make cJSON recurse deeply. */

@@ -57,7 +57,7 @@ static void test_defaults(void)
     CHECK_INT(c->nkeys, 0);
     CHECK_STR(c->timezone, "Asia/Shanghai");
     CHECK_INT(c->partitions, 16);
-    CHECK_INT(c->change_stream_maxlen, 100000);
+    CHECK_INT(c->change_stream_maxlen, 10000);
     CHECK_INT(c->body_max, 1 << 20);
     CHECK_INT(c->import_body_max, 64 << 20);
     CHECK_INT(c->header_max, 16 << 10);
