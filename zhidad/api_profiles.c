@@ -492,9 +492,13 @@ static void handle_import(zd_req *req, void *udata)
             blank = body[pos + i] == ' ' || body[pos + i] == '\t';
         if (!blank) {
             op->lines++;
+            zd_error e;
             if (!zd_utf8_valid(body + pos, l)) {
-                zd_error e;
                 zd_error_set(&e, "invalid_utf8", NULL, "line is not valid UTF-8");
+                import_error(op, lineno, NULL, &e);
+            } else if (memchr(body + pos, '\0', l)) {
+                /* cJSON would silently cut the line at the NUL. */
+                zd_error_set(&e, "bad_json", NULL, "line holds a NUL character");
                 import_error(op, lineno, NULL, &e);
             } else {
                 import_line(op, batches, body + pos, l, lineno);

@@ -38,7 +38,8 @@ zd_redis *zd_redis_new(struct event_base *base, const zd_redis_opts *o);
 
 /* Submits a command (hiredis format: %s, %b, %d...). It is formatted now and sent in order
  * when the connection allows. Returns 0: cb will be called exactly once. Returns -EINVAL (the
- * command could not be formatted) or -ENOMEM: cb will not be called. */
+ * command could not be formatted), -ENOMEM, or -ECANCELED (the client is being freed): cb will
+ * not be called. */
 int zd_redis_cmd(zd_redis *r, zd_redis_cb cb, void *udata, const char *fmt, ...);
 /* The same with an argument vector (argv and argvlen borrowed; argvlen NULL: strlen). */
 int zd_redis_cmdargv(zd_redis *r, zd_redis_cb cb, void *udata, int argc, const char **argv,

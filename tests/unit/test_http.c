@@ -1,0 +1,1140 @@
+/* Unit tests for zhidad's HTTP server (zhidad/http.c): a forked child serves test routes on a
+ * loopback port and the parent drives it over plain sockets — routing, auth, limits, JSON
+ * errors, async replies, clients that leave, the connection limit and the graceful stop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "tests/unit/check.h"
+#include "zhidad/config.h"
+#include "zhidad/http.h"
+
+#define WATCHDOG_S 60
+
+#define ADMIN "admin-key-0123456789"
+#define APP "app-key-0123456789ab"
+#define VIEW "viewer-key-012345678"
+
+/* http_timeout_s 1 keeps the idle-timeout check short; async handlers stay below it. */
+static const char config_text[] =
+    "{\"api_keys\": ["
+    " {\"name\": \"ops\", \"role\": \"admin\", \"key\": \"" ADMIN "\"},"
+    " {\"name\": \"app1\", \"role\": \"app\", \"key\": \"" APP "\"},"
+    " {\"name\": \"view\", \"role\": \"viewer\", \"key\": \"" VIEW "\"}],"
+    " \"limits\": {\"body_max\": 1024, \"import_body_max\": 4096, \"json_depth_max\": 4,"
+    "  \"max_connections\": 4, \"http_timeout_s\": 1, \"header_max\": 2048}}";
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ==== the server (child process) ============================================================ */
+
+static struct event_base *base;
+static zd_http *h;
+static int gone; /* async requests whose client had left by reply time */
+
+typedef struct pend {
+    zd_req *req;
+    struct event *ev;
+    struct pend *next;
+} pend;
+static pend *pends;
+
+static void echo_h(zd_req *r, void *u)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "route", u);
+    const char *id = zd_req_param(r, "id"), *notice = zd_req_param(r, "notice");
+    if (id)
+        cJSON_AddStringToObject(j, "id", id);
+    if (notice)
+        cJSON_AddStringToObject(j, "notice", notice);
+    CHECK(zd_req_param(r, "nosuch") == NULL);
+    cJSON_AddStringToObject(j, "method", zd_req_method(r));
+    cJSON_AddStringToObject(j, "path", zd_req_path(r));
+    const zd_apikey *k = zd_req_key(r);
+    cJSON_AddStringToObject(j, "key", k ? k->name : "");
+    zd_req_reply_json(r, 200, j);
+}
+
+static void json_h(zd_req *r, void *u)
+{
+    cJSON *j = zd_req_json(r);
+    if (!j)
+        return;
+    zd_req_reply_json(r, 200, j);
+}
+
+static void len_h(zd_req *r, void *u)
+{
+    size_t len;
+    const char *b = zd_req_body(r, &len);
+    bool all_x = true;
+    for (size_t i = 0; i < len; i++)
+        all_x = all_x && b[i] == 'x';
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "len", (double)len);
+    cJSON_AddBoolToObject(j, "nul", b[len] == '\0');
+    cJSON_AddBoolToObject(j, "all_x", all_x);
+    zd_req_reply_json(r, 200, j);
+}
+
+static void async_fire(evutil_socket_t fd, short w, void *a)
+{
+    pend *p = a;
+    for (pend **pp = &pends; *pp; pp = &(*pp)->next) {
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    }
+    bool alive = zd_req_alive(p->req);
+    if (!alive)
+        gone++;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "alive", alive);
+    zd_req_reply_json(p->req, 200, j);
+    event_free(p->ev);
+    free(p);
+}
+
+/* Replies after {ms} milliseconds, the way a handler waiting for Redis does. */
+static void async_h(zd_req *r, void *u)
+{
+    int ms = atoi(zd_req_param(r, "ms"));
+    pend *p = calloc(1, sizeof(*p));
+    if (!p) {
+        zd_req_reply_error(r, 500, "internal", "out of memory");
+        return;
+    }
+    p->req = r;
+    p->ev = evtimer_new(base, async_fire, p);
+    p->next = pends;
+    pends = p;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(p->ev, &tv);
+}
+
+static void state_h(zd_req *r, void *u)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "pending", zd_http_pending(h));
+    cJSON_AddNumberToObject(j, "connections", zd_http_connections(h));
+    cJSON_AddNumberToObject(j, "gone", gone);
+    zd_req_reply_json(r, 200, j);
+}
+
+static void query_h(zd_req *r, void *u)
+{
+    cJSON *j = cJSON_CreateObject();
+    const char *a = zd_req_query(r, "a"), *b = zd_req_query(r, "b");
+    if (a)
+        cJSON_AddStringToObject(j, "a", a);
+    if (b)
+        cJSON_AddStringToObject(j, "b", b);
+    zd_req_reply_json(r, 200, j);
+}
+
+static void hdr_h(zd_req *r, void *u)
+{
+    const char *x = zd_req_header(r, "X-Test");
+    zd_req_set_header(r, "X-Reply", "yes");
+    zd_req_reply_text(r, 200, "text/plain", x ? x : "-", strlen(x ? x : "-"));
+}
+
+static void err_h(zd_req *r, void *u)
+{
+    if (zd_req_query(r, "extra")) {
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "position", 7);
+        cJSON_AddStringToObject(x, "message", "replaced");
+        zd_req_reply_error_extra(r, 400, "bad_rule", "original", x);
+        return;
+    }
+    if (zd_req_query(r, "fmt")) {
+        zd_req_reply_error(r, 422, "bad_value", "value %d of %s", 42, "n");
+        return;
+    }
+    zd_error e;
+    zd_error_set(&e, "invalid_type", "employees", "employees must be a number");
+    zd_req_reply_zderror(r, 400, &e);
+}
+
+static void stat_fn(const zd_http_stat *st, void *u)
+{
+    char k[256];
+    snprintf(k, sizeof(k), "%s %s %d", st->method, st->pattern, st->status);
+    cJSON_AddNumberToObject(u, k, (double)st->count);
+}
+
+static void stats_h(zd_req *r, void *u)
+{
+    cJSON *j = cJSON_CreateObject();
+    zd_http_foreach_stat(h, stat_fn, j);
+    zd_req_reply_json(r, 200, j);
+}
+
+static void del_h(zd_req *r, void *u)
+{
+    zd_req_reply_text(r, 204, NULL, "", 0);
+}
+
+/* Graceful stop as zhidad does it: stop accepting, wait (bounded) for pending replies. */
+static struct event *drain_ev;
+static int64_t drain_until;
+
+static void drain_cb(evutil_socket_t fd, short w, void *a)
+{
+    if (zd_http_pending(h) == 0 || now_ms() >= drain_until) {
+        event_base_loopbreak(base);
+        return;
+    }
+    struct timeval tv = {0, 20000};
+    evtimer_add(drain_ev, &tv);
+}
+
+static void on_term(evutil_socket_t fd, short w, void *a)
+{
+    zd_http_stop_accepting(h);
+    CHECK_INT(zd_http_port(h), 0);
+    drain_until = now_ms() + 1000;
+    drain_cb(-1, 0, NULL);
+}
+
+static int add_routes(void)
+{
+    unsigned all = ZD_ROLES_ALL;
+    int rc = 0;
+    rc |= zd_http_route(h, "GET", "/t/p/{id}", all, echo_h, "get");
+    rc |= zd_http_route(h, "DELETE", "/t/p/{id}", ZD_ROLE_ADMIN, del_h, "del");
+    rc |= zd_http_route(h, "GET", "/t/p/{id}:read", all, echo_h, "read");
+    rc |= zd_http_route(h, "POST", "/t/p/{id}/inbox/{notice}:read", ZD_ROLE_APP | ZD_ROLE_ADMIN,
+                        echo_h, "inbox");
+    /* The literal route is registered after the capture that also matches it. */
+    rc |= zd_http_route(h, "GET", "/t/lit/{id}", 0, echo_h, "lit-capture");
+    rc |= zd_http_route(h, "GET", "/t/lit/me", 0, echo_h, "lit-me");
+    rc |= zd_http_route(h, "POST", "/t/json", all, json_h, NULL);
+    rc |= zd_http_route(h, "POST", "/t/small", all, len_h, NULL);
+    rc |= zd_http_route_flags(h, "POST", "/t/large", all, ZD_ROUTE_LARGE_BODY, len_h, NULL);
+    rc |= zd_http_route(h, "GET", "/t/async/{ms}", 0, async_h, NULL);
+    rc |= zd_http_route(h, "GET", "/t/state", 0, state_h, NULL);
+    rc |= zd_http_route(h, "GET", "/t/query", 0, query_h, NULL);
+    rc |= zd_http_route(h, "GET", "/t/hdr", 0, hdr_h, NULL);
+    rc |= zd_http_route(h, "GET", "/t/err", 0, err_h, NULL);
+    rc |= zd_http_route(h, "GET", "/t/stats", 0, stats_h, NULL);
+    CHECK_INT(rc, 0);
+
+    /* Bad registrations are refused. */
+    CHECK_INT(zd_http_route(h, "GET", "/t/p/{id}", all, echo_h, NULL), -EEXIST);
+    CHECK_INT(zd_http_route(h, "GETT", "/x", all, echo_h, NULL), -EINVAL);
+    CHECK_INT(zd_http_route(h, "HEAD", "/x", all, echo_h, NULL), -EINVAL);
+    CHECK_INT(zd_http_route(h, "GET", "x", all, echo_h, NULL), -EINVAL);
+    CHECK_INT(zd_http_route(h, "GET", "/a//b", all, echo_h, NULL), -EINVAL);
+    CHECK_INT(zd_http_route(h, "GET", "/a/", all, echo_h, NULL), -EINVAL);
+    CHECK_INT(zd_http_route(h, "GET", "/a/{}", all, echo_h, NULL), -EINVAL);
+    CHECK_INT(zd_http_route(h, "GET", "/a/{x}{y}", all, echo_h, NULL), -EINVAL);
+    CHECK_INT(zd_http_route(h, "GET", "/a/{x}/b/{x}", all, echo_h, NULL), -EINVAL);
+    CHECK_INT(zd_http_route(h, "GET", "/a/{x", all, echo_h, NULL), -EINVAL);
+    CHECK_INT(zd_http_route(h, "GET", "/a/x}", all, echo_h, NULL), -EINVAL);
+    CHECK_INT(zd_http_route(h, "GET", "/a", 1u << 8, echo_h, NULL), -EINVAL);
+    CHECK_INT(zd_http_route(h, "GET", "/a", all, NULL, NULL), -EINVAL);
+    return rc;
+}
+
+/* Runs the server until SIGTERM and its drain; returns the child's exit status. */
+static int server_main(int port_fd)
+{
+    char err[512];
+    zd_config *cfg = NULL;
+    int port = -1;
+    signal(SIGPIPE, SIG_IGN);
+    if (zd_config_from_text(config_text, strlen(config_text), &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "test_http server: %s\n", err);
+        CHECK(!"config");
+        goto out;
+    }
+    base = event_base_new();
+    h = base ? zd_http_new(base, cfg) : NULL;
+    CHECK(h != NULL);
+    if (!h)
+        goto out;
+    CHECK_INT(zd_http_port(h), 0);
+    if (add_routes() != 0)
+        goto out;
+    CHECK_INT(zd_http_listen(h, "127.0.0.1"), -EINVAL);
+    CHECK_INT(zd_http_listen(h, "example.com:80"), -EINVAL);
+    int rc = zd_http_listen(h, "127.0.0.1:0");
+    CHECK_INT(rc, 0);
+    if (rc != 0)
+        goto out;
+    port = zd_http_port(h);
+    CHECK(port > 0);
+    char again[64];
+    snprintf(again, sizeof(again), "127.0.0.1:%d", port);
+    CHECK_INT(zd_http_listen(h, again), -EADDRINUSE);
+    CHECK_INT(zd_http_port(h), port);
+
+    drain_ev = evtimer_new(base, drain_cb, NULL);
+    struct event *term = evsignal_new(base, SIGTERM, on_term, NULL);
+    event_add(term, NULL);
+    if (write(port_fd, &port, sizeof(port)) != (ssize_t)sizeof(port))
+        CHECK(!"port written");
+    close(port_fd);
+    port_fd = -1;
+    event_base_dispatch(base);
+
+    /* The drain gave up on the one request that outlives it (GET /t/async/3000). */
+    CHECK_INT(zd_http_pending(h), 1);
+    zd_http_free(h);
+    h = NULL;
+    /* Pending requests are answered after the server is gone: that only frees them. */
+    int orphans = 0;
+    while (pends) {
+        orphans++;
+        async_fire(-1, 0, pends);
+    }
+    CHECK_INT(orphans, 1);
+    event_free(term);
+    event_free(drain_ev);
+out:
+    if (port_fd >= 0) {
+        port = -1;
+        if (write(port_fd, &port, sizeof(port)) < 0)
+            perror("write");
+        close(port_fd);
+    }
+    zd_http_free(h);
+    zd_http_free(NULL);
+    if (base)
+        event_base_free(base);
+    zd_config_free(cfg);
+    return check_report("test_http server");
+}
+
+/* ==== the client (parent process) ============================================================ */
+
+static int port;
+static pid_t server_pid;
+
+typedef struct resp {
+    int status; /* 0: no (complete) response */
+    char head[4096];
+    char body[16384];
+    size_t len;
+    cJSON *json; /* the body parsed, when it is JSON */
+    bool eof;    /* the server closed the connection after the response */
+} resp;
+
+static void resp_clear(resp *r)
+{
+    cJSON_Delete(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+static int dial(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static bool send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+/* recv with a deadline: >0 bytes, 0 on EOF, -1 on timeout or error. */
+static ssize_t recv_until(int fd, char *buf, size_t cap, int64_t deadline)
+{
+    while (1) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {fd, POLLIN, 0};
+        int n = poll(&p, 1, (int)left);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        ssize_t got = recv(fd, buf, cap, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return errno == ECONNRESET ? 0 : -1;
+        return got;
+    }
+}
+
+/* Waits (at most ms) for the server to close fd. */
+static bool wait_eof(int fd, int ms)
+{
+    char buf[512];
+    int64_t deadline = now_ms() + ms;
+    while (1) {
+        ssize_t n = recv_until(fd, buf, sizeof(buf), deadline);
+        if (n == 0)
+            return true;
+        if (n < 0)
+            return false;
+    }
+}
+
+/* The value of header name in r (case-insensitive), or NULL. Valid until the 4th next call. */
+static const char *hdr(const resp *r, const char *name)
+{
+    static char vals[4][512];
+    static int k;
+    size_t nl = strlen(name);
+    for (const char *p = strstr(r->head, "\r\n"); p && p[2]; p = strstr(p + 2, "\r\n")) {
+        const char *line = p + 2;
+        if (strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+            const char *v = line + nl + 1, *end = strstr(v, "\r\n");
+            while (*v == ' ')
+                v++;
+            size_t n = end ? (size_t)(end - v) : strlen(v);
+            char *out = vals[k++ % 4];
+            snprintf(out, 512, "%.*s", (int)n, v);
+            return out;
+        }
+    }
+    return NULL;
+}
+
+/* Reads one response from fd (at most ms). */
+static void read_resp(int fd, resp *r, int ms)
+{
+    char buf[sizeof(r->head) + sizeof(r->body)];
+    size_t have = 0;
+    int64_t deadline = now_ms() + ms;
+    char *end = NULL;
+    while (!end) {
+        if (have == sizeof(buf) - 1)
+            return;
+        ssize_t n = recv_until(fd, buf + have, sizeof(buf) - 1 - have, deadline);
+        if (n <= 0) {
+            r->eof = n == 0;
+            return;
+        }
+        have += (size_t)n;
+        buf[have] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+    }
+    size_t hlen = (size_t)(end - buf) + 2;
+    if (hlen >= sizeof(r->head))
+        return;
+    memcpy(r->head, buf, hlen);
+    r->head[hlen] = '\0';
+    int status = 0;
+    if (sscanf(r->head, "HTTP/1.%*d %d", &status) != 1)
+        return;
+    const char *cl = hdr(r, "Content-Length");
+    size_t want = cl ? (size_t)strtoul(cl, NULL, 10) : 0;
+    bool to_eof = !cl && status != 204 && status != 304;
+    size_t got = have - (hlen + 2);
+    if (got > sizeof(r->body))
+        return;
+    memcpy(r->body, end + 4, got);
+    while (to_eof || got < want) {
+        if (got >= sizeof(r->body))
+            return;
+        ssize_t n = recv_until(fd, r->body + got, sizeof(r->body) - got, deadline);
+        if (n < 0)
+            return;
+        if (n == 0) {
+            r->eof = true;
+            if (to_eof)
+                break;
+            return;
+        }
+        got += (size_t)n;
+    }
+    r->len = got;
+    r->status = status;
+    const char *ct = hdr(r, "Content-Type");
+    if (ct && strncmp(ct, "application/json", 16) == 0)
+        r->json = cJSON_ParseWithLength(r->body, r->len);
+}
+
+/* Sends a request on fd. key: bearer key or NULL; extra: more header lines ("X: y\r\n"). */
+static bool send_req(int fd, const char *method, const char *path, const char *key,
+                     const char *extra, const char *body, size_t blen, bool close_conn)
+{
+    char head[8192];
+    int n = snprintf(head, sizeof(head), "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s%s%s%s", method,
+                     path, key ? "Authorization: Bearer " : "", key ? key : "", key ? "\r\n" : "",
+                     extra ? extra : "");
+    if (body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0)
+        n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Length: %zu\r\n", blen);
+    n += snprintf(head + n, sizeof(head) - (size_t)n, "%s\r\n",
+                  close_conn ? "Connection: close\r\n" : "");
+    if (n >= (int)sizeof(head))
+        return false;
+    return send_all(fd, head, (size_t)n) && (!blen || send_all(fd, body, blen));
+}
+
+/* One request on a connection of its own. The server is asked to close it after replying, and
+ * we wait until it has, so that connection counts are exact. */
+static void req_full(resp *r, const char *method, const char *path, const char *key,
+                     const char *extra, const char *body, size_t blen)
+{
+    resp_clear(r);
+    int fd = dial();
+    if (fd < 0)
+        return;
+    if (send_req(fd, method, path, key, extra, body, blen, true)) {
+        read_resp(fd, r, 5000);
+        if (r->status && !r->eof)
+            r->eof = wait_eof(fd, 2000);
+    }
+    close(fd);
+}
+
+static void req(resp *r, const char *method, const char *path, const char *key)
+{
+    req_full(r, method, path, key, NULL, NULL, 0);
+}
+
+/* On an open keep-alive connection. */
+static void req_on(int fd, resp *r, const char *method, const char *path)
+{
+    resp_clear(r);
+    if (send_req(fd, method, path, NULL, NULL, NULL, 0, false))
+        read_resp(fd, r, 5000);
+}
+
+/* A JSON member by dotted path ("error.code"), or NULL. */
+static const cJSON *jget(const resp *r, const char *path)
+{
+    const cJSON *j = r->json;
+    char part[64];
+    while (j && *path) {
+        size_t n = strcspn(path, ".");
+        snprintf(part, sizeof(part), "%.*s", (int)n, path);
+        j = cJSON_GetObjectItemCaseSensitive(j, part);
+        path += n + (path[n] == '.');
+    }
+    return j;
+}
+
+static const char *jstr(const resp *r, const char *path)
+{
+    const cJSON *j = jget(r, path);
+    return cJSON_IsString(j) ? j->valuestring : NULL;
+}
+
+static double jnum(const resp *r, const char *path)
+{
+    const cJSON *j = jget(r, path);
+    return cJSON_IsNumber(j) ? j->valuedouble : -1;
+}
+
+static int jbool(const resp *r, const char *path)
+{
+    const cJSON *j = jget(r, path);
+    return cJSON_IsBool(j) ? cJSON_IsTrue(j) : -1;
+}
+
+/* The body equals the JSON text want (compared after parsing both). */
+static bool json_is(const resp *r, const char *want)
+{
+    cJSON *w = cJSON_Parse(want);
+    bool eq = w && r->json && cJSON_Compare(r->json, w, true);
+    cJSON_Delete(w);
+    return eq;
+}
+
+static int state(const char *what)
+{
+    resp r = {0};
+    req(&r, "GET", "/t/state", NULL);
+    int v = (int)jnum(&r, what);
+    resp_clear(&r);
+    return v;
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+static void t_routing(void)
+{
+    resp r = {0};
+    req(&r, "GET", "/t/p/a%20b", VIEW);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(jstr(&r, "route"), "get");
+    CHECK_STR(jstr(&r, "id"), "a b");
+    CHECK_STR(jstr(&r, "key"), "view");
+    CHECK_STR(jstr(&r, "method"), "GET");
+    CHECK_STR(jstr(&r, "path"), "/t/p/a%20b");
+    CHECK_STR(hdr(&r, "Content-Type"), "application/json; charset=utf-8");
+    CHECK_STR(hdr(&r, "Cache-Control"), "no-store");
+    CHECK_STR(hdr(&r, "X-Content-Type-Options"), "nosniff");
+    CHECK(r.eof);
+
+    /* The pattern with more literal characters wins, whichever was registered first. */
+    req(&r, "GET", "/t/p/x:read", VIEW);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(jstr(&r, "route"), "read");
+    CHECK_STR(jstr(&r, "id"), "x");
+    req(&r, "GET", "/t/p/x%3Aread", VIEW);
+    CHECK_STR(jstr(&r, "route"), "read");
+    req(&r, "GET", "/t/p/:read", VIEW); /* empty capture: not "read", but {id} = ":read" */
+    CHECK_STR(jstr(&r, "route"), "get");
+    CHECK_STR(jstr(&r, "id"), ":read");
+    req(&r, "GET", "/t/lit/me", NULL);
+    CHECK_STR(jstr(&r, "route"), "lit-me");
+    req(&r, "GET", "/t/lit/you", NULL);
+    CHECK_STR(jstr(&r, "route"), "lit-capture");
+    CHECK_STR(jstr(&r, "id"), "you");
+    CHECK_STR(jstr(&r, "key"), ""); /* no auth on this route */
+
+    req(&r, "POST", "/t/p/u1/inbox/p1:u1:inbox:read", APP);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(jstr(&r, "route"), "inbox");
+    CHECK_STR(jstr(&r, "id"), "u1");
+    CHECK_STR(jstr(&r, "notice"), "p1:u1:inbox");
+    CHECK_STR(jstr(&r, "key"), "app1");
+
+    const char *not_found[] = {"/t/p/", "/t/p/a/b", "/nope", "/", "/t/p", "/t/p/x/", "//t/p/x"};
+    for (size_t i = 0; i < sizeof(not_found) / sizeof(not_found[0]); i++) {
+        req(&r, "GET", not_found[i], VIEW);
+        CHECK_INT(r.status, 404);
+        CHECK_STR(jstr(&r, "error.code"), "not_found");
+        CHECK(jstr(&r, "error.message") != NULL);
+    }
+
+    req(&r, "PUT", "/t/p/x", ADMIN);
+    CHECK_INT(r.status, 405);
+    CHECK_STR(hdr(&r, "Allow"), "GET, DELETE");
+    CHECK_STR(jstr(&r, "error.code"), "method_not_allowed");
+    req(&r, "GET", "/t/p/a%00b", VIEW);
+    CHECK_INT(r.status, 400);
+    CHECK_STR(jstr(&r, "error.code"), "bad_request");
+    req(&r, "DELETE", "/t/p/x", ADMIN);
+    CHECK_INT(r.status, 204);
+    CHECK_INT(r.len, 0);
+    /* Methods outside GET/POST/PUT/PATCH/DELETE are refused by evhttp itself. */
+    req(&r, "OPTIONS", "/t/p/x", ADMIN);
+    CHECK_INT(r.status, 501);
+    resp_clear(&r);
+}
+
+static void t_auth(void)
+{
+    resp r = {0};
+    req(&r, "GET", "/t/p/x", NULL);
+    CHECK_INT(r.status, 401);
+    CHECK_STR(jstr(&r, "error.code"), "unauthorized");
+    CHECK_STR(hdr(&r, "WWW-Authenticate"), "Bearer realm=\"zhida\"");
+    req(&r, "GET", "/t/p/x", "wrong-key-0123456789");
+    CHECK_INT(r.status, 401);
+    CHECK_STR(hdr(&r, "WWW-Authenticate"), "Bearer realm=\"zhida\", error=\"invalid_token\"");
+    CHECK(!strstr(r.body, "wrong-key"));
+    req_full(&r, "GET", "/t/p/x", NULL, "Authorization: Basic " ADMIN "\r\n", NULL, 0);
+    CHECK_INT(r.status, 401);
+    req_full(&r, "GET", "/t/p/x", NULL, "Authorization: Bearer\r\n", NULL, 0);
+    CHECK_INT(r.status, 401);
+    /* A key prefix or a longer string is not the key. */
+    req(&r, "GET", "/t/p/x", "admin-key-012345678");
+    CHECK_INT(r.status, 401);
+    req(&r, "GET", "/t/p/x", ADMIN "0");
+    CHECK_INT(r.status, 401);
+    /* The scheme is case-insensitive; spaces around the key do not count. */
+    req_full(&r, "GET", "/t/p/x", NULL, "Authorization: bearer  " VIEW " \r\n", NULL, 0);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(jstr(&r, "key"), "view");
+
+    req(&r, "POST", "/t/p/u1/inbox/n:read", VIEW);
+    CHECK_INT(r.status, 403);
+    CHECK_STR(jstr(&r, "error.code"), "forbidden");
+    CHECK(!strstr(r.body, VIEW));
+    req(&r, "DELETE", "/t/p/x", APP);
+    CHECK_INT(r.status, 403);
+    CHECK(!strstr(r.body, APP));
+    req(&r, "POST", "/t/p/u1/inbox/n:read", ADMIN);
+    CHECK_INT(r.status, 200);
+    resp_clear(&r);
+}
+
+static void t_bodies(void)
+{
+    static char xs[5000];
+    memset(xs, 'x', sizeof(xs));
+    resp r = {0};
+    req_full(&r, "POST", "/t/small", APP, NULL, xs, 1024);
+    CHECK_INT(r.status, 200);
+    CHECK_INT((int)jnum(&r, "len"), 1024);
+    CHECK_INT(jbool(&r, "nul"), 1);
+    CHECK_INT(jbool(&r, "all_x"), 1);
+    req_full(&r, "POST", "/t/small", APP, NULL, xs, 1025);
+    CHECK_INT(r.status, 413);
+    CHECK_STR(jstr(&r, "error.code"), "body_too_large");
+    req_full(&r, "POST", "/t/small", APP, NULL, "", 0);
+    CHECK_INT(r.status, 200);
+    CHECK_INT((int)jnum(&r, "len"), 0);
+    CHECK_INT(jbool(&r, "nul"), 1);
+    req_full(&r, "POST", "/t/large", APP, NULL, xs, 4000);
+    CHECK_INT(r.status, 200);
+    CHECK_INT((int)jnum(&r, "len"), 4000);
+    CHECK_INT(jbool(&r, "all_x"), 1);
+    /* Over import_body_max evhttp itself answers; the client still gets the 413. */
+    req_full(&r, "POST", "/t/large", APP, NULL, xs, 5000);
+    CHECK_INT(r.status, 413);
+    /* Below evhttp's own limit (import_body_max) the key is checked before the route's size. */
+    req_full(&r, "POST", "/t/small", NULL, NULL, xs, 2000);
+    CHECK_INT(r.status, 401);
+    /* A chunked body over the limit fails too, and the server lives on. */
+    {
+        int fd = dial();
+        CHECK(fd >= 0);
+        if (fd >= 0) {
+            static const char head[] = "POST /t/large HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " APP
+                                       "\r\nTransfer-Encoding: chunked\r\n\r\n";
+            bool ok = send_all(fd, head, sizeof(head) - 1);
+            for (int i = 0; ok && i < 3; i++) {
+                char chunk[2100];
+                int n = snprintf(chunk, sizeof(chunk), "7d0\r\n");
+                memset(chunk + n, 'x', 2000);
+                memcpy(chunk + n + 2000, "\r\n", 2);
+                ok = send_all(fd, chunk, (size_t)n + 2002);
+            }
+            if (ok)
+                ok = send_all(fd, "0\r\n\r\n", 5);
+            resp_clear(&r);
+            read_resp(fd, &r, 3000);
+            CHECK_INT(r.status, 413);
+            close(fd);
+        }
+    }
+    CHECK_INT(state("pending"), 1);
+    resp_clear(&r);
+}
+
+static void t_json(void)
+{
+    resp r = {0};
+    static const char ok[] = "{\"a\": [1, {\"b\": \"\xe7\x9b\xb4\"}]}";
+    req_full(&r, "POST", "/t/json", APP, NULL, ok, sizeof(ok) - 1);
+    CHECK_INT(r.status, 200);
+    CHECK(json_is(&r, "{\"a\": [1, {\"b\": \"\xe7\x9b\xb4\"}]}"));
+    static const struct {
+        const char *body, *code;
+    } bad[] = {
+        {"{\"a\": }", "bad_json"},   {"{\"a\": \"\xff\"}", "invalid_utf8"},
+        {"{\"a\":[[[[1]]]]}", "too_deep"}, {"[1]", "bad_json"},
+        {"", "bad_json"},            {"{} x", "bad_json"},
+        {"\"s\"", "bad_json"},       {"{\"a\": \"\xed\xa0\x80\"}", "invalid_utf8"},
+        {"{\"a\": 1", "bad_json"},   {"null", "bad_json"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        req_full(&r, "POST", "/t/json", APP, NULL, bad[i].body, strlen(bad[i].body));
+        CHECK_INT(r.status, 400);
+        CHECK_STR(jstr(&r, "error.code"), bad[i].code);
+        if (!jstr(&r, "error.code") || strcmp(jstr(&r, "error.code"), bad[i].code) != 0)
+            fprintf(stderr, "  (body %zu)\n", i);
+    }
+    /* A NUL byte is never valid JSON text (raw or inside a string); cJSON alone would stop at
+     * it and hand back a truncated string. */
+    static const struct {
+        const char *body;
+        size_t len;
+    } nul[] = {{"{}\0", 3},
+               {"{\"a\":\"x\0y\"}", 11},
+               {"{\"a\":1}\0 ", 9},
+               {"{\"a\":\"x\\u0000y\"}", 16}};
+    for (size_t i = 0; i < sizeof(nul) / sizeof(nul[0]); i++) {
+        req_full(&r, "POST", "/t/json", APP, NULL, nul[i].body, nul[i].len);
+        CHECK_INT(r.status, 400);
+        CHECK_STR(jstr(&r, "error.code"), "bad_json");
+        if (r.status != 400)
+            fprintf(stderr, "  (NUL body %zu: %.*s)\n", i, (int)r.len, r.body);
+    }
+    /* An escaped backslash before "u0000" is just text. */
+    static const char bs[] = "{\"a\":\"x\\\\u0000y\"}";
+    req_full(&r, "POST", "/t/json", APP, NULL, bs, sizeof(bs) - 1);
+    CHECK_INT(r.status, 200);
+    CHECK(json_is(&r, "{\"a\": \"x\\\\u0000y\"}"));
+    /* Brackets inside strings do not count towards the depth; depth 4 itself is fine. */
+    static const char deep_ok[] = "{\"a\":[[[\"[[[[[[\\\"{{\"]]]}";
+    req_full(&r, "POST", "/t/json", APP, NULL, deep_ok, sizeof(deep_ok) - 1);
+    CHECK_INT(r.status, 200);
+    /* Trailing white space is allowed. */
+    req_full(&r, "POST", "/t/json", APP, NULL, "{\"k\":1} \r\n", 10);
+    CHECK_INT(r.status, 200);
+    CHECK(json_is(&r, "{\"k\":1}"));
+    resp_clear(&r);
+}
+
+static void t_misc(void)
+{
+    resp r = {0};
+    req(&r, "GET", "/t/query?a=1&b=x%20y", NULL);
+    CHECK_INT(r.status, 200);
+    CHECK(json_is(&r, "{\"a\": \"1\", \"b\": \"x y\"}"));
+    req(&r, "GET", "/t/query", NULL);
+    CHECK(json_is(&r, "{}"));
+    req(&r, "GET", "/t/query?a", NULL);
+    CHECK_INT(r.status, 400);
+    CHECK_STR(jstr(&r, "error.code"), "bad_request");
+    req_full(&r, "GET", "/t/hdr", NULL, "X-Test: hello\r\n", NULL, 0);
+    CHECK_INT(r.status, 200);
+    CHECK_INT(r.len, 5);
+    CHECK(memcmp(r.body, "hello", 5) == 0);
+    CHECK_STR(hdr(&r, "X-Reply"), "yes");
+    CHECK_STR(hdr(&r, "Content-Type"), "text/plain");
+    req(&r, "GET", "/t/err", NULL);
+    CHECK_INT(r.status, 400);
+    CHECK(json_is(&r, "{\"error\": {\"code\": \"invalid_type\", \"message\": \"employees must be "
+                      "a number\", \"field\": \"employees\"}}"));
+    req(&r, "GET", "/t/err?extra=1", NULL);
+    CHECK(json_is(&r, "{\"error\": {\"code\": \"bad_rule\", \"message\": \"replaced\", "
+                      "\"position\": 7}}"));
+    req(&r, "GET", "/t/err?fmt=1", NULL);
+    CHECK_INT(r.status, 422);
+    CHECK(json_is(&r, "{\"error\": {\"code\": \"bad_value\", \"message\": \"value 42 of n\"}}"));
+    resp_clear(&r);
+}
+
+static void t_async(void)
+{
+    resp r = {0};
+    int64_t t0 = now_ms();
+    req(&r, "GET", "/t/async/300", NULL);
+    int64_t took = now_ms() - t0;
+    CHECK_INT(r.status, 200);
+    CHECK_INT(jbool(&r, "alive"), 1);
+    CHECK(took >= 290 && took < 2000);
+
+    /* http_timeout_s (1 s) limits reading and writing, not how long a handler may take. */
+    req(&r, "GET", "/t/async/1300", NULL);
+    CHECK_INT(r.status, 200);
+    CHECK_INT(jbool(&r, "alive"), 1);
+
+    /* Other requests are served while one waits. */
+    int fd = dial();
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(send_req(fd, "GET", "/t/async/400", NULL, NULL, NULL, 0, false));
+        sleep_ms(50);
+        CHECK_INT(state("pending"), 2);
+        resp_clear(&r);
+        read_resp(fd, &r, 3000);
+        CHECK_INT(r.status, 200);
+        CHECK_INT(jbool(&r, "alive"), 1);
+        close(fd);
+    }
+
+    /* Pipelined requests behind an async one are answered in order, each once. */
+    fd = dial();
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        static const char two[] = "GET /t/async/200 HTTP/1.1\r\nHost: x\r\n\r\n"
+                                  "GET /t/lit/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        CHECK(send_all(fd, two, sizeof(two) - 1));
+        char all[8192];
+        size_t have = 0;
+        int64_t deadline = now_ms() + 3000;
+        ssize_t n;
+        while (have < sizeof(all) - 1 &&
+               (n = recv_until(fd, all + have, sizeof(all) - 1 - have, deadline)) > 0)
+            have += (size_t)n;
+        all[have] = '\0';
+        const char *first = strstr(all, "HTTP/1.1 200");
+        const char *second = first ? strstr(first + 1, "HTTP/1.1 200") : NULL;
+        CHECK(first == all);
+        CHECK(second != NULL);
+        CHECK(second && !strstr(second + 1, "HTTP/1."));
+        const char *alive = strstr(all, "\"alive\":true"), *me = strstr(all, "lit-me");
+        CHECK(alive && me && alive < second && me > second);
+        close(fd);
+    }
+
+    /* Clients that leave before the reply: a close, then a reset. The handler learns it from
+     * zd_req_alive() and its reply only frees the request. */
+    int g0 = state("gone");
+    for (int i = 0; i < 2; i++) {
+        fd = dial();
+        CHECK(fd >= 0);
+        if (fd < 0)
+            continue;
+        CHECK(send_req(fd, "GET", "/t/async/300", NULL, NULL, NULL, 0, false));
+        sleep_ms(100);
+        if (i == 1) {
+            struct linger lg = {1, 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+        close(fd);
+    }
+    sleep_ms(400);
+    CHECK_INT(state("gone"), g0 + 2);
+    CHECK_INT(state("pending"), 1); /* the state request itself */
+    CHECK_INT(state("connections"), 1);
+    resp_clear(&r);
+}
+
+static void t_connections(void)
+{
+    resp r = {0};
+    int fds[4];
+    /* Several requests on each keep-alive connection, up to the limit of 4. */
+    for (int i = 0; i < 4; i++) {
+        fds[i] = dial();
+        CHECK(fds[i] >= 0);
+        req_on(fds[i], &r, "GET", "/t/state");
+        CHECK_INT(r.status, 200);
+        req_on(fds[i], &r, "GET", "/t/state");
+        CHECK_INT(r.status, 200);
+        CHECK_INT((int)jnum(&r, "connections"), i + 1);
+        CHECK(!r.eof);
+    }
+    req(&r, "GET", "/t/state", NULL);
+    CHECK_INT(r.status, 503);
+    CHECK_STR(jstr(&r, "error.code"), "too_many_connections");
+    CHECK(r.eof);
+    /* The open ones still work. */
+    req_on(fds[0], &r, "GET", "/t/state");
+    CHECK_INT(r.status, 200);
+    close(fds[3]);
+    sleep_ms(100);
+    req(&r, "GET", "/t/state", NULL);
+    CHECK_INT(r.status, 200);
+    CHECK_INT((int)jnum(&r, "connections"), 4);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    sleep_ms(100);
+    CHECK_INT(state("connections"), 1);
+
+    /* An idle keep-alive connection is closed after http_timeout_s (1 s). */
+    int fd = dial();
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        req_on(fd, &r, "GET", "/t/state");
+        CHECK_INT(r.status, 200);
+        int64_t t0 = now_ms();
+        CHECK(wait_eof(fd, 4000));
+        int64_t idle = now_ms() - t0;
+        CHECK(idle >= 700 && idle < 3000);
+        close(fd);
+    }
+
+    /* A client that sends half a request and stalls is cut off after the timeout as well. */
+    fd = dial();
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(send_all(fd, "GET /t/state HTTP/1.1\r\nHo", 25));
+        int64_t t0 = now_ms();
+        resp_clear(&r);
+        read_resp(fd, &r, 4000);
+        int64_t idle = now_ms() - t0;
+        CHECK_INT(r.status, 0); /* no answer, just closed */
+        CHECK(r.eof);
+        CHECK(idle >= 700 && idle < 3500);
+        close(fd);
+    }
+
+    /* Headers over header_max (2048 bytes). */
+    char big[3100];
+    snprintf(big, sizeof(big), "X-Big: %03000d\r\n", 0);
+    req_full(&r, "GET", "/t/state", NULL, big, NULL, 0);
+    CHECK_INT(r.status, 400); /* evhttp 2.1's answer to headers over the limit */
+    CHECK(r.eof);
+    /* Garbage instead of a request line. */
+    fd = dial();
+    if (fd >= 0) {
+        CHECK(send_all(fd, "NONSENSE\r\n\r\n", 12));
+        resp_clear(&r);
+        read_resp(fd, &r, 3000);
+        CHECK_INT(r.status, 400);
+        close(fd);
+    }
+    sleep_ms(50);
+    CHECK_INT(state("connections"), 1);
+    resp_clear(&r);
+}
+
+static void stat_check(const resp *r, const char *key, int want)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(r->json, key);
+    int got = cJSON_IsNumber(j) ? (int)j->valuedouble : 0;
+    if (got != want)
+        fprintf(stderr, "stat \"%s\": %d, expected %d\n", key, got, want);
+    CHECK_INT(got, want);
+}
+
+static void t_stats(void)
+{
+    resp r = {0};
+    req(&r, "GET", "/t/stats", NULL);
+    CHECK_INT(r.status, 200);
+    stat_check(&r, "GET /t/p/{id} 200", 3);
+    stat_check(&r, "GET /t/p/{id} 401", 6);
+    stat_check(&r, "GET /t/p/{id}:read 200", 2);
+    stat_check(&r, "DELETE /t/p/{id} 204", 1);
+    stat_check(&r, "DELETE /t/p/{id} 403", 1);
+    stat_check(&r, "POST /t/p/{id}/inbox/{notice}:read 403", 1);
+    stat_check(&r, "POST /t/small 413", 1);
+    stat_check(&r, "* (unmatched) 404", 7);
+    stat_check(&r, "* (unmatched) 405", 1);
+    stat_check(&r, "* (unmatched) 503", 1);
+    stat_check(&r, "GET /t/async/{ms} 200", 6);
+    resp_clear(&r);
+}
+
+/* SIGTERM: the listener closes, an open keep-alive connection gets 503, a request in flight is
+ * still answered, one that outlives the drain is dropped, and the server exits cleanly. */
+static void t_graceful_stop(void)
+{
+    resp r = {0};
+    int keep = dial(), quick = dial(), slow = dial();
+    CHECK(keep >= 0 && quick >= 0 && slow >= 0);
+    if (keep < 0 || quick < 0 || slow < 0)
+        return;
+    req_on(keep, &r, "GET", "/t/state");
+    CHECK_INT(r.status, 200);
+    CHECK(send_req(quick, "GET", "/t/async/500", NULL, NULL, NULL, 0, false));
+    CHECK(send_req(slow, "GET", "/t/async/3000", NULL, NULL, NULL, 0, false));
+    sleep_ms(100);
+    CHECK_INT(kill(server_pid, SIGTERM), 0);
+    sleep_ms(100);
+
+    int fd = dial();
+    CHECK(fd < 0); /* refused: the listener is closed */
+    if (fd >= 0)
+        close(fd);
+    req_on(keep, &r, "GET", "/t/state");
+    CHECK_INT(r.status, 503);
+    CHECK_STR(jstr(&r, "error.code"), "shutting_down");
+    CHECK_STR(hdr(&r, "Connection"), "close");
+    CHECK(r.eof || wait_eof(keep, 2000));
+
+    resp_clear(&r);
+    read_resp(quick, &r, 2000);
+    CHECK_INT(r.status, 200);
+    CHECK_INT(jbool(&r, "alive"), 1);
+    CHECK_STR(hdr(&r, "Connection"), "close");
+
+    /* The server exits 0 (its own checks passed, nothing leaked) within the 1 s drain. */
+    int st = -1;
+    int64_t until = now_ms() + 5000;
+    while (now_ms() < until && waitpid(server_pid, &st, WNOHANG) == 0)
+        sleep_ms(10);
+    if (waitpid(server_pid, NULL, WNOHANG) == 0) {
+        kill(server_pid, SIGKILL);
+        waitpid(server_pid, NULL, 0);
+        CHECK(!"server exited");
+    } else {
+        CHECK(WIFEXITED(st));
+        CHECK_INT(WEXITSTATUS(st), 0);
+    }
+    server_pid = 0;
+    resp_clear(&r);
+    read_resp(slow, &r, 1000);
+    CHECK_INT(r.status, 0);
+    CHECK(r.eof);
+    close(keep);
+    close(quick);
+    close(slow);
+}
+
+static void on_alarm(int sig)
+{
+    static const char msg[] = "test_http: watchdog expired\n";
+    ssize_t w = write(2, msg, sizeof(msg) - 1);
+    (void)w;
+    _exit(2); /* the server child dies with us (PR_SET_PDEATHSIG) */
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGALRM, on_alarm);
+    alarm(WATCHDOG_S);
+    zd_log_set_level(getenv("ZD_TEST_VERBOSE") ? ZD_LOG_DEBUG : ZD_LOG_WARN);
+    int pfd[2];
+    if (pipe(pfd) != 0) {
+        perror("pipe");
+        return 1;
+    }
+    pid_t parent = getpid();
+    fflush(NULL);
+    server_pid = fork();
+    if (server_pid < 0) {
+        perror("fork");
+        return 1;
+    }
+    if (server_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
+        alarm(WATCHDOG_S);
+        close(pfd[0]);
+        exit(server_main(pfd[1]));
+    }
+    close(pfd[1]);
+    struct pollfd p = {pfd[0], POLLIN, 0};
+    if (poll(&p, 1, 5000) != 1 || read(pfd[0], &port, sizeof(port)) != (ssize_t)sizeof(port) ||
+        port <= 0) {
+        fprintf(stderr, "test_http: the server did not start\n");
+        CHECK(!"server started");
+        port = 0;
+    }
+    close(pfd[0]);
+    if (port) {
+        t_routing();
+        t_auth();
+        t_bodies();
+        t_json();
+        t_misc();
+        t_async();
+        t_connections();
+        t_stats();
+        t_graceful_stop();
+    }
+    if (server_pid > 0) {
+        kill(server_pid, SIGKILL);
+        waitpid(server_pid, NULL, 0);
+    }
+    return check_report("http");
+}
