@@ -283,6 +283,35 @@ static int call_argll(script_call *c, int i, long long v)
     return call_arg(c, i, buf, (size_t)n);
 }
 
+/* A call to `script` with argc arguments whose keys are the partition's: nkeys == 3 is
+ * (profiles, seq, changes), nkeys == 2 is (profiles, changes). Arguments from index 3 + nkeys
+ * on are the caller's. NULL on ENOMEM. */
+static script_call *call_begin(zd_store *st, int script, int argc, int partition, int nkeys,
+                               void *cb, void *udata)
+{
+    char key[64];
+    script_call *c = call_new(st, script, argc);
+    if (!c)
+        return NULL;
+    c->partition = partition;
+    c->cb = cb;
+    c->udata = udata;
+    int rc = call_arg(c, 2, nkeys == 3 ? "3" : "2", 1);
+    zd_store_key_profiles(partition, key, sizeof(key));
+    rc |= call_arg(c, 3, key, strlen(key));
+    if (nkeys == 3) {
+        key_seq(partition, key, sizeof(key));
+        rc |= call_arg(c, 4, key, strlen(key));
+    }
+    zd_store_key_changes(partition, key, sizeof(key));
+    rc |= call_arg(c, 2 + nkeys, key, strlen(key));
+    if (rc != 0) {
+        call_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 static uint64_t parse_u64(const redisReply *r)
 {
     if (r->type == REDIS_REPLY_INTEGER)
@@ -341,25 +370,13 @@ static void put_done(script_call *c, int status, redisReply *reply)
 int zd_store_put_batch(zd_store *st, int partition, zd_profile *const *profiles, int n,
                        const char *const *expect, zd_store_put_cb cb, void *udata)
 {
-    char key[64];
     /* EVALSHA sha 3 k1 k2 k3 maxlen maxdense (id doc expect)*n */
-    int argc = 8 + 3 * n;
-    script_call *c = call_new(st, SCRIPT_PUT, argc);
+    script_call *c = call_begin(st, SCRIPT_PUT, 8 + 3 * n, partition, 3, (void *)cb, udata);
     if (!c)
         return -ENOMEM;
-    c->partition = partition;
     c->n = n;
-    c->cb = (void *)cb;
-    c->udata = udata;
     c->done = put_done;
-    int rc = call_arg(c, 2, "3", 1);
-    zd_store_key_profiles(partition, key, sizeof(key));
-    rc |= call_arg(c, 3, key, strlen(key));
-    key_seq(partition, key, sizeof(key));
-    rc |= call_arg(c, 4, key, strlen(key));
-    zd_store_key_changes(partition, key, sizeof(key));
-    rc |= call_arg(c, 5, key, strlen(key));
-    rc |= call_argll(c, 6, st->maxlen);
+    int rc = call_argll(c, 6, st->maxlen);
     rc |= call_argll(c, 7, ZD_DENSE_MAX);
     for (int i = 0; i < n && rc == 0; i++) {
         char *doc = zd_profile_to_json(profiles[i]);
@@ -402,21 +419,13 @@ static void del_done(script_call *c, int status, redisReply *reply)
 
 int zd_store_del(zd_store *st, const char *id, zd_store_del_cb cb, void *udata)
 {
-    char key[64];
+    /* EVALSHA sha 2 k1 k2 maxlen id */
     int partition = zd_partition_of(id, st->partitions);
-    script_call *c = call_new(st, SCRIPT_DEL, 7);
+    script_call *c = call_begin(st, SCRIPT_DEL, 7, partition, 2, (void *)cb, udata);
     if (!c)
         return -ENOMEM;
-    c->partition = partition;
-    c->cb = (void *)cb;
-    c->udata = udata;
     c->done = del_done;
-    int rc = call_arg(c, 2, "2", 1);
-    zd_store_key_profiles(partition, key, sizeof(key));
-    rc |= call_arg(c, 3, key, strlen(key));
-    zd_store_key_changes(partition, key, sizeof(key));
-    rc |= call_arg(c, 4, key, strlen(key));
-    rc |= call_argll(c, 5, st->maxlen);
+    int rc = call_argll(c, 5, st->maxlen);
     rc |= call_arg(c, 6, id, strlen(id));
     if (rc == 0)
         rc = call_send(c);

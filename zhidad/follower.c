@@ -144,6 +144,18 @@ static req *req_new(zd_follower *fl, int part)
     return q;
 }
 
+/* Unpacks and frees a reply context; false when the reply belongs to an earlier load or the
+ * follower is closing, and must be dropped. */
+static bool req_take(void *udata, zd_follower **fl, int *part)
+{
+    req *q = udata;
+    *fl = q->fl;
+    *part = q->part;
+    bool live = q->gen == (*fl)->gen && !(*fl)->closing;
+    free(q);
+    return live;
+}
+
 static int parse_id(const char *s, stream_id *id)
 {
     char *end;
@@ -245,12 +257,9 @@ static int send_scan(zd_follower *fl, int part, const char *cursor)
 
 static void scan_reply(zd_redis *r, int status, redisReply *reply, void *udata)
 {
-    req *q = udata;
-    zd_follower *fl = q->fl;
-    int part = q->part;
-    bool stale = q->gen != fl->gen;
-    free(q);
-    if (stale || fl->closing)
+    zd_follower *fl;
+    int part;
+    if (!req_take(udata, &fl, &part))
         return;
     if (status != 0 || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
         load_failed(fl, status ? status : -EIO);
@@ -315,12 +324,9 @@ static void parse_info(const redisReply *reply, stream_info *si)
 
 static void mark_reply(zd_redis *r, int status, redisReply *reply, void *udata)
 {
-    req *q = udata;
-    zd_follower *fl = q->fl;
-    int part = q->part;
-    bool stale = q->gen != fl->gen;
-    free(q);
-    if (stale || fl->closing)
+    zd_follower *fl;
+    int part;
+    if (!req_take(udata, &fl, &part))
         return;
     if (status != 0) {
         load_failed(fl, status);
@@ -503,12 +509,9 @@ fail:
  * only a rebuild makes the index equal to Redis again. */
 static void info_reply(zd_redis *r, int status, redisReply *reply, void *udata)
 {
-    req *q = udata;
-    zd_follower *fl = q->fl;
-    int part = q->part;
-    bool stale = q->gen != fl->gen;
-    free(q);
-    if (stale || fl->closing || fl->loading || status != 0)
+    zd_follower *fl;
+    int part;
+    if (!req_take(udata, &fl, &part) || fl->loading || status != 0)
         return;
     stream_info si;
     parse_info(reply, &si);
