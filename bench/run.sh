@@ -19,6 +19,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+"$ROOT/deploy/install-deps.sh" --bench >&2
 N=1000000
 SEED=1
 ENGINES=""
@@ -194,7 +195,9 @@ if has http; then
     CONF="$WORK/zhida.json"
     cat > "$CONF" <<EOF
 { "listen": "127.0.0.1:$ZPORT", "redis": "127.0.0.1:$ZRPORT",
-  "api_keys": [ {"name": "bench", "role": "admin", "key": "$ZHIDA_KEY"} ] }
+  "api_keys": [ {"name": "bench", "role": "admin", "key": "$ZHIDA_KEY"} ],
+  "gateways": { "zlb": {"type": "webhook"}, "inbox": {"type": "inbox"},
+                "sms": {"type": "sms_http"}, "email": {"type": "smtp"} } }
 EOF
     chmod 600 "$CONF"
     URL="http://127.0.0.1:$ZPORT"

@@ -13,7 +13,7 @@ PKGS=(
 )
 # The benchmarks also compare against PostgreSQL 15: `deploy/install-deps.sh --bench`.
 if [[ "${1:-}" == "--bench" ]]; then
-  PKGS+=(postgresql postgresql-client hyperfine wrk valgrind)
+  PKGS+=(postgresql postgresql-client libpq-dev hyperfine wrk valgrind)
 fi
 
 missing=()
