@@ -248,8 +248,7 @@ static int bsi_add_const(zd_bsi *b, const roaring_bitmap_t *members, uint64_t d)
     roaring_bitmap_t *carry = roaring_bitmap_create();
     if (!carry)
         return -ENOMEM;
-    for (int i = 0; i < ZD_BSI_BITS && ((d >> i) != 0 || !roaring_bitmap_is_empty(carry));
-         i++) {
+    for (int i = 0; i < ZD_BSI_BITS && ((d >> i) != 0 || !roaring_bitmap_is_empty(carry)); i++) {
         if (bsi_grow(b, i + 1) < 0)
             goto fail;
         roaring_bitmap_t *s = b->slices[i];
@@ -345,6 +344,8 @@ static void bsi_clear(zd_bsi *b, uint64_t bbase)
 
 /* Per partition, the ids live back to back in a char arena and offs[dense] is the offset of
  * gid's id (0 = no id: arena[0] is a reserved NUL). That is 4 bytes plus the id per profile.
+ * (Partition and dense id are the top 6 and low 26 bits of the gid as zd_gid() lays it out;
+ * any other layout stays correct, and is lean as long as those low bits are dense.)
  * An id that is deleted or replaced leaves its bytes behind as garbage; the arena is rewritten
  * once garbage exceeds half of it, so churn costs amortized O(1) and bounded memory. */
 typedef struct zd_idpart {
@@ -484,9 +485,9 @@ static void idpart_free(zd_idpart *p)
 typedef struct zd_ixattr {
     const zd_attr *attr;
     roaring_bitmap_t *exists;
-    zd_vmap map;                        /* keyword values, tags, code prefixes */
+    zd_vmap map;                          /* keyword values, tags, code prefixes */
     roaring_bitmap_t *lens[ZD_CODE_LENS]; /* ZD_T_CODE: by code length, created lazily */
-    zd_bsi bsi;                         /* ZD_T_NUMBER, ZD_T_DATE */
+    zd_bsi bsi;                           /* ZD_T_NUMBER, ZD_T_DATE */
 } zd_ixattr;
 
 struct zd_index {
@@ -572,7 +573,7 @@ void zd_index_clear(zd_index *ix)
         idpart_free(&ix->parts[p]);
 }
 
-/* The value of attr i in p, or NULL when p is NULL or lacks it. */
+/* The value of attribute a in p, or NULL when p is NULL or lacks it. */
 static const zd_value *value_of(const zd_profile *p, const zd_attr *a)
 {
     if (!p || a->index < 0 || a->index >= p->nvals || !p->vals[a->index].present)
@@ -731,7 +732,6 @@ static void scrub_gid(zd_index *ix, uint32_t gid)
         roaring_bitmap_remove(xa->exists, gid);
     }
 }
-
 
 int zd_index_put(zd_index *ix, uint32_t gid, const zd_profile *old, const zd_profile *now)
 {
@@ -901,6 +901,60 @@ static size_t chunk_cost(zd_chunk ch, size_t lo, size_t hi)
     return hi - lo;
 }
 
+/* The values of array a that fall in words [lo, hi), as indexes [*i0, *i1): values outside a
+ * chunk's span are skipped by two binary searches, never visited. */
+static void array_span(const array_container_t *a, size_t lo, size_t hi, int32_t *i0, int32_t *i1)
+{
+    for (int side = 0; side < 2; side++) {
+        uint32_t key = (uint32_t)(side ? hi : lo) * 64;
+        int32_t l = 0, h = a->cardinality;
+        while (l < h) {
+            int32_t mid = l + (h - l) / 2;
+            if (a->array[mid] < key)
+                l = mid + 1;
+            else
+                h = mid;
+        }
+        *(side ? i1 : i0) = l;
+    }
+}
+
+/* Applies the values of array s to words [lo, hi): out[w] = old[w] & m, & ~m or | m, where m
+ * is the mask of s in word w; words of out that s does not touch are left alone. The values of
+ * one word are gathered into a register mask and each value stores the mask so far: every
+ * store overwrites, so no value waits on the previous one's store to the same word (old and
+ * out must differ), and there is no data-dependent branch. */
+enum { ARR_AND, ARR_ANDNOT, ARR_OR };
+
+static void array_apply(const array_container_t *s, int mode, const uint64_t *restrict old,
+                        uint64_t *restrict out, size_t lo, size_t hi)
+{
+    int32_t i0, i1;
+    array_span(s, lo, hi, &i0, &i1);
+    const uint16_t *a = s->array;
+    uint64_t m = 0;
+    unsigned cur = ~0u;
+#define ZD_ARRAY_LOOP(expr)                                                                        \
+    for (int32_t i = i0; i < i1; i++) {                                                            \
+        unsigned w = a[i] >> 6;                                                                    \
+        m = (w == cur ? m : 0) | (uint64_t)1 << (a[i] & 63);                                       \
+        cur = w;                                                                                   \
+        out[w] = (expr);                                                                           \
+    }
+    switch (mode) {
+    case ARR_AND:
+        ZD_ARRAY_LOOP(old[w] & m)
+        break;
+    case ARR_ANDNOT:
+        ZD_ARRAY_LOOP(old[w] & ~m)
+        break;
+    case ARR_OR:
+        ZD_ARRAY_LOOP(old[w] | m)
+        break;
+    }
+#undef ZD_ARRAY_LOOP
+}
+
 /* Words [lo, hi) of the chunk: a bitset's own array, anything else expanded into scratch.
  * NULL when the chunk is empty. */
 static const uint64_t *chunk_words(zd_chunk ch, uint64_t *scratch, size_t lo, size_t hi)
@@ -911,9 +965,10 @@ static const uint64_t *chunk_words(zd_chunk ch, uint64_t *scratch, size_t lo, si
         return ((const bitset_container_t *)ch.c)->array;
     memset(scratch + lo, 0, (hi - lo) * sizeof(uint64_t));
     if (ch.type == ARRAY_CONTAINER_TYPE_CODE) {
-        /* Values outside [lo, hi) land in scratch words that are never read. */
         const array_container_t *a = ch.c;
-        for (int32_t i = 0; i < a->cardinality; i++)
+        int32_t i0, i1;
+        array_span(a, lo, hi, &i0, &i1);
+        for (int32_t i = i0; i < i1; i++)
             scratch[a->array[i] >> 6] |= (uint64_t)1 << (a->array[i] & 63);
     } else if (ch.type == RUN_CONTAINER_TYPE_CODE) {
         uint32_t from = (uint32_t)lo * 64, to = (uint32_t)hi * 64;
@@ -937,21 +992,15 @@ static const uint64_t *chunk_words(zd_chunk ch, uint64_t *scratch, size_t lo, si
     return scratch;
 }
 
-/* dst[lo, hi) |= chunk (or &= ~chunk when clear). Array values are applied one by one with no
- * data-dependent branch; values outside [lo, hi) land in scratch words that are never read. */
+/* dst[lo, hi) |= chunk (or &= ~chunk when clear); scratch may be overwritten. */
 static void chunk_merge(zd_chunk ch, bool clear, uint64_t *dst, uint64_t *scratch, size_t lo,
                         size_t hi)
 {
     if (!ch.c)
         return;
     if (ch.type == ARRAY_CONTAINER_TYPE_CODE) {
-        const array_container_t *a = ch.c;
-        if (clear)
-            for (int32_t i = 0; i < a->cardinality; i++)
-                dst[a->array[i] >> 6] &= ~((uint64_t)1 << (a->array[i] & 63));
-        else
-            for (int32_t i = 0; i < a->cardinality; i++)
-                dst[a->array[i] >> 6] |= (uint64_t)1 << (a->array[i] & 63);
+        memcpy(scratch + lo, dst + lo, (hi - lo) * sizeof(uint64_t));
+        array_apply(ch.c, clear ? ARR_ANDNOT : ARR_OR, scratch, dst, lo, hi);
         return;
     }
     const uint64_t *w = chunk_words(ch, scratch, lo, hi);
@@ -963,82 +1012,94 @@ static void chunk_merge(zd_chunk ch, bool clear, uint64_t *dst, uint64_t *scratc
             dst[j] |= w[j];
 }
 
-/* One slice step over words [lo, hi); separate loops per case so that each vectorizes.
+/* One slice step over words [lo, hi). The words go two at a time through 128-bit vectors
+ * (GNU C vector extension, SSE2 on any x86-64): gcc's -O2 does not vectorize these loops.
  * Returns the OR of the new eq words: 0 means eq is empty. */
 enum { STEP_KEEP_ZERO, STEP_KEEP_ONE, STEP_LT, STEP_GT };
+
+typedef uint64_t zd_v2 __attribute__((vector_size(16)));
+
+static inline zd_v2 v2_load(const uint64_t *p)
+{
+    zd_v2 v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static inline void v2_store(uint64_t *p, zd_v2 v)
+{
+    memcpy(p, &v, sizeof(v));
+}
 
 static uint64_t slice_step(int step, uint64_t *restrict eq, uint64_t *restrict acc,
                            const uint64_t *restrict s, size_t lo, size_t hi)
 {
-    uint64_t any = 0;
+    zd_v2 any = {0, 0};
+    size_t j = lo;
     switch (step) {
     case STEP_KEEP_ZERO: /* w has 0 here, "greater" not wanted */
-        for (size_t j = lo; j < hi; j++) {
-            eq[j] &= ~s[j];
-            any |= eq[j];
+        for (; j + 2 <= hi; j += 2) {
+            zd_v2 e = v2_load(eq + j) & ~v2_load(s + j);
+            v2_store(eq + j, e);
+            any |= e;
         }
         break;
     case STEP_KEEP_ONE: /* w has 1 here, "less" not wanted */
-        for (size_t j = lo; j < hi; j++) {
-            eq[j] &= s[j];
-            any |= eq[j];
+        for (; j + 2 <= hi; j += 2) {
+            zd_v2 e = v2_load(eq + j) & v2_load(s + j);
+            v2_store(eq + j, e);
+            any |= e;
         }
         break;
     case STEP_LT: /* w has 1: members with 0 are less */
-        for (size_t j = lo; j < hi; j++) {
-            acc[j] |= eq[j] & ~s[j];
-            eq[j] &= s[j];
-            any |= eq[j];
+        for (; j + 2 <= hi; j += 2) {
+            zd_v2 e = v2_load(eq + j), sv = v2_load(s + j);
+            v2_store(acc + j, v2_load(acc + j) | (e & ~sv));
+            e &= sv;
+            v2_store(eq + j, e);
+            any |= e;
         }
         break;
     case STEP_GT: /* w has 0: members with 1 are greater */
-        for (size_t j = lo; j < hi; j++) {
-            acc[j] |= eq[j] & s[j];
-            eq[j] &= ~s[j];
-            any |= eq[j];
+        for (; j + 2 <= hi; j += 2) {
+            zd_v2 e = v2_load(eq + j), sv = v2_load(s + j);
+            v2_store(acc + j, v2_load(acc + j) | (e & sv));
+            e &= ~sv;
+            v2_store(eq + j, e);
+            any |= e;
         }
         break;
     }
-    return any;
+    uint64_t rest = any[0] | any[1];
+    if (j < hi) {
+        /* The odd last word. */
+        uint64_t e = eq[j], sv = s[j];
+        bool one = step == STEP_KEEP_ONE || step == STEP_LT;
+        if (step == STEP_LT)
+            acc[j] |= e & ~sv;
+        else if (step == STEP_GT)
+            acc[j] |= e & sv;
+        eq[j] = one ? e & sv : e & ~sv;
+        rest |= eq[j];
+    }
+    return rest;
 }
 
-/* The same step for a sparse slice (an array container), value by value without
- * data-dependent branches. KEEP_ONE and LT build the new eq in *tmp and swap the buffers. */
+/* The step for a sparse slice (an array container): the new eq is built in *tmp, the buffers
+ * are swapped, and what left eq goes to acc with one pass over the words. */
 static void slice_step_sparse(int step, uint64_t **eq, uint64_t *acc, uint64_t **tmp,
                               const array_container_t *s, size_t lo, size_t hi)
 {
-    const uint16_t *a = s->array;
-    int32_t n = s->cardinality;
     uint64_t *e = *eq, *t = *tmp;
-    switch (step) {
-    case STEP_KEEP_ZERO:
-        for (int32_t i = 0; i < n; i++)
-            e[a[i] >> 6] &= ~((uint64_t)1 << (a[i] & 63));
-        return;
-    case STEP_GT:
-        for (int32_t i = 0; i < n; i++) {
-            uint64_t hit = e[a[i] >> 6] & ((uint64_t)1 << (a[i] & 63));
-            acc[a[i] >> 6] |= hit;
-            e[a[i] >> 6] ^= hit;
-        }
-        return;
-    case STEP_LT:
-        /* Everything in eq becomes less, except what the slice keeps in eq. */
+    bool clear = step == STEP_KEEP_ZERO || step == STEP_GT;
+    if (clear)
+        memcpy(t + lo, e + lo, (hi - lo) * sizeof(uint64_t));
+    else
+        memset(t + lo, 0, (hi - lo) * sizeof(uint64_t));
+    array_apply(s, clear ? ARR_ANDNOT : ARR_AND, e, t, lo, hi);
+    if (step == STEP_LT || step == STEP_GT)
         for (size_t j = lo; j < hi; j++)
-            acc[j] |= e[j];
-        memset(t + lo, 0, (hi - lo) * sizeof(uint64_t));
-        for (int32_t i = 0; i < n; i++) {
-            uint64_t hit = e[a[i] >> 6] & ((uint64_t)1 << (a[i] & 63));
-            t[a[i] >> 6] |= hit;
-            acc[a[i] >> 6] ^= hit;
-        }
-        break;
-    case STEP_KEEP_ONE:
-        memset(t + lo, 0, (hi - lo) * sizeof(uint64_t));
-        for (int32_t i = 0; i < n; i++)
-            t[a[i] >> 6] |= e[a[i] >> 6] & ((uint64_t)1 << (a[i] & 63));
-        break;
-    }
+            acc[j] |= e[j] & ~t[j];
     *eq = t;
     *tmp = e;
 }
@@ -1090,9 +1151,8 @@ typedef struct zd_range {
     int t; /* bit_length(w) */
     bool want_lt, want_gt;
     int32_t wcur, scur[ZD_BSI_BITS], mcur[ZD_BSI_BITS + 1];
-    /* Zeroed once per call so that no word is ever read uninitialized, even where array
-     * values outside a chunk's span land. */
-    uint64_t ex[ZD_WORDS], eq[ZD_WORDS], acc[ZD_WORDS], tmp[ZD_WORDS], alt[ZD_WORDS];
+    /* Word buffers; only words inside the current chunk's span are ever written or read. */
+    uint64_t *ex, *eq, *acc, *tmp, *alt;
 } zd_range;
 
 /* The members of the side the operator wants (less for LT/LE, greater for GT/GE) among the
@@ -1102,14 +1162,15 @@ static void range_side(zd_range *r, uint16_t k, size_t lo, size_t hi, bool withi
 {
     zd_chunk mags[ZD_BSI_BITS + 1];
     size_t cost_side = 0, cost_rest = 0;
-    for (int l = 0; l <= ZD_BSI_BITS; l++) {
+    int top = r->b->depth; /* no offset is longer */
+    for (int l = 0; l <= top; l++) {
         mags[l] = chunk_at(r->b->mags[l], k, &r->mcur[l]);
         bool side = r->want_lt ? l < r->t : l > r->t;
         *(side ? &cost_side : &cost_rest) += chunk_cost(mags[l], lo, hi);
     }
     if (cost_side <= cost_rest) {
         memset(r->acc + lo, 0, (hi - lo) * sizeof(uint64_t));
-        for (int l = 0; l <= ZD_BSI_BITS; l++)
+        for (int l = 0; l <= top; l++)
             if (r->want_lt ? l < r->t : l > r->t)
                 chunk_merge(mags[l], false, r->acc, r->tmp, lo, hi);
         if (within)
@@ -1117,7 +1178,7 @@ static void range_side(zd_range *r, uint16_t k, size_t lo, size_t hi, bool withi
                 r->acc[j] &= r->ex[j];
     } else {
         memcpy(r->acc + lo, r->ex + lo, (hi - lo) * sizeof(uint64_t));
-        for (int l = 0; l <= ZD_BSI_BITS; l++)
+        for (int l = 0; l <= top; l++)
             if (!(r->want_lt ? l < r->t : l > r->t))
                 chunk_merge(mags[l], true, r->acc, r->tmp, lo, hi);
     }
@@ -1139,8 +1200,8 @@ static const uint64_t *range_chunk(zd_range *r, uint16_t k, size_t lo, size_t hi
         range_side(r, k, lo, hi, within);
     for (int i = r->t - 2; i >= 0; i--) {
         bool one = (r->w >> i) & 1;
-        int step = one ? (r->want_lt ? STEP_LT : STEP_KEEP_ONE)
-                       : (r->want_gt ? STEP_GT : STEP_KEEP_ZERO);
+        int step =
+            one ? (r->want_lt ? STEP_LT : STEP_KEEP_ONE) : (r->want_gt ? STEP_GT : STEP_KEEP_ZERO);
         zd_chunk sch = chunk_at(b->slices[i], k, &r->scur[i]);
         if (!sch.c) {
             /* Nobody in this chunk has the bit: a 0 in w changes nothing, a 1 makes every
@@ -1189,12 +1250,18 @@ roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_
         return within ? roaring_bitmap_and(xa->exists, within) : roaring_bitmap_copy(xa->exists);
     }
 
-    /* About 50 KiB: too big for the stack of every caller, and small enough that malloc
-     * serves it from the heap without mapping fresh pages each time. */
-    zd_range *r = calloc(1, sizeof(*r));
+    /* 40 KiB of word buffers: too big for every caller's stack, and small enough that malloc
+     * serves them from the heap without mapping fresh pages each time. */
+    zd_range rs = {0}, *r = &rs;
+    uint64_t *words = malloc(5 * ZD_WORDS * sizeof(uint64_t));
     roaring_bitmap_t *out = roaring_bitmap_create();
-    if (!r || !out)
+    if (!words || !out)
         goto fail;
+    r->ex = words;
+    r->eq = words + ZD_WORDS;
+    r->acc = words + 2 * ZD_WORDS;
+    r->tmp = words + 3 * ZD_WORDS;
+    r->alt = words + 4 * ZD_WORDS;
     r->b = b;
     r->op = op;
     r->w = w;
@@ -1230,10 +1297,10 @@ roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_
         if (append_chunk(out, k, range_chunk(r, k, lo, hi, within != NULL), lo, hi) < 0)
             goto fail;
     }
-    free(r);
+    free(words);
     return out;
 fail:
-    free(r);
+    free(words);
     bm_free(out);
     return NULL;
 }

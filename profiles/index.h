@@ -29,8 +29,9 @@ void zd_index_free(zd_index *ix);
  * Returns 0 or -ENOMEM. */
 int zd_index_put(zd_index *ix, uint32_t gid, const zd_profile *old, const zd_profile *now);
 
-/* Removes gid and the memberships of `old` (borrowed, may be NULL when unknown: then only the
- * universe and id are dropped). Returns 0. */
+/* Removes gid and the memberships of `old` (borrowed, may be NULL when unknown: then gid is
+ * dropped from every bitmap, one removal per bitmap, so a reused gid inherits nothing).
+ * Returns 0. */
 int zd_index_del(zd_index *ix, uint32_t gid, const zd_profile *old);
 
 /* Removes everything (before a full reload). */

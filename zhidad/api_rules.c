@@ -290,9 +290,11 @@ static void preview_run(rule_op *op)
     roaring_bitmap_t *aud = zd_rule_audience(op->rule, ix, today);
     if (aud && op->scope) {
         roaring_bitmap_t *sc = zd_rule_audience(op->scope, ix, today);
-        if (sc)
+        /* CRoaring 0.2.66's roaring_bitmap_free(NULL) crashes. */
+        if (sc) {
             roaring_bitmap_and_inplace(aud, sc);
-        roaring_bitmap_free(sc);
+            roaring_bitmap_free(sc);
+        }
     }
     if (!aud) {
         zd_req_reply_error(op->req, 500, "out_of_memory", "out of memory");
