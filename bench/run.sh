@@ -105,6 +105,7 @@ fi
 targets=(client/zhida)
 has zhida && targets+=(bench/zd_bench_audience)
 { has pg || has redis || has http; } && targets+=(bench/zd_bench_baseline)
+has http && targets+=(zhidad/zhidad)
 ninja -C "$BUILD" "${targets[@]}" >/dev/null
 ZHIDA="$BUILD/client/zhida"
 BASELINE="$BUILD/bench/zd_bench_baseline"

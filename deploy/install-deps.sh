@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential pkg-config meson ninja-build
-  libevent-dev libhiredis-dev libcjson-dev libcurl4-openssl-dev libroaring-dev
+  libevent-dev libhiredis-dev libcjson-dev libcurl4-openssl-dev libroaring-dev libjemalloc-dev
   redis-server
   clang libclang-rt-14-dev
   python3 python3-pytest
