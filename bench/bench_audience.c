@@ -160,10 +160,10 @@ int main(int argc, char **argv)
            "build_rate=%.0f bitmaps=%llu bitmap_bytes=%llu id_bytes=%llu index_bytes=%llu "
            "bytes_per_profile=%.1f rss_delta_bytes=%lld rss_per_profile=%.1f\n",
            nprof, failed, (t1 - t0) / 1e3, (t2 - t1) / 1e3,
-           (t1 - t0) > 0 ? (double)nprof / ((t1 - t0) / 1e3) : 0.0,
-           (unsigned long long)st.bitmaps, (unsigned long long)st.bitmap_bytes,
-           (unsigned long long)st.id_bytes, (unsigned long long)st.total_bytes, per,
-           rss1 - rss0, nprof ? (double)(rss1 - rss0) / (double)nprof : 0.0);
+           (t1 - t0) > 0 ? (double)nprof / ((t1 - t0) / 1e3) : 0.0, (unsigned long long)st.bitmaps,
+           (unsigned long long)st.bitmap_bytes, (unsigned long long)st.id_bytes,
+           (unsigned long long)st.total_bytes, per, rss1 - rss0,
+           nprof ? (double)(rss1 - rss0) / (double)nprof : 0.0);
     fflush(stdout);
 
     double *eval = malloc(sizeof(double) * (size_t)runs);
@@ -181,8 +181,8 @@ int main(int argc, char **argv)
             zd_rule *r = NULL;
             zd_rule_error err;
             memset(&err, 0, sizeof(err));
-            if (zd_rule_compile(s, br->zhida, strlen(br->zhida), lookup_segment, rules, &r,
-                                &err) < 0) {
+            if (zd_rule_compile(s, br->zhida, strlen(br->zhida), lookup_segment, rules, &r, &err) <
+                0) {
                 fprintf(stderr, "rule %s: %s at %d:%d: %s\n", br->name, err.code, err.line,
                         err.column, err.message);
                 bad = true;

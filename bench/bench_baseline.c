@@ -542,8 +542,7 @@ static int run_http(engine *e, const zd_bench_rule *r, long long *count, double 
         *server_ms = cJSON_IsNumber(t) ? t->valuedouble : -1;
         rc = 0;
     } else {
-        fprintf(stderr, "http %s: status %ld: %s\n", r->name, status,
-                resp.data ? resp.data : "");
+        fprintf(stderr, "http %s: status %ld: %s\n", r->name, status, resp.data ? resp.data : "");
     }
     cJSON_Delete(ans);
     free(resp.data);
@@ -579,8 +578,9 @@ static int cmd_query(engine *e, const char *rules_path, int runs)
     zd_bench_rules *rules = NULL;
     if (zd_bench_rules_load(rules_path, e->today, &rules) < 0)
         return 2;
-    run_fn run = strcmp(e->name, "pg") == 0 ? run_pg : strcmp(e->name, "redis") == 0 ? run_redis
-                                                                                     : run_http;
+    run_fn run = strcmp(e->name, "pg") == 0      ? run_pg
+                 : strcmp(e->name, "redis") == 0 ? run_redis
+                                                 : run_http;
     if (run == run_http && http_put_segments(e, rules) < 0) {
         zd_bench_rules_free(rules);
         return 1;

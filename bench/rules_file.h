@@ -8,10 +8,10 @@
 typedef struct zd_bench_rule {
     char *name;
     char *shape;
-    char *zhida;   /* rule text, unexpanded */
-    char *sql;     /* WHERE clause, placeholders expanded */
+    char *zhida; /* rule text, unexpanded */
+    char *sql;   /* WHERE clause, placeholders expanded */
     int nredis;
-    char **redis;  /* commands, placeholders expanded */
+    char **redis; /* commands, placeholders expanded */
 } zd_bench_rule;
 
 typedef struct zd_bench_rules {

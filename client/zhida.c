@@ -256,8 +256,8 @@ static void print_answer(FILE *f, const buf *b)
 
 /* Runs one request and prints the answer: 2xx to stdout (exit 0), anything else to stderr
  * (exit 2). body is borrowed. */
-static int request_and_print(const cli *c, const char *method, const char *path,
-                             const char *body, size_t len, const char *content_type)
+static int request_and_print(const cli *c, const char *method, const char *path, const char *body,
+                             size_t len, const char *content_type)
 {
     buf resp = {0};
     long status = 0;
@@ -283,7 +283,8 @@ static int request_json(const cli *c, const char *method, const char *path, cJSO
     cJSON_Delete(j);
     if (!body)
         die_oom();
-    int ret = request_and_print(c, method, path, body, strlen(body), "Content-Type: application/json");
+    int ret =
+        request_and_print(c, method, path, body, strlen(body), "Content-Type: application/json");
     free(body);
     return ret;
 }
@@ -444,8 +445,8 @@ static void draw_progress(importer *im, bool final)
     double t = now_s();
     double el = t - im->started;
     double rate = el > 0 ? (double)(im->imported + im->failed) / el : 0;
-    int pct = im->total_bytes ? (int)(100.0 * (double)im->done_bytes / (double)im->total_bytes)
-                              : -1;
+    int pct =
+        im->total_bytes ? (int)(100.0 * (double)im->done_bytes / (double)im->total_bytes) : -1;
     if (pct > 100)
         pct = 100;
     if (im->tty) {
@@ -461,8 +462,7 @@ static void draw_progress(importer *im, bool final)
             fprintf(stderr, "\rimport [%s] %3d%%  %" PRIu64 " lines  %.0f/s ", bar, pct,
                     im->imported + im->failed, rate);
         } else {
-            fprintf(stderr, "\rimport %" PRIu64 " lines  %.0f/s ", im->imported + im->failed,
-                    rate);
+            fprintf(stderr, "\rimport %" PRIu64 " lines  %.0f/s ", im->imported + im->failed, rate);
         }
         if (final)
             fputc('\n', stderr);
@@ -476,8 +476,8 @@ static void draw_progress(importer *im, bool final)
         return;
     im->last_decile = decile;
     if (pct >= 0)
-        fprintf(stderr, "import: %d%%  %" PRIu64 " lines  %.0f/s\n", pct,
-                im->imported + im->failed, rate);
+        fprintf(stderr, "import: %d%%  %" PRIu64 " lines  %.0f/s\n", pct, im->imported + im->failed,
+                rate);
     else
         fprintf(stderr, "import: %" PRIu64 " lines  %.0f/s\n", im->imported + im->failed, rate);
 }
@@ -641,8 +641,7 @@ static int cmd_import(const cli *c, int argc, char **argv)
     uint64_t chunk = DEFAULT_CHUNK_BYTES;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--chunk-bytes") == 0) {
-            if (!parse_count(i + 1 < argc ? argv[i + 1] : NULL, 1ull << 32, &chunk) ||
-                chunk < 1024)
+            if (!parse_count(i + 1 < argc ? argv[i + 1] : NULL, 1ull << 32, &chunk) || chunk < 1024)
                 return usage_error("import: --chunk-bytes needs a byte count >= 1024");
             i++;
         } else if (!path && (argv[i][0] != '-' || strcmp(argv[i], "-") == 0)) {
@@ -679,16 +678,16 @@ static int cmd_import(const cli *c, int argc, char **argv)
     if (ret == 0) {
         draw_progress(&im, true);
         printf("imported %" PRIu64 ", failed %" PRIu64 " in %.2f s (%.0f profiles/s)\n",
-               im.imported, im.failed, elapsed,
-               elapsed > 0 ? (double)im.imported / elapsed : 0.0);
+               im.imported, im.failed, elapsed, elapsed > 0 ? (double)im.imported / elapsed : 0.0);
         for (int i = 0; i < im.nshown; i++) {
             const line_error *e = &im.shown[i];
-            printf("line %" PRIu64 "%s%s%s: %s%s%s%s %s\n", e->line, e->id[0] ? " (id " : "",
-                   e->id, e->id[0] ? ")" : "", e->code, e->field[0] ? " [" : "", e->field,
+            printf("line %" PRIu64 "%s%s%s: %s%s%s%s %s\n", e->line, e->id[0] ? " (id " : "", e->id,
+                   e->id[0] ? ")" : "", e->code, e->field[0] ? " [" : "", e->field,
                    e->field[0] ? "]" : "", e->message);
         }
         if (im.failed > (uint64_t)im.nshown)
-            printf("... %" PRIu64 " more failed lines not shown\n", im.failed - (uint64_t)im.nshown);
+            printf("... %" PRIu64 " more failed lines not shown\n",
+                   im.failed - (uint64_t)im.nshown);
         ret = im.failed ? EXIT_PARTIAL : 0;
     } else {
         fprintf(stderr, "zhida: import stopped after %" PRIu64 " imported, %" PRIu64 " failed\n",

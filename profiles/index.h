@@ -40,7 +40,7 @@ void zd_index_clear(zd_index *ix);
 /* The read side. Returned bitmaps are borrowed: valid until the next put/del/clear.
  * A lookup of a value nobody has returns NULL (an empty set). */
 const roaring_bitmap_t *zd_index_universe(const zd_index *ix);         /* every live profile */
-const roaring_bitmap_t *zd_index_exists(const zd_index *ix, int attr);  /* has a value */
+const roaring_bitmap_t *zd_index_exists(const zd_index *ix, int attr); /* has a value */
 /* ZD_T_KEYWORD value, or ZD_T_TAGS tag. */
 const roaring_bitmap_t *zd_index_keyword(const zd_index *ix, int attr, const char *value);
 /* ZD_T_CODE: profiles whose code starts with `prefix` (a whole level, includes the code itself). */

@@ -49,8 +49,7 @@ static int parse_attr_value(const zd_attr *a, const cJSON *j, const char *path, 
     switch (a->type) {
     case ZD_T_KEYWORD: {
         if (!cJSON_IsString(j))
-            return zd_error_set(err, "invalid_type", path, "%s must be a string (keyword)",
-                                path);
+            return zd_error_set(err, "invalid_type", path, "%s must be a string (keyword)", path);
         const char *s = j->valuestring;
         if (*s == '\0' || !clean_string(s, ZD_KEYWORD_MAX))
             return zd_error_set(err, "invalid_value", path,
@@ -64,11 +63,9 @@ static int parse_attr_value(const zd_attr *a, const cJSON *j, const char *path, 
                 char list[200] = "";
                 for (int i = 0; i < a->nallowed; i++) {
                     size_t l = strlen(list);
-                    snprintf(list + l, sizeof(list) - l, "%s\"%s\"", i ? ", " : "",
-                             a->allowed[i]);
+                    snprintf(list + l, sizeof(list) - l, "%s\"%s\"", i ? ", " : "", a->allowed[i]);
                 }
-                return zd_error_set(err, "invalid_value", path, "%s must be one of %s", path,
-                                    list);
+                return zd_error_set(err, "invalid_value", path, "%s must be one of %s", path, list);
             }
         }
         if (set_str(v, s) != 0)
@@ -86,9 +83,9 @@ static int parse_attr_value(const zd_attr *a, const cJSON *j, const char *path, 
                 size_t l = strlen(lv);
                 snprintf(lv + l, sizeof(lv) - l, "%s%d", i ? "," : "", a->levels[i]);
             }
-            return zd_error_set(err, "invalid_value", path,
-                                "%s must be a %s code of %s characters", path,
-                                a->style == ZD_CODE_DIGITS ? "digit" : "letter-and-digit", lv);
+            return zd_error_set(err, "invalid_value", path, "%s must be a %s code of %s characters",
+                                path, a->style == ZD_CODE_DIGITS ? "digit" : "letter-and-digit",
+                                lv);
         }
         if (set_str(v, s) != 0)
             return -ENOMEM;
@@ -102,8 +99,7 @@ static int parse_attr_value(const zd_attr *a, const cJSON *j, const char *path, 
         int rc = zd_double_to_scaled(j->valuedouble, a->decimals, &x);
         if (rc == -EINVAL)
             return zd_error_set(err, "invalid_value", path,
-                                "%s must be a number with at most %d decimals", path,
-                                a->decimals);
+                                "%s must be a number with at most %d decimals", path, a->decimals);
         if (rc != 0 || x < a->min || x > a->max)
             return zd_error_set(err, "out_of_range", path, "%s is out of range", path);
         v->num = x;
@@ -133,8 +129,7 @@ static int parse_tags(const cJSON *j, zd_value *v, cJSON *doc, zd_error *err)
         return zd_error_set(err, "invalid_type", "tags", "tags must be an array of strings");
     int n = cJSON_GetArraySize(j);
     if (n > ZD_TAGS_MAX)
-        return zd_error_set(err, "too_many", "tags", "tags holds more than %d tags",
-                            ZD_TAGS_MAX);
+        return zd_error_set(err, "too_many", "tags", "tags holds more than %d tags", ZD_TAGS_MAX);
     v->tags = calloc((size_t)(n ? n : 1), sizeof(char *));
     if (!v->tags)
         return -ENOMEM;
@@ -195,8 +190,7 @@ static int parse_fields(const cJSON *j, cJSON *doc, zd_error *err)
         } else if (cJSON_IsNumber(f)) {
             cJSON_AddNumberToObject(out, f->string, f->valuedouble);
         } else {
-            return zd_error_set(err, "invalid_type", path, "%s must be a string or a number",
-                                path);
+            return zd_error_set(err, "invalid_type", path, "%s must be a string or a number", path);
         }
     }
     return 0;
@@ -227,24 +221,23 @@ static int parse_contacts(const zd_schema *s, const cJSON *j, cJSON *doc, zd_err
 
 static bool valid_hhmm(const char *s)
 {
-    return s[0] >= '0' && s[0] <= '2' && s[1] >= '0' && s[1] <= '9' && s[2] == ':' &&
-           s[3] >= '0' && s[3] <= '5' && s[4] >= '0' && s[4] <= '9' &&
-           (s[0] - '0') * 10 + (s[1] - '0') < 24;
+    return s[0] >= '0' && s[0] <= '2' && s[1] >= '0' && s[1] <= '9' && s[2] == ':' && s[3] >= '0' &&
+           s[3] <= '5' && s[4] >= '0' && s[4] <= '9' && (s[0] - '0') * 10 + (s[1] - '0') < 24;
 }
 
 static int parse_string_list(const cJSON *j, const char *path, const zd_schema *gw_check,
                              cJSON *out, zd_error *err)
 {
     if (!cJSON_IsArray(j) || cJSON_GetArraySize(j) > PREF_LIST_MAX)
-        return zd_error_set(err, "invalid_type", path,
-                            "%s must be an array of at most %d strings", path, PREF_LIST_MAX);
+        return zd_error_set(err, "invalid_type", path, "%s must be an array of at most %d strings",
+                            path, PREF_LIST_MAX);
     cJSON *arr = cJSON_AddArrayToObject(out, strchr(path, '.') + 1);
     const cJSON *v;
     cJSON_ArrayForEach(v, j)
     {
         if (!cJSON_IsString(v) || v->valuestring[0] == '\0' || !clean_string(v->valuestring, 64))
-            return zd_error_set(err, "invalid_value", path,
-                                "%s must hold strings of 1-64 bytes", path);
+            return zd_error_set(err, "invalid_value", path, "%s must hold strings of 1-64 bytes",
+                                path);
         if (gw_check && !zd_schema_has_gateway(gw_check, v->valuestring))
             return zd_error_set(err, "unknown_gateway", path,
                                 "%s names gateway \"%.64s\" that is not configured", path,
@@ -288,8 +281,7 @@ static int parse_prefs(const zd_schema *s, const cJSON *j, cJSON *doc, zd_error 
     return 0;
 }
 
-static int parse_attrs(const zd_schema *s, const cJSON *j, zd_profile *p, cJSON *doc,
-                       zd_error *err)
+static int parse_attrs(const zd_schema *s, const cJSON *j, zd_profile *p, cJSON *doc, zd_error *err)
 {
     if (!cJSON_IsObject(j))
         return zd_error_set(err, "invalid_type", "attrs", "attrs must be an object");
@@ -310,8 +302,8 @@ static int parse_attrs(const zd_schema *s, const cJSON *j, zd_profile *p, cJSON 
             const char *near = zd_schema_suggest(s, it->string);
             if (near)
                 return zd_error_set(err, "unknown_attribute", path,
-                                    "unknown attribute \"%.64s\"; did you mean \"%s\"?",
-                                    it->string, near);
+                                    "unknown attribute \"%.64s\"; did you mean \"%s\"?", it->string,
+                                    near);
             return zd_error_set(err, "unknown_attribute", path,
                                 "unknown attribute \"%.64s\" (not declared in the schema)",
                                 it->string);
@@ -355,8 +347,8 @@ int zd_profile_from_json(const zd_schema *s, const char *id, const cJSON *body, 
     const cJSON *it;
     cJSON_ArrayForEach(it, body)
     {
-        static const char *const known[] = {"id",     "kind",   "region",   "attrs",
-                                            "tags",   "fields", "contacts", "prefs"};
+        static const char *const known[] = {"id",   "kind",   "region",   "attrs",
+                                            "tags", "fields", "contacts", "prefs"};
         bool ok = false;
         for (size_t i = 0; i < sizeof(known) / sizeof(known[0]) && !ok; i++)
             ok = strcmp(it->string, known[i]) == 0;
@@ -364,8 +356,7 @@ int zd_profile_from_json(const zd_schema *s, const char *id, const cJSON *body, 
             const zd_attr *a = zd_schema_find(s, it->string);
             if (a && a->index > ZD_ATTR_TAGS)
                 rc = zd_error_set(err, "misplaced_field", it->string,
-                                  "\"%s\" is an attribute: put it inside \"attrs\"",
-                                  it->string);
+                                  "\"%s\" is an attribute: put it inside \"attrs\"", it->string);
             else
                 rc = zd_error_set(err, "unknown_field", it->string,
                                   "unknown field \"%.64s\" (known: kind, region, attrs, tags, "
@@ -405,8 +396,7 @@ int zd_profile_from_json(const zd_schema *s, const char *id, const cJSON *body, 
     if (fields && !cJSON_IsNull(fields) && (rc = parse_fields(fields, p->doc, err)) != 0)
         goto fail;
     const cJSON *contacts = cJSON_GetObjectItemCaseSensitive(body, "contacts");
-    if (contacts && !cJSON_IsNull(contacts) &&
-        (rc = parse_contacts(s, contacts, p->doc, err)) != 0)
+    if (contacts && !cJSON_IsNull(contacts) && (rc = parse_contacts(s, contacts, p->doc, err)) != 0)
         goto fail;
     const cJSON *prefs = cJSON_GetObjectItemCaseSensitive(body, "prefs");
     if (prefs && !cJSON_IsNull(prefs) && (rc = parse_prefs(s, prefs, p->doc, err)) != 0)

@@ -10,10 +10,10 @@
 
 typedef struct zd_value {
     bool present;
-    int64_t num;    /* ZD_T_NUMBER: scaled by 10^decimals; ZD_T_DATE: day number */
-    char *str;      /* ZD_T_KEYWORD, ZD_T_CODE: owned, NUL-terminated */
-    int ntags;      /* ZD_T_TAGS: count */
-    char **tags;    /* ZD_T_TAGS: owned, sorted by strcmp, unique */
+    int64_t num; /* ZD_T_NUMBER: scaled by 10^decimals; ZD_T_DATE: day number */
+    char *str;   /* ZD_T_KEYWORD, ZD_T_CODE: owned, NUL-terminated */
+    int ntags;   /* ZD_T_TAGS: count */
+    char **tags; /* ZD_T_TAGS: owned, sorted by strcmp, unique */
 } zd_value;
 
 typedef struct zd_profile {

@@ -145,8 +145,7 @@ static int parse_attr_def(zd_attr *a, const cJSON *def, zd_error *err)
 {
     char key[ZD_ATTR_NAME_MAX + 32];
     if (!cJSON_IsObject(def))
-        return zd_error_set(err, "invalid_config", a->name, "schema.%s must be an object",
-                            a->name);
+        return zd_error_set(err, "invalid_config", a->name, "schema.%s must be an object", a->name);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(def, "type");
     if (!cJSON_IsString(type))
         return zd_error_set(err, "invalid_config", a->name, "schema.%s.type must be a string",
@@ -185,8 +184,7 @@ static int parse_attr_def(zd_attr *a, const cJSON *def, zd_error *err)
                 if (!cJSON_IsString(v) || strlen(v->valuestring) == 0 ||
                     strlen(v->valuestring) > ZD_KEYWORD_MAX)
                     return zd_error_set(err, "invalid_config", key,
-                                        "%s must hold strings of 1-%d bytes", key,
-                                        ZD_KEYWORD_MAX);
+                                        "%s must hold strings of 1-%d bytes", key, ZD_KEYWORD_MAX);
                 a->allowed[a->nallowed] = strdup(v->valuestring);
                 if (!a->allowed[a->nallowed])
                     return -ENOMEM;
@@ -225,13 +223,12 @@ static int parse_attr_def(zd_attr *a, const cJSON *def, zd_error *err)
         } else if (a->type == ZD_T_NUMBER && strcmp(k, "decimals") == 0) {
             if (!cJSON_IsNumber(it) || it->valueint < 0 || it->valueint > 6 ||
                 it->valuedouble != it->valueint)
-                return zd_error_set(err, "invalid_config", key, "%s must be an integer 0-6",
-                                    key);
+                return zd_error_set(err, "invalid_config", key, "%s must be an integer 0-6", key);
             a->decimals = it->valueint;
         } else if (a->type == ZD_T_NUMBER && (strcmp(k, "min") == 0 || strcmp(k, "max") == 0)) {
             if (!cJSON_IsNumber(it) || it->valuedouble < -1e15 || it->valuedouble > 1e15)
-                return zd_error_set(err, "invalid_config", key,
-                                    "%s must be a number within +-1e15", key);
+                return zd_error_set(err, "invalid_config", key, "%s must be a number within +-1e15",
+                                    key);
         } else {
             return zd_error_set(err, "unknown_key", key, "unknown key \"%s\"", key);
         }
@@ -260,8 +257,7 @@ static int parse_attr_def(zd_attr *a, const cJSON *def, zd_error *err)
             return zd_error_set(err, "invalid_config", a->name,
                                 "schema.%s.max has more decimals than the attribute", a->name);
         if (a->min > a->max)
-            return zd_error_set(err, "invalid_config", a->name, "schema.%s: min > max",
-                                a->name);
+            return zd_error_set(err, "invalid_config", a->name, "schema.%s: min > max", a->name);
     }
     return 0;
 }

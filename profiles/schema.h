@@ -25,9 +25,9 @@ typedef enum zd_code_style { ZD_CODE_DIGITS, ZD_CODE_LETTER_DIGITS } zd_code_sty
 
 #define ZD_ATTR_NAME_MAX 48
 #define ZD_CODE_LEVELS_MAX 8
-#define ZD_CODE_MAX 24      /* longest code string accepted */
-#define ZD_KEYWORD_MAX 64   /* longest keyword / tag value in bytes */
-#define ZD_TAGS_MAX 64      /* most tags on one profile */
+#define ZD_CODE_MAX 24    /* longest code string accepted */
+#define ZD_KEYWORD_MAX 64 /* longest keyword / tag value in bytes */
+#define ZD_TAGS_MAX 64    /* most tags on one profile */
 #define ZD_SCHEMA_ATTRS_MAX 64
 
 typedef struct zd_attr {
@@ -40,9 +40,9 @@ typedef struct zd_attr {
     int levels[ZD_CODE_LEVELS_MAX];
     int breakdown_level; /* default level length for breakdowns (region: 4 = city) */
     /* ZD_T_NUMBER */
-    int decimals;  /* 0..6; values are stored as value * 10^decimals */
-    int64_t min;   /* smallest accepted scaled value (default 0) */
-    int64_t max;   /* largest accepted scaled value */
+    int decimals; /* 0..6; values are stored as value * 10^decimals */
+    int64_t min;  /* smallest accepted scaled value (default 0) */
+    int64_t max;  /* largest accepted scaled value */
     /* ZD_T_KEYWORD: allowed values; nallowed == 0 means any keyword */
     int nallowed;
     char **allowed;

@@ -244,8 +244,7 @@ static int call_send(script_call *c)
         return -ENOMEM;
     c->argvlen[0] = strlen(c->argv[0]);
     c->argvlen[1] = strlen(c->argv[1]);
-    return zd_redis_cmdargv(st->redis, call_reply, c, c->argc, (const char **)c->argv,
-                            c->argvlen);
+    return zd_redis_cmdargv(st->redis, call_reply, c, c->argc, (const char **)c->argv, c->argvlen);
 }
 
 static script_call *call_new(zd_store *st, int script, int argc)

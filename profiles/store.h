@@ -46,7 +46,7 @@ typedef struct zd_put_result {
     uint64_t version;     /* the version now stored */
     const char *old_json; /* ZD_PUT_UPDATED: the replaced document; valid only during the cb */
     size_t old_len;
-    const char *entry;    /* CREATED/UPDATED: the change-stream entry id; valid during the cb */
+    const char *entry; /* CREATED/UPDATED: the change-stream entry id; valid during the cb */
 } zd_put_result;
 
 /* Called once per batch: status 0 with n results (valid only during the callback), or a

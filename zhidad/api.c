@@ -100,8 +100,8 @@ static void http_stat(const zd_http_stat *st, void *udata)
     mprintf(b,
             "zhida_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %lu\n"
             "zhida_http_request_seconds_sum{method=\"%s\",route=\"%s\",status=\"%d\"} %.6f\n",
-            st->method, st->pattern, st->status, st->count, st->method, st->pattern,
-            st->status, st->seconds);
+            st->method, st->pattern, st->status, st->count, st->method, st->pattern, st->status,
+            st->seconds);
 }
 
 static void handle_metrics(zd_req *req, void *udata)
@@ -143,8 +143,7 @@ static void handle_metrics(zd_req *req, void *udata)
             (unsigned long long)is.profiles, (unsigned long long)is.bitmaps,
             (unsigned long long)is.total_bytes, svc->index_ready ? 1 : 0, fs.load_ms / 1000.0,
             (unsigned long long)fs.entries, (unsigned long long)fs.skipped,
-            (unsigned long long)fs.reloads,
-            (unsigned long long)fs.bad);
+            (unsigned long long)fs.reloads, (unsigned long long)fs.bad);
 
     zd_redis_stats rs = {0};
     zd_redis_get_stats(svc->redis, &rs);
@@ -182,8 +181,7 @@ int zd_service_start(zd_service *svc)
     svc->store = zd_store_new(svc->redis, svc->cfg->partitions, svc->cfg->change_stream_maxlen);
     if (!svc->store)
         return -ENOMEM;
-    svc->follower =
-        zd_follower_new(svc->base, svc->cfg, svc->cfg->schema, index_ready, svc);
+    svc->follower = zd_follower_new(svc->base, svc->cfg, svc->cfg->schema, index_ready, svc);
     if (!svc->follower)
         return -ENOMEM;
     return 0;

@@ -57,8 +57,9 @@ static bool check_id(zd_req *req, const char *id)
 {
     if (id && zd_id_valid(id, strlen(id)))
         return true;
-    zd_req_reply_error(req, 400, "invalid_id", "profile id must be 1-128 characters of "
-                                               "[A-Za-z0-9_.:-]");
+    zd_req_reply_error(req, 400, "invalid_id",
+                       "profile id must be 1-128 characters of "
+                       "[A-Za-z0-9_.:-]");
     return false;
 }
 
@@ -68,7 +69,7 @@ typedef struct write_op {
     zd_service *svc;
     zd_req *req;
     zd_profile *p;
-    cJSON *patch;  /* PATCH only: the merge patch, re-applied on a version conflict */
+    cJSON *patch; /* PATCH only: the merge patch, re-applied on a version conflict */
     int attempts;
 } write_op;
 
@@ -98,8 +99,7 @@ static void put_done(int status, const zd_put_result *res, int n, void *udata)
             return;
         }
         zd_req_reply_error(w->req, 409, "conflict",
-                           "profile changed concurrently %d times; retry the PATCH",
-                           w->attempts);
+                           "profile changed concurrently %d times; retry the PATCH", w->attempts);
         break;
     case ZD_PUT_FULL:
         zd_req_reply_error(w->req, 507, "partition_full",
@@ -312,7 +312,7 @@ typedef struct import_batch {
 typedef struct import_op {
     zd_service *svc;
     zd_req *req;
-    int pending;    /* batches in flight */
+    int pending; /* batches in flight */
     long imported, unchanged, failed, lines;
     cJSON *errors;
     int nerrors;
@@ -341,8 +341,8 @@ static void import_finish(import_op *op)
 {
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms = (double)(t1.tv_sec - op->t0.tv_sec) * 1e3 +
-                (double)(t1.tv_nsec - op->t0.tv_nsec) / 1e6;
+    double ms =
+        (double)(t1.tv_sec - op->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - op->t0.tv_nsec) / 1e6;
     cJSON *out = cJSON_CreateObject();
     cJSON_AddNumberToObject(out, "lines", (double)op->lines);
     cJSON_AddNumberToObject(out, "imported", (double)op->imported);

@@ -100,8 +100,8 @@ static bool compile(rule_op *op)
 {
     zd_rule_error e;
     const zd_schema *s = op->svc->cfg->schema;
-    if (zd_rule_compile(s, op->rule_text, strlen(op->rule_text), seg_lookup, &op->segs,
-                        &op->rule, &e) != 0) {
+    if (zd_rule_compile(s, op->rule_text, strlen(op->rule_text), seg_lookup, &op->segs, &op->rule,
+                        &e) != 0) {
         reply_rule_error(op->req, &e);
         return false;
     }
@@ -129,8 +129,7 @@ static void segments_reply(zd_redis *r, int status, redisReply *reply, void *uda
 {
     rule_op *op = udata;
     if (status != 0 || reply->type != REDIS_REPLY_ARRAY) {
-        zd_req_reply_error(op->req, 503, "store_unavailable",
-                           "could not read the saved segments");
+        zd_req_reply_error(op->req, 503, "store_unavailable", "could not read the saved segments");
         rule_op_free(op);
         return;
     }
@@ -242,9 +241,8 @@ static bool breakdown_spec(zd_req *req, const zd_schema *s, const char *spec, co
     *a = zd_schema_find(s, name);
     if (!*a) {
         const char *near = zd_schema_suggest(s, name);
-        zd_req_reply_error(req, 400, "unknown_field", "breakdown: unknown field \"%s\"%s%s%s",
-                           name, near ? "; did you mean \"" : "", near ? near : "",
-                           near ? "\"?" : "");
+        zd_req_reply_error(req, 400, "unknown_field", "breakdown: unknown field \"%s\"%s%s%s", name,
+                           near ? "; did you mean \"" : "", near ? near : "", near ? "\"?" : "");
         return false;
     }
     if ((*a)->type == ZD_T_NUMBER || (*a)->type == ZD_T_DATE) {
@@ -262,8 +260,7 @@ static bool breakdown_spec(zd_req *req, const zd_schema *s, const char *spec, co
             ok |= (*a)->levels[i] == *level;
         if (!ok) {
             zd_req_reply_error(req, 400, "invalid_breakdown",
-                               "breakdown \"%.64s\": %d is not a level of %s", spec, *level,
-                               name);
+                               "breakdown \"%.64s\": %d is not a level of %s", spec, *level, name);
             return false;
         }
     } else if (colon) {
@@ -382,8 +379,8 @@ static void handle_preview(zd_req *req, void *udata)
 
 /* ---- explain ---------------------------------------------------------------------------- */
 
-static void explain_got(int status, const char *json, size_t len, uint32_t gid,
-                        uint64_t version, void *udata)
+static void explain_got(int status, const char *json, size_t len, uint32_t gid, uint64_t version,
+                        void *udata)
 {
     rule_op *op = udata;
     const char *pid = cJSON_GetObjectItemCaseSensitive(op->body, "profile")->valuestring;
@@ -598,11 +595,10 @@ int zd_api_rules_register(zd_service *svc)
     int rc = 0;
     rc |= zd_http_route(svc->http, "POST", "/v1/rules:preview", readers, handle_preview, svc);
     rc |= zd_http_route(svc->http, "POST", "/v1/rules:explain", authors, handle_explain, svc);
-    rc |= zd_http_route(svc->http, "PUT", "/v1/segments/{name}", authors, handle_segment_put,
-                        svc);
+    rc |= zd_http_route(svc->http, "PUT", "/v1/segments/{name}", authors, handle_segment_put, svc);
     rc |= zd_http_route(svc->http, "GET", "/v1/segments/{name}", readers | ZD_ROLE_APP,
                         handle_segment_get, svc);
-    rc |= zd_http_route(svc->http, "DELETE", "/v1/segments/{name}", authors,
-                        handle_segment_delete, svc);
+    rc |= zd_http_route(svc->http, "DELETE", "/v1/segments/{name}", authors, handle_segment_delete,
+                        svc);
     return rc ? -EINVAL : 0;
 }

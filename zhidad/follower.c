@@ -54,8 +54,8 @@ struct zd_follower {
     /* Ordinal of the last entry applied per stream (XINFO's entries-added counts every entry
      * ever added), so a trim past it is visible as entries-added - length > seen. */
     uint64_t seen[ZD_PARTITIONS_MAX], mark_seen[ZD_PARTITIONS_MAX];
-    int pending;                       /* outstanding load replies */
-    uint64_t gen;                      /* bumps on every (re)load; late replies are dropped */
+    int pending;  /* outstanding load replies */
+    uint64_t gen; /* bumps on every (re)load; late replies are dropped */
     bool ready, loading, reading, closing;
     struct event *retry_ev, *check_ev;
     void (*on_ready)(void *);
@@ -489,8 +489,7 @@ static void read_next(zd_follower *fl)
     }
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    if (zd_redis_cmdargv_deadline(fl->redis, BLOCK_MS + 5000, read_reply, q, argc, argv, lens) !=
-        0)
+    if (zd_redis_cmdargv_deadline(fl->redis, BLOCK_MS + 5000, read_reply, q, argc, argv, lens) != 0)
         goto fail;
     fl->reading = true;
     free(argv);
@@ -520,8 +519,7 @@ static void info_reply(zd_redis *r, int status, redisReply *reply, void *udata)
     stream_info si;
     parse_info(reply, &si);
     if (si.added - si.length > fl->seen[part] || id_cmp(si.lastgen, fl->last[part]) < 0) {
-        zd_warn("follower: partition %d's change stream moved past this index; rebuilding",
-                part);
+        zd_warn("follower: partition %d's change stream moved past this index; rebuilding", part);
         start_load(fl);
     }
 }

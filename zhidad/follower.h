@@ -35,11 +35,11 @@ void zd_follower_apply(zd_follower *fl, uint32_t gid, const char *entry, const c
                        size_t old_len, const zd_profile *now);
 
 typedef struct zd_follower_stats {
-    uint64_t entries;  /* change-stream entries read */
-    uint64_t skipped;  /* of which already applied locally (see zd_follower_apply) */
-    uint64_t reloads;  /* full rebuilds after the first load */
-    uint64_t bad;      /* entries that could not be parsed (logged) */
-    double load_ms;    /* duration of the last full load */
+    uint64_t entries; /* change-stream entries read */
+    uint64_t skipped; /* of which already applied locally (see zd_follower_apply) */
+    uint64_t reloads; /* full rebuilds after the first load */
+    uint64_t bad;     /* entries that could not be parsed (logged) */
+    double load_ms;   /* duration of the last full load */
 } zd_follower_stats;
 void zd_follower_get_stats(const zd_follower *fl, zd_follower_stats *st);
 

@@ -692,8 +692,10 @@ cJSON *zd_req_json(zd_req *r)
     }
     long nul = json_nul(body, len);
     if (nul >= 0) {
-        zd_req_reply_error(r, 400, "bad_json", "invalid JSON at byte %ld: NUL characters are not "
-                           "allowed", nul);
+        zd_req_reply_error(r, 400, "bad_json",
+                           "invalid JSON at byte %ld: NUL characters are not "
+                           "allowed",
+                           nul);
         return NULL;
     }
     /* Checked before parsing, so that a hostile body cannot make cJSON recurse deeply. */

@@ -364,7 +364,8 @@ static int dial(void)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
         return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
         close(fd);
@@ -730,8 +731,9 @@ static void t_bodies(void)
         int fd = dial();
         CHECK(fd >= 0);
         if (fd >= 0) {
-            static const char head[] = "POST /t/large HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " APP
-                                       "\r\nTransfer-Encoding: chunked\r\n\r\n";
+            static const char head[] =
+                "POST /t/large HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " APP
+                "\r\nTransfer-Encoding: chunked\r\n\r\n";
             bool ok = send_all(fd, head, sizeof(head) - 1);
             for (int i = 0; ok && i < 3; i++) {
                 char chunk[2100];
@@ -762,11 +764,16 @@ static void t_json(void)
     static const struct {
         const char *body, *code;
     } bad[] = {
-        {"{\"a\": }", "bad_json"},   {"{\"a\": \"\xff\"}", "invalid_utf8"},
-        {"{\"a\":[[[[1]]]]}", "too_deep"}, {"[1]", "bad_json"},
-        {"", "bad_json"},            {"{} x", "bad_json"},
-        {"\"s\"", "bad_json"},       {"{\"a\": \"\xed\xa0\x80\"}", "invalid_utf8"},
-        {"{\"a\": 1", "bad_json"},   {"null", "bad_json"},
+        {"{\"a\": }", "bad_json"},
+        {"{\"a\": \"\xff\"}", "invalid_utf8"},
+        {"{\"a\":[[[[1]]]]}", "too_deep"},
+        {"[1]", "bad_json"},
+        {"", "bad_json"},
+        {"{} x", "bad_json"},
+        {"\"s\"", "bad_json"},
+        {"{\"a\": \"\xed\xa0\x80\"}", "invalid_utf8"},
+        {"{\"a\": 1", "bad_json"},
+        {"null", "bad_json"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         req_full(&r, "POST", "/t/json", APP, NULL, bad[i].body, strlen(bad[i].body));
@@ -780,10 +787,8 @@ static void t_json(void)
     static const struct {
         const char *body;
         size_t len;
-    } nul[] = {{"{}\0", 3},
-               {"{\"a\":\"x\0y\"}", 11},
-               {"{\"a\":1}\0 ", 9},
-               {"{\"a\":\"x\\u0000y\"}", 16}};
+    } nul[] = {
+        {"{}\0", 3}, {"{\"a\":\"x\0y\"}", 11}, {"{\"a\":1}\0 ", 9}, {"{\"a\":\"x\\u0000y\"}", 16}};
     for (size_t i = 0; i < sizeof(nul) / sizeof(nul[0]); i++) {
         req_full(&r, "POST", "/t/json", APP, NULL, nul[i].body, nul[i].len);
         CHECK_INT(r.status, 400);

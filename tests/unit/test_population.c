@@ -104,9 +104,16 @@ static void check_common(const cJSON *doc, const char *kind, char prefix, uint64
 
 static void test_citizens(const zd_popgen *g, const zd_schema *schema, int32_t as_of)
 {
-    static const char *const tags[] = {"retired",  "veteran", "disabled", "low_income",
-                                       "student",  "new_resident", "farmer",
-                                       "flexible_employment", "elderly_living_alone", NULL};
+    static const char *const tags[] = {"retired",
+                                       "veteran",
+                                       "disabled",
+                                       "low_income",
+                                       "student",
+                                       "new_resident",
+                                       "farmer",
+                                       "flexible_employment",
+                                       "elderly_living_alone",
+                                       NULL};
     char buf[ZD_POPGEN_LINE_MAX];
     int retired = 0, students = 0, email = 0, prefs = 0, street = 0;
     const int n = 5000;
@@ -121,9 +128,9 @@ static void test_citizens(const zd_popgen *g, const zd_schema *schema, int32_t a
         const cJSON *attrs = cJSON_GetObjectItemCaseSensitive(doc, "attrs");
         CHECK_INT(cJSON_GetArraySize(attrs), 1);
         int32_t birth = 0;
-        CHECK_INT(zd_date_parse(str_at(attrs, "birth_date") ? str_at(attrs, "birth_date") : "",
-                                &birth),
-                  0);
+        CHECK_INT(
+            zd_date_parse(str_at(attrs, "birth_date") ? str_at(attrs, "birth_date") : "", &birth),
+            0);
         int age = zd_date_age(birth, as_of);
         CHECK(age >= 0 && age <= 100);
         const cJSON *t;
@@ -158,9 +165,8 @@ static void test_citizens(const zd_popgen *g, const zd_schema *schema, int32_t a
 
 static void test_enterprises(const zd_popgen *g, const zd_schema *schema, int32_t as_of)
 {
-    static const char *const tags[] = {"hightech",  "srdi",     "little_giant", "export",
-                                       "startup",   "dishonest", "tech_sme",    "green",
-                                       "listed",    NULL};
+    static const char *const tags[] = {"hightech",  "srdi",     "little_giant", "export", "startup",
+                                       "dishonest", "tech_sme", "green",        "listed", NULL};
     char buf[ZD_POPGEN_LINE_MAX];
     int32_t oldest = zd_date_from_ymd(1980, 1, 1);
     int manufacturing = 0, hangzhou = 0, micro = 0, dishonest = 0;
@@ -185,8 +191,7 @@ static void test_enterprises(const zd_popgen *g, const zd_schema *schema, int32_
         CHECK(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(attrs, "registered_capital")));
         CHECK(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(attrs, "revenue")));
         int32_t founded = 0;
-        CHECK_INT(zd_date_parse(str_at(attrs, "founded") ? str_at(attrs, "founded") : "",
-                                &founded),
+        CHECK_INT(zd_date_parse(str_at(attrs, "founded") ? str_at(attrs, "founded") : "", &founded),
                   0);
         CHECK(founded >= oldest && founded <= as_of);
         const cJSON *t;

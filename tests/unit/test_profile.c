@@ -224,8 +224,8 @@ static void test_profiles(void)
     expect_error(s, "{\"region\": \"330106\"}", "missing_field", "kind");
     expect_error(s, "{\"kind\": \"person\"}", "invalid_value", "kind");
     expect_error(s, "{\"kind\": \"citizen\", \"region\": \"330\"}", "invalid_value", "region");
-    expect_error(s, "{\"kind\": \"citizen\", \"attrs\": {\"employees\": \"many\"}}",
-                 "invalid_type", "attrs.employees");
+    expect_error(s, "{\"kind\": \"citizen\", \"attrs\": {\"employees\": \"many\"}}", "invalid_type",
+                 "attrs.employees");
     expect_error(s, "{\"kind\": \"citizen\", \"attrs\": {\"employees\": 1.5}}", "invalid_value",
                  "attrs.employees");
     expect_error(s, "{\"kind\": \"citizen\", \"attrs\": {\"employees\": -1}}", "out_of_range",
@@ -236,16 +236,15 @@ static void test_profiles(void)
                  "invalid_type", "attrs.birth_date");
     expect_error(s, "{\"kind\": \"citizen\", \"attrs\": {\"scale\": \"huge\"}}", "invalid_value",
                  "attrs.scale");
-    expect_error(s, "{\"kind\": \"citizen\", \"attrs\": {\"region\": \"3301\"}}",
-                 "misplaced_field", "attrs.region");
+    expect_error(s, "{\"kind\": \"citizen\", \"attrs\": {\"region\": \"3301\"}}", "misplaced_field",
+                 "attrs.region");
     expect_error(s, "{\"kind\": \"citizen\", \"employees\": 3}", "misplaced_field", "employees");
     expect_error(s, "{\"kind\": \"citizen\", \"colour\": 3}", "unknown_field", "colour");
     expect_error(s, "{\"kind\": \"citizen\", \"tags\": \"a\"}", "invalid_type", "tags");
     expect_error(s, "{\"kind\": \"citizen\", \"tags\": [\"\"]}", "invalid_value", "tags");
-    expect_error(s, "{\"kind\": \"citizen\", \"tags\": [\"a\\u0001\"]}", "invalid_value",
-                 "tags");
-    expect_error(s, "{\"kind\": \"citizen\", \"contacts\": {\"fax\": \"123\"}}",
-                 "unknown_gateway", "contacts.fax");
+    expect_error(s, "{\"kind\": \"citizen\", \"tags\": [\"a\\u0001\"]}", "invalid_value", "tags");
+    expect_error(s, "{\"kind\": \"citizen\", \"contacts\": {\"fax\": \"123\"}}", "unknown_gateway",
+                 "contacts.fax");
     expect_error(s, "{\"kind\": \"citizen\", \"contacts\": {\"sms\": 13800000000}}",
                  "invalid_value", "contacts.sms");
     expect_error(s, "{\"kind\": \"citizen\", \"prefs\": {\"quiet_hours\": \"late\"}}",
@@ -257,7 +256,8 @@ static void test_profiles(void)
     expect_error(s, "{\"kind\": \"citizen\", \"id\": \"other\"}", "id_mismatch", "id");
 
     /* An error about a contact never repeats the contact value. */
-    zd_profile *bad = parse(s, "x1", "{\"kind\": \"citizen\", \"contacts\": {\"sms\": \"\"}}", &err);
+    zd_profile *bad =
+        parse(s, "x1", "{\"kind\": \"citizen\", \"contacts\": {\"sms\": \"\"}}", &err);
     CHECK(bad == NULL);
     zd_profile_free(bad);
 
@@ -271,8 +271,7 @@ static void test_profiles(void)
     CHECK_STR(err.field, "fields.name");
     cJSON_Delete(j);
 
-    CHECK_INT(zd_profile_from_json(s, "bad id", cJSON_GetObjectItem(NULL, "x"), &u, &err),
-              -EINVAL);
+    CHECK_INT(zd_profile_from_json(s, "bad id", cJSON_GetObjectItem(NULL, "x"), &u, &err), -EINVAL);
     CHECK_STR(err.code, "invalid_id");
     zd_schema_free(s);
 }

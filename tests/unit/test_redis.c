@@ -33,8 +33,8 @@
 typedef struct server {
     pid_t pid;
     int port;
-    char password[32];    /* requirepass; "" for none */
-    bool unix_socket;     /* also listen on <tmpdir>/redis-<port>.sock */
+    char password[32]; /* requirepass; "" for none */
+    bool unix_socket;  /* also listen on <tmpdir>/redis-<port>.sock */
 } server;
 
 static char tmpdir[] = "/tmp/zd_test_redis.XXXXXX";
@@ -233,11 +233,11 @@ static void run_ms(int ms)
 }
 
 /* Runs the loop until cond holds or ms milliseconds have passed. */
-#define RUN_UNTIL(cond, ms)                                                                   \
-    do {                                                                                      \
-        int64_t until_ = now_ms() + (ms);                                                     \
-        while (!(cond) && now_ms() < until_)                                                  \
-            run_ms(5);                                                                        \
+#define RUN_UNTIL(cond, ms)                                                                        \
+    do {                                                                                           \
+        int64_t until_ = now_ms() + (ms);                                                          \
+        while (!(cond) && now_ms() < until_)                                                       \
+            run_ms(5);                                                                             \
     } while (0)
 
 static char addr_buf[64];
@@ -444,8 +444,11 @@ static void t_submit_in_callback(void)
 
 static void t_deadline(void)
 {
-    zd_redis_opts o = {.addr = addr_of(&srv), .name = "t", .deadline_ms = 300,
-                       .reconnect_min_ms = 20, .reconnect_max_ms = 50};
+    zd_redis_opts o = {.addr = addr_of(&srv),
+                       .name = "t",
+                       .deadline_ms = 300,
+                       .reconnect_min_ms = 20,
+                       .reconnect_max_ms = 50};
     zd_redis *r = zd_redis_new(base, &o);
     if (!r) {
         CHECK(r != NULL);
@@ -495,8 +498,13 @@ static void t_queue(void)
     /* Nothing listens on the port: commands wait, overflow gets -EAGAIN, the rest time out. */
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", free_port());
-    zd_redis_opts o = {.addr = addr, .name = "t", .deadline_ms = 200, .max_inflight = 2,
-                       .queue_max = 3, .reconnect_min_ms = 50, .reconnect_max_ms = 100};
+    zd_redis_opts o = {.addr = addr,
+                       .name = "t",
+                       .deadline_ms = 200,
+                       .max_inflight = 2,
+                       .queue_max = 3,
+                       .reconnect_min_ms = 50,
+                       .reconnect_max_ms = 100};
     zd_redis *r = zd_redis_new(base, &o);
     if (!r) {
         CHECK(r != NULL);
@@ -556,7 +564,10 @@ static void t_connect_timeout(void)
     sleep_ms(50);
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(a.sin_port));
-    zd_redis_opts o = {.addr = addr, .name = "t", .deadline_ms = 200, .reconnect_min_ms = 30,
+    zd_redis_opts o = {.addr = addr,
+                       .name = "t",
+                       .deadline_ms = 200,
+                       .reconnect_min_ms = 30,
                        .reconnect_max_ms = 60};
     zd_redis *r = zd_redis_new(base, &o);
     if (r) {
@@ -739,8 +750,11 @@ static void t_auth(void)
 {
     char addr[64];
     snprintf(addr, sizeof(addr), "127.0.0.1:%d", srv_auth.port);
-    zd_redis_opts o = {.addr = addr, .name = "t", .password = srv_auth.password,
-                       .reconnect_min_ms = 20, .reconnect_max_ms = 50};
+    zd_redis_opts o = {.addr = addr,
+                       .name = "t",
+                       .password = srv_auth.password,
+                       .reconnect_min_ms = 20,
+                       .reconnect_max_ms = 50};
     zd_redis *r = zd_redis_new(base, &o);
     if (!r) {
         CHECK(r != NULL);
@@ -783,8 +797,8 @@ static void t_auth(void)
 /* Kills and restarts the server underneath the client. */
 static void t_restart(void)
 {
-    zd_redis_opts o = {.addr = addr_of(&srv), .name = "t", .reconnect_min_ms = 50,
-                       .reconnect_max_ms = 200};
+    zd_redis_opts o = {
+        .addr = addr_of(&srv), .name = "t", .reconnect_min_ms = 50, .reconnect_max_ms = 200};
     zd_redis *r = zd_redis_new(base, &o);
     if (!r) {
         CHECK(r != NULL);
@@ -835,8 +849,11 @@ static void t_restart(void)
 /* SIGSTOP: a stalled server is detected by the deadline, then recovered from. */
 static void t_stall(void)
 {
-    zd_redis_opts o = {.addr = addr_of(&srv), .name = "t", .deadline_ms = 300,
-                       .reconnect_min_ms = 50, .reconnect_max_ms = 100};
+    zd_redis_opts o = {.addr = addr_of(&srv),
+                       .name = "t",
+                       .deadline_ms = 300,
+                       .reconnect_min_ms = 50,
+                       .reconnect_max_ms = 100};
     zd_redis *r = zd_redis_new(base, &o);
     if (!r) {
         CHECK(r != NULL);
