@@ -7,7 +7,7 @@ PKGS=(
   build-essential pkg-config meson ninja-build
   libevent-dev libhiredis-dev libcjson-dev libcurl4-openssl-dev libroaring-dev libjemalloc-dev
   redis-server
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format
   python3 python3-pytest
   curl ca-certificates
 )

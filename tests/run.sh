@@ -40,6 +40,13 @@ run_meson_tests() { # builddir label
   fi
 }
 
+note "format (clang-format, .clang-format)"
+if clang-format --dry-run --Werror $(git ls-files '*.c' '*.h') >format.log 2>&1; then
+  echo "format: ok"; record "format" 0
+else
+  head -30 format.log; record "format" 1
+fi
+
 note "release build (-Werror)"
 if [[ ! -d build ]]; then meson setup build -Dwerror=true >/dev/null; fi
 if ninja -C build -j "$JOBS" >build.log 2>&1; then
