@@ -1,5 +1,6 @@
 /* The in-memory inverted index of index.h: value -> bitmap maps for keywords, tags and code
- * prefixes, bit-sliced bitmaps for numbers and dates, and the lean gid -> id table. */
+ * prefixes, bit-sliced bitmaps for numbers and dates, threshold bitmaps for numbers, and the
+ * lean gid -> id table. */
 #include "profiles/index.h"
 
 #include <errno.h>
@@ -294,9 +295,10 @@ static int bsi_rebase(zd_bsi *b, const roaring_bitmap_t *members, uint64_t bv)
 
 /* Writes every slice, not only those that differ from the old value: the result is then
  * exactly `v` whatever the index held before, which makes a replayed change converge. The old
- * offset's bit length falls out of which slices held gid. members (the attribute's exists) says
- * whether gid had a value before. */
-static int bsi_set(zd_bsi *b, const roaring_bitmap_t *members, uint32_t gid, int64_t v)
+ * offset falls out of which slices held gid; when members (the attribute's exists) says gid had
+ * a value, that value is stored in *old (the threshold bitmaps move gid from it). */
+static int bsi_set(zd_bsi *b, const roaring_bitmap_t *members, uint32_t gid, int64_t v,
+                   int64_t *old)
 {
     uint64_t bv = biased(v);
     if (bv < b->bbase) {
@@ -310,14 +312,20 @@ static int bsi_set(zd_bsi *b, const roaring_bitmap_t *members, uint32_t gid, int
         return -ENOMEM;
     if (!b->mags[len] && !(b->mags[len] = roaring_bitmap_create()))
         return -ENOMEM;
+    uint64_t old_u = 0;
     for (int i = 0; i < b->depth; i++) {
         bool had = (u >> i) & 1 ? !roaring_bitmap_add_checked(b->slices[i], gid)
                                 : roaring_bitmap_remove_checked(b->slices[i], gid);
-        if (had)
+        if (had) {
             old_len = i + 1;
+            old_u |= (uint64_t)1 << i;
+        }
     }
-    if (old_len != len && b->mags[old_len] && roaring_bitmap_contains(members, gid))
-        roaring_bitmap_remove(b->mags[old_len], gid);
+    if (roaring_bitmap_contains(members, gid)) {
+        *old = (int64_t)((b->bbase + old_u) ^ ZD_SIGN_BIT);
+        if (old_len != len && b->mags[old_len])
+            roaring_bitmap_remove(b->mags[old_len], gid);
+    }
     roaring_bitmap_add(b->mags[len], gid);
     return 0;
 }
@@ -338,6 +346,212 @@ static void bsi_clear(zd_bsi *b, uint64_t bbase)
     bsi_free_mags(b);
     b->depth = 0;
     b->bbase = bbase;
+}
+
+/* ---- threshold bitmaps ------------------------------------------------------------------ */
+
+/* Range-encoded bitmaps for ZD_T_NUMBER at round boundaries: 0 and +-{1,2,3,5} x 10^k in the
+ * attribute's unscaled units (policy thresholds are nearly always such numbers). Boundary b
+ * stands for T_b = {members with value < b}; a range at a boundary is then one bitmap, and any
+ * other range leaves only the members of one bin [b_lo, b_hi) to the bit slices.
+ *
+ * Each boundary stores the smaller side: T_b itself, or (upper) U_b = exists \ T_b, the members
+ * >= b. Skewed attributes put nearly everyone below the high boundaries and above the low ones,
+ * so both memory and the copy a query makes stay proportional to the minority side. A side that
+ * grows past two thirds of the members flips, which leaves it at most a third: a flip costs one
+ * whole-bitmap operation per Theta(members) updates.
+ *
+ * Active boundaries are a window [lo, hi) of the canonical list: from the largest boundary <=
+ * the schema's minimum up to the first one above every value stored so far; a larger value
+ * appends boundaries. Every stored value is below bounds[hi - 1] unless the list ran out, so a
+ * new top boundary's U side is (nearly always) empty when it is made. */
+
+#define ZD_THR_MAX 160 /* 0 and +-4 per decade over the int64 range fit in 153 */
+
+typedef struct zd_thr {
+    roaring_bitmap_t *bm; /* T_b, or U_b when upper; NULL outside the active window */
+    uint64_t n;           /* cardinality of bm */
+    bool upper;
+} zd_thr;
+
+typedef struct zd_thrs {
+    int nb;          /* canonical boundaries; 0 for attributes without thresholds */
+    int lo, hi;      /* active window */
+    int64_t *bounds; /* nb scaled boundaries, ascending */
+    zd_thr *t;       /* nb entries */
+} zd_thrs;
+
+/* Fills bounds with the canonical boundaries for the scale 10^decimals that fit in an int64;
+ * returns how many (at most ZD_THR_MAX). */
+static int thr_canonical(int decimals, int64_t *bounds)
+{
+    static const int64_t ms[] = {1, 2, 3, 5};
+    int64_t pos[ZD_THR_MAX / 2];
+    int np = 0;
+    int64_t scale = 1;
+    for (int d = 0; d < decimals && scale <= INT64_MAX / 10; d++)
+        scale *= 10;
+    for (int64_t p = scale; np < ZD_THR_MAX / 2 - 4;) {
+        for (int i = 0; i < 4; i++)
+            if (p <= INT64_MAX / ms[i])
+                pos[np++] = p * ms[i];
+        if (p > INT64_MAX / 10)
+            break;
+        p *= 10;
+    }
+    int n = 0;
+    for (int i = np - 1; i >= 0; i--)
+        bounds[n++] = -pos[i];
+    bounds[n++] = 0;
+    for (int i = 0; i < np; i++)
+        bounds[n++] = pos[i];
+    return n;
+}
+
+/* The number of boundaries <= x. */
+static int thr_count_le(const zd_thrs *th, int64_t x)
+{
+    int l = 0, h = th->nb;
+    while (l < h) {
+        int mid = l + (h - l) / 2;
+        if (th->bounds[mid] <= x)
+            l = mid + 1;
+        else
+            h = mid;
+    }
+    return l;
+}
+
+static int thr_init(zd_thrs *th, const zd_attr *a)
+{
+    th->bounds = malloc(ZD_THR_MAX * sizeof(*th->bounds));
+    th->t = calloc(ZD_THR_MAX, sizeof(*th->t));
+    if (!th->bounds || !th->t)
+        return -ENOMEM;
+    th->nb = thr_canonical(a->decimals, th->bounds);
+    int k = thr_count_le(th, a->min);
+    th->lo = th->hi = k > 0 ? k - 1 : 0;
+    return 0;
+}
+
+static void thr_clear(zd_thrs *th)
+{
+    for (int j = th->lo; j < th->hi; j++) {
+        bm_free(th->t[j].bm);
+        th->t[j] = (zd_thr){0};
+    }
+    th->hi = th->lo;
+}
+
+static void thr_free(zd_thrs *th)
+{
+    thr_clear(th);
+    free(th->bounds);
+    free(th->t);
+    *th = (zd_thrs){0};
+}
+
+/* Keeps the stored side the smaller one, with slack so that a boundary near the median does
+ * not flip back and forth. */
+static int thr_balance(zd_thr *t, const roaring_bitmap_t *exists, uint64_t members)
+{
+    if (3 * t->n <= 2 * members + 192)
+        return 0;
+    roaring_bitmap_t *other = roaring_bitmap_andnot(exists, t->bm);
+    if (!other)
+        return -ENOMEM;
+    bm_free(t->bm);
+    t->bm = other;
+    t->n = roaring_bitmap_get_cardinality(other);
+    t->upper = !t->upper;
+    return 0;
+}
+
+/* Puts gid on the side of boundary j that value v belongs to. */
+static int thr_place(zd_thrs *th, int j, uint32_t gid, int64_t v, const roaring_bitmap_t *exists,
+                     uint64_t members)
+{
+    zd_thr *t = &th->t[j];
+    bool stored = (v < th->bounds[j]) != t->upper;
+    if (!stored) {
+        if (roaring_bitmap_remove_checked(t->bm, gid))
+            t->n--;
+        return 0;
+    }
+    if (!roaring_bitmap_add_checked(t->bm, gid))
+        return 0;
+    t->n++;
+    return thr_balance(t, exists, members);
+}
+
+typedef struct zd_thrcut zd_thrcut;
+static roaring_bitmap_t *bsi_range(const zd_bsi *b, const roaring_bitmap_t *exists, zd_cmp op,
+                                   int64_t v, const roaring_bitmap_t *within, zd_thrcut *cut);
+
+/* Appends boundaries until one lies above v. The new boundary's U side is the members >= it,
+ * found among those above the previous top (normally nobody, so this is cheap). */
+static int thr_extend(zd_thrs *th, const zd_bsi *b, const roaring_bitmap_t *exists, int64_t v)
+{
+    while (th->hi < th->nb && (th->hi == th->lo || th->bounds[th->hi - 1] <= v)) {
+        zd_thr *t = &th->t[th->hi], *prev = th->hi > th->lo ? &th->t[th->hi - 1] : NULL;
+        roaring_bitmap_t *above = NULL;
+        if (!prev)
+            above = roaring_bitmap_copy(exists);
+        else if (prev->upper)
+            above = prev->n ? roaring_bitmap_copy(prev->bm) : roaring_bitmap_create();
+        else
+            above = roaring_bitmap_andnot(exists, prev->bm);
+        if (!above)
+            return -ENOMEM;
+        if (!roaring_bitmap_is_empty(above)) {
+            roaring_bitmap_t *ge = bsi_range(b, exists, ZD_CMP_GE, th->bounds[th->hi], above, NULL);
+            bm_free(above);
+            if (!(above = ge))
+                return -ENOMEM;
+        }
+        t->bm = above;
+        t->n = roaring_bitmap_get_cardinality(above);
+        t->upper = true;
+        th->hi++;
+    }
+    return 0;
+}
+
+/* Moves gid's memberships from old (when had) to v. Only the boundaries between the two values
+ * change side; a gid new to the attribute is in no bitmap yet, so it is only added. exists must
+ * already hold gid and the bit slices must hold v. */
+static int thr_set(zd_thrs *th, const zd_bsi *b, const roaring_bitmap_t *exists, uint32_t gid,
+                   bool had, int64_t old, int64_t v)
+{
+    if (th->nb == 0)
+        return 0;
+    if (thr_extend(th, b, exists, v) < 0)
+        return -ENOMEM;
+    uint64_t members = roaring_bitmap_get_cardinality(exists);
+    int from = th->lo, to = th->hi;
+    if (had) {
+        if (old == v)
+            return 0;
+        /* Boundaries b with min < b <= max. */
+        int64_t mn = old < v ? old : v, mx = old < v ? v : old;
+        int a = thr_count_le(th, mn), z = thr_count_le(th, mx);
+        from = a > from ? a : from;
+        to = z < to ? z : to;
+    }
+    for (int j = from; j < to; j++) {
+        if (!had && (v < th->bounds[j]) == th->t[j].upper)
+            continue; /* not on the stored side, and not in the bitmap */
+        if (thr_place(th, j, gid, v, exists, members) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static void thr_remove(zd_thrs *th, uint32_t gid)
+{
+    for (int j = th->lo; j < th->hi; j++)
+        if (roaring_bitmap_remove_checked(th->t[j].bm, gid))
+            th->t[j].n--;
 }
 
 /* ---- gid -> id table -------------------------------------------------------------------- */
@@ -488,6 +702,7 @@ typedef struct zd_ixattr {
     zd_vmap map;                          /* keyword values, tags, code prefixes */
     roaring_bitmap_t *lens[ZD_CODE_LENS]; /* ZD_T_CODE: by code length, created lazily */
     zd_bsi bsi;                           /* ZD_T_NUMBER, ZD_T_DATE */
+    zd_thrs thr;                          /* ZD_T_NUMBER */
 } zd_ixattr;
 
 struct zd_index {
@@ -528,6 +743,8 @@ zd_index *zd_index_new(const zd_schema *s)
         xa->exists = roaring_bitmap_create();
         if (!xa->exists)
             goto fail;
+        if (xa->attr->type == ZD_T_NUMBER && thr_init(&xa->thr, xa->attr) < 0)
+            goto fail;
     }
     return ix;
 fail:
@@ -543,6 +760,7 @@ static void ixattr_clear(zd_ixattr *xa)
         xa->lens[l] = NULL;
     }
     bsi_clear(&xa->bsi, initial_bbase(xa->attr));
+    thr_clear(&xa->thr);
 }
 
 void zd_index_free(zd_index *ix)
@@ -552,6 +770,7 @@ void zd_index_free(zd_index *ix)
     if (ix->attrs) {
         for (int i = 0; i < ix->nattrs; i++) {
             ixattr_clear(&ix->attrs[i]);
+            thr_free(&ix->attrs[i].thr);
             bm_free(ix->attrs[i].exists);
         }
         free(ix->attrs);
@@ -649,8 +868,10 @@ static void remove_values(zd_ixattr *xa, uint32_t gid, const zd_value *ov, const
     }
     case ZD_T_NUMBER:
     case ZD_T_DATE:
-        if (!nv)
+        if (!nv) {
             bsi_remove(&xa->bsi, gid);
+            thr_remove(&xa->thr, gid);
+        }
         break;
     }
     if (!nv)
@@ -697,10 +918,14 @@ static int add_values(zd_ixattr *xa, uint32_t gid, const zd_value *nv)
         break;
     }
     case ZD_T_NUMBER:
-    case ZD_T_DATE:
-        if (bsi_set(&xa->bsi, xa->exists, gid, nv->num) < 0)
+    case ZD_T_DATE: {
+        int64_t old = 0;
+        bool had = roaring_bitmap_contains(xa->exists, gid);
+        if (bsi_set(&xa->bsi, xa->exists, gid, nv->num, &old) < 0)
             return -ENOMEM;
-        break;
+        roaring_bitmap_add(xa->exists, gid);
+        return thr_set(&xa->thr, &xa->bsi, xa->exists, gid, had, old, nv->num);
+    }
     }
     roaring_bitmap_add(xa->exists, gid);
     return 0;
@@ -729,6 +954,7 @@ static void scrub_gid(zd_index *ix, uint32_t gid)
             if (xa->lens[l])
                 roaring_bitmap_remove(xa->lens[l], gid);
         bsi_remove(&xa->bsi, gid);
+        thr_remove(&xa->thr, gid);
         roaring_bitmap_remove(xa->exists, gid);
     }
 }
@@ -1143,17 +1369,84 @@ static int append_chunk(roaring_bitmap_t *out, uint16_t k, const uint64_t *res, 
     return 0;
 }
 
+/* Whether bit x of chunk ch is set. */
+static bool chunk_has(zd_chunk ch, uint16_t x)
+{
+    if (!ch.c)
+        return false;
+    if (ch.type == BITSET_CONTAINER_TYPE_CODE)
+        return (((const bitset_container_t *)ch.c)->array[x >> 6] >> (x & 63)) & 1;
+    if (ch.type == ARRAY_CONTAINER_TYPE_CODE) {
+        const array_container_t *a = ch.c;
+        int32_t l = 0, h = a->cardinality;
+        while (l < h) {
+            int32_t mid = l + (h - l) / 2;
+            if (a->array[mid] < x)
+                l = mid + 1;
+            else
+                h = mid;
+        }
+        return l < a->cardinality && a->array[l] == x;
+    }
+    const run_container_t *rc = ch.c;
+    for (int32_t i = 0; i < rc->n_runs; i++)
+        if (x >= rc->runs[i].value && x - rc->runs[i].value <= rc->runs[i].length)
+            return true;
+    return false;
+}
+
 /* Per-call state of zd_index_range. */
 typedef struct zd_range {
     const zd_bsi *b;
     zd_cmp op;
     uint64_t w;
-    int t; /* bit_length(w) */
+    int t;          /* bit_length(w) */
+    int lmin, lmax; /* the magnitude classes that can hold members of ex */
     bool want_lt, want_gt;
     int32_t wcur, scur[ZD_BSI_BITS], mcur[ZD_BSI_BITS + 1];
     /* Word buffers; only words inside the current chunk's span are ever written or read. */
-    uint64_t *ex, *eq, *acc, *tmp, *alt;
+    uint64_t *ex, *eq, *acc, *tmp, *alt, *set;
 } zd_range;
+
+/* A set given by a stored threshold bitmap: every member (bm NULL, !none), nobody (none), the
+ * members in bm (keep) or those not in bm. */
+typedef struct zd_thrset {
+    const roaring_bitmap_t *bm;
+    bool keep, none;
+} zd_thrset;
+
+/* With threshold bitmaps, a range is the `settled` members plus those of the bin that the bit
+ * slices put on the wanted side. The bin is what `other` keeps of the rest (LT: settled T_lo,
+ * other T_hi; GE: settled U_hi, other U_lo), and its values lie in [lo_v, hi_v]. */
+struct zd_thrcut {
+    zd_thrset settled, other;
+    bool has_lo, has_hi;
+    int64_t lo_v, hi_v;
+    int32_t cur[2];
+};
+
+/* dst[lo, hi) &= the words of s's chunk k. */
+static void thrset_apply(const zd_thrset *s, int32_t *cursor, uint16_t k, uint64_t *dst,
+                         uint64_t *scratch, size_t lo, size_t hi)
+{
+    if (s->none) {
+        memset(dst + lo, 0, (hi - lo) * sizeof(uint64_t));
+        return;
+    }
+    if (!s->bm)
+        return;
+    zd_chunk ch = chunk_at(s->bm, k, cursor);
+    if (!s->keep) {
+        chunk_merge(ch, true, dst, scratch, lo, hi);
+        return;
+    }
+    const uint64_t *w = chunk_words(ch, scratch, lo, hi);
+    if (!w)
+        memset(dst + lo, 0, (hi - lo) * sizeof(uint64_t));
+    else
+        for (size_t j = lo; j < hi; j++)
+            dst[j] &= w[j];
+}
 
 /* The members of the side the operator wants (less for LT/LE, greater for GT/GE) among the
  * magnitude classes other than w's, into acc: either as the union of those classes, or as ex
@@ -1162,15 +1455,15 @@ static void range_side(zd_range *r, uint16_t k, size_t lo, size_t hi, bool withi
 {
     zd_chunk mags[ZD_BSI_BITS + 1];
     size_t cost_side = 0, cost_rest = 0;
-    int top = r->b->depth; /* no offset is longer */
-    for (int l = 0; l <= top; l++) {
+    int from = r->lmin, top = r->lmax;
+    for (int l = from; l <= top; l++) {
         mags[l] = chunk_at(r->b->mags[l], k, &r->mcur[l]);
         bool side = r->want_lt ? l < r->t : l > r->t;
         *(side ? &cost_side : &cost_rest) += chunk_cost(mags[l], lo, hi);
     }
     if (cost_side <= cost_rest) {
         memset(r->acc + lo, 0, (hi - lo) * sizeof(uint64_t));
-        for (int l = 0; l <= top; l++)
+        for (int l = from; l <= top; l++)
             if (r->want_lt ? l < r->t : l > r->t)
                 chunk_merge(mags[l], false, r->acc, r->tmp, lo, hi);
         if (within)
@@ -1178,14 +1471,34 @@ static void range_side(zd_range *r, uint16_t k, size_t lo, size_t hi, bool withi
                 r->acc[j] &= r->ex[j];
     } else {
         memcpy(r->acc + lo, r->ex + lo, (hi - lo) * sizeof(uint64_t));
-        for (int l = 0; l <= top; l++)
+        for (int l = from; l <= top; l++)
             if (!(r->want_lt ? l < r->t : l > r->t))
                 chunk_merge(mags[l], true, r->acc, r->tmp, lo, hi);
     }
 }
 
+/* A bin with few members in chunk k (r->ex): each member's offset is read back from the slices,
+ * compared with w, and the wanted ones are added to r->set. Cheaper than slice-wide word
+ * passes when the bin is a thin band of the values. */
+static void bin_by_member(zd_range *r, uint16_t k, size_t lo, size_t hi)
+{
+    zd_chunk sl[ZD_BSI_BITS];
+    for (int i = 0; i < r->b->depth; i++)
+        sl[i] = chunk_at(r->b->slices[i], k, &r->scur[i]);
+    for (size_t j = lo; j < hi; j++)
+        for (uint64_t x = r->ex[j]; x; x &= x - 1) {
+            uint16_t low = (uint16_t)(j * 64 + (size_t)__builtin_ctzll(x));
+            uint64_t u = 0;
+            for (int i = 0; i < r->b->depth; i++)
+                u |= (uint64_t)chunk_has(sl[i], low) << i;
+            bool in = r->want_lt ? u < r->w : u >= r->w;
+            if (in)
+                r->set[j] |= (uint64_t)1 << (low & 63);
+        }
+}
+
 /* Evaluates chunk k over words [lo, hi) of r->ex; returns the result words. */
-static const uint64_t *range_chunk(zd_range *r, uint16_t k, size_t lo, size_t hi, bool within)
+static uint64_t *range_chunk(zd_range *r, uint16_t k, size_t lo, size_t hi, bool within)
 {
     const zd_bsi *b = r->b;
     uint64_t *eq = r->eq, *alt = r->alt, *acc = r->acc;
@@ -1229,17 +1542,17 @@ static const uint64_t *range_chunk(zd_range *r, uint16_t k, size_t lo, size_t hi
     return acc;
 }
 
-roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_t v,
-                                 const roaring_bitmap_t *within)
+/* The members of exists with value `op` v, restricted to within. Without cut by the bit slices
+ * alone; with one (op LT or GE), the settled members plus those of the bin the slices put on the
+ * wanted side, one chunk at a time. */
+static roaring_bitmap_t *bsi_range(const zd_bsi *b, const roaring_bitmap_t *exists, zd_cmp op,
+                                   int64_t v, const roaring_bitmap_t *within, zd_thrcut *cut)
 {
-    const zd_ixattr *xa = ixattr(ix, attr);
-    if (!xa || (xa->attr->type != ZD_T_NUMBER && xa->attr->type != ZD_T_DATE))
-        return roaring_bitmap_create();
-    const zd_bsi *b = &xa->bsi;
     bool want_lt = op == ZD_CMP_LT || op == ZD_CMP_LE;
     bool want_gt = op == ZD_CMP_GT || op == ZD_CMP_GE;
 
-    /* Values outside what the slices can hold compare the same way with every member. */
+    /* Values outside what the slices can hold compare the same way with every member (so the
+     * answer is the same with a cut or without). */
     uint64_t bv = biased(v);
     bool all_greater = bv < b->bbase;
     uint64_t w = bv - b->bbase;
@@ -1247,13 +1560,13 @@ roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_
     if (all_greater || all_less) {
         if (all_greater ? !want_gt : !want_lt)
             return roaring_bitmap_create();
-        return within ? roaring_bitmap_and(xa->exists, within) : roaring_bitmap_copy(xa->exists);
+        return within ? roaring_bitmap_and(exists, within) : roaring_bitmap_copy(exists);
     }
 
     /* 40 KiB of word buffers: too big for every caller's stack, and small enough that malloc
      * serves them from the heap without mapping fresh pages each time. */
     zd_range rs = {0}, *r = &rs;
-    uint64_t *words = malloc(5 * ZD_WORDS * sizeof(uint64_t));
+    uint64_t *words = malloc(6 * ZD_WORDS * sizeof(uint64_t));
     roaring_bitmap_t *out = roaring_bitmap_create();
     if (!words || !out)
         goto fail;
@@ -1262,13 +1575,26 @@ roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_
     r->acc = words + 2 * ZD_WORDS;
     r->tmp = words + 3 * ZD_WORDS;
     r->alt = words + 4 * ZD_WORDS;
+    r->set = words + 5 * ZD_WORDS;
     r->b = b;
     r->op = op;
     r->w = w;
     r->t = bit_length(w);
     r->want_lt = want_lt;
     r->want_gt = want_gt;
-    const roaring_array_t *ex = &xa->exists->high_low_container;
+    r->lmin = 0;
+    r->lmax = b->depth; /* no offset is longer */
+    if (cut) {
+        /* Classes wholly outside the bin hold none of its members: skip them. */
+        if (cut->has_lo && biased(cut->lo_v) > b->bbase)
+            r->lmin = bit_length(biased(cut->lo_v) - b->bbase);
+        if (cut->has_hi) {
+            int l = biased(cut->hi_v) > b->bbase ? bit_length(biased(cut->hi_v) - b->bbase) : 0;
+            r->lmax = l < r->lmax ? l : r->lmax;
+        }
+        r->lmin = r->lmin < r->lmax ? r->lmin : r->lmax;
+    }
+    const roaring_array_t *ex = &exists->high_low_container;
     for (int32_t e = 0; e < ex->size; e++) {
         uint16_t k = ex->keys[e];
         zd_chunk ech = {NULL, ex->typecodes[e]};
@@ -1294,7 +1620,30 @@ roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_
             for (size_t j = lo; j < hi; j++)
                 r->ex[j] &= ww[j];
         }
-        if (append_chunk(out, k, range_chunk(r, k, lo, hi, within != NULL), lo, hi) < 0)
+        const uint64_t *res;
+        if (!cut) {
+            res = range_chunk(r, k, lo, hi, within != NULL);
+        } else {
+            memcpy(r->set + lo, r->ex + lo, (hi - lo) * sizeof(uint64_t));
+            thrset_apply(&cut->settled, &cut->cur[0], k, r->set, r->tmp, lo, hi);
+            for (size_t j = lo; j < hi; j++)
+                r->ex[j] &= ~r->set[j];
+            thrset_apply(&cut->other, &cut->cur[1], k, r->ex, r->tmp, lo, hi);
+            size_t busy = 0;
+            for (size_t j = lo; j < hi; j++)
+                busy += r->ex[j] != 0;
+            res = r->set;
+            if (busy > 0 && busy <= ZD_WORDS / 16) {
+                bin_by_member(r, k, lo, hi);
+            } else if (busy > 0) {
+                /* range_chunk's result is one of its own buffers, never set. */
+                uint64_t *bin = range_chunk(r, k, lo, hi, true);
+                for (size_t j = lo; j < hi; j++)
+                    bin[j] |= r->set[j];
+                res = bin;
+            }
+        }
+        if (append_chunk(out, k, res, lo, hi) < 0)
             goto fail;
     }
     free(words);
@@ -1303,6 +1652,91 @@ fail:
     free(words);
     bm_free(out);
     return NULL;
+}
+
+/* exists restricted to within (NULL: all of it). */
+static roaring_bitmap_t *exists_within(const zd_ixattr *xa, const roaring_bitmap_t *within)
+{
+    return within ? roaring_bitmap_and(xa->exists, within) : roaring_bitmap_copy(xa->exists);
+}
+
+/* T_j (upper false) or U_j (upper true) of boundary j, restricted to within. j below the active
+ * window stands for "no boundary": T empty, U every member; j at or above its top for T every
+ * member, U empty. */
+static roaring_bitmap_t *thr_side(const zd_ixattr *xa, int j, bool upper,
+                                  const roaring_bitmap_t *within)
+{
+    const zd_thrs *th = &xa->thr;
+    if (j < th->lo || j >= th->hi) {
+        if ((j < th->lo) == upper)
+            return exists_within(xa, within);
+        return roaring_bitmap_create();
+    }
+    const zd_thr *t = &th->t[j];
+    if (t->upper == upper)
+        return within ? roaring_bitmap_and(t->bm, within) : roaring_bitmap_copy(t->bm);
+    if (!within)
+        return roaring_bitmap_andnot(xa->exists, t->bm);
+    roaring_bitmap_t *r = roaring_bitmap_and(xa->exists, within);
+    if (r)
+        roaring_bitmap_andnot_inplace(r, t->bm);
+    return r;
+}
+
+/* Side `upper` of boundary j (outside the window as in thr_side) as a zd_thrset. */
+static zd_thrset thr_set_of(const zd_thrs *th, int j, bool upper)
+{
+    if (j < th->lo || j >= th->hi)
+        return (zd_thrset){.none = (j < th->lo) != upper};
+    return (zd_thrset){.bm = th->t[j].bm, .keep = th->t[j].upper == upper};
+}
+
+/* LT w (upper false) or GE w (upper true) with the threshold bitmaps. At a boundary that is one
+ * bitmap. Otherwise w lies in the bin [bounds[j], bounds[j + 1]): T_j (LT) or U_{j+1} (GE) is
+ * settled, and the bit slices compare only the bin's members, in the same chunk-wise pass. */
+static roaring_bitmap_t *thr_range(const zd_ixattr *xa, bool upper, int64_t w,
+                                   const roaring_bitmap_t *within)
+{
+    const zd_thrs *th = &xa->thr;
+    int j = thr_count_le(th, w) - 1; /* the largest boundary <= w, maybe outside the window */
+    if (j >= th->hi)
+        j = th->hi - 1;
+    if (j < th->lo)
+        j = th->lo - 1;
+    if (j >= th->lo && th->bounds[j] == w)
+        return thr_side(xa, j, upper, within);
+    int k = j + 1;
+    /* Applying the two boundaries costs about their stored members; when w lies in the thick
+     * of the values those are many, and the bit slices alone are cheaper. */
+    uint64_t applied = (j >= th->lo ? th->t[j].n : 0) + (k < th->hi ? th->t[k].n : 0);
+    if (applied > roaring_bitmap_get_cardinality(xa->exists) / 32)
+        return bsi_range(&xa->bsi, xa->exists, upper ? ZD_CMP_GE : ZD_CMP_LT, w, within, NULL);
+    zd_thrcut cut = {
+        .settled = upper ? thr_set_of(th, k, true) : thr_set_of(th, j, false),
+        .other = upper ? thr_set_of(th, j, true) : thr_set_of(th, k, false),
+        .has_lo = j >= th->lo,
+        .has_hi = k < th->hi,
+        .lo_v = j >= th->lo ? th->bounds[j] : 0,
+        .hi_v = k < th->hi ? th->bounds[k] - 1 : 0,
+    };
+    return bsi_range(&xa->bsi, xa->exists, upper ? ZD_CMP_GE : ZD_CMP_LT, w, within, &cut);
+}
+
+roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_t v,
+                                 const roaring_bitmap_t *within)
+{
+    const zd_ixattr *xa = ixattr(ix, attr);
+    if (!xa || (xa->attr->type != ZD_T_NUMBER && xa->attr->type != ZD_T_DATE))
+        return roaring_bitmap_create();
+    if (op == ZD_CMP_EQ || xa->thr.hi == xa->thr.lo)
+        return bsi_range(&xa->bsi, xa->exists, op, v, within, NULL);
+    /* x <= v is x < v + 1 and x > v is x >= v + 1, so only LT and GE remain. */
+    if (op == ZD_CMP_LE || op == ZD_CMP_GT) {
+        if (v == INT64_MAX)
+            return op == ZD_CMP_LE ? exists_within(xa, within) : roaring_bitmap_create();
+        v++;
+    }
+    return thr_range(xa, op == ZD_CMP_GE || op == ZD_CMP_GT, v, within);
 }
 
 const char *zd_index_id(const zd_index *ix, uint32_t gid)
@@ -1387,6 +1821,10 @@ void zd_index_get_stats(const zd_index *ix, zd_index_stats *st)
             stats_add(&a, xa->bsi.slices[d]);
         for (int l = 0; l <= ZD_BSI_BITS; l++)
             stats_add(&a, xa->bsi.mags[l]);
+        for (int j = xa->thr.lo; j < xa->thr.hi; j++)
+            stats_add(&a, xa->thr.t[j].bm);
+        if (xa->thr.nb > 0)
+            tables += ZD_THR_MAX * (sizeof(int64_t) + sizeof(zd_thr)) + 2 * ZD_MALLOC_OVERHEAD;
     }
     uint64_t ids = 0;
     for (int p = 0; p < ZD_PARTITIONS_MAX; p++)
@@ -1421,6 +1859,21 @@ void zd_index_optimize(zd_index *ix)
             optimize_bitmap(xa->bsi.slices[d]);
         for (int l = 0; l <= ZD_BSI_BITS; l++)
             optimize_bitmap(xa->bsi.mags[l]);
+        /* After a bulk load, store exactly the smaller side of every boundary. */
+        uint64_t members = roaring_bitmap_get_cardinality(xa->exists);
+        for (int j = xa->thr.lo; j < xa->thr.hi; j++) {
+            zd_thr *t = &xa->thr.t[j];
+            if (2 * t->n > members) {
+                roaring_bitmap_t *other = roaring_bitmap_andnot(xa->exists, t->bm);
+                if (other) {
+                    bm_free(t->bm);
+                    t->bm = other;
+                    t->n = roaring_bitmap_get_cardinality(other);
+                    t->upper = !t->upper;
+                }
+            }
+            optimize_bitmap(t->bm);
+        }
     }
     /* Trim the id tables' growth slack too; after a bulk load most of it would stay unused. */
     for (int p = 0; p < ZD_PARTITIONS_MAX; p++) {
