@@ -229,6 +229,7 @@ typedef struct bres {
 
 typedef struct ectx {
     const zd_index *ix;
+    const zd_schema *schema;
     int32_t today;
     bool nomem;
 } ectx;
@@ -384,11 +385,19 @@ static bres leaf_set(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint)
             } else if (n->form == ZD_RL_WITHIN) {
                 s->bm = zd_index_code_prefix(ix, a, n->strs[i]);
             } else if (n->form == ZD_RL_CODE_IN) {
-                /* Exactly the code: every code under the prefix, of the code's own length. */
+                /* Exactly the code: every code under the prefix, of the code's own length.
+                 * A code of the deepest level has nothing under it but itself, so its prefix
+                 * bitmap is already exact and the (large) length bitmap is not needed. */
+                const zd_attr *def = &e->schema->attrs[a];
+                int clen = (int)strlen(n->strs[i]);
                 const roaring_bitmap_t *pre = zd_index_code_prefix(ix, a, n->strs[i]);
-                const roaring_bitmap_t *len = zd_index_code_len(ix, a, (int)strlen(n->strs[i]));
-                if (!is_empty(pre) && !is_empty(len))
-                    *s = owned(e, roaring_bitmap_and(pre, len), false);
+                if (clen == def->levels[def->nlevels - 1]) {
+                    s->bm = pre;
+                } else {
+                    const roaring_bitmap_t *len = zd_index_code_len(ix, a, clen);
+                    if (!is_empty(pre) && !is_empty(len))
+                        *s = owned(e, roaring_bitmap_and(pre, len), false);
+                }
             } else if (n->form == ZD_RL_NUM_IN) {
                 *s = owned(e, zd_index_range(ix, a, ZD_CMP_EQ, n->nums[i], hint), hint != NULL);
             } else {
@@ -589,7 +598,7 @@ static bres eval(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint)
 
 roaring_bitmap_t *zd_rule_audience(const zd_rule *r, const zd_index *ix, int32_t today)
 {
-    ectx e = {.ix = ix, .today = today};
+    ectx e = {.ix = ix, .schema = r->schema, .today = today};
     bres b = eval(&e, r->root, NULL);
     if (e.nomem) {
         bres_free(&b);
