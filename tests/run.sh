@@ -75,7 +75,7 @@ mkdir -p build-fuzz
 for src in tests/fuzz/fuzz_*.c; do
   [[ -f "$src" ]] || continue
   name=$(basename "$src" .c)
-  extra=$(sed -n 's|^// sources: ||p' "$src")
+  extra=$(cat "tests/fuzz/${name#fuzz_}.sources")   # the library sources the target links
   if clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iinclude -I. \
       "$src" $extra -lcjson -lroaring -lm -o "build-fuzz/$name" 2>"build-fuzz/$name.log"; then
     corpus="build-fuzz/corpus-$name"

@@ -2,8 +2,6 @@
  * accepted must serialize to a document that validates again to the very same text, and must
  * go into and out of an index without leaving anything behind; whatever is rejected must say
  * which field and why. */
-// sources: profiles/schema.c profiles/profile.c profiles/index.c common/text.c common/date.c
-// common/error.c common/log.c
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -1,8 +1,6 @@
 /* libFuzzer target for the rule compiler: arbitrary bytes compile as a rule (with a fixed set
  * of segments); whatever compiles is evaluated both ways, and the two evaluators must agree
  * on every profile of a tiny index (explain's "match" too), or the target aborts. */
-// sources: matcher/rule.c matcher/rule_eval.c profiles/schema.c profiles/profile.c profiles/index.c
-// common/text.c common/date.c common/error.c common/log.c
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdio.h>
