@@ -1,5 +1,5 @@
 /* The in-memory inverted index of index.h: value -> bitmap maps for keywords, tags and code
- * prefixes, bit-sliced bitmaps for numbers and dates, threshold bitmaps for numbers, and the
+ * prefixes, bit-sliced bitmaps for numbers and dates, threshold bitmaps for both, and the
  * lean gid -> id table. */
 #include "profiles/index.h"
 
@@ -350,8 +350,10 @@ static void bsi_clear(zd_bsi *b, uint64_t bbase)
 
 /* ---- threshold bitmaps ------------------------------------------------------------------ */
 
-/* Range-encoded bitmaps for ZD_T_NUMBER at round boundaries: 0 and +-{1,2,3,5} x 10^k in the
- * attribute's unscaled units (policy thresholds are nearly always such numbers). Boundary b
+/* Range-encoded bitmaps at canonical boundaries, one list per type: for ZD_T_NUMBER round
+ * numbers, 0 and +-{1,2,3,5} x 10^k in the attribute's unscaled units (policy thresholds are
+ * nearly always such numbers); for ZD_T_DATE January 1 of every ZD_THR_DATE_STEP-th year (an
+ * age rule compares with a date that lies in one such bin). Boundary b
  * stands for T_b = {members with value < b}; a range at a boundary is then one bitmap, and any
  * other range leaves only the members of one bin [b_lo, b_hi) to the bit slices.
  *
@@ -361,12 +363,23 @@ static void bsi_clear(zd_bsi *b, uint64_t bbase)
  * grows past two thirds of the members flips, which leaves it at most a third: a flip costs one
  * whole-bitmap operation per Theta(members) updates.
  *
- * Active boundaries are a window [lo, hi) of the canonical list: from the largest boundary <=
- * the schema's minimum up to the first one above every value stored so far; a larger value
- * appends boundaries. Every stored value is below bounds[hi - 1] unless the list ran out, so a
- * new top boundary's U side is (nearly always) empty when it is made. */
+ * Active boundaries are a window [lo, hi) of the canonical list, from the largest boundary <=
+ * the smallest value stored so far (for numbers, <= the schema's minimum) up to the first one
+ * above every value stored so far; a value outside extends the window. Every stored value lies
+ * in [bounds[lo], bounds[hi - 1]) unless the list ran out, so a new boundary's outer side is
+ * (nearly always) empty when it is made. Values beyond the list are still exact: the bins below
+ * the window and above it are open-ended, and the bit slices compare their members. */
 
 #define ZD_THR_MAX 160 /* 0 and +-4 per decade over the int64 range fit in 153 */
+
+/* Date boundaries: January 1 of the years FIRST, FIRST + STEP, ... up to LAST. Dates outside
+ * lie in the open-ended outer bins. Every second year rather than every year: measured on the
+ * benchmark's age rules, as fast (the bit slices of a bin's members cost about the same for
+ * one year or two) for 6 instead of 12 bytes per profile. */
+#define ZD_THR_DATE_FIRST 1800
+#define ZD_THR_DATE_LAST 2400
+#define ZD_THR_DATE_STEP 2
+#define ZD_THR_DATE_MAX ((ZD_THR_DATE_LAST - ZD_THR_DATE_FIRST) / ZD_THR_DATE_STEP + 1)
 
 typedef struct zd_thr {
     roaring_bitmap_t *bm; /* T_b, or U_b when upper; NULL outside the active window */
@@ -376,14 +389,16 @@ typedef struct zd_thr {
 
 typedef struct zd_thrs {
     int nb;          /* canonical boundaries; 0 for attributes without thresholds */
+    int cap;         /* allocated entries of bounds and t */
     int lo, hi;      /* active window */
+    int home;        /* where the empty window starts */
     int64_t *bounds; /* nb scaled boundaries, ascending */
     zd_thr *t;       /* nb entries */
 } zd_thrs;
 
-/* Fills bounds with the canonical boundaries for the scale 10^decimals that fit in an int64;
- * returns how many (at most ZD_THR_MAX). */
-static int thr_canonical(int decimals, int64_t *bounds)
+/* Fills bounds with the canonical number boundaries for the scale 10^decimals that fit in an
+ * int64; returns how many (at most ZD_THR_MAX). */
+static int thr_canonical_number(int decimals, int64_t *bounds)
 {
     static const int64_t ms[] = {1, 2, 3, 5};
     int64_t pos[ZD_THR_MAX / 2];
@@ -422,15 +437,29 @@ static int thr_count_le(const zd_thrs *th, int64_t x)
     return l;
 }
 
+/* Fills bounds with the canonical date boundaries; returns how many (ZD_THR_DATE_MAX). */
+static int thr_canonical_date(int64_t *bounds)
+{
+    int n = 0;
+    for (int y = ZD_THR_DATE_FIRST; y <= ZD_THR_DATE_LAST; y += ZD_THR_DATE_STEP)
+        bounds[n++] = zd_date_from_ymd(y, 1, 1);
+    return n;
+}
+
+/* Sets up the boundaries of a ZD_T_NUMBER or ZD_T_DATE attribute. The window starts empty:
+ * for numbers at the schema's minimum, for dates at the top of the list, from where the first
+ * value moves it down to its own bin (thr_extend). */
 static int thr_init(zd_thrs *th, const zd_attr *a)
 {
-    th->bounds = malloc(ZD_THR_MAX * sizeof(*th->bounds));
-    th->t = calloc(ZD_THR_MAX, sizeof(*th->t));
+    bool date = a->type == ZD_T_DATE;
+    th->cap = date ? ZD_THR_DATE_MAX : ZD_THR_MAX;
+    th->bounds = malloc((size_t)th->cap * sizeof(*th->bounds));
+    th->t = calloc((size_t)th->cap, sizeof(*th->t));
     if (!th->bounds || !th->t)
         return -ENOMEM;
-    th->nb = thr_canonical(a->decimals, th->bounds);
-    int k = thr_count_le(th, a->min);
-    th->lo = th->hi = k > 0 ? k - 1 : 0;
+    th->nb = date ? thr_canonical_date(th->bounds) : thr_canonical_number(a->decimals, th->bounds);
+    int k = date ? th->nb : thr_count_le(th, a->min);
+    th->home = th->lo = th->hi = k > 0 ? k - 1 : 0;
     return 0;
 }
 
@@ -440,7 +469,7 @@ static void thr_clear(zd_thrs *th)
         bm_free(th->t[j].bm);
         th->t[j] = (zd_thr){0};
     }
-    th->hi = th->lo;
+    th->lo = th->hi = th->home;
 }
 
 static void thr_free(zd_thrs *th)
@@ -488,10 +517,46 @@ typedef struct zd_thrcut zd_thrcut;
 static roaring_bitmap_t *bsi_range(const zd_bsi *b, const roaring_bitmap_t *exists, zd_cmp op,
                                    int64_t v, const roaring_bitmap_t *within, zd_thrcut *cut);
 
-/* Appends boundaries until one lies above v. The new boundary's U side is the members >= it,
+/* Prepends boundaries until the bottom one is <= v. The new boundary's T side is the members
+ * below it, found among those below the previous bottom (normally nobody). */
+static int thr_extend_down(zd_thrs *th, const zd_bsi *b, const roaring_bitmap_t *exists, int64_t v)
+{
+    while (th->lo > 0 && th->bounds[th->lo] > v) {
+        zd_thr *t = &th->t[th->lo - 1], *next = &th->t[th->lo];
+        roaring_bitmap_t *below = NULL;
+        if (!next->upper)
+            below = next->n ? roaring_bitmap_copy(next->bm) : roaring_bitmap_create();
+        else
+            below = roaring_bitmap_andnot(exists, next->bm);
+        if (!below)
+            return -ENOMEM;
+        if (!roaring_bitmap_is_empty(below)) {
+            roaring_bitmap_t *lt =
+                bsi_range(b, exists, ZD_CMP_LT, th->bounds[th->lo - 1], below, NULL);
+            bm_free(below);
+            if (!(below = lt))
+                return -ENOMEM;
+        }
+        t->bm = below;
+        t->n = roaring_bitmap_get_cardinality(below);
+        t->upper = false;
+        th->lo--;
+    }
+    return 0;
+}
+
+/* Extends the window to cover v: an empty window first moves down to v's bin (numbers start at
+ * their minimum, so only dates move), then boundaries are appended until one lies above v and
+ * prepended until one lies at or below it. An appended boundary's U side is the members >= it,
  * found among those above the previous top (normally nobody, so this is cheap). */
 static int thr_extend(zd_thrs *th, const zd_bsi *b, const roaring_bitmap_t *exists, int64_t v)
 {
+    if (th->hi == th->lo) {
+        int k = thr_count_le(th, v) - 1;
+        k = k > 0 ? k : 0;
+        if (k < th->lo)
+            th->lo = th->hi = k;
+    }
     while (th->hi < th->nb && (th->hi == th->lo || th->bounds[th->hi - 1] <= v)) {
         zd_thr *t = &th->t[th->hi], *prev = th->hi > th->lo ? &th->t[th->hi - 1] : NULL;
         roaring_bitmap_t *above = NULL;
@@ -514,7 +579,7 @@ static int thr_extend(zd_thrs *th, const zd_bsi *b, const roaring_bitmap_t *exis
         t->upper = true;
         th->hi++;
     }
-    return 0;
+    return thr_extend_down(th, b, exists, v);
 }
 
 /* Moves gid's memberships from old (when had) to v. Only the boundaries between the two values
@@ -702,7 +767,7 @@ typedef struct zd_ixattr {
     zd_vmap map;                          /* keyword values, tags, code prefixes */
     roaring_bitmap_t *lens[ZD_CODE_LENS]; /* ZD_T_CODE: by code length, created lazily */
     zd_bsi bsi;                           /* ZD_T_NUMBER, ZD_T_DATE */
-    zd_thrs thr;                          /* ZD_T_NUMBER */
+    zd_thrs thr;                          /* ZD_T_NUMBER, ZD_T_DATE */
 } zd_ixattr;
 
 struct zd_index {
@@ -743,7 +808,8 @@ zd_index *zd_index_new(const zd_schema *s)
         xa->exists = roaring_bitmap_create();
         if (!xa->exists)
             goto fail;
-        if (xa->attr->type == ZD_T_NUMBER && thr_init(&xa->thr, xa->attr) < 0)
+        bool ranged = xa->attr->type == ZD_T_NUMBER || xa->attr->type == ZD_T_DATE;
+        if (ranged && thr_init(&xa->thr, xa->attr) < 0)
             goto fail;
     }
     return ix;
@@ -1402,6 +1468,7 @@ typedef struct zd_range {
     uint64_t w;
     int t;          /* bit_length(w) */
     int lmin, lmax; /* the magnitude classes that can hold members of ex */
+    int top;        /* the slices above hold w's bit for every member of ex: no step needed */
     bool want_lt, want_gt;
     int32_t wcur, scur[ZD_BSI_BITS], mcur[ZD_BSI_BITS + 1];
     /* Word buffers; only words inside the current chunk's span are ever written or read. */
@@ -1483,15 +1550,17 @@ static void range_side(zd_range *r, uint16_t k, size_t lo, size_t hi, bool withi
 static void bin_by_member(zd_range *r, uint16_t k, size_t lo, size_t hi)
 {
     zd_chunk sl[ZD_BSI_BITS];
-    for (int i = 0; i < r->b->depth; i++)
+    int depth = r->top + 1 < r->b->depth ? r->top + 1 : r->b->depth;
+    uint64_t w = depth < 64 ? r->w & (((uint64_t)1 << depth) - 1) : r->w;
+    for (int i = 0; i < depth; i++)
         sl[i] = chunk_at(r->b->slices[i], k, &r->scur[i]);
     for (size_t j = lo; j < hi; j++)
         for (uint64_t x = r->ex[j]; x; x &= x - 1) {
             uint16_t low = (uint16_t)(j * 64 + (size_t)__builtin_ctzll(x));
             uint64_t u = 0;
-            for (int i = 0; i < r->b->depth; i++)
+            for (int i = 0; i < depth; i++)
                 u |= (uint64_t)chunk_has(sl[i], low) << i;
-            bool in = r->want_lt ? u < r->w : u >= r->w;
+            bool in = r->want_lt ? u < w : u >= w;
             if (in)
                 r->set[j] |= (uint64_t)1 << (low & 63);
         }
@@ -1511,7 +1580,7 @@ static uint64_t *range_chunk(zd_range *r, uint16_t k, size_t lo, size_t hi, bool
         memset(eq + lo, 0, (hi - lo) * sizeof(uint64_t));
     if (r->want_lt || r->want_gt)
         range_side(r, k, lo, hi, within);
-    for (int i = r->t - 2; i >= 0; i--) {
+    for (int i = r->t - 2 < r->top ? r->t - 2 : r->top; i >= 0; i--) {
         bool one = (r->w >> i) & 1;
         int step =
             one ? (r->want_lt ? STEP_LT : STEP_KEEP_ONE) : (r->want_gt ? STEP_GT : STEP_KEEP_ZERO);
@@ -1584,6 +1653,15 @@ static roaring_bitmap_t *bsi_range(const zd_bsi *b, const roaring_bitmap_t *exis
     r->want_gt = want_gt;
     r->lmin = 0;
     r->lmax = b->depth; /* no offset is longer */
+    r->top = ZD_BSI_BITS - 1;
+    if (cut && cut->has_hi) {
+        /* The bin's offsets, and w among them, share every bit above the highest one in which
+         * its two ends differ; a narrow bin (a year of dates) leaves only its low slices. */
+        uint64_t ulo =
+            cut->has_lo && biased(cut->lo_v) > b->bbase ? biased(cut->lo_v) - b->bbase : 0;
+        uint64_t uhi = biased(cut->hi_v) - b->bbase; /* w, in the bin, is not below the base */
+        r->top = bit_length(ulo ^ uhi) - 1;
+    }
     if (cut) {
         /* Classes wholly outside the bin hold none of its members: skip them. */
         if (cut->has_lo && biased(cut->lo_v) > b->bbase)
@@ -1707,9 +1785,12 @@ static roaring_bitmap_t *thr_range(const zd_ixattr *xa, bool upper, int64_t w,
         return thr_side(xa, j, upper, within);
     int k = j + 1;
     /* Applying the two boundaries costs about their stored members; when w lies in the thick
-     * of the values those are many, and the bit slices alone are cheaper. */
+     * of a number's values those are many, and the bit slices alone are cheaper (the magnitude
+     * classes spare them most members of a skewed attribute). Not so for dates: nearly all
+     * their offsets have the same bit length, so the slices alone cost a pass over every
+     * member's words per slice (16 or so), while a boundary costs at most one. */
     uint64_t applied = (j >= th->lo ? th->t[j].n : 0) + (k < th->hi ? th->t[k].n : 0);
-    if (applied > roaring_bitmap_get_cardinality(xa->exists) / 32)
+    if (xa->attr->type == ZD_T_NUMBER && applied > roaring_bitmap_get_cardinality(xa->exists) / 32)
         return bsi_range(&xa->bsi, xa->exists, upper ? ZD_CMP_GE : ZD_CMP_LT, w, within, NULL);
     zd_thrcut cut = {
         .settled = upper ? thr_set_of(th, k, true) : thr_set_of(th, j, false),
@@ -1824,7 +1905,8 @@ void zd_index_get_stats(const zd_index *ix, zd_index_stats *st)
         for (int j = xa->thr.lo; j < xa->thr.hi; j++)
             stats_add(&a, xa->thr.t[j].bm);
         if (xa->thr.nb > 0)
-            tables += ZD_THR_MAX * (sizeof(int64_t) + sizeof(zd_thr)) + 2 * ZD_MALLOC_OVERHEAD;
+            tables +=
+                (uint64_t)xa->thr.cap * (sizeof(int64_t) + sizeof(zd_thr)) + 2 * ZD_MALLOC_OVERHEAD;
     }
     uint64_t ids = 0;
     for (int p = 0; p < ZD_PARTITIONS_MAX; p++)

@@ -1,7 +1,8 @@
 /* The in-memory inverted index: compressed bitmaps (CRoaring) over index ids (zd_gid).
  * One bitmap per keyword value, per tag, per code prefix at every level; bit-sliced bitmaps
- * for numbers and dates so that a range is a few bitmap operations, and for numbers also
- * cumulative bitmaps at round thresholds (50, 300, 2000...) that answer those with one.
+ * for numbers and dates so that a range is a few bitmap operations, plus cumulative bitmaps
+ * at round thresholds (numbers: 50, 300, 2000...; dates: 1 January of every second year) so
+ * that only the members of the bin around a bound are compared slice by slice.
  * Plain C: no event loop, no Redis. Not thread-safe; zhidad uses it from its one event-loop
  * thread. */
 #ifndef ZD_INDEX_H

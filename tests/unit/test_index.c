@@ -1028,6 +1028,197 @@ static void test_thresholds(const zd_schema *s)
     zd_index_free(ix);
 }
 
+/* A date near a January 1 (the day before, the day, the day after) in [y0, y1], a leap day
+ * or its neighbours, any day of such a year, or rarely a day far outside the calendar. */
+static int64_t date_value(int y0, int y1)
+{
+    int y = y0 + (int)rnd_below((uint64_t)(y1 - y0 + 1));
+    switch (rnd_below(8)) {
+    case 0:
+    case 1:
+    case 2:
+        return zd_date_from_ymd(y, 1, 1) + (int64_t)rnd_below(3) - 1;
+    case 3: {
+        int ly = y - (y % 4 + 4) % 4; /* a leap year unless a century not divisible by 400 */
+        return zd_date_from_ymd(ly, 2, 28) + (int64_t)rnd_below(3);
+    }
+    case 4:
+    case 5:
+    case 6:
+        return zd_date_from_ymd(y, 1, 1) + (int64_t)rnd_below(366);
+    default:
+        return rnd_below(30) ? zd_date_from_ymd(y, 12, 31)
+                             : (rnd_below(2) ? INT64_MAX - (int64_t)rnd_below(2)
+                                             : INT64_MIN + (int64_t)rnd_below(2));
+    }
+}
+
+/* Like thr_trial for a date attribute: the years seen widen round by round in both directions
+ * (from around 2000 down past 1800, the first boundary, and up past 2400, the last), so that
+ * boundaries are added lazily at both ends; in the middle everyone moves to a few recent years
+ * and back, so that the stored sides flip. Queries at January 1 +-1 and leap days. */
+static void date_trial(const zd_schema *s, int attr, bool dense, int *cases, int *wrong)
+{
+    static model m;
+    zd_index *ix = zd_index_new(s);
+    zd_profile *p = tp_new("d");
+    memset(&m, 0, sizeof(m));
+    m.n = dense ? 6000 : 1500;
+    for (int i = 0; i < m.n; i++)
+        m.gid[i] = dense ? zd_gid(i % 3, (uint32_t)(i / 3))
+                         : zd_gid((int)rnd_below(ZD_PARTITIONS_MAX),
+                                  (uint32_t)i * 41 + (uint32_t)rnd_below(41));
+    for (int round = 0; round < 14; round++) {
+        int y0 = 2000 - 25 * round * round / 4, y1 = 2001 + 5 * round * round / 2;
+        int changes = round == 0 ? m.n / 3 : m.n / 4;
+        for (int k = 0; k < changes; k++) {
+            int i = round == 0 ? k : (int)rnd_below((uint64_t)m.n);
+            zd_profile *old = NULL;
+            if (m.live[i]) {
+                old = tp_new("d");
+                tp_num(old, attr, m.val[i]);
+            }
+            uint64_t what = round == 0 ? 9 : rnd_below(12);
+            if (what == 0) {
+                zd_index_del(ix, m.gid[i], rnd_below(2) ? old : NULL);
+                m.live[i] = false;
+            } else if (what == 1) {
+                zd_profile *bare = tp_new("d");
+                zd_index_put(ix, m.gid[i], old, bare);
+                tp_free(bare);
+                m.live[i] = false;
+            } else {
+                if (round == 6 && rnd_below(4))
+                    m.val[i] = date_value(2020, 2023); /* everyone recent */
+                else if (round == 7 && m.live[i] && rnd_below(2))
+                    m.val[i] = date_value(1940, 1960); /* and old again */
+                else
+                    m.val[i] = date_value(y0, y1);
+                tp_num(p, attr, m.val[i]);
+                CHECK_INT(zd_index_put(ix, m.gid[i], old, p), 0);
+                if (rnd_below(20) == 0)
+                    CHECK_INT(zd_index_put(ix, m.gid[i], old, p), 0);
+                m.live[i] = true;
+            }
+            tp_free(old);
+        }
+        if (round == 4 || round == 11)
+            zd_index_optimize(ix);
+        for (int q = 0; q < 60; q++) {
+            zd_cmp op = (zd_cmp)rnd_below(5);
+            int64_t v;
+            uint64_t how = rnd_below(8);
+            if (how < 4)
+                v = zd_date_from_ymd(1700 + (int)rnd_below(800), 1, 1) + (int64_t)rnd_below(3) - 1;
+            else if (how == 4)
+                v = m.val[rnd_below((uint64_t)m.n)];
+            else if (how == 5)
+                v = zd_date_from_ymd(1896 + 4 * (int)rnd_below(40), 2, 28) + (int64_t)rnd_below(3);
+            else if (how == 6)
+                v = (int64_t)rnd_below(40000) - 20000; /* around 1970 */
+            else
+                v = date_value(1500, 2600);
+            roaring_bitmap_t *within = NULL;
+            if (rnd_below(3) == 0) {
+                within = roaring_bitmap_create();
+                uint64_t keep = rnd_below(2) ? 2 : 9;
+                for (int j = 0; j < m.n; j++)
+                    if (rnd_below(keep) == 0)
+                        roaring_bitmap_add(within, m.gid[j]);
+                roaring_bitmap_add(within, zd_gid(9, 654321)); /* not a member */
+                if (rnd_below(2))
+                    roaring_bitmap_run_optimize(within);
+            }
+            roaring_bitmap_t *got = zd_index_range(ix, attr, op, v, within);
+            roaring_bitmap_t *exp = roaring_bitmap_create();
+            for (int j = 0; j < m.n; j++)
+                if (m.live[j] && cmp_ok(m.val[j], op, v) &&
+                    (!within || roaring_bitmap_contains(within, m.gid[j])))
+                    roaring_bitmap_add(exp, m.gid[j]);
+            (*cases)++;
+            if (!got || !roaring_bitmap_equals(got, exp)) {
+                if ((*wrong)++ < 5)
+                    fprintf(stderr,
+                            "date threshold mismatch: dense %d round %d op %d v %lld within %d: "
+                            "%llu vs %llu\n",
+                            dense, round, (int)op, (long long)v, within != NULL,
+                            (unsigned long long)card(got), (unsigned long long)card(exp));
+            }
+            if (got)
+                roaring_bitmap_free(got);
+            roaring_bitmap_free(exp);
+            if (within)
+                roaring_bitmap_free(within);
+        }
+    }
+    for (int i = 0; i < m.n; i++)
+        if (m.live[i])
+            zd_index_del(ix, m.gid[i], NULL);
+    CHECK_INT(range_card(ix, attr, ZD_CMP_GE, INT64_MIN), 0);
+    CHECK_INT(range_card(ix, attr, ZD_CMP_LT, zd_date_from_ymd(2000, 1, 1)), 0);
+    /* Cleared, the index starts over with a window at the new values. */
+    tp_num(p, attr, zd_date_from_ymd(1955, 7, 1));
+    CHECK_INT(zd_index_put(ix, m.gid[0], NULL, p), 0);
+    CHECK_INT(range_card(ix, attr, ZD_CMP_GE, zd_date_from_ymd(1955, 1, 1)), 1);
+    CHECK_INT(range_card(ix, attr, ZD_CMP_LT, zd_date_from_ymd(1956, 1, 1)), 1);
+    CHECK_INT(range_card(ix, attr, ZD_CMP_GT, zd_date_from_ymd(1955, 7, 1)), 0);
+    tp_free(p);
+    zd_index_free(ix);
+}
+
+static void test_date_thresholds(const zd_schema *s)
+{
+    int cases = 0, wrong = 0;
+    for (int dense = 0; dense < 2; dense++) {
+        date_trial(s, A_BIRTH, dense, &cases, &wrong);
+        date_trial(s, A_FOUNDED, dense, &cases, &wrong);
+    }
+    CHECK(cases >= 3000);
+    CHECK_INT(wrong, 0);
+
+    /* By hand: January 1 and its neighbours, a leap day, dates before 1970. */
+    zd_index *ix = zd_index_new(s);
+    zd_profile *p = tp_new("h");
+    int64_t vals[] = {
+        zd_date_from_ymd(1959, 12, 31), zd_date_from_ymd(1960, 1, 1),
+        zd_date_from_ymd(1960, 1, 2),   zd_date_from_ymd(1960, 2, 29),
+        zd_date_from_ymd(1960, 3, 1),   zd_date_from_ymd(1969, 12, 31),
+        zd_date_from_ymd(1970, 1, 1),   zd_date_from_ymd(2024, 2, 29),
+    };
+    int n = (int)(sizeof(vals) / sizeof(vals[0]));
+    for (int i = 0; i < n; i++) {
+        tp_num(p, A_BIRTH, vals[i]);
+        CHECK_INT(zd_index_put(ix, zd_gid(4, (uint32_t)i), NULL, p), 0);
+    }
+    CHECK_INT(vals[5], -1);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_LT, zd_date_from_ymd(1960, 1, 1)), 1);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_LE, zd_date_from_ymd(1960, 1, 1)), 2);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_GE, zd_date_from_ymd(1960, 1, 2)), 6);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_LE, zd_date_from_ymd(1960, 2, 29)), 4);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_GT, zd_date_from_ymd(1960, 2, 29)), 4);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_LT, 0), 6);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_GE, 0), 2);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_GE, zd_date_from_ymd(2024, 1, 1)), 1);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_EQ, zd_date_from_ymd(2024, 2, 29)), 1);
+    /* Moved before the first boundary (1800) and back, and deleted. */
+    zd_profile *q = tp_new("h");
+    tp_num(q, A_BIRTH, zd_date_from_ymd(1650, 6, 1));
+    tp_num(p, A_BIRTH, vals[1]);
+    CHECK_INT(zd_index_put(ix, zd_gid(4, 1), p, q), 0);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_LT, zd_date_from_ymd(1800, 1, 1)), 1);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_LT, zd_date_from_ymd(1960, 1, 1)), 2);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_GE, zd_date_from_ymd(1650, 6, 2)), 7);
+    CHECK_INT(zd_index_put(ix, zd_gid(4, 1), q, p), 0);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_LT, zd_date_from_ymd(1800, 1, 1)), 0);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_LE, zd_date_from_ymd(1960, 1, 1)), 2);
+    CHECK_INT(zd_index_del(ix, zd_gid(4, 0), NULL), 0);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_LT, zd_date_from_ymd(1960, 1, 1)), 0);
+    CHECK_INT(range_card(ix, A_BIRTH, ZD_CMP_LT, zd_date_from_ymd(1960, 1, 2)), 1);
+    tp_free(p);
+    tp_free(q);
+    zd_index_free(ix);
+}
+
 /* Values stored below the base move the base (a bit-sliced addition): exact afterwards. */
 static void test_rebase(const zd_schema *s)
 {
@@ -1170,6 +1361,11 @@ static void bench(const zd_schema *s)
     snprintf(what, sizeof(what), "birth_date <= 1965-06-01 (%llu members)",
              (unsigned long long)card(zd_index_exists(ix, A_BIRTH)));
     time_range(what, ix, A_BIRTH, ZD_CMP_LE, zd_date_from_ymd(1965, 6, 1), NULL);
+    time_range("birth_date <= 1965-12-31 (a date threshold)", ix, A_BIRTH, ZD_CMP_LE,
+               zd_date_from_ymd(1965, 12, 31), NULL);
+    snprintf(what, sizeof(what), "founded > 2022-03-15 (%llu members)",
+             (unsigned long long)card(zd_index_exists(ix, A_FOUNDED)));
+    time_range(what, ix, A_FOUNDED, ZD_CMP_GT, zd_date_from_ymd(2022, 3, 15), NULL);
     const roaring_bitmap_t *w = zd_index_keyword(ix, A_TAGS, "hightech");
     snprintf(what, sizeof(what), "employees < 300 within tags has \"hightech\" (%llu)",
              (unsigned long long)card(w));
@@ -1200,6 +1396,7 @@ int main(void)
     test_rebase(s);
     test_ranges(s);
     test_thresholds(s);
+    test_date_thresholds(s);
     int rc = check_report("index");
     bench(s);
     free(s);
