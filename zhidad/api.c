@@ -1,5 +1,6 @@
 /* The HTTP API's wiring: registers every resource's routes, starts the profile store and the
  * change-stream follower, and serves /metrics and the audit stream. */
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,6 +65,21 @@ void zd_api_audit(zd_service *svc, const char *action, const char *key_name, con
                  AUDIT_MAXLEN, action, key_name, role, target ? target : "");
 }
 
+/* API key use goes to the audit stream as one summary record per key and interval
+ * ("key.use", key, role, "used=N denied=M") rather than one record per request. */
+static void audit_key_use(const zd_apikey *key, const zd_key_uses *uses, void *udata)
+{
+    char counts[64];
+    snprintf(counts, sizeof(counts), "used=%lu denied=%lu", uses->used, uses->denied);
+    zd_api_audit(udata, "key.use", key->name, zd_api_role_name(key->role), counts);
+}
+
+static void key_audit_tick(evutil_socket_t fd, short what, void *arg)
+{
+    zd_service *svc = arg;
+    zd_http_key_uses(svc->http, true, audit_key_use, svc);
+}
+
 /* ---- /metrics --------------------------------------------------------------------------- */
 
 typedef struct metrics_buf {
@@ -104,10 +120,23 @@ static void http_stat(const zd_http_stat *st, void *udata)
             st->seconds);
 }
 
+static void key_metric(const zd_apikey *key, const zd_key_uses *uses, void *udata)
+{
+    metrics_buf *b = udata;
+    const char *role = zd_api_role_name(key->role);
+    mprintf(b,
+            "zhida_api_key_requests_total{key=\"%s\",role=\"%s\",outcome=\"used\"} %lu\n"
+            "zhida_api_key_requests_total{key=\"%s\",role=\"%s\",outcome=\"denied\"} %lu\n",
+            key->name, role, uses->used, key->name, role, uses->denied);
+}
+
 static void handle_metrics(zd_req *req, void *udata)
 {
     zd_service *svc = udata;
     metrics_buf b = {0};
+    mprintf(&b, "# HELP zhida_api_key_requests_total Requests per API key (403s as denied).\n"
+                "# TYPE zhida_api_key_requests_total counter\n");
+    zd_http_key_uses(svc->http, false, key_metric, &b);
     mprintf(&b, "# HELP zhida_http_requests_total HTTP requests by route and status.\n"
                 "# TYPE zhida_http_requests_total counter\n");
     zd_http_foreach_stat(svc->http, http_stat, &b);
@@ -184,11 +213,22 @@ int zd_service_start(zd_service *svc)
     svc->follower = zd_follower_new(svc->base, svc->cfg, svc->cfg->schema, index_ready, svc);
     if (!svc->follower)
         return -ENOMEM;
+    svc->key_audit_ev = event_new(svc->base, -1, EV_PERSIST, key_audit_tick, svc);
+    struct timeval every = {svc->cfg->key_audit_interval_s, 0};
+    if (!svc->key_audit_ev || evtimer_add(svc->key_audit_ev, &every) != 0)
+        return -ENOMEM;
     return 0;
 }
 
 void zd_service_stop(zd_service *svc)
 {
+    if (svc->key_audit_ev) {
+        /* Hand over what the last interval counted; the command is sent before Redis closes,
+         * but its reply is not awaited (best effort, like every audit record). */
+        key_audit_tick(-1, 0, svc);
+        event_free(svc->key_audit_ev);
+        svc->key_audit_ev = NULL;
+    }
     zd_follower_free(svc->follower);
     svc->follower = NULL;
     zd_store_free(svc->store);

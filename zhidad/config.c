@@ -554,14 +554,25 @@ static void set_defaults(zd_config *c)
     c->redis_queue_max = 100000;
     c->redis_reconnect_min_ms = 100;
     c->redis_reconnect_max_ms = 5000;
+    c->key_audit_interval_s = 60;
 }
 
 static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
 {
-    static const char *const keys[] = {
-        "listen",   "redis",      "redis_password",       "api_keys", "timezone",     "schema",
-        "gateways", "partitions", "change_stream_maxlen", "limits",   "redis_client", "log_level",
-        NULL};
+    static const char *const keys[] = {"listen",
+                                       "redis",
+                                       "redis_password",
+                                       "api_keys",
+                                       "timezone",
+                                       "schema",
+                                       "gateways",
+                                       "partitions",
+                                       "change_stream_maxlen",
+                                       "limits",
+                                       "redis_client",
+                                       "log_level",
+                                       "key_audit_interval_s",
+                                       NULL};
     if (!cJSON_IsObject(root))
         return seterr(err, errlen, "the top level must be a JSON object");
     if (check_keys(root, "", keys, err, errlen))
@@ -595,6 +606,9 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
         get_int(root, "", "change_stream_maxlen", 1000, 1000000000, &maxlen, err, errlen))
         return -EINVAL;
     c->change_stream_maxlen = (long)maxlen;
+    if (get_int_field(root, "", "key_audit_interval_s", 1, 86400, &c->key_audit_interval_s, err,
+                      errlen))
+        return -EINVAL;
 
     const cJSON *o;
     if ((o = cJSON_GetObjectItemCaseSensitive(root, "limits")) && parse_limits(c, o, err, errlen))

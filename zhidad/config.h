@@ -32,7 +32,8 @@ typedef struct zd_config {
     zd_schema *schema;         /* from "schema" + gateway names (zd_schema_from_json) */
     cJSON *gateways;           /* the raw "gateways" object, kept for the delivery issue */
     int partitions;            /* "partitions", default 16, 1..ZD_PARTITIONS_MAX */
-    long change_stream_maxlen; /* per partition, default 100000 */
+    long change_stream_maxlen; /* per partition, default 10000 */
+    int key_audit_interval_s;  /* how often API key use is summed into the audit stream: 60 */
     /* "limits": {...} */
     size_t body_max;        /* 1 MiB */
     size_t import_body_max; /* 64 MiB: routes registered with ZD_ROUTE_LARGE_BODY only */

@@ -101,6 +101,9 @@ struct zd_http {
     bool draining;
     struct evhttp_bound_socket *bound[8];
     int nbound;
+    /* Per API key (parallel to cfg->keys): requests let through and refused with 403, in
+     * total (for /metrics) and since the last zd_http_take_key_uses() (for the audit stream). */
+    zd_key_uses *key_total, *key_since;
 };
 
 static int64_t mono_ns(void)
@@ -187,6 +190,18 @@ static void stats_add(route_stats *s, int status, double seconds)
         s->cap = ncap;
     }
     s->v[s->n++] = (status_count){status, 1, seconds};
+}
+
+void zd_http_key_uses(zd_http *h, bool reset, zd_key_uses_fn fn, void *udata)
+{
+    zd_key_uses *src = reset ? h->key_since : h->key_total;
+    for (int i = 0; i < h->cfg->nkeys; i++) {
+        if (src[i].used == 0 && src[i].denied == 0)
+            continue;
+        fn(&h->cfg->keys[i], &src[i], udata);
+        if (reset)
+            src[i] = (zd_key_uses){0, 0};
+    }
 }
 
 void zd_http_foreach_stat(const zd_http *h, void (*fn)(const zd_http_stat *st, void *udata),
@@ -892,7 +907,13 @@ static void dispatch(zd_http *h, zd_req *r)
                                          : "an API key is required: Authorization: Bearer <key>");
             return;
         }
-        if (!(r->key->role & best->roles)) {
+        size_t k = (size_t)(r->key - h->cfg->keys);
+        bool allowed = (r->key->role & best->roles) != 0;
+        if (h->key_total && k < (size_t)h->cfg->nkeys) {
+            *(allowed ? &h->key_total[k].used : &h->key_total[k].denied) += 1;
+            *(allowed ? &h->key_since[k].used : &h->key_since[k].denied) += 1;
+        }
+        if (!allowed) {
             zd_req_reply_error(r, 403, "forbidden", "the %s key \"%s\" may not %s %s",
                                zd_role_name(r->key->role), r->key->name, best->method,
                                best->pattern);
@@ -968,7 +989,9 @@ zd_http *zd_http_new(struct event_base *base, const zd_config *cfg)
         h->nbuckets *= 2;
     h->buckets = calloc(h->nbuckets, sizeof(conn *));
     h->http = evhttp_new(base);
-    if (!h->buckets || !h->http)
+    h->key_total = calloc((size_t)cfg->nkeys + 1, sizeof(zd_key_uses));
+    h->key_since = calloc((size_t)cfg->nkeys + 1, sizeof(zd_key_uses));
+    if (!h->buckets || !h->http || !h->key_total || !h->key_since)
         goto fail;
     evhttp_set_max_body_size(h->http, (ev_ssize_t)cfg->import_body_max);
     evhttp_set_max_headers_size(h->http, (ev_ssize_t)cfg->header_max);
@@ -1055,5 +1078,7 @@ void zd_http_free(zd_http *h)
         route_clear(&h->routes[i]);
     free(h->routes);
     free(h->unmatched.v);
+    free(h->key_total);
+    free(h->key_since);
     free(h);
 }

@@ -63,6 +63,16 @@ typedef struct zd_http_stat {
 } zd_http_stat;
 void zd_http_foreach_stat(const zd_http *h, void (*fn)(const zd_http_stat *st, void *udata),
                           void *udata);
+/* Requests per API key: let through (`used`) and refused with 403 (`denied`). */
+typedef struct zd_key_uses {
+    unsigned long used, denied;
+} zd_key_uses;
+typedef void (*zd_key_uses_fn)(const zd_apikey *key, const zd_key_uses *uses, void *udata);
+/* Calls fn for every key with requests: the totals since start (reset = false), or the counts
+ * since the previous call with reset = true, which then starts them again from zero. Both
+ * pointers are valid only during the call. */
+void zd_http_key_uses(zd_http *h, bool reset, zd_key_uses_fn fn, void *udata);
+
 /* Open client connections that have sent at least one request. */
 int zd_http_connections(const zd_http *h);
 

@@ -13,6 +13,7 @@ struct event_base;
 struct zd_index;
 struct zd_store;
 struct zd_follower;
+struct event;
 
 typedef struct zd_service {
     const zd_config *cfg;
@@ -23,6 +24,7 @@ typedef struct zd_service {
     struct zd_index *index;
     struct zd_store *store;
     struct zd_follower *follower;
+    struct event *key_audit_ev; /* sums API key use into the audit stream */
     bool index_ready; /* /readyz answers 200 only when this is set and Redis is connected */
     bool stopping;    /* set when SIGTERM/SIGINT arrived */
 } zd_service;

@@ -162,3 +162,33 @@ def test_auth_and_roles(zd):
     assert st == 403
     st, _ = zd.call("GET", "/healthz", key=None)
     assert st == 200
+
+
+def test_key_use_is_audited_and_counted(tmp_path, redis):
+    from conftest import Zhidad
+    z = Zhidad(str(tmp_path), redis.port, name="audit", extra_config={"key_audit_interval_s": 1})
+    try:
+        for _ in range(3):
+            st, _ = z.call("POST", "/v1/rules:preview", {"rule": "exists region"}, key="viewer")
+            assert st == 200
+        st, _ = z.call("GET", "/v1/profiles/x", key="viewer")
+        assert st == 403
+        st, text = z.call("GET", "/metrics", key=None)
+        assert 'zhida_api_key_requests_total{key="watch",role="viewer",outcome="used"} 3' in text
+        assert 'zhida_api_key_requests_total{key="watch",role="viewer",outcome="denied"} 1' in text
+        r = redis.client()
+        try:
+            def audited():
+                recs = r("XRANGE", "zd:audit", "-", "+")
+                return [e[1] for e in recs if "key.use" in e[1] and "watch" in e[1]]
+            import time
+            deadline = time.monotonic() + 10
+            while not audited() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            rec = audited()[0]
+            assert rec[rec.index("role") + 1] == "viewer"
+            assert rec[rec.index("target") + 1] == "used=3 denied=1"
+        finally:
+            r.close()
+    finally:
+        z.stop()
