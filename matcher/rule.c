@@ -621,21 +621,13 @@ static char *check_string(parser *p, const field *f, const token *t, value_ctx c
                       a->type == ZD_T_TAGS ? "tags" : "keywords", ZD_KEYWORD_MAX);
             goto fail;
         }
-        if (a->type == ZD_T_KEYWORD && a->nallowed > 0) {
-            bool ok = false;
-            for (int i = 0; i < a->nallowed && !ok; i++)
-                ok = strcmp(a->allowed[i], s) == 0;
-            if (!ok) {
-                char list[200] = "";
-                for (int i = 0; i < a->nallowed; i++) {
-                    size_t l = strlen(list);
-                    snprintf(list + l, sizeof(list) - l, "%s\"%s\"", i ? ", " : "", a->allowed[i]);
-                }
-                set_error(p, t->start, "invalid_value",
-                          "%s is not an allowed value of \"%s\" (expected one of %s)",
-                          describe(p, t, buf, sizeof(buf)), a->name, list);
-                goto fail;
-            }
+        if (a->type == ZD_T_KEYWORD && !zd_keyword_allowed(a, s)) {
+            char list[200];
+            zd_keyword_list(a, list, sizeof(list));
+            set_error(p, t->start, "invalid_value",
+                      "%s is not an allowed value of \"%s\" (expected one of %s)",
+                      describe(p, t, buf, sizeof(buf)), a->name, list);
+            goto fail;
         }
     } else if (a->type == ZD_T_CODE) {
         if (len > ZD_CODE_MAX || !zd_code_valid(a, s, (int)len)) {
@@ -749,6 +741,20 @@ static int expect(parser *p, tok_type type, const char *what, const char *ctx)
     return advance(p);
 }
 
+/* value ("," value)* "]" — the list of `in [...]` and `within [...]`, past its "[". */
+static int parse_value_list(parser *p, const field *f, zd_rnode *n, value_ctx ctx, const token *op,
+                            int *cap)
+{
+    for (;;) {
+        if (parse_value(p, f, n, ctx, op, cap) != 0)
+            return -1;
+        if (p->tok.type == T_RBRACK)
+            return advance(p);
+        if (expect(p, T_COMMA, "\",\" or \"]\"", "in the list") != 0)
+            return -1;
+    }
+}
+
 /* cmp := field op value | field "in" [...] | field "within" ... | "tags" "has" string */
 static zd_rnode *parse_cmp(parser *p)
 {
@@ -788,17 +794,8 @@ static zd_rnode *parse_cmp(parser *p)
         n->form = f.age ? ZD_RL_AGE_CMP : ZD_RL_NUM_CMP;
     } else if (is_kw(p, &op, "in")) {
         if (check_operator(p, &f, &op, V_EQ) != 0 || advance(p) != 0 ||
-            expect(p, T_LBRACK, "\"[\"", "after \"in\"") != 0)
-            goto fail;
-        for (;;) {
-            if (parse_value(p, &f, n, V_EQ, &op, &cap) != 0)
-                goto fail;
-            if (p->tok.type == T_RBRACK)
-                break;
-            if (expect(p, T_COMMA, "\",\" or \"]\"", "in the list") != 0)
-                goto fail;
-        }
-        if (advance(p) != 0)
+            expect(p, T_LBRACK, "\"[\"", "after \"in\"") != 0 ||
+            parse_value_list(p, &f, n, V_EQ, &op, &cap) != 0)
             goto fail;
         n->form = f.age             ? ZD_RL_AGE_IN
                   : numeric         ? ZD_RL_NUM_IN
@@ -809,17 +806,7 @@ static zd_rnode *parse_cmp(parser *p)
             goto fail;
         n->form = ZD_RL_WITHIN;
         if (p->tok.type == T_LBRACK) {
-            if (advance(p) != 0)
-                goto fail;
-            for (;;) {
-                if (parse_value(p, &f, n, V_WITHIN, &op, &cap) != 0)
-                    goto fail;
-                if (p->tok.type == T_RBRACK)
-                    break;
-                if (expect(p, T_COMMA, "\",\" or \"]\"", "in the list") != 0)
-                    goto fail;
-            }
-            if (advance(p) != 0)
+            if (advance(p) != 0 || parse_value_list(p, &f, n, V_WITHIN, &op, &cap) != 0)
                 goto fail;
         } else if (p->tok.type == T_STRING) {
             if (parse_value(p, &f, n, V_WITHIN, &op, &cap) != 0)

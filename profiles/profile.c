@@ -55,18 +55,10 @@ static int parse_attr_value(const zd_attr *a, const cJSON *j, const char *path, 
             return zd_error_set(err, "invalid_value", path,
                                 "%s must be a keyword of 1-%d bytes of valid UTF-8", path,
                                 ZD_KEYWORD_MAX);
-        if (a->nallowed) {
-            bool ok = false;
-            for (int i = 0; i < a->nallowed && !ok; i++)
-                ok = strcmp(a->allowed[i], s) == 0;
-            if (!ok) {
-                char list[200] = "";
-                for (int i = 0; i < a->nallowed; i++) {
-                    size_t l = strlen(list);
-                    snprintf(list + l, sizeof(list) - l, "%s\"%s\"", i ? ", " : "", a->allowed[i]);
-                }
-                return zd_error_set(err, "invalid_value", path, "%s must be one of %s", path, list);
-            }
+        if (!zd_keyword_allowed(a, s)) {
+            char list[200];
+            zd_keyword_list(a, list, sizeof(list));
+            return zd_error_set(err, "invalid_value", path, "%s must be one of %s", path, list);
         }
         if (set_str(v, s) != 0)
             return -ENOMEM;

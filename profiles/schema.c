@@ -383,6 +383,27 @@ bool zd_code_valid(const zd_attr *a, const char *code, int len)
     return true;
 }
 
+bool zd_keyword_allowed(const zd_attr *a, const char *s)
+{
+    if (a->nallowed == 0)
+        return true;
+    for (int i = 0; i < a->nallowed; i++)
+        if (strcmp(a->allowed[i], s) == 0)
+            return true;
+    return false;
+}
+
+void zd_keyword_list(const zd_attr *a, char *buf, size_t cap)
+{
+    if (cap == 0)
+        return;
+    buf[0] = '\0';
+    for (int i = 0; i < a->nallowed; i++) {
+        size_t l = strlen(buf);
+        snprintf(buf + l, cap - l, "%s\"%s\"", i ? ", " : "", a->allowed[i]);
+    }
+}
+
 bool zd_schema_has_gateway(const zd_schema *s, const char *name)
 {
     for (int i = 0; i < s->ngateways; i++)

@@ -5,6 +5,7 @@
 #define ZD_SCHEMA_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <zhida/error.h>
@@ -79,6 +80,12 @@ const char *zd_schema_suggest(const zd_schema *s, const char *name);
 
 /* True when code is a whole-level value of attr: right length and character style. */
 bool zd_code_valid(const zd_attr *a, const char *code, int len);
+
+/* True when keyword s is one of a's allowed values (any keyword when a lists none). */
+bool zd_keyword_allowed(const zd_attr *a, const char *s);
+/* Writes a's allowed values as `"a", "b", ...` into buf (capacity cap, truncated), for
+ * messages. */
+void zd_keyword_list(const zd_attr *a, char *buf, size_t cap);
 
 /* True when the schema knows gateway `name`. */
 bool zd_schema_has_gateway(const zd_schema *s, const char *name);
