@@ -118,7 +118,12 @@ class RedisServer:
                 "--save", "", "--dir", self.dir, "--daemonize", "no",
                 "--appendonly", "yes" if self.appendonly else "no", "--logfile", "redis.log"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self.ping, what="redis-server to answer")
+        try:
+            wait_until(self.ping, what="redis-server to answer")
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            raise
 
     def ping(self):
         c = Resp(self.port)
@@ -179,7 +184,15 @@ class Zhidad:
         self.proc = subprocess.Popen([ZHIDAD, "-c", self.config_path, "--log-level", "debug"],
                                      stdout=self.log, stderr=self.log, env=self.env)
         if wait_ready:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                # A daemon that never became ready must not outlive the test.
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                    self.proc.wait()
+                self.log.close()
+                raise
 
     def wait_ready(self, timeout=60):
         def ready():

@@ -76,13 +76,16 @@ def assert_converges(redis, instances, nparts=4, timeout=30):
 @pytest.fixture()
 def cluster(tmp_path):
     redis = RedisServer(str(tmp_path), appendonly=True)
-    a = Zhidad(str(tmp_path), redis.port, name="a")
-    b = Zhidad(str(tmp_path), redis.port, name="b")
-    yield redis, a, b
-    for z in (a, b):
-        if z.proc:
-            z.stop()
-    redis.stop()
+    started = []
+    try:
+        for name in ("a", "b"):
+            started.append(Zhidad(str(tmp_path), redis.port, name=name))
+        yield (redis, *started)
+    finally:
+        for z in started:
+            if z.proc:
+                z.stop()
+        redis.stop()
 
 
 def writer(z, ids, seed, n):
@@ -142,9 +145,10 @@ def test_redis_restart_with_aof(cluster):
 def test_trimmed_stream_forces_rebuild(tmp_path):
     redis = RedisServer(str(tmp_path))
     cfg = {"change_stream_maxlen": 1000}
-    a = Zhidad(str(tmp_path), redis.port, name="a", extra_config=cfg)
-    b = Zhidad(str(tmp_path), redis.port, name="b", extra_config=cfg)
+    a = b = None
     try:
+        a = Zhidad(str(tmp_path), redis.port, name="a", extra_config=cfg)
+        b = Zhidad(str(tmp_path), redis.port, name="b", extra_config=cfg)
         rng = random.Random(3)
         b.proc.send_signal(signal.SIGSTOP)  # b misses everything while a writes
         lines = [json.dumps(dict(random_profile(rng), id="g%05d" % i), ensure_ascii=False)
@@ -158,6 +162,9 @@ def test_trimmed_stream_forces_rebuild(tmp_path):
         assert_converges(redis, [a, b], timeout=40)
         assert "rebuilding" in b.read_log()
     finally:
-        a.stop()
-        b.stop()
+        if b and b.proc:
+            b.proc.send_signal(signal.SIGCONT)  # never leave a stopped process behind
+        for z in (a, b):
+            if z:
+                z.stop()
         redis.stop()
