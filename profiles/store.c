@@ -247,6 +247,19 @@ static int call_send(script_call *c)
     return zd_redis_cmdargv(st->redis, call_reply, c, c->argc, (const char **)c->argv, c->argvlen);
 }
 
+/* Sends c if building its arguments succeeded (rc == 0); otherwise, or if sending fails,
+ * frees it. Returns 0 (the callback will run) or a negative code (it will not). */
+static int call_finish(script_call *c, int rc)
+{
+    if (rc == 0)
+        rc = call_send(c);
+    if (rc != 0) {
+        call_free(c);
+        return rc < 0 ? rc : -ENOMEM;
+    }
+    return 0;
+}
+
 static script_call *call_new(zd_store *st, int script, int argc)
 {
     script_call *c = calloc(1, sizeof(*c));
@@ -389,13 +402,7 @@ int zd_store_put_batch(zd_store *st, int partition, zd_profile *const *profiles,
         rc |= call_arg(c, 10 + 3 * i, ex, strlen(ex));
         free(doc);
     }
-    if (rc == 0)
-        rc = call_send(c);
-    if (rc != 0) {
-        call_free(c);
-        return rc < 0 ? rc : -ENOMEM;
-    }
-    return 0;
+    return call_finish(c, rc);
 }
 
 static void del_done(script_call *c, int status, redisReply *reply)
@@ -426,13 +433,7 @@ int zd_store_del(zd_store *st, const char *id, zd_store_del_cb cb, void *udata)
     c->done = del_done;
     int rc = call_argll(c, 5, st->maxlen);
     rc |= call_arg(c, 6, id, strlen(id));
-    if (rc == 0)
-        rc = call_send(c);
-    if (rc != 0) {
-        call_free(c);
-        return rc < 0 ? rc : -ENOMEM;
-    }
-    return 0;
+    return call_finish(c, rc);
 }
 
 typedef struct get_call {
