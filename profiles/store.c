@@ -1,15 +1,15 @@
 /* Profile persistence: Lua scripts that write the profile hash, allocate dense ids and append
- * to the partition's change stream atomically; thin glue to zhidad's Redis client. */
+ * to the partition's change stream atomically, over the Redis adapter (redis/). */
 #include "profiles/store.h"
 
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
-#include "zhidad/redis.h"
+#include "redis/keys.h"
+#include "redis/redis.h"
 
 /* KEYS: profiles hash, dense-id counter, change stream.
  * ARGV: maxlen, max dense id, then (id, document, expect) triples.
@@ -105,29 +105,11 @@ typedef struct script_call {
     char **argv;
     size_t *argvlen;
     bool retried;
-    void (*done)(struct script_call *c, int status, redisReply *reply);
+    void (*done)(struct script_call *c, int status, const zd_reply *reply);
     void *cb;
     void *udata;
     int n; /* batch size, for put */
 } script_call;
-
-const char *zd_store_key_profiles(int partition, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "zd:{p%d}:profiles", partition);
-    return buf;
-}
-
-const char *zd_store_key_changes(int partition, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "zd:{p%d}:changes", partition);
-    return buf;
-}
-
-static const char *key_seq(int partition, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "zd:{p%d}:seq", partition);
-    return buf;
-}
 
 int zd_store_split_value(const char *v, size_t len, uint32_t *dense, uint64_t *version,
                          const char **json, size_t *json_len)
@@ -150,11 +132,13 @@ int zd_store_split_value(const char *v, size_t len, uint32_t *dense, uint64_t *v
     return 0;
 }
 
-static void script_loaded(zd_redis *r, int status, redisReply *reply, void *udata)
+static void script_loaded(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     char *slot = udata;
-    if (status == 0 && reply->type == REDIS_REPLY_STRING && reply->len < 48)
-        memcpy(slot, reply->str, reply->len + 1);
+    size_t len;
+    const char *sha = status == 0 ? zd_reply_str(reply, &len) : NULL;
+    if (sha && zd_reply_is(reply, ZD_REPLY_STRING) && len < 48)
+        memcpy(slot, sha, len + 1);
     else
         zd_warn("store: SCRIPT LOAD failed (status %d); falling back to EVAL", status);
 }
@@ -208,11 +192,11 @@ static void call_free(script_call *c)
 
 static int call_send(script_call *c);
 
-static void call_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+static void call_reply(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     script_call *c = udata;
-    if (status == 0 && reply->type == REDIS_REPLY_ERROR && !c->retried &&
-        strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+    if (status == 0 && zd_reply_is(reply, ZD_REPLY_ERROR) && !c->retried &&
+        strncmp(zd_reply_str(reply, NULL), "NOSCRIPT", 8) == 0) {
         /* The script cache was flushed (Redis restarted without our reconnect noticing, or
          * SCRIPT FLUSH): resend this call as EVAL and reload the cache. */
         c->retried = true;
@@ -223,8 +207,8 @@ static void call_reply(zd_redis *r, int status, redisReply *reply, void *udata)
             return;
         status = -EIO;
     }
-    if (status == 0 && reply->type == REDIS_REPLY_ERROR) {
-        zd_error_log("store: script failed: %.200s", reply->str);
+    if (status == 0 && zd_reply_is(reply, ZD_REPLY_ERROR)) {
+        zd_error_log("store: script failed: %.200s", zd_reply_str(reply, NULL));
         status = -EIO;
     }
     c->done(c, status, status == 0 ? reply : NULL);
@@ -301,7 +285,7 @@ static int call_argll(script_call *c, int i, long long v)
 static script_call *call_begin(zd_store *st, int script, int argc, int partition, int nkeys,
                                void *cb, void *udata)
 {
-    char key[64];
+    char key[ZD_KEY_MAX];
     script_call *c = call_new(st, script, argc);
     if (!c)
         return NULL;
@@ -309,13 +293,13 @@ static script_call *call_begin(zd_store *st, int script, int argc, int partition
     c->cb = cb;
     c->udata = udata;
     int rc = call_arg(c, 2, nkeys == 3 ? "3" : "2", 1);
-    zd_store_key_profiles(partition, key, sizeof(key));
+    zd_key_profiles(partition, key);
     rc |= call_arg(c, 3, key, strlen(key));
     if (nkeys == 3) {
-        key_seq(partition, key, sizeof(key));
+        zd_key_seq(partition, key);
         rc |= call_arg(c, 4, key, strlen(key));
     }
-    zd_store_key_changes(partition, key, sizeof(key));
+    zd_key_changes(partition, key);
     rc |= call_arg(c, 2 + nkeys, key, strlen(key));
     if (rc != 0) {
         call_free(c);
@@ -324,23 +308,22 @@ static script_call *call_begin(zd_store *st, int script, int argc, int partition
     return c;
 }
 
-static uint64_t parse_u64(const redisReply *r)
+static uint64_t parse_u64(const zd_reply *r)
 {
-    if (r->type == REDIS_REPLY_INTEGER)
-        return (uint64_t)r->integer;
-    if (r->type == REDIS_REPLY_STRING)
-        return strtoull(r->str, NULL, 10);
-    return 0;
+    if (zd_reply_is(r, ZD_REPLY_INTEGER))
+        return (uint64_t)zd_reply_int(r);
+    const char *s = zd_reply_str(r, NULL);
+    return s ? strtoull(s, NULL, 10) : 0;
 }
 
-static void put_done(script_call *c, int status, redisReply *reply)
+static void put_done(script_call *c, int status, const zd_reply *reply)
 {
     zd_store_put_cb cb = (zd_store_put_cb)c->cb;
     if (status != 0) {
         cb(status, NULL, 0, c->udata);
         return;
     }
-    if (reply->type != REDIS_REPLY_ARRAY || (int)reply->elements != c->n) {
+    if (!zd_reply_is(reply, ZD_REPLY_ARRAY) || (int)zd_reply_len(reply) != c->n) {
         zd_error_log("store: unexpected put reply shape");
         cb(-EIO, NULL, 0, c->udata);
         return;
@@ -351,28 +334,29 @@ static void put_done(script_call *c, int status, redisReply *reply)
         return;
     }
     for (int i = 0; i < c->n; i++) {
-        redisReply *e = reply->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-            e->element[0]->type != REDIS_REPLY_STRING) {
+        const zd_reply *e = zd_reply_at(reply, (size_t)i);
+        const char *o = zd_reply_str(zd_reply_at(e, 0), NULL);
+        if (zd_reply_len(e) < 3 || !o) {
             free(res);
             cb(-EIO, NULL, 0, c->udata);
             return;
         }
-        const char *o = e->element[0]->str;
         res[i].outcome = strcmp(o, "created") == 0     ? ZD_PUT_CREATED
                          : strcmp(o, "updated") == 0   ? ZD_PUT_UPDATED
                          : strcmp(o, "unchanged") == 0 ? ZD_PUT_UNCHANGED
                          : strcmp(o, "full") == 0      ? ZD_PUT_FULL
                                                        : ZD_PUT_CONFLICT;
-        res[i].gid = zd_gid(c->partition, (uint32_t)parse_u64(e->element[1]));
-        res[i].version = parse_u64(e->element[2]);
-        if (e->elements >= 5 && e->element[3]->type == REDIS_REPLY_STRING &&
-            e->element[4]->type == REDIS_REPLY_STRING) {
-            if (e->element[3]->len > 0) {
-                res[i].old_json = e->element[3]->str;
-                res[i].old_len = e->element[3]->len;
+        res[i].gid = zd_gid(c->partition, (uint32_t)parse_u64(zd_reply_at(e, 1)));
+        res[i].version = parse_u64(zd_reply_at(e, 2));
+        size_t old_len;
+        const char *old = zd_reply_str(zd_reply_at(e, 3), &old_len);
+        const char *entry = zd_reply_str(zd_reply_at(e, 4), NULL);
+        if (old && entry) {
+            if (old_len > 0) {
+                res[i].old_json = old;
+                res[i].old_len = old_len;
             }
-            res[i].entry = e->element[4]->str;
+            res[i].entry = entry;
         }
     }
     cb(0, res, c->n, c->udata);
@@ -405,19 +389,19 @@ int zd_store_put_batch(zd_store *st, int partition, zd_profile *const *profiles,
     return call_finish(c, rc);
 }
 
-static void del_done(script_call *c, int status, redisReply *reply)
+static void del_done(script_call *c, int status, const zd_reply *reply)
 {
     zd_store_del_cb cb = (zd_store_del_cb)c->cb;
     if (status != 0) {
         cb(status, false, 0, NULL, 0, NULL, c->udata);
-    } else if (reply->type == REDIS_REPLY_NIL) {
+    } else if (zd_reply_is(reply, ZD_REPLY_NIL)) {
         cb(0, false, 0, NULL, 0, NULL, c->udata);
-    } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 3 &&
-               reply->element[1]->type == REDIS_REPLY_STRING &&
-               reply->element[2]->type == REDIS_REPLY_STRING) {
-        uint32_t gid = zd_gid(c->partition, (uint32_t)parse_u64(reply->element[0]));
-        cb(0, true, gid, reply->element[1]->str, reply->element[1]->len, reply->element[2]->str,
-           c->udata);
+    } else if (zd_reply_len(reply) == 3 && zd_reply_str(zd_reply_at(reply, 1), NULL) &&
+               zd_reply_str(zd_reply_at(reply, 2), NULL)) {
+        size_t old_len;
+        const char *old = zd_reply_str(zd_reply_at(reply, 1), &old_len);
+        uint32_t gid = zd_gid(c->partition, (uint32_t)parse_u64(zd_reply_at(reply, 0)));
+        cb(0, true, gid, old, old_len, zd_reply_str(zd_reply_at(reply, 2), NULL), c->udata);
     } else {
         cb(-EIO, false, 0, NULL, 0, NULL, c->udata);
     }
@@ -442,19 +426,20 @@ typedef struct get_call {
     int partition;
 } get_call;
 
-static void get_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+static void get_reply(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     get_call *g = udata;
     if (status != 0) {
         g->cb(status, NULL, 0, 0, 0, g->udata);
-    } else if (reply->type == REDIS_REPLY_NIL) {
+    } else if (zd_reply_is(reply, ZD_REPLY_NIL)) {
         g->cb(0, NULL, 0, 0, 0, g->udata);
-    } else if (reply->type == REDIS_REPLY_STRING) {
+    } else if (zd_reply_is(reply, ZD_REPLY_STRING)) {
         uint32_t dense;
         uint64_t ver;
-        const char *json;
-        size_t len;
-        if (zd_store_split_value(reply->str, reply->len, &dense, &ver, &json, &len) == 0)
+        const char *json, *v;
+        size_t len, vlen;
+        v = zd_reply_str(reply, &vlen);
+        if (zd_store_split_value(v, vlen, &dense, &ver, &json, &len) == 0)
             g->cb(0, json, len, zd_gid(g->partition, dense), ver, g->udata);
         else
             g->cb(-EIO, NULL, 0, 0, 0, g->udata);
@@ -466,14 +451,14 @@ static void get_reply(zd_redis *r, int status, redisReply *reply, void *udata)
 
 int zd_store_get(zd_store *st, const char *id, zd_store_get_cb cb, void *udata)
 {
-    char key[64];
+    char key[ZD_KEY_MAX];
     get_call *g = malloc(sizeof(*g));
     if (!g)
         return -ENOMEM;
     g->cb = cb;
     g->udata = udata;
     g->partition = zd_partition_of(id, st->partitions);
-    zd_store_key_profiles(g->partition, key, sizeof(key));
+    zd_key_profiles(g->partition, key);
     int rc = zd_redis_cmd(st->redis, get_reply, g, "HGET %s %s", key, id);
     if (rc != 0)
         free(g);

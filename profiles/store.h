@@ -1,7 +1,7 @@
 /* Profile persistence in Redis (SPEC §2, §7): every write is one Lua script over the keys of one
  * partition's hash slot — the profile hash, the dense-id counter and the change stream — so a
- * write, its dense id and its change-stream entry land together or not at all. This is an
- * adapter on zhidad's Redis client; the key layout is documented in docs/DESIGN.md. */
+ * write, its dense id and its change-stream entry land together or not at all. It talks to
+ * Redis through the adapter in redis/; the key layout is documented in docs/DESIGN.md. */
 #ifndef ZD_STORE_H
 #define ZD_STORE_H
 
@@ -19,13 +19,6 @@ typedef struct zd_store zd_store;
  * every (re)connect of r. Caller frees with zd_store_free(). */
 zd_store *zd_store_new(zd_redis *r, int partitions, long maxlen);
 void zd_store_free(zd_store *st);
-
-/* Key names, for the follower and the loader: "zd:{p<N>}:profiles" and so on. Writes into buf
- * (capacity cap) and returns buf. */
-const char *zd_store_key_profiles(int partition, char *buf, size_t cap);
-const char *zd_store_key_changes(int partition, char *buf, size_t cap);
-#define ZD_KEY_SEGMENTS "zd:segments"
-#define ZD_KEY_AUDIT "zd:audit"
 
 /* Splits a stored hash value "dense,version|json" into its parts (json borrowed from v).
  * Returns 0 or -EINVAL. */

@@ -71,18 +71,22 @@ else
 fi
 
 note "fuzz targets (${FUZZ_SECONDS}s each)"
-mkdir -p build-fuzz
-for src in tests/fuzz/fuzz_*.c; do
-  [[ -f "$src" ]] || continue
-  name=$(basename "$src" .c)
-  extra=$(cat "tests/fuzz/${name#fuzz_}.sources")   # the library sources the target links
-  if clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Iinclude -I. \
-      "$src" $extra -lcjson -lroaring -lm -o "build-fuzz/$name" 2>"build-fuzz/$name.log"; then
+# Built by meson like everything else (-Dfuzz=true instruments every library), with clang.
+if [[ ! -d build-fuzz/meson-info ]]; then
+  rm -rf build-fuzz
+  CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dbuildtype=debugoptimized >/dev/null
+fi
+fuzzers=()
+for src in tests/fuzz/fuzz_*.c; do fuzzers+=("tests/$(basename "$src" .c)"); done
+if ninja -C build-fuzz -j "$JOBS" "${fuzzers[@]}" >build-fuzz.log 2>&1; then
+  for src in tests/fuzz/fuzz_*.c; do
+    name=$(basename "$src" .c)
     corpus="build-fuzz/corpus-$name"
     mkdir -p "$corpus"
     seeds="tests/fuzz/seeds/${name#fuzz_}"
     dict="tests/fuzz/${name#fuzz_}.dict"
-    if "build-fuzz/$name" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+    if "build-fuzz/tests/$name" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
         $( [[ -f $dict ]] && echo "-dict=$dict" ) \
         -print_final_stats=0 "$corpus" $( [[ -d $seeds ]] && echo "$seeds" ) \
         >"build-fuzz/$name.run.log" 2>&1; then
@@ -91,10 +95,10 @@ for src in tests/fuzz/fuzz_*.c; do
     else
       tail -40 "build-fuzz/$name.run.log"; record "$name" 1
     fi
-  else
-    cat "build-fuzz/$name.log" | tail -20; record "$name (build)" 1
-  fi
-done
+  done
+else
+  tail -30 build-fuzz.log; record "fuzz build" 1
+fi
 
 note "integration tests (ASan zhidad, real redis-server)"
 export ZHIDAD="$ROOT/build-asan/zhidad/zhidad" ZHIDA="$ROOT/build-asan/client/zhida"

@@ -1,21 +1,18 @@
 /* The HTTP API's wiring: registers every resource's routes, starts the profile store and the
  * change-stream follower, and serves /metrics and the audit stream. */
 #include <event2/event.h>
-#include <hiredis/hiredis.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
+#include "profiles/follower.h"
 #include "profiles/store.h"
 #include "zhidad/api.h"
-#include "zhidad/follower.h"
+#include "zhidad/audit.h"
 #include "zhidad/http.h"
-#include "zhidad/redis.h"
 #include "zhidad/service.h"
-
-#define AUDIT_MAXLEN 1000000
 
 /* Audience latency histogram (seconds), Prometheus style: cumulative buckets. */
 static const double match_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
@@ -36,42 +33,14 @@ void zd_api_observe_match(zd_service *svc, double ms)
     match_sum += s;
 }
 
-const char *zd_api_role_name(unsigned role)
-{
-    switch (role) {
-    case ZD_ROLE_ADMIN:
-        return "admin";
-    case ZD_ROLE_PUBLISHER:
-        return "publisher";
-    case ZD_ROLE_APP:
-        return "app";
-    case ZD_ROLE_VIEWER:
-        return "viewer";
-    }
-    return "none";
-}
-
-static void audit_done(zd_redis *r, int status, redisReply *reply, void *udata)
-{
-    if (status != 0 || reply->type == REDIS_REPLY_ERROR)
-        zd_warn("audit: could not append a record (%s)", zd_strerror(status ? status : -EIO));
-}
-
-void zd_api_audit(zd_service *svc, const char *action, const char *key_name, const char *role,
-                  const char *target)
-{
-    zd_redis_cmd(svc->redis, audit_done, NULL,
-                 "XADD %s MAXLEN ~ %d * action %s key %s role %s target %s", ZD_KEY_AUDIT,
-                 AUDIT_MAXLEN, action, key_name, role, target ? target : "");
-}
-
 /* API key use goes to the audit stream as one summary record per key and interval
  * ("key.use", key, role, "used=N denied=M") rather than one record per request. */
 static void audit_key_use(const zd_apikey *key, const zd_key_uses *uses, void *udata)
 {
     char counts[64];
     snprintf(counts, sizeof(counts), "used=%lu denied=%lu", uses->used, uses->denied);
-    zd_api_audit(udata, "key.use", key->name, zd_api_role_name(key->role), counts);
+    zd_service *svc = udata;
+    zd_audit(svc->redis, "key.use", key->name, zd_role_name(key->role), counts);
 }
 
 static void key_audit_tick(evutil_socket_t fd, short what, void *arg)
@@ -123,7 +92,7 @@ static void http_stat(const zd_http_stat *st, void *udata)
 static void key_metric(const zd_apikey *key, const zd_key_uses *uses, void *udata)
 {
     metrics_buf *b = udata;
-    const char *role = zd_api_role_name(key->role);
+    const char *role = zd_role_name(key->role);
     mprintf(b,
             "zhida_api_key_requests_total{key=\"%s\",role=\"%s\",outcome=\"used\"} %lu\n"
             "zhida_api_key_requests_total{key=\"%s\",role=\"%s\",outcome=\"denied\"} %lu\n",
@@ -210,7 +179,15 @@ int zd_service_start(zd_service *svc)
     svc->store = zd_store_new(svc->redis, svc->cfg->partitions, svc->cfg->change_stream_maxlen);
     if (!svc->store)
         return -ENOMEM;
-    svc->follower = zd_follower_new(svc->base, svc->cfg, svc->cfg->schema, index_ready, svc);
+    const zd_config *cfg = svc->cfg;
+    zd_follower_opts fo = {
+        .redis = zd_config_redis_opts(cfg, "follower"),
+        .schema = cfg->schema,
+        .partitions = cfg->partitions,
+        .on_ready = index_ready,
+        .udata = svc,
+    };
+    svc->follower = zd_follower_new(svc->base, &fo);
     if (!svc->follower)
         return -ENOMEM;
     svc->key_audit_ev = event_new(svc->base, -1, EV_PERSIST, key_audit_tick, svc);

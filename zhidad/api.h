@@ -9,12 +9,6 @@ typedef struct zd_service zd_service;
 int zd_api_profiles_register(zd_service *svc);
 int zd_api_rules_register(zd_service *svc);
 
-/* Appends an audit record (action, API key name and role, target) to the audit stream.
- * Best effort: a failure is logged, never blocks the request. */
-void zd_api_audit(zd_service *svc, const char *action, const char *key_name, const char *role,
-                  const char *target);
-const char *zd_api_role_name(unsigned role);
-
 /* Records one audience evaluation's latency for /metrics. */
 void zd_api_observe_match(zd_service *svc, double ms);
 

@@ -10,11 +10,11 @@
 
 #include "common/log.h"
 #include "common/text.h"
+#include "profiles/follower.h"
 #include "profiles/store.h"
 #include "zhidad/api.h"
-#include "zhidad/follower.h"
+#include "zhidad/audit.h"
 #include "zhidad/http.h"
-#include "zhidad/redis.h"
 #include "zhidad/service.h"
 
 #define PATCH_RETRIES 5
@@ -265,7 +265,7 @@ static void del_done(int status, bool found, uint32_t gid, const char *old_json,
         zd_req_reply_error(d->req, 404, "not_found", "no profile with this id");
     } else {
         zd_follower_apply(d->svc->follower, gid, entry, old_json, old_len, NULL);
-        zd_api_audit(d->svc, "profile.delete", d->who, d->role, id);
+        zd_audit(d->svc->redis, "profile.delete", d->who, d->role, id);
         cJSON *out = cJSON_CreateObject();
         cJSON_AddStringToObject(out, "id", id);
         cJSON_AddBoolToObject(out, "deleted", 1);
@@ -288,7 +288,7 @@ static void handle_delete(zd_req *req, void *udata)
         d->svc = svc;
         d->req = req;
         d->who = strdup(k ? k->name : "-");
-        d->role = strdup(zd_api_role_name(k ? k->role : 0));
+        d->role = strdup(k ? zd_role_name(k->role) : "none");
     }
     if (!d || !d->who || !d->role || zd_store_del(svc->store, id, del_done, d) != 0) {
         if (d) {

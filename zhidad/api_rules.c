@@ -1,7 +1,6 @@
 /* Rule endpoints (SPEC §3): preview (count, sample, breakdown), explain, and saved segments.
  * A publisher's rules are implicitly restricted to its region scope. */
 #include <cjson/cJSON.h>
-#include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +11,12 @@
 #include "common/log.h"
 #include "common/text.h"
 #include "matcher/rule.h"
+#include "matcher/segment_store.h"
+#include "profiles/follower.h"
 #include "profiles/store.h"
 #include "zhidad/api.h"
-#include "zhidad/follower.h"
+#include "zhidad/audit.h"
 #include "zhidad/http.h"
-#include "zhidad/redis.h"
 #include "zhidad/service.h"
 
 #define SAMPLE_MAX 1000
@@ -125,20 +125,19 @@ static bool mentions_segment(const char *text)
     return false;
 }
 
-static void segments_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+static void segments_loaded(int status, const zd_segment *segs, int n, void *udata)
 {
     rule_op *op = udata;
-    if (status != 0 || reply->type != REDIS_REPLY_ARRAY) {
+    if (status != 0) {
         zd_req_reply_error(op->req, 503, "store_unavailable", "could not read the saved segments");
         rule_op_free(op);
         return;
     }
-    int n = (int)reply->elements / 2;
     op->segs.names = calloc((size_t)n + 1, sizeof(char *));
     op->segs.texts = calloc((size_t)n + 1, sizeof(char *));
     for (int i = 0; i < n && op->segs.names && op->segs.texts; i++) {
-        op->segs.names[i] = strdup(reply->element[2 * i]->str);
-        op->segs.texts[i] = strdup(reply->element[2 * i + 1]->str);
+        op->segs.names[i] = strdup(segs[i].name);
+        op->segs.texts[i] = strdup(segs[i].rule);
         op->segs.n++;
     }
     op->next(op);
@@ -151,7 +150,7 @@ static void with_segments(rule_op *op, bool always)
         op->next(op);
         return;
     }
-    if (zd_redis_cmd(op->svc->redis, segments_reply, op, "HGETALL %s", ZD_KEY_SEGMENTS) != 0) {
+    if (zd_segments_all(op->svc->redis, segments_loaded, op) != 0) {
         zd_req_reply_error(op->req, 503, "store_unavailable", "could not read the segments");
         rule_op_free(op);
     }
@@ -472,15 +471,26 @@ static bool segment_name_ok(zd_req *req, const char *name)
 
 static void audit_from(rule_op *op, const char *action, const char *target)
 {
-    const zd_apikey *k = zd_req_key(op->req);
-    zd_api_audit(op->svc, action, k ? k->name : "-", zd_api_role_name(k ? k->role : 0), target);
+    zd_audit_req(op->svc->redis, op->req, action, target);
 }
 
-static void segment_written(zd_redis *r, int status, redisReply *reply, void *udata)
+/* The owner a write by this request's key records and must match: "*" for admins. */
+static const char *owner_of(zd_req *req, bool *admin)
+{
+    const zd_apikey *k = zd_req_key(req);
+    *admin = !k || k->role == ZD_ROLE_ADMIN;
+    return *admin ? ZD_SEGMENT_OWNER_ADMIN : k->scope;
+}
+
+static void segment_written(int status, void *udata)
 {
     rule_op *op = udata;
     const char *name = zd_req_param(op->req, "name");
-    if (status != 0 || reply->type == REDIS_REPLY_ERROR) {
+    if (status == -EPERM) {
+        zd_req_reply_error(op->req, 403, "forbidden",
+                           "the segment belongs to another scope; only its owner or an admin "
+                           "may change it");
+    } else if (status != 0) {
         zd_req_reply_error(op->req, 503, "store_unavailable", "could not save the segment");
     } else {
         audit_from(op, "segment.put", name);
@@ -500,9 +510,10 @@ static void segment_put_run(rule_op *op)
         rule_op_free(op);
         return;
     }
-    const char *name = zd_req_param(op->req, "name");
-    if (zd_redis_cmd(op->svc->redis, segment_written, op, "HSET %s %s %s", ZD_KEY_SEGMENTS, name,
-                     op->rule_text) != 0) {
+    bool admin;
+    const char *owner = owner_of(op->req, &admin);
+    if (zd_segments_put(op->svc->redis, zd_req_param(op->req, "name"), op->rule_text, owner, admin,
+                        segment_written, op) != 0) {
         zd_req_reply_error(op->req, 503, "store_unavailable", "could not save the segment");
         rule_op_free(op);
     }
@@ -530,17 +541,18 @@ static void handle_segment_put(zd_req *req, void *udata)
     with_segments(op, true);
 }
 
-static void segment_got(zd_redis *r, int status, redisReply *reply, void *udata)
+static void segment_got(int status, const zd_segment *seg, void *udata)
 {
     zd_req *req = udata;
-    if (status != 0 || reply->type == REDIS_REPLY_ERROR) {
+    if (status != 0) {
         zd_req_reply_error(req, 503, "store_unavailable", "could not read the segment");
-    } else if (reply->type != REDIS_REPLY_STRING) {
+    } else if (!seg) {
         zd_req_reply_error(req, 404, "not_found", "no segment with this name");
     } else {
         cJSON *out = cJSON_CreateObject();
-        cJSON_AddStringToObject(out, "name", zd_req_param(req, "name"));
-        cJSON_AddStringToObject(out, "rule", reply->str);
+        cJSON_AddStringToObject(out, "name", seg->name);
+        cJSON_AddStringToObject(out, "rule", seg->rule);
+        cJSON_AddStringToObject(out, "owner", seg->owner);
         zd_req_reply_json(req, 200, out);
     }
 }
@@ -551,18 +563,22 @@ static void handle_segment_get(zd_req *req, void *udata)
     const char *name = zd_req_param(req, "name");
     if (!segment_name_ok(req, name))
         return;
-    if (zd_redis_cmd(svc->redis, segment_got, req, "HGET %s %s", ZD_KEY_SEGMENTS, name) != 0)
+    if (zd_segments_get(svc->redis, name, segment_got, req) != 0)
         zd_req_reply_error(req, 503, "store_unavailable", "could not read the segment");
 }
 
-static void segment_deleted(zd_redis *r, int status, redisReply *reply, void *udata)
+static void segment_deleted(int status, void *udata)
 {
     rule_op *op = udata;
     const char *name = zd_req_param(op->req, "name");
-    if (status != 0 || reply->type != REDIS_REPLY_INTEGER) {
-        zd_req_reply_error(op->req, 503, "store_unavailable", "could not delete the segment");
-    } else if (reply->integer == 0) {
+    if (status == -EPERM) {
+        zd_req_reply_error(op->req, 403, "forbidden",
+                           "the segment belongs to another scope; only its owner or an admin "
+                           "may delete it");
+    } else if (status == -ENOENT) {
         zd_req_reply_error(op->req, 404, "not_found", "no segment with this name");
+    } else if (status != 0) {
+        zd_req_reply_error(op->req, 503, "store_unavailable", "could not delete the segment");
     } else {
         audit_from(op, "segment.delete", name);
         cJSON *out = cJSON_CreateObject();
@@ -582,7 +598,9 @@ static void handle_segment_delete(zd_req *req, void *udata)
     rule_op *op = rule_op_new(svc, req, NULL);
     if (!op)
         return;
-    if (zd_redis_cmd(svc->redis, segment_deleted, op, "HDEL %s %s", ZD_KEY_SEGMENTS, name) != 0) {
+    bool admin;
+    const char *owner = owner_of(req, &admin);
+    if (zd_segments_del(svc->redis, name, owner, admin, segment_deleted, op) != 0) {
         zd_req_reply_error(req, 503, "store_unavailable", "could not delete the segment");
         rule_op_free(op);
     }

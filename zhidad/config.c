@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 
+#include "common/addr.h"
 #include "common/log.h"
 #include "common/text.h"
 
@@ -51,6 +52,21 @@ const char *zd_role_name(enum zd_role role)
         return "admin";
     }
     return "?";
+}
+
+zd_redis_opts zd_config_redis_opts(const zd_config *c, const char *name)
+{
+    zd_redis_opts o = {
+        .addr = c->redis,
+        .password = c->redis_password,
+        .name = name,
+        .deadline_ms = c->redis_deadline_ms,
+        .max_inflight = c->redis_max_inflight,
+        .queue_max = c->redis_queue_max,
+        .reconnect_min_ms = c->redis_reconnect_min_ms,
+        .reconnect_max_ms = c->redis_reconnect_max_ms,
+    };
+    return o;
 }
 
 /* ---- comments ----------------------------------------------------------------------------- */
@@ -219,65 +235,21 @@ static int get_str(const cJSON *obj, const char *path, const char *name, char *d
 
 /* ---- addresses ---------------------------------------------------------------------------- */
 
-int zd_config_split_hostport(const char *s, char *host, size_t hostcap, int *port)
-{
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s)
-        return -EINVAL;
-    const char *h = s;
-    size_t hl = (size_t)(colon - s);
-    if (h[0] == '[') {
-        if (hl < 3 || h[hl - 1] != ']')
-            return -EINVAL;
-        h++;
-        hl -= 2;
-    }
-    if (hl == 0 || hl >= hostcap)
-        return -EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    char *end;
-    errno = 0;
-    long p = strtol(colon + 1, &end, 10);
-    if (errno || end == colon + 1 || *end || p < 0 || p > 65535 ||
-        !isdigit((unsigned char)colon[1]))
-        return -EINVAL;
-    *port = (int)p;
-    unsigned char buf[sizeof(struct in6_addr)];
-    if (strcmp(host, "localhost") == 0)
-        return 0;
-    if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1)
-        return 0;
-    return -EINVAL;
-}
-
 static int check_listen(const char *s, char *err, size_t errlen)
 {
     char host[64];
     int port;
-    if (zd_config_split_hostport(s, host, sizeof(host), &port) != 0)
+    if (zd_addr_split(s, host, sizeof(host), &port) != 0)
         return seterr(err, errlen,
                       "\"listen\" must be IP:PORT, e.g. \"127.0.0.1:8700\" or \"[::1]:8700\"");
     return 0;
 }
 
-static int check_redis_addr(const char *s, const char *what, char *err, size_t errlen)
+static int check_redis_addr(const char *addr, const char *what, char *err, size_t errlen)
 {
-    if (strncmp(s, "unix:", 5) == 0) {
-        /* sun_path holds 108 bytes on Linux. */
-        if (s[5] != '/' || strlen(s + 5) >= 108)
-            return seterr(err, errlen, "\"%s\": a unix socket must be \"unix:/absolute/path\"",
-                          what);
-        return 0;
-    }
-    char host[64];
-    int port;
-    /* An IP address, not a host name: hiredis resolves names synchronously in the event loop. */
-    if (zd_config_split_hostport(s, host, sizeof(host), &port) != 0 || port == 0)
-        return seterr(err, errlen,
-                      "\"%s\" must be IP:PORT or unix:/path, e.g. \"127.0.0.1:6379\" (an IP "
-                      "address, not a host name)",
-                      what);
+    char msg[256];
+    if (zd_addr_check_redis(addr, what, msg, sizeof(msg)) != 0)
+        return seterr(err, errlen, "%s", msg);
     return 0;
 }
 

@@ -8,6 +8,7 @@
 
 #include "profiles/profile.h" /* ZD_PARTITIONS_MAX */
 #include "profiles/schema.h"
+#include "redis/redis.h"
 /* Longest API key accepted; lookups take the same time for every key up to this length. */
 #define ZD_APIKEY_MAX 256
 
@@ -70,14 +71,14 @@ void zd_config_free(zd_config *c);
  * matched. Returns the key (borrowed from c) or NULL. */
 const zd_apikey *zd_config_find_key(const zd_config *c, const char *token, size_t len);
 
-/* Splits "IP:PORT", "[IPv6]:PORT" or "localhost:PORT" into host (capacity hostcap, brackets
- * removed) and port (0..65535). Host names other than localhost are refused: resolving them
- * would block the event loop. Returns 0 or -EINVAL. */
-int zd_config_split_hostport(const char *s, char *host, size_t hostcap, int *port);
 /* The checks the loader applies to "listen" and "redis", for command-line overrides.
  * 0, or -EINVAL with a message in err. */
 int zd_config_check_listen(const char *addr, char *err, size_t errlen);
 int zd_config_check_redis_addr(const char *addr, char *err, size_t errlen);
+
+/* The Redis client options the config gives (address, password, deadlines, queue sizes);
+ * strings are borrowed from c. */
+zd_redis_opts zd_config_redis_opts(const zd_config *c, const char *name);
 
 /* "admin", "publisher", "app", "viewer". */
 const char *zd_role_name(enum zd_role role);

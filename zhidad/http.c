@@ -21,6 +21,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "common/addr.h"
 #include "common/log.h"
 #include "common/text.h"
 
@@ -1012,7 +1013,7 @@ int zd_http_listen(zd_http *h, const char *addr)
 {
     char host[64];
     int port;
-    if (zd_config_split_hostport(addr, host, sizeof(host), &port) != 0)
+    if (zd_addr_split(addr, host, sizeof(host), &port) != 0)
         return -EINVAL;
     if (h->nbound == (int)(sizeof(h->bound) / sizeof(h->bound[0])))
         return -ENOSPC;

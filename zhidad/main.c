@@ -201,16 +201,7 @@ int main(int argc, char **argv)
         rc = die("%s", "cannot create the event loop");
         goto out;
     }
-    zd_redis_opts ro = {
-        .addr = cfg->redis,
-        .password = cfg->redis_password,
-        .name = "main",
-        .deadline_ms = cfg->redis_deadline_ms,
-        .max_inflight = cfg->redis_max_inflight,
-        .queue_max = cfg->redis_queue_max,
-        .reconnect_min_ms = cfg->redis_reconnect_min_ms,
-        .reconnect_max_ms = cfg->redis_reconnect_max_ms,
-    };
+    zd_redis_opts ro = zd_config_redis_opts(cfg, "main");
     svc->redis = zd_redis_new(svc->base, &ro);
     svc->http = zd_http_new(svc->base, cfg);
     if (!svc->redis || !svc->http) {

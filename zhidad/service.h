@@ -7,7 +7,7 @@
 
 #include "zhidad/config.h"
 #include "zhidad/http.h"
-#include "zhidad/redis.h"
+#include "redis/redis.h"
 
 struct event_base;
 struct zd_index;

@@ -76,7 +76,7 @@ def test_delete_erases_profile_and_index(zd, redis):
     try:
         for p in range(4):
             assert r("HEXISTS", "zd:{p%d}:profiles" % p, "c-del") == 0
-        audit = r("XREVRANGE", "zd:audit", "+", "-", "COUNT", "20")
+        audit = r("XREVRANGE", "zd:{audit}:audit", "+", "-", "COUNT", "20")
         assert any("profile.delete" in e[1] and "c-del" in e[1] for e in audit)
     finally:
         r.close()
@@ -179,7 +179,7 @@ def test_key_use_is_audited_and_counted(tmp_path, redis):
         r = redis.client()
         try:
             def audited():
-                recs = r("XRANGE", "zd:audit", "-", "+")
+                recs = r("XRANGE", "zd:{audit}:audit", "-", "+")
                 return [e[1] for e in recs if "key.use" in e[1] and "watch" in e[1]]
             import time
             deadline = time.monotonic() + 10

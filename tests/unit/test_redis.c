@@ -23,7 +23,7 @@
 
 #include "common/log.h"
 #include "tests/unit/check.h"
-#include "zhidad/redis.h"
+#include "redis/redis.h"
 
 /* Every wait in this file is bounded; this catches anything that is not. */
 #define WATCHDOG_S 90
@@ -256,19 +256,21 @@ typedef struct res {
     char str[128];
 } res;
 
-static void cb(zd_redis *r, int status, redisReply *reply, void *udata)
+static void cb(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     res *x = udata;
     x->calls++;
     x->status = status;
-    x->type = reply ? reply->type : -1;
+    x->type = reply ? (int)zd_reply_kind(reply) : -1;
     if (status != 0)
         CHECK(reply == NULL);
     if (reply) {
-        x->integer = reply->integer;
-        x->len = reply->len;
-        if (reply->str)
-            memcpy(x->str, reply->str, reply->len < sizeof(x->str) ? reply->len : sizeof(x->str));
+        size_t len;
+        const char *s = zd_reply_str(reply, &len);
+        x->integer = zd_reply_int(reply);
+        x->len = len;
+        if (s)
+            memcpy(x->str, s, len < sizeof(x->str) ? len : sizeof(x->str));
     }
 }
 
@@ -312,8 +314,8 @@ static void t_basic(void)
     RUN_UNTIL(b.calls && c.calls && e.calls, 3000);
     CHECK_STR(b.str, "v1");
     CHECK_INT(c.status, 0);
-    CHECK_INT(c.type, REDIS_REPLY_ERROR);
-    CHECK_INT(e.type, REDIS_REPLY_STRING);
+    CHECK_INT(c.type, ZD_REPLY_ERROR);
+    CHECK_INT(e.type, ZD_REPLY_STRING);
     CHECK_INT(e.len, 3);
     CHECK(memcmp(e.str, "a\0b", 3) == 0);
     zd_redis_stats st;
@@ -364,11 +366,11 @@ typedef struct seq {
     int n, bad;
 } seq;
 
-static void seq_cb(zd_redis *r, int status, redisReply *reply, void *udata)
+static void seq_cb(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     seq *q = udata;
     q->n++;
-    if (status != 0 || reply->type != REDIS_REPLY_INTEGER || reply->integer != q->n)
+    if (status != 0 || !zd_reply_is(reply, ZD_REPLY_INTEGER) || zd_reply_int(reply) != q->n)
         q->bad++;
 }
 
@@ -409,12 +411,12 @@ typedef struct chain {
     res tail;
 } chain;
 
-static void chain_cb(zd_redis *r, int status, redisReply *reply, void *udata)
+static void chain_cb(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     chain *ch = udata;
     CHECK_INT(status, 0);
     if (ch->n < 8 && reply)
-        ch->order[ch->n++] = (int)reply->integer;
+        ch->order[ch->n++] = (int)zd_reply_int(reply);
     if (ch->n == 1)
         CHECK_INT(zd_redis_cmd(r, cb, &ch->tail, "INCR zdt:chain"), 0);
 }
@@ -641,7 +643,7 @@ typedef struct freer {
     int after;
 } freer;
 
-static void free_cb(zd_redis *r, int status, redisReply *reply, void *udata)
+static void free_cb(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     freer *f = udata;
     if (f->calls < 4)
@@ -686,7 +688,7 @@ typedef struct self_free {
     int calls, status;
 } self_free;
 
-static void self_free_cb(zd_redis *r, int status, redisReply *reply, void *udata)
+static void self_free_cb(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     self_free *f = udata;
     f->calls++;

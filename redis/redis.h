@@ -1,6 +1,7 @@
-/* zhidad's Redis client: hiredis 0.14 async on libevent, plus what 0.14 lacks — per-command
- * deadlines, a bounded queue that holds commands while disconnected, reconnects with back-off,
- * AUTH, and the guarantee that every callback runs exactly once. */
+/* zhida's Redis client: the one adapter of hiredis 0.14 async on libevent, plus what 0.14
+ * lacks — per-command deadlines, a bounded queue that holds commands while disconnected,
+ * reconnects with back-off, AUTH, and the guarantee that every callback runs exactly once.
+ * Callers see replies through the opaque zd_reply and its accessors, never hiredis types. */
 #ifndef ZD_REDIS_H
 #define ZD_REDIS_H
 
@@ -8,9 +9,33 @@
 #include <stddef.h>
 
 struct event_base;
-struct redisReply;
 
 typedef struct zd_redis zd_redis;
+
+/* A reply, valid only during the callback that receives it (and its elements with it). */
+typedef struct zd_reply zd_reply;
+
+typedef enum zd_reply_type {
+    ZD_REPLY_STRING,
+    ZD_REPLY_ARRAY,
+    ZD_REPLY_INTEGER,
+    ZD_REPLY_NIL,
+    ZD_REPLY_STATUS,
+    ZD_REPLY_ERROR,
+} zd_reply_type;
+
+zd_reply_type zd_reply_kind(const zd_reply *r);
+bool zd_reply_is(const zd_reply *r, zd_reply_type t);
+/* The bytes of a string, status or error reply (NUL-terminated; len may be NULL), else NULL. */
+const char *zd_reply_str(const zd_reply *r, size_t *len);
+/* An integer reply's value, else 0. */
+long long zd_reply_int(const zd_reply *r);
+/* The number of elements of an array reply, else 0. */
+size_t zd_reply_len(const zd_reply *r);
+/* Element i of an array reply (borrowed), or NULL when r is not an array or i is out of range. */
+const zd_reply *zd_reply_at(const zd_reply *r, size_t i);
+/* True when a string, status or error reply holds exactly the text s. */
+bool zd_reply_eq(const zd_reply *r, const char *s);
 
 /* Options; a 0 number takes the default in brackets. All strings are copied. */
 typedef struct zd_redis_opts {
@@ -27,10 +52,10 @@ typedef struct zd_redis_opts {
 /* status: 0 with a reply, or -ETIMEDOUT (deadline passed), -ECONNRESET (connection lost while
  * in flight: the command may or may not have run), -EAGAIN (queue full), -ECANCELED (client
  * freed). reply is valid only during the callback and NULL when status != 0; never free it.
- * A Redis error reply is status 0 with reply->type == REDIS_REPLY_ERROR.
+ * A Redis error reply is status 0 with a reply of type ZD_REPLY_ERROR.
  * Called exactly once per accepted command, always from the event loop, never from inside
  * the zd_redis_cmd* call that submitted it. */
-typedef void (*zd_redis_cb)(zd_redis *r, int status, struct redisReply *reply, void *udata);
+typedef void (*zd_redis_cb)(zd_redis *r, int status, const zd_reply *reply, void *udata);
 
 /* Creates a client and starts connecting (asynchronously). base and o are borrowed.
  * Returns NULL on a bad address or ENOMEM. Caller frees with zd_redis_free(). */

@@ -9,16 +9,24 @@
 #include <stdint.h>
 
 #include "profiles/index.h"
+#include "redis/redis.h"
 
 struct event_base;
-typedef struct zd_config zd_config;
 typedef struct zd_follower zd_follower;
 
+typedef struct zd_follower_opts {
+    zd_redis_opts redis;           /* its own connection's address, password, deadlines; the name
+                                      and queue sizes are the follower's */
+    const zd_schema *schema;       /* borrowed; must outlive the follower */
+    int partitions;                /* 1..ZD_PARTITIONS_MAX */
+    void (*on_ready)(void *udata); /* called once, when the first load completes */
+    void *udata;
+} zd_follower_opts;
+
 /* Creates a follower with its own Redis connection (the XREAD BLOCK must not stall API
- * commands). cfg and schema are borrowed. on_ready(udata) is called once, when the first load
- * completes. Caller frees with zd_follower_free(). */
-zd_follower *zd_follower_new(struct event_base *base, const zd_config *cfg, const zd_schema *s,
-                             void (*on_ready)(void *udata), void *udata);
+ * commands). o is copied (its strings and schema are borrowed). Returns NULL on bad options or
+ * ENOMEM. Caller frees with zd_follower_free(). */
+zd_follower *zd_follower_new(struct event_base *base, const zd_follower_opts *o);
 void zd_follower_free(zd_follower *fl);
 
 /* The current index (borrowed; replaced after a rebuild, so do not keep it across callbacks). */

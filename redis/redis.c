@@ -2,7 +2,7 @@
  * unbounded output buffer, so commands wait in our own FIFO, at most max_inflight are handed
  * to hiredis, and a 100 ms tick enforces every command's deadline; a missed deadline on an
  * in-flight command means the connection stalled, so it is closed and reopened. */
-#include "zhidad/redis.h"
+#include "redis/redis.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -19,8 +19,8 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "common/addr.h"
 #include "common/log.h"
-#include "zhidad/config.h"
 
 #define TICK_MS 100
 
@@ -205,7 +205,7 @@ static void complete(zd_rcmd *c, int status, redisReply *reply)
     else if (status == 0 && reply && reply->type == REDIS_REPLY_ERROR)
         r->stats.errors++;
     r->cb_depth++;
-    c->cb(r, status, status == 0 ? reply : NULL, c->udata);
+    c->cb(r, status, status == 0 ? (const zd_reply *)reply : NULL, c->udata);
     r->cb_depth--;
     if (!c->in_hiredis)
         cmd_free(c);
@@ -633,13 +633,13 @@ zd_redis *zd_redis_new(struct event_base *base, const zd_redis_opts *o)
         r->rng = 88172645463325252ULL;
 
     char err[256];
-    if (zd_config_check_redis_addr(r->addr, err, sizeof(err)) != 0) {
+    if (zd_addr_check_redis(r->addr, "redis", err, sizeof(err)) != 0) {
         zd_error_log("redis[%s]: bad address \"%s\"", r->name, r->addr);
         goto fail;
     }
     r->is_unix = strncmp(r->addr, "unix:", 5) == 0;
     if (!r->is_unix)
-        zd_config_split_hostport(r->addr, r->host, sizeof(r->host), &r->port);
+        zd_addr_split(r->addr, r->host, sizeof(r->host), &r->port);
     if (strcmp(r->host, "localhost") == 0)
         snprintf(r->host, sizeof(r->host), "127.0.0.1");
 
@@ -734,4 +734,72 @@ void zd_redis_free(zd_redis *r)
     }
     r->free_requested = true;
     real_free(r);
+}
+
+/* ---- replies ------------------------------------------------------------------------------ */
+
+/* zd_reply is redisReply under another name: the accessors are the only code that looks in. */
+static const redisReply *rr(const zd_reply *r)
+{
+    return (const redisReply *)r;
+}
+
+zd_reply_type zd_reply_kind(const zd_reply *r)
+{
+    switch (rr(r)->type) {
+    case REDIS_REPLY_STRING:
+        return ZD_REPLY_STRING;
+    case REDIS_REPLY_ARRAY:
+        return ZD_REPLY_ARRAY;
+    case REDIS_REPLY_INTEGER:
+        return ZD_REPLY_INTEGER;
+    case REDIS_REPLY_STATUS:
+        return ZD_REPLY_STATUS;
+    case REDIS_REPLY_ERROR:
+        return ZD_REPLY_ERROR;
+    default:
+        return ZD_REPLY_NIL;
+    }
+}
+
+bool zd_reply_is(const zd_reply *r, zd_reply_type t)
+{
+    return r && zd_reply_kind(r) == t;
+}
+
+const char *zd_reply_str(const zd_reply *r, size_t *len)
+{
+    int t = r ? rr(r)->type : REDIS_REPLY_NIL;
+    if (t != REDIS_REPLY_STRING && t != REDIS_REPLY_STATUS && t != REDIS_REPLY_ERROR) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = rr(r)->len;
+    return rr(r)->str;
+}
+
+long long zd_reply_int(const zd_reply *r)
+{
+    return r && rr(r)->type == REDIS_REPLY_INTEGER ? rr(r)->integer : 0;
+}
+
+size_t zd_reply_len(const zd_reply *r)
+{
+    return r && rr(r)->type == REDIS_REPLY_ARRAY ? rr(r)->elements : 0;
+}
+
+const zd_reply *zd_reply_at(const zd_reply *r, size_t i)
+{
+    if (!r || rr(r)->type != REDIS_REPLY_ARRAY || i >= rr(r)->elements)
+        return NULL;
+    return (const zd_reply *)rr(r)->element[i];
+}
+
+bool zd_reply_eq(const zd_reply *r, const char *s)
+{
+    size_t len;
+    const char *v = zd_reply_str(r, &len);
+    return v && len == strlen(s) && memcmp(v, s, len) == 0;
 }

@@ -1,10 +1,8 @@
 /* Change-stream follower: initial index load (XINFO marks, then HSCAN of every partition),
  * then XREAD of all partitions' change streams on a dedicated connection, with a rebuild when
  * the stream was trimmed past what this instance had applied. */
-#include "zhidad/follower.h"
+#include "profiles/follower.h"
 
-#include <event2/event.h>
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -14,8 +12,9 @@
 
 #include "common/log.h"
 #include "profiles/store.h"
-#include "zhidad/config.h"
-#include "zhidad/redis.h"
+#include "redis/keys.h"
+#include "redis/redis.h"
+#include "redis/timer.h"
 
 #define SCAN_COUNT "1000"
 #define READ_COUNT "1000"
@@ -43,7 +42,6 @@ typedef struct local_map {
 
 struct zd_follower {
     struct event_base *base;
-    const zd_config *cfg;
     const zd_schema *schema;
     zd_redis *redis;
     int nparts;
@@ -57,7 +55,7 @@ struct zd_follower {
     int pending;  /* outstanding load replies */
     uint64_t gen; /* bumps on every (re)load; late replies are dropped */
     bool ready, loading, reading, closing;
-    struct event *retry_ev, *check_ev;
+    zd_timer *retry_t, *check_t;
     void (*on_ready)(void *);
     void *udata;
     zd_follower_stats stats;
@@ -200,8 +198,7 @@ static zd_profile *parse_doc(zd_follower *fl, const char *id, const char *json, 
 
 static void retry_later(zd_follower *fl, int ms)
 {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(fl->retry_ev, &tv);
+    zd_timer_arm(fl->retry_t, ms, 0);
 }
 
 /* ---- loading ---------------------------------------------------------------------------- */
@@ -244,40 +241,41 @@ static void load_failed(zd_follower *fl, int status)
     retry_later(fl, 1000);
 }
 
-static void scan_reply(zd_redis *r, int status, redisReply *reply, void *udata);
+static void scan_reply(zd_redis *r, int status, const zd_reply *reply, void *udata);
 
 static int send_scan(zd_follower *fl, int part, const char *cursor)
 {
-    char key[64];
+    char key[ZD_KEY_MAX];
     req *q = req_new(fl, part);
     if (!q)
         return -ENOMEM;
-    zd_store_key_profiles(part, key, sizeof(key));
+    zd_key_profiles(part, key);
     int rc = zd_redis_cmd(fl->redis, scan_reply, q, "HSCAN %s %s COUNT " SCAN_COUNT, key, cursor);
     if (rc != 0)
         free(q);
     return rc;
 }
 
-static void scan_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+static void scan_reply(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     zd_follower *fl;
     int part;
     if (!req_take(udata, &fl, &part))
         return;
-    if (status != 0 || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+    const zd_reply *items = status == 0 ? zd_reply_at(reply, 1) : NULL;
+    const char *cursor = status == 0 ? zd_reply_str(zd_reply_at(reply, 0), NULL) : NULL;
+    if (!cursor || !zd_reply_is(items, ZD_REPLY_ARRAY)) {
         load_failed(fl, status ? status : -EIO);
         return;
     }
-    redisReply *items = reply->element[1];
-    for (size_t i = 0; i + 1 < items->elements; i += 2) {
-        const char *id = items->element[i]->str;
+    for (size_t i = 0; i + 1 < zd_reply_len(items); i += 2) {
+        const char *id = zd_reply_str(zd_reply_at(items, i), NULL);
         uint32_t dense;
         uint64_t ver;
-        const char *json;
-        size_t len;
-        if (zd_store_split_value(items->element[i + 1]->str, items->element[i + 1]->len, &dense,
-                                 &ver, &json, &len) != 0) {
+        const char *json, *v;
+        size_t len, vlen;
+        v = zd_reply_str(zd_reply_at(items, i + 1), &vlen);
+        if (!id || !v || zd_store_split_value(v, vlen, &dense, &ver, &json, &len) != 0) {
             fl->stats.bad++;
             continue;
         }
@@ -291,7 +289,6 @@ static void scan_reply(zd_redis *r, int status, redisReply *reply, void *udata)
             zd_profile_free(p);
         }
     }
-    const char *cursor = reply->element[0]->str;
     if (strcmp(cursor, "0") != 0) {
         if (send_scan(fl, part, cursor) != 0)
             load_failed(fl, -EIO);
@@ -307,26 +304,21 @@ typedef struct stream_info {
     uint64_t added, length;
 } stream_info;
 
-static void parse_info(const redisReply *reply, stream_info *si)
+static void parse_info(const zd_reply *reply, stream_info *si)
 {
     memset(si, 0, sizeof(*si));
-    if (reply->type != REDIS_REPLY_ARRAY)
-        return;
-    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
-        const char *k = reply->element[i]->str;
-        const redisReply *v = reply->element[i + 1];
-        if (!k)
-            continue;
-        if (strcmp(k, "last-generated-id") == 0 && v->type == REDIS_REPLY_STRING)
-            parse_id(v->str, &si->lastgen);
-        else if (strcmp(k, "entries-added") == 0 && v->type == REDIS_REPLY_INTEGER)
-            si->added = (uint64_t)v->integer;
-        else if (strcmp(k, "length") == 0 && v->type == REDIS_REPLY_INTEGER)
-            si->length = (uint64_t)v->integer;
+    for (size_t i = 0; i + 1 < zd_reply_len(reply); i += 2) {
+        const zd_reply *k = zd_reply_at(reply, i), *v = zd_reply_at(reply, i + 1);
+        if (zd_reply_eq(k, "last-generated-id") && zd_reply_is(v, ZD_REPLY_STRING))
+            parse_id(zd_reply_str(v, NULL), &si->lastgen);
+        else if (zd_reply_eq(k, "entries-added"))
+            si->added = (uint64_t)zd_reply_int(v);
+        else if (zd_reply_eq(k, "length"))
+            si->length = (uint64_t)zd_reply_int(v);
     }
 }
 
-static void mark_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+static void mark_reply(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     zd_follower *fl;
     int part;
@@ -367,9 +359,9 @@ static void start_load(zd_follower *fl)
     zd_info("follower: loading the index from Redis (%d partitions)", fl->nparts);
     fl->pending = fl->nparts;
     for (int p = 0; p < fl->nparts; p++) {
-        char key[64];
+        char key[ZD_KEY_MAX];
         req *q = req_new(fl, p);
-        zd_store_key_changes(p, key, sizeof(key));
+        zd_key_changes(p, key);
         if (!q || zd_redis_cmd(fl->redis, mark_reply, q, "XINFO STREAM %s", key) != 0) {
             free(q);
             load_failed(fl, -EIO);
@@ -380,18 +372,16 @@ static void start_load(zd_follower *fl)
 
 /* ---- following -------------------------------------------------------------------------- */
 
-static const char *field(const redisReply *kv, const char *name, size_t *len)
+static const char *field(const zd_reply *kv, const char *name, size_t *len)
 {
-    for (size_t i = 0; i + 1 < kv->elements; i += 2)
-        if (strcmp(kv->element[i]->str, name) == 0) {
-            *len = kv->element[i + 1]->len;
-            return kv->element[i + 1]->str;
-        }
+    for (size_t i = 0; i + 1 < zd_reply_len(kv); i += 2)
+        if (zd_reply_eq(zd_reply_at(kv, i), name))
+            return zd_reply_str(zd_reply_at(kv, i + 1), len);
     *len = 0;
     return NULL;
 }
 
-static void apply_entry(zd_follower *fl, int part, stream_id entry, const redisReply *kv)
+static void apply_entry(zd_follower *fl, int part, stream_id entry, const zd_reply *kv)
 {
     size_t oplen, idlen, dlen, oldlen, newlen;
     const char *op = field(kv, "op", &oplen);
@@ -421,15 +411,15 @@ static void apply_entry(zd_follower *fl, int part, stream_id entry, const redisR
     zd_profile_free(oldp);
 }
 
-static int part_of_key(const zd_follower *fl, const char *key)
+static int part_of_key(const zd_follower *fl, const zd_reply *key)
 {
-    /* "zd:{p<N>}:changes" */
-    const char *b = strstr(key, "{p");
-    int p = b ? atoi(b + 2) : -1;
-    return p >= 0 && p < fl->nparts ? p : -1;
+    size_t len;
+    const char *k = zd_reply_str(key, &len);
+    int p = k ? zd_key_changes_partition(k, len) : -1;
+    return p < fl->nparts ? p : -1;
 }
 
-static void read_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+static void read_reply(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     req *q = udata;
     zd_follower *fl = q->fl;
@@ -445,20 +435,19 @@ static void read_reply(zd_redis *r, int status, redisReply *reply, void *udata)
             retry_later(fl, 200);
         return;
     }
-    if (reply->type == REDIS_REPLY_ARRAY) {
-        for (size_t s = 0; s < reply->elements; s++) {
-            redisReply *stream = reply->element[s];
-            int part = part_of_key(fl, stream->element[0]->str);
-            redisReply *entries = stream->element[1];
-            for (size_t e = 0; part >= 0 && e < entries->elements; e++) {
-                redisReply *ent = entries->element[e];
-                stream_id id;
-                if (parse_id(ent->element[0]->str, &id) != 0 || id_cmp(id, fl->last[part]) <= 0)
-                    continue;
-                apply_entry(fl, part, id, ent->element[1]);
-                fl->last[part] = id;
-                fl->seen[part]++;
-            }
+    for (size_t s = 0; s < zd_reply_len(reply); s++) {
+        const zd_reply *stream = zd_reply_at(reply, s);
+        int part = part_of_key(fl, zd_reply_at(stream, 0));
+        const zd_reply *entries = zd_reply_at(stream, 1);
+        for (size_t e = 0; part >= 0 && e < zd_reply_len(entries); e++) {
+            const zd_reply *ent = zd_reply_at(entries, e);
+            const char *eid = zd_reply_str(zd_reply_at(ent, 0), NULL);
+            stream_id id;
+            if (!eid || parse_id(eid, &id) != 0 || id_cmp(id, fl->last[part]) <= 0)
+                continue;
+            apply_entry(fl, part, id, zd_reply_at(ent, 1));
+            fl->last[part] = id;
+            fl->seen[part]++;
         }
     }
     read_next(fl);
@@ -472,7 +461,7 @@ static void read_next(zd_follower *fl)
     int argc = 6 + 2 * n;
     const char **argv = calloc((size_t)argc, sizeof(char *));
     size_t *lens = calloc((size_t)argc, sizeof(size_t));
-    char(*bufs)[64] = calloc((size_t)(2 * n), 64);
+    char(*bufs)[ZD_KEY_MAX] = calloc((size_t)(2 * n), ZD_KEY_MAX);
     req *q = req_new(fl, -1);
     if (!argv || !lens || !bufs || !q)
         goto fail;
@@ -483,8 +472,8 @@ static void read_next(zd_follower *fl)
     argv[4] = "1000";
     argv[5] = "STREAMS";
     for (int p = 0; p < n; p++) {
-        argv[6 + p] = zd_store_key_changes(p, bufs[p], 64);
-        snprintf(bufs[n + p], 64, "%" PRIu64 "-%" PRIu64, fl->last[p].ms, fl->last[p].seq);
+        argv[6 + p] = zd_key_changes(p, bufs[p]);
+        snprintf(bufs[n + p], ZD_KEY_MAX, "%" PRIu64 "-%" PRIu64, fl->last[p].ms, fl->last[p].seq);
         argv[6 + n + p] = bufs[n + p];
     }
     for (int i = 0; i < argc; i++)
@@ -510,7 +499,7 @@ fail:
  * one left comes after the last one applied here, entries this index never saw were trimmed.
  * A last-generated id behind ours means Redis lost data (restarted without AOF). Either way
  * only a rebuild makes the index equal to Redis again. */
-static void info_reply(zd_redis *r, int status, redisReply *reply, void *udata)
+static void info_reply(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     zd_follower *fl;
     int part;
@@ -529,22 +518,22 @@ static void check_gaps(zd_follower *fl)
     if (!fl->ready || fl->loading || fl->closing)
         return;
     for (int p = 0; p < fl->nparts; p++) {
-        char key[64];
+        char key[ZD_KEY_MAX];
         req *q = req_new(fl, p);
         if (!q)
             return;
-        zd_store_key_changes(p, key, sizeof(key));
+        zd_key_changes(p, key);
         if (zd_redis_cmd(fl->redis, info_reply, q, "XINFO STREAM %s", key) != 0)
             free(q);
     }
 }
 
-static void check_cb(evutil_socket_t fd, short what, void *arg)
+static void check_cb(void *arg)
 {
     check_gaps(arg);
 }
 
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
+static void retry_cb(void *arg)
 {
     zd_follower *fl = arg;
     if (!fl->index)
@@ -565,37 +554,30 @@ static void on_connect(zd_redis *r, void *udata)
     read_next(fl);
 }
 
-zd_follower *zd_follower_new(struct event_base *base, const zd_config *cfg, const zd_schema *s,
-                             void (*on_ready)(void *udata), void *udata)
+zd_follower *zd_follower_new(struct event_base *base, const zd_follower_opts *o)
 {
+    if (o->partitions < 1 || o->partitions > ZD_PARTITIONS_MAX)
+        return NULL;
     zd_follower *fl = calloc(1, sizeof(*fl));
     if (!fl)
         return NULL;
     fl->base = base;
-    fl->cfg = cfg;
-    fl->schema = s;
-    fl->nparts = cfg->partitions;
-    fl->on_ready = on_ready;
-    fl->udata = udata;
-    zd_redis_opts o = {
-        .addr = cfg->redis,
-        .password = cfg->redis_password,
-        .name = "follower",
-        .deadline_ms = cfg->redis_deadline_ms,
-        .max_inflight = 256,
-        .queue_max = 10000,
-        .reconnect_min_ms = cfg->redis_reconnect_min_ms,
-        .reconnect_max_ms = cfg->redis_reconnect_max_ms,
-    };
-    fl->retry_ev = evtimer_new(base, retry_cb, fl);
-    fl->check_ev = event_new(base, -1, EV_PERSIST, check_cb, fl);
-    fl->redis = zd_redis_new(base, &o);
-    if (!fl->retry_ev || !fl->check_ev || !fl->redis) {
+    fl->schema = o->schema;
+    fl->nparts = o->partitions;
+    fl->on_ready = o->on_ready;
+    fl->udata = o->udata;
+    zd_redis_opts ro = o->redis;
+    ro.name = "follower";
+    ro.max_inflight = 256;
+    ro.queue_max = 10000;
+    fl->retry_t = zd_timer_new(base, retry_cb, fl);
+    fl->check_t = zd_timer_new(base, check_cb, fl);
+    fl->redis = zd_redis_new(base, &ro);
+    if (!fl->retry_t || !fl->check_t || !fl->redis) {
         zd_follower_free(fl);
         return NULL;
     }
-    struct timeval every = {CHECK_INTERVAL_S, 0};
-    evtimer_add(fl->check_ev, &every);
+    zd_timer_arm(fl->check_t, CHECK_INTERVAL_S * 1000, 1);
     zd_redis_on_connect(fl->redis, on_connect, fl);
     if (zd_redis_ready(fl->redis))
         on_connect(fl->redis, fl);
@@ -608,10 +590,8 @@ void zd_follower_free(zd_follower *fl)
         return;
     fl->closing = true;
     zd_redis_free(fl->redis); /* fails outstanding commands; their callbacks see `closing` */
-    if (fl->retry_ev)
-        event_free(fl->retry_ev);
-    if (fl->check_ev)
-        event_free(fl->check_ev);
+    zd_timer_free(fl->retry_t);
+    zd_timer_free(fl->check_t);
     zd_index_free(fl->index);
     zd_index_free(fl->building);
     local_clear(&fl->local);
