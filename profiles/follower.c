@@ -279,7 +279,9 @@ static void scan_reply(zd_redis *r, int status, const zd_reply *reply, void *uda
             fl->stats.bad++;
             continue;
         }
-        zd_profile *p = parse_doc(fl, id, json, len);
+        /* The index needs only the indexed part of the stored form (before the newline). */
+        const char *nl = memchr(json, '\n', len);
+        zd_profile *p = parse_doc(fl, id, json, nl ? (size_t)(nl - json) : len);
         if (p) {
             if (zd_index_put(fl->building, zd_gid(part, dense), NULL, p) != 0) {
                 zd_profile_free(p);

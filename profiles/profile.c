@@ -402,11 +402,42 @@ fail:
     return rc;
 }
 
+/* The document keys that are never indexed and never written to a change stream. */
+static const char *const private_keys[] = {"fields", "contacts", "prefs"};
+#define NPRIVATE (sizeof(private_keys) / sizeof(private_keys[0]))
+
+static bool is_private(const char *key)
+{
+    for (size_t i = 0; i < NPRIVATE; i++)
+        if (strcmp(key, private_keys[i]) == 0)
+            return true;
+    return false;
+}
+
+cJSON *zd_profile_stored_doc(const char *json, size_t len)
+{
+    /* Compact JSON never holds a raw newline, so one separates the stored form's two parts. */
+    const char *nl = memchr(json, '\n', len);
+    cJSON *doc = cJSON_ParseWithLength(json, nl ? (size_t)(nl - json) : len);
+    cJSON *priv = nl ? cJSON_ParseWithLength(nl + 1, len - (size_t)(nl + 1 - json)) : NULL;
+    if (!cJSON_IsObject(doc) || (nl && !cJSON_IsObject(priv))) {
+        cJSON_Delete(doc);
+        cJSON_Delete(priv);
+        return NULL;
+    }
+    while (priv && priv->child) {
+        cJSON *item = cJSON_DetachItemViaPointer(priv, priv->child);
+        cJSON_AddItemToObject(doc, item->string, item);
+    }
+    cJSON_Delete(priv);
+    return doc;
+}
+
 int zd_profile_parse(const zd_schema *s, const char *id, const char *json, size_t len,
                      zd_profile **out, zd_error *err)
 {
     *out = NULL;
-    cJSON *doc = cJSON_ParseWithLength(json, len);
+    cJSON *doc = zd_profile_stored_doc(json, len);
     if (!doc)
         return zd_error_set(err, "bad_json", NULL, "stored profile is not valid JSON");
     int rc = zd_profile_from_json(s, id, doc, out, err);
@@ -417,6 +448,41 @@ int zd_profile_parse(const zd_schema *s, const char *id, const char *json, size_
 char *zd_profile_to_json(const zd_profile *p)
 {
     return cJSON_PrintUnformatted(p->doc);
+}
+
+char *zd_profile_to_stored(const zd_profile *p, size_t *indexed_len)
+{
+    cJSON *pub = cJSON_CreateObject(), *priv = cJSON_CreateObject();
+    char *a = NULL, *b = NULL, *out = NULL;
+    if (!pub || !priv)
+        goto done;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, p->doc)
+    {
+        cJSON *copy = cJSON_Duplicate(it, 1);
+        if (!copy)
+            goto done;
+        cJSON_AddItemToObject(is_private(it->string) ? priv : pub, it->string, copy);
+    }
+    a = cJSON_PrintUnformatted(pub);
+    b = cJSON_PrintUnformatted(priv);
+    if (!a || !b)
+        goto done;
+    size_t al = strlen(a), bl = strlen(b);
+    out = malloc(al + 1 + bl + 1);
+    if (!out)
+        goto done;
+    memcpy(out, a, al);
+    out[al] = '\n';
+    memcpy(out + al + 1, b, bl + 1);
+    if (indexed_len)
+        *indexed_len = al;
+done:
+    cJSON_Delete(pub);
+    cJSON_Delete(priv);
+    free(a);
+    free(b);
+    return out;
 }
 
 cJSON *zd_json_merge_patch(const cJSON *base, const cJSON *patch)

@@ -31,13 +31,25 @@ typedef struct zd_profile {
 int zd_profile_from_json(const zd_schema *s, const char *id, const cJSON *body, zd_profile **out,
                          zd_error *err);
 
-/* Parses a stored document (JSON text as written by zd_profile_to_json) back into a profile.
- * Same contract as zd_profile_from_json. */
+/* Parses a stored document (the text zd_profile_to_stored writes, or any one JSON document such
+ * as zd_profile_to_json writes, or only the indexed part of a stored document) back into a
+ * profile. Same contract as zd_profile_from_json. */
 int zd_profile_parse(const zd_schema *s, const char *id, const char *json, size_t len,
                      zd_profile **out, zd_error *err);
 
+/* The whole document (one JSON object) of a stored form, or of plain JSON text. Caller frees
+ * with cJSON_Delete(); NULL when the text is not a stored profile or on ENOMEM. */
+cJSON *zd_profile_stored_doc(const char *json, size_t len);
+
 /* Compact JSON text of p->doc. Caller frees with free(). */
 char *zd_profile_to_json(const zd_profile *p);
+
+/* The stored form of p: its indexed part (kind, region, attrs, tags: all that the index and
+ * the change streams need) as compact JSON, a newline, then its private part (fields,
+ * contacts, prefs; "{}" when none). Change streams carry only the indexed part, so erasing a
+ * profile's hash entry erases its names and contacts (SPEC §2). *indexed_len (may be NULL)
+ * gets the indexed part's length. Caller frees with free(); NULL on ENOMEM. */
+char *zd_profile_to_stored(const zd_profile *p, size_t *indexed_len);
 
 /* A deep copy of base with patch merged in (RFC 7386 JSON Merge Patch: null deletes a key,
  * objects merge recursively, anything else replaces). Both borrowed; caller frees the result

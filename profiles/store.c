@@ -11,11 +11,28 @@
 #include "redis/keys.h"
 #include "redis/redis.h"
 
+/* Lua helpers shared by the scripts. A stored value is "<dense>,<version>|<stored form>" and
+ * the stored form is "<indexed JSON>\n<private JSON>" (zd_profile_to_stored); change streams
+ * carry only the indexed part. A value written before the split has no newline: all of it
+ * is then taken as the indexed part. */
+#define LUA_HELPERS                                                                                \
+    "local function indexed(doc)\n"                                                                \
+    "  local nl = string.find(doc, '\\n', 1, true)\n"                                              \
+    "  if nl then return string.sub(doc, 1, nl - 1) end\n"                                         \
+    "  return doc\n"                                                                               \
+    "end\n"                                                                                        \
+    "local function split(cur)\n"                                                                  \
+    "  local c = string.find(cur, ',', 1, true)\n"                                                 \
+    "  local b = string.find(cur, '|', c + 1, true)\n"                                             \
+    "  return string.sub(cur, 1, c - 1), tonumber(string.sub(cur, c + 1, b - 1)),\n"               \
+    "         string.sub(cur, b + 1)\n"                                                            \
+    "end\n"
+
 /* KEYS: profiles hash, dense-id counter, change stream.
- * ARGV: maxlen, max dense id, then (id, document, expect) triples.
- * Stored value: "<dense>,<version>|<document>". The change-stream entry carries the replaced
- * document ("old") so that every index can drop the old memberships without a read. */
-static const char put_script[] =
+ * ARGV: maxlen, max dense id, then (id, stored form, expect) triples. The change-stream entry
+ * carries the replaced indexed document ("old") so that every index can drop the old
+ * memberships without a read. */
+static const char put_script[] = LUA_HELPERS
     "local out = {}\n"
     "local maxdense = tonumber(ARGV[2])\n"
     "local n = (#ARGV - 2) / 3\n"
@@ -33,13 +50,7 @@ static const char put_script[] =
     "  local cur = written[id]\n"
     "  if cur == nil then cur = curs[i] end\n"
     "  local dense, ver, old\n"
-    "  if cur then\n"
-    "    local c = string.find(cur, ',', 1, true)\n"
-    "    local b = string.find(cur, '|', c + 1, true)\n"
-    "    dense = string.sub(cur, 1, c - 1)\n"
-    "    ver = tonumber(string.sub(cur, c + 1, b - 1))\n"
-    "    old = string.sub(cur, b + 1)\n"
-    "  end\n"
+    "  if cur then dense, ver, old = split(cur) end\n"
     "  if (expect == '-' and cur) or (expect ~= '' and expect ~= '-' and\n"
     "      (not cur or tostring(ver) ~= expect)) then\n"
     "    out[i] = {'conflict', '0', '0'}\n"
@@ -59,12 +70,13 @@ static const char put_script[] =
     "    hset[#hset + 1] = id\n"
     "    hset[#hset + 1] = value\n"
     "    if cur then\n"
+    "      local oldidx = indexed(old)\n"
     "      local sid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'op', 'put',\n"
-    "                             'id', id, 'd', dense, 'old', old, 'new', doc)\n"
-    "      out[i] = {'updated', dense, tostring(ver), old, sid}\n"
+    "                             'id', id, 'd', dense, 'old', oldidx, 'new', indexed(doc))\n"
+    "      out[i] = {'updated', dense, tostring(ver), oldidx, sid}\n"
     "    else\n"
     "      local sid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'op', 'put',\n"
-    "                             'id', id, 'd', dense, 'new', doc)\n"
+    "                             'id', id, 'd', dense, 'new', indexed(doc))\n"
     "      out[i] = {'created', dense, tostring(ver), '', sid}\n"
     "    end\n"
     "  end\n"
@@ -73,21 +85,52 @@ static const char put_script[] =
     "if seq ~= seq0 then redis.call('SET', KEYS[2], seq) end\n"
     "return out\n";
 
-/* KEYS: profiles hash, change stream. ARGV: maxlen, id. Returns nil or {dense, old, entry id}. */
-static const char del_script[] =
+/* KEYS: profiles hash, change stream, erasure set. ARGV: maxlen, id.
+ * Returns nil or {dense, old indexed document, entry id}. The dense id goes into the erasure
+ * set with the time of the delete: zd_store_scrub() later removes every change-stream entry
+ * of it, once the followers have read them. */
+static const char del_script[] = LUA_HELPERS
     "local cur = redis.call('HGET', KEYS[1], ARGV[2])\n"
     "if not cur then return false end\n"
-    "local c = string.find(cur, ',', 1, true)\n"
-    "local b = string.find(cur, '|', c + 1, true)\n"
-    "local dense = string.sub(cur, 1, c - 1)\n"
-    "local old = string.sub(cur, b + 1)\n"
+    "local dense, ver, old = split(cur)\n"
+    "local oldidx = indexed(old)\n"
     "redis.call('HDEL', KEYS[1], ARGV[2])\n"
     "local sid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'op', 'del',\n"
-    "                       'id', ARGV[2], 'd', dense, 'old', old)\n"
-    "return {dense, old, sid}\n";
+    "                       'id', ARGV[2], 'd', dense, 'old', oldidx)\n"
+    "local t = redis.call('TIME')\n"
+    "redis.call('ZADD', KEYS[3], t[1] * 1000 + math.floor(t[2] / 1000), dense)\n"
+    "return {dense, oldidx, sid}\n";
 
-enum { SCRIPT_PUT, SCRIPT_DEL, SCRIPT_COUNT };
-static const char *const script_body[SCRIPT_COUNT] = {put_script, del_script};
+/* KEYS: erasure set, change stream. ARGV: cutoff (ms), the most dense ids to take.
+ * Deletes every change-stream entry of the profiles erased before the cutoff (at most one
+ * pass over the stream, which MAXLEN bounds), then forgets them. Returns entries deleted. */
+static const char scrub_script[] =
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])\n"
+    "if #due == 0 then return 0 end\n"
+    "local gone = {}\n"
+    "for _, d in ipairs(due) do gone[d] = true end\n"
+    "local deleted, start = 0, '-'\n"
+    "while true do\n"
+    "  local ents = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', 1000)\n"
+    "  local del = {}\n"
+    "  for _, e in ipairs(ents) do\n"
+    "    local f = e[2]\n"
+    "    for i = 1, #f, 2 do\n"
+    "      if f[i] == 'd' then\n"
+    "        if gone[f[i + 1]] then del[#del + 1] = e[1] end\n"
+    "        break\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  if #del > 0 then deleted = deleted + redis.call('XDEL', KEYS[2], unpack(del)) end\n"
+    "  if #ents < 1000 then break end\n"
+    "  start = '(' .. ents[#ents][1]\n"
+    "end\n"
+    "redis.call('ZREM', KEYS[1], unpack(due))\n"
+    "return deleted\n";
+
+enum { SCRIPT_PUT, SCRIPT_DEL, SCRIPT_SCRUB, SCRIPT_COUNT };
+static const char *const script_body[SCRIPT_COUNT] = {put_script, del_script, scrub_script};
 
 struct zd_store {
     zd_redis *redis;
@@ -279,11 +322,14 @@ static int call_argll(script_call *c, int i, long long v)
     return call_arg(c, i, buf, (size_t)n);
 }
 
-/* A call to `script` with argc arguments whose keys are the partition's: nkeys == 3 is
- * (profiles, seq, changes), nkeys == 2 is (profiles, changes). Arguments from index 3 + nkeys
- * on are the caller's. NULL on ENOMEM. */
-static script_call *call_begin(zd_store *st, int script, int argc, int partition, int nkeys,
-                               void *cb, void *udata)
+/* The partition keys a script names, in its KEYS order. */
+typedef const char *(*key_fn)(int partition, char *buf);
+
+/* A call to `script` with argc arguments: EVALSHA, the script, the key count, the nkeys keys
+ * of `partition` that keys[] name, then from index 3 + nkeys on the caller's arguments.
+ * NULL on ENOMEM. */
+static script_call *call_begin(zd_store *st, int script, int argc, int partition,
+                               const key_fn *keys, int nkeys, void *cb, void *udata)
 {
     char key[ZD_KEY_MAX];
     script_call *c = call_new(st, script, argc);
@@ -292,15 +338,11 @@ static script_call *call_begin(zd_store *st, int script, int argc, int partition
     c->partition = partition;
     c->cb = cb;
     c->udata = udata;
-    int rc = call_arg(c, 2, nkeys == 3 ? "3" : "2", 1);
-    zd_key_profiles(partition, key);
-    rc |= call_arg(c, 3, key, strlen(key));
-    if (nkeys == 3) {
-        zd_key_seq(partition, key);
-        rc |= call_arg(c, 4, key, strlen(key));
+    int rc = call_argll(c, 2, nkeys);
+    for (int i = 0; i < nkeys; i++) {
+        keys[i](partition, key);
+        rc |= call_arg(c, 3 + i, key, strlen(key));
     }
-    zd_key_changes(partition, key);
-    rc |= call_arg(c, 2 + nkeys, key, strlen(key));
     if (rc != 0) {
         call_free(c);
         return NULL;
@@ -366,8 +408,9 @@ static void put_done(script_call *c, int status, const zd_reply *reply)
 int zd_store_put_batch(zd_store *st, int partition, zd_profile *const *profiles, int n,
                        const char *const *expect, zd_store_put_cb cb, void *udata)
 {
-    /* EVALSHA sha 3 k1 k2 k3 maxlen maxdense (id doc expect)*n */
-    script_call *c = call_begin(st, SCRIPT_PUT, 8 + 3 * n, partition, 3, (void *)cb, udata);
+    /* EVALSHA sha 3 profiles seq changes maxlen maxdense (id stored expect)*n */
+    static const key_fn keys[] = {zd_key_profiles, zd_key_seq, zd_key_changes};
+    script_call *c = call_begin(st, SCRIPT_PUT, 8 + 3 * n, partition, keys, 3, (void *)cb, udata);
     if (!c)
         return -ENOMEM;
     c->n = n;
@@ -375,7 +418,7 @@ int zd_store_put_batch(zd_store *st, int partition, zd_profile *const *profiles,
     int rc = call_argll(c, 6, st->maxlen);
     rc |= call_argll(c, 7, ZD_DENSE_MAX);
     for (int i = 0; i < n && rc == 0; i++) {
-        char *doc = zd_profile_to_json(profiles[i]);
+        char *doc = zd_profile_to_stored(profiles[i], NULL);
         if (!doc) {
             rc = -ENOMEM;
             break;
@@ -409,14 +452,36 @@ static void del_done(script_call *c, int status, const zd_reply *reply)
 
 int zd_store_del(zd_store *st, const char *id, zd_store_del_cb cb, void *udata)
 {
-    /* EVALSHA sha 2 k1 k2 maxlen id */
+    /* EVALSHA sha 3 profiles changes erase maxlen id */
+    static const key_fn keys[] = {zd_key_profiles, zd_key_changes, zd_key_erase};
     int partition = zd_partition_of(id, st->partitions);
-    script_call *c = call_begin(st, SCRIPT_DEL, 7, partition, 2, (void *)cb, udata);
+    script_call *c = call_begin(st, SCRIPT_DEL, 8, partition, keys, 3, (void *)cb, udata);
     if (!c)
         return -ENOMEM;
     c->done = del_done;
-    int rc = call_argll(c, 5, st->maxlen);
-    rc |= call_arg(c, 6, id, strlen(id));
+    int rc = call_argll(c, 6, st->maxlen);
+    rc |= call_arg(c, 7, id, strlen(id));
+    return call_finish(c, rc);
+}
+
+static void scrub_done(script_call *c, int status, const zd_reply *reply)
+{
+    zd_store_scrub_cb cb = (zd_store_scrub_cb)c->cb;
+    if (cb)
+        cb(status, status == 0 ? zd_reply_int(reply) : 0, c->partition, c->udata);
+}
+
+int zd_store_scrub(zd_store *st, int partition, long long cutoff_ms, zd_store_scrub_cb cb,
+                   void *udata)
+{
+    /* EVALSHA sha 2 erase changes cutoff limit */
+    static const key_fn keys[] = {zd_key_erase, zd_key_changes};
+    script_call *c = call_begin(st, SCRIPT_SCRUB, 7, partition, keys, 2, (void *)cb, udata);
+    if (!c)
+        return -ENOMEM;
+    c->done = scrub_done;
+    int rc = call_argll(c, 5, cutoff_ms);
+    rc |= call_argll(c, 6, 1000);
     return call_finish(c, rc);
 }
 

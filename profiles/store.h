@@ -37,7 +37,8 @@ typedef struct zd_put_result {
     zd_put_outcome outcome;
     uint32_t gid;         /* zd_gid(partition, dense) */
     uint64_t version;     /* the version now stored */
-    const char *old_json; /* ZD_PUT_UPDATED: the replaced document; valid only during the cb */
+    const char *old_json; /* ZD_PUT_UPDATED: the replaced indexed document (no fields or
+                             contacts); valid only during the cb */
     size_t old_len;
     const char *entry; /* CREATED/UPDATED: the change-stream entry id; valid during the cb */
 } zd_put_result;
@@ -54,16 +55,25 @@ typedef void (*zd_store_put_cb)(int status, const zd_put_result *results, int n,
 int zd_store_put_batch(zd_store *st, int partition, zd_profile *const *profiles, int n,
                        const char *const *expect, zd_store_put_cb cb, void *udata);
 
-/* Reads profile id: status 0 and json (NULL if there is none), valid only during the cb. */
+/* Reads profile id: status 0 and its stored form (NULL if there is none; zd_profile_parse
+ * reads it), valid only during the cb. */
 typedef void (*zd_store_get_cb)(int status, const char *json, size_t len, uint32_t gid,
                                 uint64_t version, void *udata);
 int zd_store_get(zd_store *st, const char *id, zd_store_get_cb cb, void *udata);
 
 /* Deletes profile id: status 0 and found=false if it did not exist; on found, its gid, the
- * erased document and the change-stream entry id (both valid only during the cb). */
+ * erased indexed document and the change-stream entry id (both valid only during the cb). */
 typedef void (*zd_store_del_cb)(int status, bool found, uint32_t gid, const char *old_json,
                                 size_t old_len, const char *entry, void *udata);
 int zd_store_del(zd_store *st, const char *id, zd_store_del_cb cb, void *udata);
+
+/* Erasure (SPEC §2): removes from partition's change stream every entry of the profiles
+ * deleted before cutoff_ms (Unix milliseconds), so no Redis key keeps an erased profile's
+ * id or attributes. Entries younger than the cutoff stay, for followers still reading them.
+ * cb (may be NULL) gets status 0 and the number of entries deleted, or a negative code. */
+typedef void (*zd_store_scrub_cb)(int status, long long deleted, int partition, void *udata);
+int zd_store_scrub(zd_store *st, int partition, long long cutoff_ms, zd_store_scrub_cb cb,
+                   void *udata);
 
 int zd_store_partitions(const zd_store *st);
 

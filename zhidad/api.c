@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/log.h"
 #include "profiles/follower.h"
@@ -168,6 +169,33 @@ int zd_api_register(zd_service *svc)
     return rc;
 }
 
+/* Erasure: every 5 s each partition's change stream loses the entries of profiles deleted more
+ * than erase_grace_s ago (profiles/store.c). Every instance does it; the script is idempotent
+ * and cheap when nothing is due. */
+#define SCRUB_INTERVAL_S 5
+
+static void scrub_done(int status, long long deleted, int partition, void *udata)
+{
+    if (status != 0)
+        zd_warn("erase: could not scrub partition %d's change stream (%s)", partition,
+                zd_strerror(status));
+    else if (deleted > 0)
+        zd_debug("erase: removed %lld change-stream entries of erased profiles from partition %d",
+                 deleted, partition);
+}
+
+static void scrub_tick(evutil_socket_t fd, short what, void *arg)
+{
+    zd_service *svc = arg;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long cutoff =
+        (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - svc->cfg->erase_grace_s * 1000LL;
+    for (int p = 0; p < svc->cfg->partitions; p++)
+        if (zd_store_scrub(svc->store, p, cutoff, scrub_done, NULL) != 0)
+            break; /* the client's queue is full: the next tick tries again */
+}
+
 static void index_ready(void *udata)
 {
     zd_service *svc = udata;
@@ -194,6 +222,10 @@ int zd_service_start(zd_service *svc)
     struct timeval every = {svc->cfg->key_audit_interval_s, 0};
     if (!svc->key_audit_ev || evtimer_add(svc->key_audit_ev, &every) != 0)
         return -ENOMEM;
+    svc->scrub_ev = event_new(svc->base, -1, EV_PERSIST, scrub_tick, svc);
+    struct timeval scrub_every = {SCRUB_INTERVAL_S, 0};
+    if (!svc->scrub_ev || evtimer_add(svc->scrub_ev, &scrub_every) != 0)
+        return -ENOMEM;
     return 0;
 }
 
@@ -205,6 +237,10 @@ void zd_service_stop(zd_service *svc)
         key_audit_tick(-1, 0, svc);
         event_free(svc->key_audit_ev);
         svc->key_audit_ev = NULL;
+    }
+    if (svc->scrub_ev) {
+        event_free(svc->scrub_ev);
+        svc->scrub_ev = NULL;
     }
     zd_follower_free(svc->follower);
     svc->follower = NULL;

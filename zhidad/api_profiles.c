@@ -24,7 +24,7 @@
 /* The stored profile as answered to clients: {"id": ..., <document>, "version": n}. */
 static cJSON *profile_answer(const char *id, const char *json, size_t len, uint64_t version)
 {
-    cJSON *doc = cJSON_ParseWithLength(json, len);
+    cJSON *doc = zd_profile_stored_doc(json, len);
     cJSON *out = cJSON_CreateObject();
     cJSON_AddStringToObject(out, "id", id);
     if (doc) {
@@ -176,7 +176,7 @@ static void patch_got(int status, const char *json, size_t len, uint32_t gid, ui
         write_op_free(w);
         return;
     }
-    cJSON *cur = cJSON_ParseWithLength(json, len);
+    cJSON *cur = zd_profile_stored_doc(json, len);
     cJSON *merged = zd_json_merge_patch(cur, w->patch);
     cJSON_Delete(cur);
     zd_error err;
@@ -265,7 +265,11 @@ static void del_done(int status, bool found, uint32_t gid, const char *old_json,
         zd_req_reply_error(d->req, 404, "not_found", "no profile with this id");
     } else {
         zd_follower_apply(d->svc->follower, gid, entry, old_json, old_len, NULL);
-        zd_audit(d->svc->redis, "profile.delete", d->who, d->role, id);
+        /* The id itself may be an ID number: the audit names the erased profile only by its
+         * partition and dense id, which identify no one once the profile is gone. */
+        char target[32];
+        snprintf(target, sizeof(target), "p%u/%u", gid >> ZD_DENSE_BITS, gid & ZD_DENSE_MAX);
+        zd_audit(d->svc->redis, "profile.delete", d->who, d->role, target);
         cJSON *out = cJSON_CreateObject();
         cJSON_AddStringToObject(out, "id", id);
         cJSON_AddBoolToObject(out, "deleted", 1);

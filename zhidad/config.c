@@ -527,6 +527,7 @@ static void set_defaults(zd_config *c)
     c->redis_reconnect_min_ms = 100;
     c->redis_reconnect_max_ms = 5000;
     c->key_audit_interval_s = 60;
+    c->erase_grace_s = 10;
 }
 
 static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
@@ -544,6 +545,7 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
                                        "redis_client",
                                        "log_level",
                                        "key_audit_interval_s",
+                                       "erase_grace_s",
                                        NULL};
     if (!cJSON_IsObject(root))
         return seterr(err, errlen, "the top level must be a JSON object");
@@ -579,7 +581,8 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
         return -EINVAL;
     c->change_stream_maxlen = (long)maxlen;
     if (get_int_field(root, "", "key_audit_interval_s", 1, 86400, &c->key_audit_interval_s, err,
-                      errlen))
+                      errlen) ||
+        get_int_field(root, "", "erase_grace_s", 1, 50, &c->erase_grace_s, err, errlen))
         return -EINVAL;
 
     const cJSON *o;

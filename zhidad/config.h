@@ -35,6 +35,7 @@ typedef struct zd_config {
     int partitions;            /* "partitions", default 16, 1..ZD_PARTITIONS_MAX */
     long change_stream_maxlen; /* per partition, default 10000 */
     int key_audit_interval_s;  /* how often API key use is summed into the audit stream: 60 */
+    int erase_grace_s; /* an erased profile's change-stream entries are removed after this: 10 */
     /* "limits": {...} */
     size_t body_max;        /* 1 MiB */
     size_t import_body_max; /* 64 MiB: routes registered with ZD_ROUTE_LARGE_BODY only */

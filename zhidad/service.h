@@ -25,6 +25,7 @@ typedef struct zd_service {
     struct zd_store *store;
     struct zd_follower *follower;
     struct event *key_audit_ev; /* sums API key use into the audit stream */
+    struct event *scrub_ev;     /* removes erased profiles' change-stream entries */
     bool index_ready; /* /readyz answers 200 only when this is set and Redis is connected */
     bool stopping;    /* set when SIGTERM/SIGINT arrived */
 } zd_service;
