@@ -47,6 +47,10 @@ else
   head -30 format.log; record "format" 1
 fi
 
+note "layering (docs/DESIGN.md: folders and the ways data may flow)"
+tests/check_layers.sh
+record "layering" $?
+
 note "release build (-Werror)"
 if [[ ! -d build ]]; then meson setup build -Dwerror=true >/dev/null; fi
 if ninja -C build -j "$JOBS" >build.log 2>&1; then

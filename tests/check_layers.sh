@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Checks the layering rules of docs/DESIGN.md ("Folders and the ways data may flow") on the
+# tracked sources: which folder may include which, where third-party loop/client headers may
+# appear, and that no meson.build compiles another folder's sources. Prints each violation;
+# exit status 1 when there is any.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bad=0
+violation() { echo "layering: $*"; bad=1; }
+
+files() { git ls-files "$1" | grep -E '\.(c|h)$'; }
+
+# folder -> folders whose headers it must not include
+declare -A forbidden=(
+  [common]="redis profiles matcher gateway zhidad client"
+  [redis]="profiles matcher gateway zhidad client"
+  [profiles]="matcher gateway zhidad client"
+  [matcher]="gateway zhidad client"
+  [gateway]="zhidad client"
+  [include]="common redis profiles matcher gateway zhidad client"
+)
+for folder in "${!forbidden[@]}"; do
+  for f in $(files "$folder/"); do
+    for up in ${forbidden[$folder]}; do
+      grep -nE "#include \"$up/" "$f" | while read -r line; do
+        echo "layering: $f includes $up/: $line"
+      done | grep . && bad=1
+    done
+  done
+done
+
+# Third-party headers stay in the files that adapt them.
+check_lib() { # header-prefix allowed-file-regex
+  for f in $(git ls-files '*.c' '*.h' | grep -vE '^(tests|bench)/'); do
+    if grep -qE "#include <$1/" "$f" && ! [[ $f =~ $2 ]]; then
+      violation "$f includes <$1/...> (only $2 may)"
+    fi
+  done
+}
+check_lib hiredis '^redis/redis\.c$'
+check_lib event2 '^(redis/(redis|timer)\.c|zhidad/(http|main|api)\.c|gateway/.*_ev\.c)$'
+check_lib curl '^(gateway/.*\.c|client/zhida\.c)$'
+
+# common/ is libc only.
+for f in $(files common/); do
+  grep -nE '#include <(cjson|roaring|hiredis|event2|curl)/' "$f" >/dev/null &&
+    violation "$f includes a library header (common/ is libc only)"
+done
+
+# Every meson.build compiles only its own folder's sources.
+for m in $(git ls-files '*meson.build'); do
+  grep -nE "'\.\./" "$m" >/dev/null && violation "$m compiles sources of another folder"
+done
+
+if [[ $bad -eq 0 ]]; then echo "layering: ok"; fi
+exit $bad
