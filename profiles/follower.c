@@ -605,11 +605,6 @@ const zd_index *zd_follower_index(const zd_follower *fl)
     return fl->index;
 }
 
-bool zd_follower_ready(const zd_follower *fl)
-{
-    return fl->ready;
-}
-
 void zd_follower_apply(zd_follower *fl, uint32_t gid, const char *entry, const char *old_json,
                        size_t old_len, const zd_profile *now)
 {

@@ -31,7 +31,6 @@ void zd_follower_free(zd_follower *fl);
 
 /* The current index (borrowed; replaced after a rebuild, so do not keep it across callbacks). */
 const zd_index *zd_follower_index(const zd_follower *fl);
-bool zd_follower_ready(const zd_follower *fl);
 
 /* Applies a write this instance just made, so that a client reads its own writes. entry is
  * the write's change-stream entry id: if the follower has already read that far, the write (and

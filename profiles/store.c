@@ -217,11 +217,6 @@ void zd_store_free(zd_store *st)
     free(st);
 }
 
-int zd_store_partitions(const zd_store *st)
-{
-    return st->partitions;
-}
-
 static void call_free(script_call *c)
 {
     if (!c)

@@ -75,6 +75,5 @@ typedef void (*zd_store_scrub_cb)(int status, long long deleted, int partition, 
 int zd_store_scrub(zd_store *st, int partition, long long cutoff_ms, zd_store_scrub_cb cb,
                    void *udata);
 
-int zd_store_partitions(const zd_store *st);
 
 #endif

@@ -40,12 +40,6 @@ void zd_timer_arm(zd_timer *t, long ms, int repeat)
     event_add(t->ev, &tv);
 }
 
-void zd_timer_stop(zd_timer *t)
-{
-    if (t && t->ev)
-        event_del(t->ev);
-}
-
 void zd_timer_free(zd_timer *t)
 {
     if (!t)

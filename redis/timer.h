@@ -11,7 +11,6 @@ typedef struct zd_timer zd_timer;
 zd_timer *zd_timer_new(struct event_base *base, void (*fn)(void *udata), void *udata);
 /* (Re)arms t to fire once after ms milliseconds, or every ms milliseconds when repeat != 0. */
 void zd_timer_arm(zd_timer *t, long ms, int repeat);
-void zd_timer_stop(zd_timer *t);
 /* Stops and frees t; zd_timer_free(NULL) is a no-op. */
 void zd_timer_free(zd_timer *t);
 

@@ -103,7 +103,8 @@ struct zd_http {
     struct evhttp_bound_socket *bound[8];
     int nbound;
     /* Per API key (parallel to cfg->keys): requests let through and refused with 403, in
-     * total (for /metrics) and since the last zd_http_take_key_uses() (for the audit stream). */
+     * total (for /metrics) and since the last zd_http_key_uses(..., reset = true) (for the audit
+     * stream). */
     zd_key_uses *key_total, *key_since;
 };
 
