@@ -35,9 +35,17 @@ trap cleanup EXIT
 echo "== starting redis-server on 127.0.0.1:$RPORT (data in var/demo)"
 rm -rf "$VAR"/appendonly* "$VAR"/dump.rdb
 rm -rf "$VAR/appendonlydir"
+fail() { # message log-file
+  echo "demo: $1" >&2
+  if [[ -f "$2" ]]; then echo "---- last lines of $2:" >&2; tail -n 20 "$2" >&2; fi
+  exit 1
+}
 redis-server deploy/redis.conf --port "$RPORT" --dir "$VAR" --daemonize yes \
-  --logfile "$VAR/redis.log" --pidfile "$VAR/redis.pid" >/dev/null
-for _ in $(seq 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  --logfile "$VAR/redis.log" --pidfile "$VAR/redis.pid" >/dev/null ||
+  fail "redis-server did not start" "$VAR/redis.log"
+up=""
+for _ in $(seq 100); do redis-cli -p "$RPORT" ping 2>/dev/null | grep -q PONG && up=1 && break; sleep 0.1; done
+[[ -n $up ]] || fail "redis-server on 127.0.0.1:$RPORT did not answer within 10 s" "$VAR/redis.log"
 
 cat >"$VAR/zhida.json" <<JSON
 // demo configuration written by deploy/demo.sh; see docs/CONFIG.md for every option
@@ -57,7 +65,13 @@ JSON
 echo "== starting zhidad on 127.0.0.1:$HPORT"
 build/zhidad/zhidad -c "$VAR/zhida.json" 2>"$VAR/zhidad.log" &
 ZPID=$!
-for _ in $(seq 200); do curl -sf "http://127.0.0.1:$HPORT/readyz" >/dev/null && break; sleep 0.1; done
+up=""
+for _ in $(seq 300); do
+  kill -0 "$ZPID" 2>/dev/null || fail "zhidad exited during start-up" "$VAR/zhidad.log"
+  curl -sf "http://127.0.0.1:$HPORT/readyz" >/dev/null && up=1 && break
+  sleep 0.1
+done
+[[ -n $up ]] || fail "zhidad was not ready within 30 s" "$VAR/zhidad.log"
 curl -s "http://127.0.0.1:$HPORT/readyz"; echo
 
 export ZHIDA_URL="http://127.0.0.1:$HPORT"

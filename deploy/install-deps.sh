@@ -9,7 +9,7 @@ PKGS=(
   redis-server
   clang libclang-rt-14-dev clang-format
   python3 python3-pytest
-  curl ca-certificates
+  curl ca-certificates git systemd
 )
 # The benchmarks also compare against PostgreSQL 15: `deploy/install-deps.sh --bench`.
 if [[ "${1:-}" == "--bench" ]]; then

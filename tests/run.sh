@@ -56,6 +56,9 @@ if [[ ! -d build ]]; then meson setup build -Dwerror=true >/dev/null; fi
 if ninja -C build -j "$JOBS" >build.log 2>&1; then
   record "release build" 0
   run_meson_tests build release
+  note "deployment (systemd units, redis.conf, meson install)"
+  tests/check_deploy.sh build
+  record "deploy" $?
 else
   tail -40 build.log; record "release build" 1
 fi
