@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 bad=0
 violation() { echo "layering: $*"; bad=1; }
 
-files() { git ls-files "$1" | grep -E '\.(c|h)$'; }
+all_files() {
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git ls-files "$@"
+  else find . \( -name '*.[ch]' -o -name meson.build \) -not -path './build*' | sed 's|^\./||'; fi
+}
+files() { all_files | grep -E "^$1.*\.(c|h)$"; }
 
 # folder -> folders whose headers it must not include
 declare -A forbidden=(
@@ -31,7 +35,7 @@ done
 
 # Third-party headers stay in the files that adapt them.
 check_lib() { # header-prefix allowed-file-regex
-  for f in $(git ls-files '*.c' '*.h' | grep -vE '^(tests|bench)/'); do
+  for f in $(all_files | grep -E '\.(c|h)$' | grep -vE '^(tests|bench)/'); do
     if grep -qE "#include <$1/" "$f" && ! [[ $f =~ $2 ]]; then
       violation "$f includes <$1/...> (only $2 may)"
     fi
@@ -48,7 +52,7 @@ for f in $(files common/); do
 done
 
 # Every meson.build compiles only its own folder's sources.
-for m in $(git ls-files '*meson.build'); do
+for m in $(all_files | grep -E '(^|/)meson\.build$'); do
   grep -nE "'\.\./" "$m" >/dev/null && violation "$m compiles sources of another folder"
 done
 
