@@ -2,18 +2,55 @@
 #include "common/log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <ctype.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static enum zd_log_level min_level = ZD_LOG_INFO;
+static enum zd_log_format format = ZD_LOG_TEXT;
 
 void zd_log_set_level(enum zd_log_level level)
 {
     min_level = level;
+}
+
+void zd_log_set_format(enum zd_log_format f)
+{
+    format = f;
+}
+
+/* systemd sets JOURNAL_STREAM to "<dev>:<inode>" of the journal socket it connected to
+ * stderr; it is only ours if stderr still is that socket (not redirected by a wrapper). */
+static bool stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+int zd_log_format_parse(const char *s, enum zd_log_format *out)
+{
+    if (strcmp(s, "text") == 0)
+        *out = ZD_LOG_TEXT;
+    else if (strcmp(s, "journal") == 0)
+        *out = ZD_LOG_JOURNAL;
+    else if (strcmp(s, "json") == 0)
+        *out = ZD_LOG_JSON;
+    else if (strcmp(s, "auto") == 0)
+        *out = stderr_is_journal() ? ZD_LOG_JOURNAL : ZD_LOG_TEXT;
+    else
+        return -EINVAL;
+    return 0;
 }
 
 int zd_log_level_parse(const char *s, enum zd_log_level *out)
@@ -86,11 +123,37 @@ void zd_log(enum zd_log_level level, const char *fmt, ...)
     va_end(ap);
     zd_mask_pii(raw, masked, sizeof(masked));
 
+    if (format == ZD_LOG_JOURNAL) {
+        /* sd-daemon(3) priorities: debug 7, info 6, warning 4, err 3. */
+        static const int prio[] = {7, 6, 4, 3};
+        fprintf(stderr, "<%d>%s\n", prio[level], masked);
+        return;
+    }
     struct timespec ts;
     struct tm tm;
+    char when[64];
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s\n", tm.tm_year + 1900,
-            tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-            tags[level], masked);
+    snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    if (format == ZD_LOG_TEXT) {
+        fprintf(stderr, "%s %-5s %s\n", when, tags[level], masked);
+        return;
+    }
+    /* JSON: escape the message by hand (common/ is libc only). */
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    char esc[sizeof(masked) * 6 + 1];
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)masked; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            esc[o++] = '\\';
+            esc[o++] = (char)*p;
+        } else if (*p < 0x20) {
+            o += (size_t)snprintf(esc + o, 7, "\\u%04x", *p);
+        } else {
+            esc[o++] = (char)*p;
+        }
+    }
+    esc[o] = '\0';
+    fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", when, names[level], esc);
 }

@@ -8,7 +8,16 @@
 
 enum zd_log_level { ZD_LOG_DEBUG = 0, ZD_LOG_INFO, ZD_LOG_WARN, ZD_LOG_ERROR };
 
+/* How lines are written. TEXT: "<UTC time> <LEVEL> <message>". JOURNAL: "<N><message>", the
+ * sd-daemon priority prefix journald reads (it adds the time itself), so `journalctl -p err`
+ * works. JSON: one object per line, {"ts", "level", "msg"}, for log shippers. */
+enum zd_log_format { ZD_LOG_TEXT = 0, ZD_LOG_JOURNAL, ZD_LOG_JSON };
+
 void zd_log_set_level(enum zd_log_level level);
+void zd_log_set_format(enum zd_log_format format);
+/* Parses "text", "journal", "json" or "auto" (journal when stderr is the journal, per
+ * $JOURNAL_STREAM, else text); returns 0 or -EINVAL. */
+int zd_log_format_parse(const char *s, enum zd_log_format *out);
 /* Parses "debug", "info", "warn", "error"; returns 0 or -EINVAL. */
 int zd_log_level_parse(const char *s, enum zd_log_level *out);
 void zd_log(enum zd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

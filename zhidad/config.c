@@ -513,6 +513,7 @@ static void set_defaults(zd_config *c)
     snprintf(c->redis, sizeof(c->redis), "127.0.0.1:6379");
     snprintf(c->timezone, sizeof(c->timezone), "Asia/Shanghai");
     snprintf(c->log_level, sizeof(c->log_level), "info");
+    snprintf(c->log_format, sizeof(c->log_format), "auto");
     c->partitions = 16;
     c->change_stream_maxlen = 10000;
     c->body_max = 1 << 20;
@@ -544,6 +545,7 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
                                        "limits",
                                        "redis_client",
                                        "log_level",
+                                       "log_format",
                                        "key_audit_interval_s",
                                        "erase_grace_s",
                                        NULL};
@@ -605,6 +607,11 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
         return -EINVAL;
     if (zd_log_level_parse(c->log_level, &lvl) != 0)
         return seterr(err, errlen, "\"log_level\" must be one of debug, info, warn, error");
+    enum zd_log_format fmt;
+    if (get_str(root, "", "log_format", c->log_format, sizeof(c->log_format), err, errlen))
+        return -EINVAL;
+    if (zd_log_format_parse(c->log_format, &fmt) != 0)
+        return seterr(err, errlen, "\"log_format\" must be one of auto, text, journal, json");
 
     /* Without a "gateways" section the inbox, which needs no options, is the one channel. */
     cJSON *g = cJSON_DetachItemFromObjectCaseSensitive(root, "gateways");

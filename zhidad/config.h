@@ -49,7 +49,8 @@ typedef struct zd_config {
     int redis_queue_max;    /* 100000 commands waiting while over inflight/disconnected */
     int redis_reconnect_min_ms, redis_reconnect_max_ms; /* 100, 5000 */
 
-    char log_level[16]; /* "info" */
+    char log_level[16];  /* "info" */
+    char log_format[16]; /* "auto": journal priorities under systemd, else text; or "json" */
 } zd_config;
 
 /* Loads the config file at path: JSON with // and block comments. Unknown keys (at every level

@@ -192,6 +192,9 @@ int main(int argc, char **argv)
     enum zd_log_level level = ZD_LOG_INFO;
     zd_log_level_parse(cfg->log_level, &level);
     zd_log_set_level(level);
+    enum zd_log_format format = ZD_LOG_TEXT;
+    zd_log_format_parse(cfg->log_format, &format);
+    zd_log_set_format(format);
 
     /* A client gone mid-reply must cost an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
