@@ -191,7 +191,7 @@ if has http; then
     ZPORT=$(free_port)
     ZRPORT=$(free_port)
     start_redis "$ZRPORT"
-    ZHIDA_KEY=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+    ZHIDA_KEY=bench-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
     export ZHIDA_KEY
     CONF="$WORK/zhida.json"
     cat > "$CONF" <<EOF

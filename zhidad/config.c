@@ -20,7 +20,7 @@
 
 #define CONFIG_FILE_MAX (16 * 1024 * 1024)
 #define PASSWORD_MAX 512
-#define APIKEY_MIN 16
+#define APIKEY_MIN 24
 
 static int seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -449,6 +449,12 @@ static int parse_key(zd_config *c, const cJSON *o, int idx, char *err, size_t er
                       "\"%s.key\" (key \"%s\") must be %d..%d printable ASCII characters "
                       "without spaces",
                       path, k->name, APIKEY_MIN, ZD_APIKEY_MAX);
+    /* The example config's placeholders would otherwise be live keys anyone can read. */
+    if (strcasestr(key->valuestring, "change-me"))
+        return seterr(err, errlen,
+                      "\"%s.key\" (key \"%s\") is the example's placeholder: replace it with a "
+                      "fresh secret (e.g. `openssl rand -hex 24`)",
+                      path, k->name);
     for (int i = 0; i < idx; i++) {
         if (c->keys[i].keylen == kl && memcmp(c->keys[i].key, key->valuestring, kl) == 0)
             return seterr(err, errlen, "\"%s.key\" (key \"%s\") is the same secret as key \"%s\"",

@@ -92,11 +92,11 @@ static void test_full(void)
         "  \"listen\": \"127.0.0.1:9000\", /* block */ \"redis\": \"unix:/run/redis.sock\",\n"
         "  \"redis_password\": \"s3cret // not a comment\",\n"
         "  \"api_keys\": [\n"
-        "    {\"name\": \"ops\", \"role\": \"admin\", \"key\": \"aaaaaaaaaaaaaaaa1\"},\n"
+        "    {\"name\": \"ops\", \"role\": \"admin\", \"key\": \"aaaaaaaaaaaaaaaaaaaaaaa1\"},\n"
         "    {\"name\": \"hz\", \"role\": \"publisher\", \"scope\": \"3301\",\n"
-        "     \"key\": \"bbbbbbbbbbbbbbbb2\"},\n"
-        "    {\"name\": \"app\", \"role\": \"app\", \"key\": \"cccccccccccccccc3\"},\n"
-        "    {\"name\": \"v\", \"role\": \"viewer\", \"key\": \"dddddddddddddddd4\"}\n"
+        "     \"key\": \"bbbbbbbbbbbbbbbbbbbbbbb2\"},\n"
+        "    {\"name\": \"app\", \"role\": \"app\", \"key\": \"ccccccccccccccccccccccc3\"},\n"
+        "    {\"name\": \"v\", \"role\": \"viewer\", \"key\": \"ddddddddddddddddddddddd4\"}\n"
         "  ],\n"
         "  \"timezone\": \"UTC\",\n"
         "  \"gateways\": {\"zlb\": {\"type\": \"webhook\", \"url\": \"http://127.0.0.1:1/\"},\n"
@@ -127,7 +127,7 @@ static void test_full(void)
     CHECK_STR(c->keys[1].scope, "3301");
     CHECK_INT(c->keys[2].role, ZD_ROLE_APP);
     CHECK_INT(c->keys[3].role, ZD_ROLE_VIEWER);
-    CHECK_INT(c->keys[3].keylen, 17);
+    CHECK_INT(c->keys[3].keylen, 24);
     CHECK_STR(c->timezone, "UTC");
     CHECK_INT(cJSON_GetArraySize(c->gateways), 2);
     /* Gateway options are kept raw for the delivery code. */
@@ -153,17 +153,17 @@ static void test_full(void)
     CHECK_STR(c->log_level, "debug");
 
     /* Constant-time lookup still finds exactly the right key. */
-    CHECK(zd_config_find_key(c, "cccccccccccccccc3", 17) == &c->keys[2]);
-    CHECK(zd_config_find_key(c, "aaaaaaaaaaaaaaaa1", 17) == &c->keys[0]);
-    CHECK(zd_config_find_key(c, "dddddddddddddddd4", 17) == &c->keys[3]);
-    CHECK(zd_config_find_key(c, "cccccccccccccccc", 16) == NULL);   /* a prefix */
-    CHECK(zd_config_find_key(c, "cccccccccccccccc33", 18) == NULL); /* one more byte */
-    CHECK(zd_config_find_key(c, "cccccccccccccccc4", 17) == NULL);  /* last byte differs */
-    CHECK(zd_config_find_key(c, "Cccccccccccccccc3", 17) == NULL);  /* first byte differs */
+    CHECK(zd_config_find_key(c, "ccccccccccccccccccccccc3", 24) == &c->keys[2]);
+    CHECK(zd_config_find_key(c, "aaaaaaaaaaaaaaaaaaaaaaa1", 24) == &c->keys[0]);
+    CHECK(zd_config_find_key(c, "ddddddddddddddddddddddd4", 24) == &c->keys[3]);
+    CHECK(zd_config_find_key(c, "cccccccccccccccc", 16) == NULL);          /* a prefix */
+    CHECK(zd_config_find_key(c, "ccccccccccccccccccccccc33", 25) == NULL); /* one more byte */
+    CHECK(zd_config_find_key(c, "cccccccccccccccc4", 17) == NULL);         /* last byte differs */
+    CHECK(zd_config_find_key(c, "Cccccccccccccccc3", 17) == NULL);         /* first byte differs */
     CHECK(zd_config_find_key(c, "", 0) == NULL);
     CHECK(zd_config_find_key(c, NULL, 0) == NULL);
     /* len, not the NUL, bounds the token. */
-    CHECK(zd_config_find_key(c, "cccccccccccccccc3XYZ", 17) == &c->keys[2]);
+    CHECK(zd_config_find_key(c, "ccccccccccccccccccccccc3XYZ", 24) == &c->keys[2]);
     char longtok[ZD_APIKEY_MAX + 2];
     memset(longtok, 'c', sizeof(longtok));
     CHECK(zd_config_find_key(c, longtok, sizeof(longtok)) == NULL);
@@ -207,7 +207,7 @@ static void test_errors(void)
     EXPECT_ERROR("{\"limits\": {\"bodymax\": 1}}", "unknown key \"limits.bodymax\"");
     EXPECT_ERROR("{\"redis_client\": {\"deadline\": 1}}", "unknown key \"redis_client.deadline\"");
     EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"admin\", "
-                 "\"key\": \"aaaaaaaaaaaaaaaaaaaa\", \"scpoe\": \"33\"}]}",
+                 "\"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\", \"scpoe\": \"33\"}]}",
                  "unknown key \"api_keys[0].scpoe\"");
     EXPECT_ERROR("{\"partitions\": 2, \"partitions\": 3}", "duplicate key \"partitions\"");
     EXPECT_ERROR("{\"Listen\": \"127.0.0.1:1\"}", "unknown key \"Listen\"");
@@ -254,55 +254,62 @@ static void test_errors(void)
     /* API keys. */
     EXPECT_ERROR("{\"api_keys\": {}}", "\"api_keys\" must be an array");
     EXPECT_ERROR("{\"api_keys\": [\"k\"]}", "\"api_keys[0]\" must be an object");
-    EXPECT_ERROR("{\"api_keys\": [{\"role\": \"admin\", \"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}",
+    EXPECT_ERROR("{\"api_keys\": [{\"role\": \"admin\", \"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
                  "\"api_keys[0].name\" must be");
     EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a b\", \"role\": \"admin\", "
-                 "\"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}",
+                 "\"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
                  "\"api_keys[0].name\" must be");
     EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"root\", "
-                 "\"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}",
+                 "\"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
                  "\"api_keys[0].role\" must be one of admin, publisher, app, viewer");
     EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"Admin\", "
-                 "\"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}",
+                 "\"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
                  "\"api_keys[0].role\"");
     EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"admin\", \"key\": \"short\"}]}",
-                 "\"api_keys[0].key\" (key \"a\") must be 16..256");
+                 "\"api_keys[0].key\" (key \"a\") must be 24..256");
+    /* 23 characters is one too few; the example config's placeholders are refused. */
     EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"admin\", "
-                 "\"key\": \"aaaaaaaa aaaaaaaaaaa\"}]}",
+                 "\"key\": \"aaaaaaaaaaaaaaaaaaaaaaa\"}]}",
+                 "must be 24..256");
+    EXPECT_ERROR("{\"api_keys\": [{\"name\": \"ops\", \"role\": \"admin\", "
+                 "\"key\": \"CHANGE-ME-admin-0123456789abcdef\"}]}",
+                 "\"api_keys[0].key\" (key \"ops\") is the example's placeholder");
+    EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"admin\", "
+                 "\"key\": \"aaaaaaaa aaaaaaaaaaaaaaa\"}]}",
                  "without spaces");
     EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"admin\"}]}",
                  "\"api_keys[0].key\" (key \"a\") must be a string");
-    EXPECT_ERROR(
-        "{\"api_keys\": [{\"name\": \"a\", \"role\": \"admin\", \"key\": \"aaaaaaaaaaaaaaaaaaaa\"},"
-        "{\"name\": \"a\", \"role\": \"app\", \"key\": \"bbbbbbbbbbbbbbbbbbbb\"}]}",
-        "\"api_keys[1].name\": \"a\" is used by api_keys[0] too");
-    EXPECT_ERROR(
-        "{\"api_keys\": [{\"name\": \"a\", \"role\": \"admin\", \"key\": \"aaaaaaaaaaaaaaaaaaaa\"},"
-        "{\"name\": \"b\", \"role\": \"app\", \"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}",
-        "is the same secret as key \"a\"");
+    EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"admin\", \"key\": "
+                 "\"aaaaaaaaaaaaaaaaaaaaaaaa\"},"
+                 "{\"name\": \"a\", \"role\": \"app\", \"key\": \"bbbbbbbbbbbbbbbbbbbbbbbb\"}]}",
+                 "\"api_keys[1].name\": \"a\" is used by api_keys[0] too");
+    EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"admin\", \"key\": "
+                 "\"aaaaaaaaaaaaaaaaaaaaaaaa\"},"
+                 "{\"name\": \"b\", \"role\": \"app\", \"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
+                 "is the same secret as key \"a\"");
     /* Scope: publishers only, required for them, digits at a whole region level. */
     EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"app\", \"scope\": \"33\", "
-                 "\"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}",
+                 "\"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
                  "\"api_keys[0].scope\" is only allowed for a publisher key");
     EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"publisher\", "
-                 "\"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}",
+                 "\"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
                  "\"api_keys[0].scope\" is required for a publisher key");
     EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"publisher\", \"scope\": \"330\", "
-                 "\"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}",
+                 "\"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
                  "\"api_keys[0].scope\" must be a region code at a whole level");
     EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"publisher\", \"scope\": \"33ab\", "
-                 "\"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}",
+                 "\"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
                  "\"api_keys[0].scope\" must be");
     EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"publisher\", \"scope\": 33, "
-                 "\"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}",
+                 "\"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
                  "\"api_keys[0].scope\" must be");
     EXPECT_ERROR("{\"api_keys\": [{\"name\": \"a\", \"role\": \"publisher\", \"scope\": \"\", "
-                 "\"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}",
+                 "\"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
                  "\"api_keys[0].scope\" must be");
 
     /* No message ever quotes a secret. */
     zd_config *c = load("{\"api_keys\": [{\"name\": \"a\", \"role\": \"admin\", "
-                        "\"key\": \"SECRETSECRETSECRET x\"}]}");
+                        "\"key\": \"SECRETSECRETSECRETSECRE x\"}]}");
     CHECK(c == NULL);
     CHECK(strstr(err, "SECRET") == NULL);
     zd_config_free(c);
@@ -315,7 +322,7 @@ static void test_scope_levels(void)
         char text[256];
         snprintf(text, sizeof(text),
                  "{\"api_keys\": [{\"name\": \"p\", \"role\": \"publisher\", \"scope\": \"%s\", "
-                 "\"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}",
+                 "\"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}",
                  ok[i]);
         zd_config *c = load(text);
         CHECK(c && strcmp(c->keys[0].scope, ok[i]) == 0);
@@ -325,13 +332,13 @@ static void test_scope_levels(void)
     zd_config *c = load("{\"schema\": {\"region\": {\"type\": \"code\", \"levels\": [3, 5], "
                         "\"breakdown_level\": 3}},"
                         "\"api_keys\": [{\"name\": \"p\", \"role\": \"publisher\", "
-                        "\"scope\": \"331\", \"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}");
+                        "\"scope\": \"331\", \"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}");
     CHECK(c != NULL);
     zd_config_free(c);
     c = load("{\"schema\": {\"region\": {\"type\": \"code\", \"levels\": [3, 5], "
              "\"breakdown_level\": 3}},"
              "\"api_keys\": [{\"name\": \"p\", \"role\": \"publisher\", "
-             "\"scope\": \"3301\", \"key\": \"aaaaaaaaaaaaaaaaaaaa\"}]}");
+             "\"scope\": \"3301\", \"key\": \"aaaaaaaaaaaaaaaaaaaaaaaa\"}]}");
     CHECK(c == NULL && strstr(err, "\"api_keys[0].scope\" must be") != NULL);
     zd_config_free(c);
 }
@@ -381,12 +388,32 @@ static bool find_example(char *out, size_t cap)
 
 static void test_example_config(void)
 {
-    /* The shipped example must load and hold what docs/CONFIG.md promises. */
+    /* The shipped example is refused as it stands (its keys are placeholders) and, with real
+     * keys put in, loads and holds what docs/CONFIG.md promises. */
     zd_config *c = NULL;
     char path[512];
     unsetenv("ZHIDA_REDIS_PASSWORD");
     CHECK(find_example(path, sizeof(path)));
     int rc = zd_config_load(path, &c, err, sizeof(err));
+    CHECK(rc != 0 && strstr(err, "placeholder") != NULL);
+    FILE *in = fopen(path, "r");
+    char tmp[] = "/tmp/zd-example-XXXXXX";
+    int fd = mkstemp(tmp);
+    FILE *out = fd >= 0 ? fdopen(fd, "w") : NULL;
+    CHECK(in && out);
+    if (!in || !out)
+        return;
+    char line[1024];
+    while (fgets(line, sizeof(line), in)) {
+        char *p;
+        while ((p = strstr(line, "CHANGE-ME")) != NULL)
+            memcpy(p, "realsecret", 9); /* same length: "realsecre" */
+        fputs(line, out);
+    }
+    fclose(in);
+    fclose(out);
+    rc = zd_config_load(tmp, &c, err, sizeof(err));
+    unlink(tmp);
     CHECK_INT(rc, 0);
     if (rc) {
         fprintf(stderr, "  %s\n", err);

@@ -29,9 +29,9 @@
 
 #define WATCHDOG_S 60
 
-#define ADMIN "admin-key-0123456789"
-#define APP "app-key-0123456789ab"
-#define VIEW "viewer-key-012345678"
+#define ADMIN "admin-key-0123456789abcd"
+#define APP "app-key-0123456789abcdef"
+#define VIEW "viewer-key-0123456789abc"
 
 /* http_timeout_s 1 keeps the idle-timeout check short; async handlers stay below it. */
 static const char config_text[] =
