@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/notify.h"
 #include "profiles/follower.h"
 #include "profiles/store.h"
 #include "zhidad/api.h"
@@ -199,6 +200,8 @@ static void scrub_tick(evutil_socket_t fd, short what, void *arg)
 static void index_ready(void *udata)
 {
     zd_service *svc = udata;
+    if (!svc->index_ready)
+        zd_notify("READY=1\nSTATUS=index loaded, serving");
     svc->index_ready = true;
 }
 

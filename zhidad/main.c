@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "common/log.h"
+#include "common/notify.h"
 #include "zhidad/service.h"
 
 #ifndef ZD_VERSION
@@ -24,8 +25,9 @@
 
 typedef struct daemon_state {
     zd_service svc;
-    struct event *sigterm_ev, *sigint_ev, *drain_ev;
+    struct event *sigterm_ev, *sigint_ev, *sighup_ev, *drain_ev;
     int drain_waited_ms;
+    const char *config_path;
 } daemon_state;
 
 static void usage(FILE *f)
@@ -33,15 +35,20 @@ static void usage(FILE *f)
     fprintf(
         f,
         "usage: zhidad -c zhida.json [--listen ADDR:PORT] [--redis ADDR:PORT|unix:PATH]\n"
-        "              [--log-level debug|info|warn|error]\n"
+        "              [--log-level debug|info|warn|error] [--check-config]\n"
         "       zhidad --help | --version\n"
         "\n"
         "  -c, --config FILE    the configuration (docs/CONFIG.md)\n"
+        "  -t, --check-config   check the configuration (and overrides), print the verdict, exit\n"
         "      --listen ADDR    overrides \"listen\", e.g. 127.0.0.1:8700\n"
         "      --redis ADDR     overrides \"redis\", e.g. 127.0.0.1:6379 or unix:/run/redis.sock\n"
         "      --log-level L    overrides \"log_level\"\n"
         "  -h, --help           this text\n"
-        "  -V, --version        the version\n");
+        "  -V, --version        the version\n"
+        "\n"
+        "Exit status: 0 after a clean stop (SIGTERM/SIGINT) or a good --check-config; 64 usage\n"
+        "error; 78 configuration error (systemd does not restart it); 1 any other start-up\n"
+        "failure (e.g. the listen address is taken).\n");
 }
 
 static void healthz(zd_req *req, void *udata)
@@ -93,14 +100,41 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     zd_info("%s: stopping (waiting up to %d ms for requests in flight)",
             sig == SIGTERM ? "SIGTERM" : "SIGINT", DRAIN_MS);
     d->svc.stopping = true;
+    zd_notify("STOPPING=1");
     zd_http_stop_accepting(d->svc.http);
     drain_cb(-1, 0, d);
 }
 
-static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* SIGHUP: reads the config file again. A file that does not load changes nothing; otherwise
+ * what can change live is applied and everything else keeps its start-up value (the log says
+ * which). Command-line overrides were for start-up only and are not re-applied. */
+static void reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+    daemon_state *d = arg;
+    char err[512];
+    zd_config *next = NULL;
+    if (zd_config_load(d->config_path, &next, err, sizeof(err)) != 0) {
+        zd_error_log("SIGHUP: %s does not load, nothing changed: %s", d->config_path, err);
+        return;
+    }
+    enum zd_log_level level = ZD_LOG_INFO;
+    enum zd_log_format format = ZD_LOG_TEXT;
+    zd_log_level_parse(next->log_level, &level);
+    zd_log_format_parse(next->log_format, &format);
+    zd_log_set_level(level);
+    zd_log_set_format(format);
+    zd_info("SIGHUP: reloaded %s: log_level %s, log_format %s applied; other options take "
+            "effect at the next start",
+            d->config_path, next->log_level, next->log_format);
+    zd_config_free(next);
+}
 
-/* Start-up errors: one line on stderr, exit status 2. */
-static int die(const char *fmt, ...)
+/* Exit statuses (sysexits.h values, so operators' tools know them). */
+enum { EXIT_USAGE = 64, EXIT_CONFIG = 78 };
+
+/* Start-up errors: one line on stderr; returns status for main() to exit with. */
+static int die_with(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int die_with(int status, const char *fmt, ...)
 {
     va_list ap;
     fprintf(stderr, "zhidad: ");
@@ -108,23 +142,22 @@ static int die(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
-    return 2;
+    return status;
 }
+#define die(...) die_with(EXIT_FAILURE, __VA_ARGS__)
 
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"listen", required_argument, NULL, 'l'},
-        {"redis", required_argument, NULL, 'r'},
-        {"log-level", required_argument, NULL, 'L'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
+        {"redis", required_argument, NULL, 'r'},  {"log-level", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
+        {"check-config", no_argument, NULL, 't'}, {NULL, 0, NULL, 0},
     };
+    bool check_only = false;
     const char *config_path = NULL, *listen = NULL, *redis = NULL, *log_level = NULL;
     int opt;
-    while ((opt = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:hVt", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             config_path = optarg;
@@ -144,21 +177,24 @@ int main(int argc, char **argv)
         case 'V':
             printf("zhidad %s\n", ZD_VERSION);
             return 0;
+        case 't':
+            check_only = true;
+            break;
         default:
             usage(stderr);
-            return 2;
+            return EXIT_USAGE;
         }
     }
     if (optind < argc)
-        return die("unexpected argument \"%s\" (see --help)", argv[optind]);
+        return die_with(EXIT_USAGE, "unexpected argument \"%s\" (see --help)", argv[optind]);
     if (!config_path)
-        return die("%s", "no config given: zhidad -c zhida.json (see --help)");
+        return die_with(EXIT_USAGE, "%s", "no config given: zhidad -c zhida.json (see --help)");
 
     char err[512];
     zd_config *cfg = NULL;
     if (zd_config_load(config_path, &cfg, err, sizeof(err)) != 0)
-        return die("%s", err);
-    int rc = 2;
+        return die_with(EXIT_CONFIG, "%s: %s", config_path, err);
+    int rc = EXIT_FAILURE;
     daemon_state d;
     memset(&d, 0, sizeof(d));
     zd_service *svc = &d.svc;
@@ -168,7 +204,7 @@ int main(int argc, char **argv)
     if (listen) {
         if (strlen(listen) >= sizeof(cfg->listen) ||
             zd_config_check_listen(listen, err, sizeof(err)) != 0) {
-            rc = die("--listen: %s", "must be IP:PORT, e.g. 127.0.0.1:8700");
+            rc = die_with(EXIT_CONFIG, "--listen: %s", "must be IP:PORT, e.g. 127.0.0.1:8700");
             goto out;
         }
         snprintf(cfg->listen, sizeof(cfg->listen), "%s", listen);
@@ -176,7 +212,8 @@ int main(int argc, char **argv)
     if (redis) {
         if (strlen(redis) >= sizeof(cfg->redis) ||
             zd_config_check_redis_addr(redis, err, sizeof(err)) != 0) {
-            rc = die("--redis: %s", "must be IP:PORT or unix:/path, e.g. 127.0.0.1:6379");
+            rc = die_with(EXIT_CONFIG, "--redis: %s",
+                          "must be IP:PORT or unix:/path, e.g. 127.0.0.1:6379");
             goto out;
         }
         snprintf(cfg->redis, sizeof(cfg->redis), "%s", redis);
@@ -184,10 +221,19 @@ int main(int argc, char **argv)
     if (log_level) {
         enum zd_log_level l;
         if (zd_log_level_parse(log_level, &l) != 0) {
-            rc = die("--log-level: \"%s\" is not one of debug, info, warn, error", log_level);
+            rc = die_with(EXIT_CONFIG, "--log-level: \"%s\" is not one of debug, info, warn, error",
+                          log_level);
             goto out;
         }
         snprintf(cfg->log_level, sizeof(cfg->log_level), "%s", log_level);
+    }
+    if (check_only) {
+        /* Like `nginx -t`: everything a start would check before touching the network. */
+        printf("zhidad: the configuration file %s is valid (%d API keys, %d partitions, Redis "
+               "%s)\n",
+               config_path, cfg->nkeys, cfg->partitions, cfg->redis);
+        rc = 0;
+        goto out;
     }
     enum zd_log_level level = ZD_LOG_INFO;
     zd_log_level_parse(cfg->log_level, &level);
@@ -233,9 +279,12 @@ int main(int argc, char **argv)
 
     d.sigterm_ev = evsignal_new(svc->base, SIGTERM, signal_cb, &d);
     d.sigint_ev = evsignal_new(svc->base, SIGINT, signal_cb, &d);
+    d.sighup_ev = evsignal_new(svc->base, SIGHUP, reload_cb, &d);
     d.drain_ev = evtimer_new(svc->base, drain_cb, &d);
-    if (!d.sigterm_ev || !d.sigint_ev || !d.drain_ev || event_add(d.sigterm_ev, NULL) != 0 ||
-        event_add(d.sigint_ev, NULL) != 0) {
+    d.config_path = config_path;
+    if (!d.sigterm_ev || !d.sigint_ev || !d.sighup_ev || !d.drain_ev ||
+        event_add(d.sigterm_ev, NULL) != 0 || event_add(d.sigint_ev, NULL) != 0 ||
+        event_add(d.sighup_ev, NULL) != 0) {
         rc = die("%s", "cannot install the signal handlers");
         goto out;
     }
@@ -259,6 +308,8 @@ out:
         event_free(d.sigterm_ev);
     if (d.sigint_ev)
         event_free(d.sigint_ev);
+    if (d.sighup_ev)
+        event_free(d.sighup_ev);
     if (d.drain_ev)
         event_free(d.drain_ev);
     if (svc->base)
