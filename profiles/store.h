@@ -75,5 +75,4 @@ typedef void (*zd_store_scrub_cb)(int status, long long deleted, int partition, 
 int zd_store_scrub(zd_store *st, int partition, long long cutoff_ms, zd_store_scrub_cb cb,
                    void *udata);
 
-
 #endif

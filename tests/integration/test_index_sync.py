@@ -31,7 +31,9 @@ def redis_truth(redis, nparts):
         for p in range(nparts):
             flat = r("HGETALL", "zd:{p%d}:profiles" % p)
             for i in range(0, len(flat), 2):
-                docs[flat[i]] = json.loads(flat[i + 1].split("|", 1)[1])
+                # "<dense>,<version>|<indexed JSON>\n<private JSON>" (docs/DESIGN.md)
+                indexed = flat[i + 1].split("|", 1)[1].split("\n", 1)[0]
+                docs[flat[i]] = json.loads(indexed)
     finally:
         r.close()
 
