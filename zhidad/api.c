@@ -270,19 +270,26 @@ int zd_service_start(zd_service *svc)
     return 0;
 }
 
-void zd_service_stop(zd_service *svc)
+void zd_service_quiesce(zd_service *svc)
 {
-    if (svc->key_audit_ev) {
-        /* Hand over what the last interval counted; the command is sent before Redis closes,
-         * but its reply is not awaited (best effort, like every audit record). */
-        key_audit_tick(-1, 0, svc);
-        event_free(svc->key_audit_ev);
-        svc->key_audit_ev = NULL;
-    }
+    /* No new maintenance commands: the stop waits for the API connection to fall idle. */
     if (svc->scrub_ev) {
         event_free(svc->scrub_ev);
         svc->scrub_ev = NULL;
     }
+    if (svc->key_audit_ev) {
+        /* The last interval's counts; main.c then runs the loop until Redis has answered. */
+        event_free(svc->key_audit_ev);
+        svc->key_audit_ev = NULL;
+        key_audit_tick(-1, 0, svc);
+    }
+}
+
+void zd_service_stop(zd_service *svc)
+{
+    /* Normally done already. When it was not (a second signal, a failed start), the records
+     * are still queued, and freeing the Redis client then reports each as not appended. */
+    zd_service_quiesce(svc);
     zd_follower_free(svc->follower);
     svc->follower = NULL;
     zd_store_free(svc->store);

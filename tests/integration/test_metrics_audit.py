@@ -1,9 +1,14 @@
-"""What the unauthenticated /metrics tells about API keys: names only when configured."""
+"""What the unauthenticated /metrics tells about API keys (names only when configured), and
+the key.use audit records written at shutdown actually reaching Redis."""
+import re
+import signal
+
 import pytest
 
 from conftest import RedisServer, Zhidad
 
 NAMES = ("ops", "app1", "watch", "hz-hrss", "nb-hrss")
+AUDIT = "zd:{audit}:audit"  # ZD_KEY_AUDIT in redis/keys.h
 
 
 @pytest.fixture()
@@ -75,3 +80,52 @@ def test_metrics_key_names_must_be_boolean(tmp_path, redis_own):
     p = subprocess.run([ZHIDAD, "-c", str(path)], capture_output=True, text=True, timeout=30)
     assert p.returncode == 78  # EX_CONFIG
     assert '"metrics_key_names" must be true or false' in p.stderr, p.stderr
+
+
+def audit_records(redis):
+    r = redis.client()
+    try:
+        out = []
+        for _, flat in r("XRANGE", AUDIT, "-", "+"):
+            out.append(dict(zip(flat[::2], flat[1::2])))
+        return out
+    finally:
+        r.close()
+
+
+def test_sigterm_delivers_the_last_key_use_records(tmp_path, redis_own):
+    # An interval far beyond the test: the only key.use records are the ones written at stop.
+    z = Zhidad(str(tmp_path), redis_own.port, name="stopping",
+               extra_config={"key_audit_interval_s": 3600})
+    try:
+        use_keys(z)
+        assert not [a for a in audit_records(redis_own) if a["action"] == "key.use"]
+    finally:
+        rc = z.stop(sig=signal.SIGTERM)
+    assert rc == 0
+    uses = {a["key"]: a for a in audit_records(redis_own) if a["action"] == "key.use"}
+    assert set(uses) == {"watch", "hz-hrss"}, uses
+    assert uses["watch"]["role"] == "viewer"
+    assert uses["watch"]["target"] == "used=3 denied=1"
+    assert uses["hz-hrss"]["role"] == "publisher"
+    assert uses["hz-hrss"]["target"] == "used=2 denied=0"
+    log = z.read_log()
+    assert "could not append" not in log and "could not queue" not in log, log[-3000:]
+
+
+def test_sigterm_with_redis_gone_stops_within_the_deadline(tmp_path, redis_own):
+    # Redis is away at stop: the final records cannot be delivered; zhidad says so and still
+    # stops (bounded by redis_client.deadline_ms) with exit status 0.
+    z = Zhidad(str(tmp_path), redis_own.port, name="orphan",
+               extra_config={"key_audit_interval_s": 3600,
+                             "redis_client": {"deadline_ms": 500}})
+    try:
+        use_keys(z)
+    finally:
+        redis_own.stop()
+        rc = z.stop(sig=signal.SIGTERM)
+    assert rc == 0
+    log = z.read_log()
+    # Each lost record is reported by its action (never its target), as failed by the deadline.
+    lost = re.findall(r"audit: could not append a (\S+) record \(([^)]*)\)", log)
+    assert lost == [("key.use", "Connection timed out")] * 2, log[-3000:]
