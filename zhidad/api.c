@@ -101,13 +101,51 @@ static void key_metric(const zd_apikey *key, const zd_key_uses *uses, void *udat
             key->name, role, uses->used, key->name, role, uses->denied);
 }
 
+/* Per-role sums, indexed by the role's bit (ZD_ROLE_* are 1, 2, 4, 8). */
+typedef struct role_uses {
+    zd_key_uses by_role[ZD_ROLES_ALL + 1];
+} role_uses;
+
+static void key_metric_sum(const zd_apikey *key, const zd_key_uses *uses, void *udata)
+{
+    role_uses *ru = udata;
+    ru->by_role[key->role].used += uses->used;
+    ru->by_role[key->role].denied += uses->denied;
+}
+
+/* API key use. /metrics answers without a key, so by default it does not tell who holds which
+ * key: the counters are summed per role (every role always present). With metrics_key_names
+ * each key used so far has its own series, labeled with its name. */
+static void key_metrics(zd_service *svc, metrics_buf *b)
+{
+    mprintf(b,
+            "# HELP zhida_api_key_requests_total Requests per API key %s (403s as denied).\n"
+            "# TYPE zhida_api_key_requests_total counter\n",
+            svc->cfg->metrics_key_names ? "name and role" : "role");
+    if (svc->cfg->metrics_key_names) {
+        zd_http_key_uses(svc->http, false, key_metric, b);
+        return;
+    }
+    role_uses ru;
+    memset(&ru, 0, sizeof(ru));
+    zd_http_key_uses(svc->http, false, key_metric_sum, &ru);
+    static const enum zd_role roles[] = {ZD_ROLE_ADMIN, ZD_ROLE_PUBLISHER, ZD_ROLE_APP,
+                                         ZD_ROLE_VIEWER};
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+        const char *role = zd_role_name(roles[i]);
+        const zd_key_uses *u = &ru.by_role[roles[i]];
+        mprintf(b,
+                "zhida_api_key_requests_total{role=\"%s\",outcome=\"used\"} %lu\n"
+                "zhida_api_key_requests_total{role=\"%s\",outcome=\"denied\"} %lu\n",
+                role, u->used, role, u->denied);
+    }
+}
+
 static void handle_metrics(zd_req *req, void *udata)
 {
     zd_service *svc = udata;
     metrics_buf b = {0};
-    mprintf(&b, "# HELP zhida_api_key_requests_total Requests per API key (403s as denied).\n"
-                "# TYPE zhida_api_key_requests_total counter\n");
-    zd_http_key_uses(svc->http, false, key_metric, &b);
+    key_metrics(svc, &b);
     mprintf(&b, "# HELP zhida_http_requests_total HTTP requests by route and status.\n"
                 "# TYPE zhida_http_requests_total counter\n");
     zd_http_foreach_stat(svc->http, http_stat, &b);
@@ -232,19 +270,26 @@ int zd_service_start(zd_service *svc)
     return 0;
 }
 
-void zd_service_stop(zd_service *svc)
+void zd_service_quiesce(zd_service *svc)
 {
-    if (svc->key_audit_ev) {
-        /* Hand over what the last interval counted; the command is sent before Redis closes,
-         * but its reply is not awaited (best effort, like every audit record). */
-        key_audit_tick(-1, 0, svc);
-        event_free(svc->key_audit_ev);
-        svc->key_audit_ev = NULL;
-    }
+    /* No new maintenance commands: the stop waits for the API connection to fall idle. */
     if (svc->scrub_ev) {
         event_free(svc->scrub_ev);
         svc->scrub_ev = NULL;
     }
+    if (svc->key_audit_ev) {
+        /* The last interval's counts; main.c then runs the loop until Redis has answered. */
+        event_free(svc->key_audit_ev);
+        svc->key_audit_ev = NULL;
+        key_audit_tick(-1, 0, svc);
+    }
+}
+
+void zd_service_stop(zd_service *svc)
+{
+    /* Normally done already. When it was not (a second signal, a failed start), the records
+     * are still queued, and freeing the Redis client then reports each as not appended. */
+    zd_service_quiesce(svc);
     zd_follower_free(svc->follower);
     svc->follower = NULL;
     zd_store_free(svc->store);

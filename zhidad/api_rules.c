@@ -286,10 +286,14 @@ static void preview_run(rule_op *op)
     roaring_bitmap_t *aud = zd_rule_audience(op->rule, ix, today);
     if (aud && op->scope) {
         roaring_bitmap_t *sc = zd_rule_audience(op->scope, ix, today);
-        /* CRoaring 0.2.66's roaring_bitmap_free(NULL) crashes. */
+        /* Without the scope's bitmap the audience must not go out unscoped: fail instead.
+         * (CRoaring 0.2.66's roaring_bitmap_free(NULL) crashes, hence the checks.) */
         if (sc) {
             roaring_bitmap_and_inplace(aud, sc);
             roaring_bitmap_free(sc);
+        } else {
+            roaring_bitmap_free(aud);
+            aud = NULL;
         }
     }
     if (!aud) {
@@ -378,6 +382,12 @@ static void handle_preview(zd_req *req, void *udata)
 
 /* ---- explain ---------------------------------------------------------------------------- */
 
+/* The one answer for "no such profile" and "a profile outside the caller's scope". */
+static void reply_no_profile(zd_req *req)
+{
+    zd_req_reply_error(req, 404, "not_found", "no profile with this id");
+}
+
 static void explain_got(int status, const char *json, size_t len, uint32_t gid, uint64_t version,
                         void *udata)
 {
@@ -385,30 +395,37 @@ static void explain_got(int status, const char *json, size_t len, uint32_t gid, 
     const char *pid = cJSON_GetObjectItemCaseSensitive(op->body, "profile")->valuestring;
     zd_profile *p = NULL;
     zd_error err;
+    int32_t today = zd_date_today(op->svc->cfg->timezone);
     if (status != 0) {
         zd_req_reply_error(op->req, 503, "store_unavailable", "could not read the profile");
     } else if (!json) {
-        zd_req_reply_error(op->req, 404, "not_found", "no profile with this id");
+        reply_no_profile(op->req);
     } else if (zd_profile_parse(op->svc->cfg->schema, pid, json, len, &p, &err) != 0) {
         zd_req_reply_zderror(op->req, 500, &err);
+    } else if (op->scope && !zd_rule_match(op->scope, p, today)) {
+        /* Outside the publisher's scope the profile does not exist for it: the same answer
+         * as a missing id, so that neither its values nor its existence leak. */
+        reply_no_profile(op->req);
     } else {
-        int32_t today = zd_date_today(op->svc->cfg->timezone);
         cJSON *out = zd_rule_explain(op->rule, p, today);
+        if (!out) {
+            zd_req_reply_error(op->req, 500, "out_of_memory", "out of memory");
+            goto done;
+        }
         cJSON_AddStringToObject(out, "profile", pid);
         if (op->scope) {
-            /* The publisher's scope is an implicit clause of every rule it runs. */
-            bool in = zd_rule_match(op->scope, p, today);
+            /* The publisher's scope is an implicit clause of every rule it runs; only profiles
+             * inside it get here, so the clause is always true. */
             cJSON *clauses = cJSON_GetObjectItemCaseSensitive(out, "clauses");
             cJSON *c = cJSON_CreateObject();
             cJSON_AddStringToObject(c, "text", op->scope_text);
-            cJSON_AddBoolToObject(c, "result", in);
+            cJSON_AddBoolToObject(c, "result", 1);
             cJSON_AddBoolToObject(c, "scope", 1);
             cJSON_AddItemToArray(clauses, c);
-            if (!in)
-                cJSON_ReplaceItemInObjectCaseSensitive(out, "match", cJSON_CreateFalse());
         }
         zd_req_reply_json(op->req, 200, out);
     }
+done:
     zd_profile_free(p);
     rule_op_free(op);
 }

@@ -6,8 +6,10 @@
 #include "redis/redis.h"
 #include "zhidad/http.h"
 
-/* Appends one record (action, key name, role, target). Best effort: a failure is logged and
- * counted, never blocks or fails the request that caused it. Strings are copied. */
+/* Appends one record (action, key name, role, target). Best effort: a failure is logged (with
+ * the action) and counted, never blocks or fails the request that caused it. action is
+ * borrowed until the record is answered: pass a string literal. The other strings are copied.
+ * At shutdown, main.c waits for the answers before closing Redis (zd_service_quiesce()). */
 void zd_audit(zd_redis *r, const char *action, const char *key_name, const char *role,
               const char *target);
 

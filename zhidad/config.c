@@ -215,6 +215,22 @@ static int get_size_field(const cJSON *obj, const char *path, const char *name, 
     return rc;
 }
 
+/* Reads boolean member `name` of obj into *out when present. */
+static int get_bool(const cJSON *obj, const char *path, const char *name, bool *out, char *err,
+                    size_t errlen)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!v)
+        return 0;
+    if (!cJSON_IsBool(v)) {
+        char full[256];
+        join_path(full, sizeof(full), path, name);
+        return seterr(err, errlen, "\"%s\" must be true or false", full);
+    }
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
 /* Reads string member `name` into dst (capacity cap) when present. */
 static int get_str(const cJSON *obj, const char *path, const char *name, char *dst, size_t cap,
                    char *err, size_t errlen)
@@ -554,6 +570,7 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
                                        "log_format",
                                        "key_audit_interval_s",
                                        "erase_grace_s",
+                                       "metrics_key_names",
                                        NULL};
     if (!cJSON_IsObject(root))
         return seterr(err, errlen, "the top level must be a JSON object");
@@ -590,7 +607,8 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
     c->change_stream_maxlen = (long)maxlen;
     if (get_int_field(root, "", "key_audit_interval_s", 1, 86400, &c->key_audit_interval_s, err,
                       errlen) ||
-        get_int_field(root, "", "erase_grace_s", 1, 50, &c->erase_grace_s, err, errlen))
+        get_int_field(root, "", "erase_grace_s", 1, 50, &c->erase_grace_s, err, errlen) ||
+        get_bool(root, "", "metrics_key_names", &c->metrics_key_names, err, errlen))
         return -EINVAL;
 
     const cJSON *o;

@@ -36,6 +36,7 @@ typedef struct zd_config {
     long change_stream_maxlen; /* per partition, default 10000 */
     int key_audit_interval_s;  /* how often API key use is summed into the audit stream: 60 */
     int erase_grace_s; /* an erased profile's change-stream entries are removed after this: 10 */
+    bool metrics_key_names; /* /metrics labels API key counters with key names: false */
     /* "limits": {...} */
     size_t body_max;        /* 1 MiB */
     size_t import_body_max; /* 64 MiB: routes registered with ZD_ROUTE_LARGE_BODY only */

@@ -22,11 +22,18 @@
 /* How long in-flight requests may take to finish after a stop signal. */
 #define DRAIN_MS 2000
 #define DRAIN_POLL_MS 20
+/* After the drain, the wait for Redis's answers to the last commands (the final audit records)
+ * ends when each has been answered or failed by its deadline; this margin past the deadline
+ * only covers the Redis client's deadline tick. */
+#define FLUSH_SLACK_MS 500
 
+/* Stopping: SIGTERM -> (1) stop accepting, wait for requests in flight (drain_ev) -> (2) the
+ * service queues its last audit records, wait until Redis has answered (flush_ev) -> leave
+ * the loop, free everything. A second signal leaves the loop at once. */
 typedef struct daemon_state {
     zd_service svc;
-    struct event *sigterm_ev, *sigint_ev, *sighup_ev, *drain_ev;
-    int drain_waited_ms;
+    struct event *sigterm_ev, *sigint_ev, *sighup_ev, *drain_ev, *flush_ev;
+    int drain_waited_ms, flush_waited_ms;
     const char *config_path;
 } daemon_state;
 
@@ -74,6 +81,24 @@ static void readyz(zd_req *req, void *udata)
     zd_req_reply_json(req, 503, j);
 }
 
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    daemon_state *d = arg;
+    zd_redis_stats rs;
+    zd_redis_get_stats(d->svc.redis, &rs);
+    long unanswered = rs.inflight + rs.queued;
+    int limit = d->svc.cfg->redis_deadline_ms + FLUSH_SLACK_MS;
+    if (unanswered == 0 || d->flush_waited_ms >= limit) {
+        if (unanswered)
+            zd_warn("stopping with %ld Redis command(s) unanswered after %d ms", unanswered, limit);
+        event_base_loopbreak(d->svc.base);
+        return;
+    }
+    d->flush_waited_ms += DRAIN_POLL_MS;
+    struct timeval tv = {0, DRAIN_POLL_MS * 1000};
+    evtimer_add(d->flush_ev, &tv);
+}
+
 static void drain_cb(evutil_socket_t fd, short what, void *arg)
 {
     daemon_state *d = arg;
@@ -82,7 +107,8 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
     if (pending == 0 || d->drain_waited_ms >= DRAIN_MS) {
         if (pending)
             zd_warn("stopping with %d request(s) unanswered after %d ms", pending, DRAIN_MS);
-        event_base_loopbreak(d->svc.base);
+        zd_service_quiesce(&d->svc);
+        flush_cb(-1, 0, d);
         return;
     }
     struct timeval tv = {0, DRAIN_POLL_MS * 1000};
@@ -281,8 +307,9 @@ int main(int argc, char **argv)
     d.sigint_ev = evsignal_new(svc->base, SIGINT, signal_cb, &d);
     d.sighup_ev = evsignal_new(svc->base, SIGHUP, reload_cb, &d);
     d.drain_ev = evtimer_new(svc->base, drain_cb, &d);
+    d.flush_ev = evtimer_new(svc->base, flush_cb, &d);
     d.config_path = config_path;
-    if (!d.sigterm_ev || !d.sigint_ev || !d.sighup_ev || !d.drain_ev ||
+    if (!d.sigterm_ev || !d.sigint_ev || !d.sighup_ev || !d.drain_ev || !d.flush_ev ||
         event_add(d.sigterm_ev, NULL) != 0 || event_add(d.sigint_ev, NULL) != 0 ||
         event_add(d.sighup_ev, NULL) != 0) {
         rc = die("%s", "cannot install the signal handlers");
@@ -312,6 +339,8 @@ out:
         event_free(d.sighup_ev);
     if (d.drain_ev)
         event_free(d.drain_ev);
+    if (d.flush_ev)
+        event_free(d.flush_ev);
     if (svc->base)
         event_base_free(svc->base);
     zd_config_free(cfg);

@@ -35,9 +35,15 @@ int zd_api_register(zd_service *svc);
 /* Starts the service's own work (index loading, followers) once svc->redis exists and has
  * started connecting (api.c). 0 or -errno; an error stops start-up. */
 int zd_service_start(zd_service *svc);
-/* Stops and frees what zd_service_start() created (api.c). Called after the HTTP drain and
- * before svc->redis and svc->http are freed; also when start-up failed before or inside
- * zd_service_start(). */
+/* Stopping, step 2 (api.c): ends the service's periodic work (key-use summaries, change-stream
+ * scrubbing) and queues its last records on svc->redis (the key.use summaries of the interval
+ * so far). Called once the HTTP drain is over; the caller then keeps the loop running until
+ * svc->redis has answered every command (each fails by its own deadline at the latest), so
+ * that the records reach Redis before the client is freed. Idempotent. */
+void zd_service_quiesce(zd_service *svc);
+/* Stops and frees what zd_service_start() created (api.c), calling zd_service_quiesce() first
+ * if that was not done. Called after the loop has stopped and before svc->redis and
+ * svc->http are freed; also when start-up failed before or inside zd_service_start(). */
 void zd_service_stop(zd_service *svc);
 
 #endif

@@ -170,7 +170,8 @@ def test_auth_and_roles(zd):
 
 def test_key_use_is_audited_and_counted(tmp_path, redis):
     from conftest import Zhidad
-    z = Zhidad(str(tmp_path), redis.port, name="audit", extra_config={"key_audit_interval_s": 1})
+    z = Zhidad(str(tmp_path), redis.port, name="audit",
+               extra_config={"key_audit_interval_s": 1, "metrics_key_names": True})
     try:
         for _ in range(3):
             st, _ = z.call("POST", "/v1/rules:preview", {"rule": "exists region"}, key="viewer")

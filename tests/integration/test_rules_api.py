@@ -151,10 +151,15 @@ def test_publisher_scope(zd):
     assert ids(zd, 'tags has "hightech"', key="hz") == {"r-e1", "r-e2"}
     assert ids(zd, 'tags has "hightech"', key="nb") == {"r-e3"}
     st, body = zd.call("POST", "/v1/rules:explain",
-                       {"rule": 'tags has "hightech"', "profile": "r-e3"}, key="hz")
-    assert st == 200
-    assert body["match"] is False
+                       {"rule": 'tags has "hightech"', "profile": "r-e1"}, key="hz")
+    assert st == 200 and body["match"] is True, body
     assert body["clauses"][-1]["scope"] is True
+    # r-e3 is in Ningbo (330203): outside hz's scope it is "not found", values and all
+    # (tests/integration/test_scope.py covers this in depth).
+    st, body = zd.call("POST", "/v1/rules:explain",
+                       {"rule": 'tags has "hightech"', "profile": "r-e3"}, key="hz")
+    assert st == 404 and body == {"error": {"code": "not_found",
+                                            "message": "no profile with this id"}}, body
     st, _ = zd.call("POST", "/v1/rules:explain", {"rule": "exists region", "profile": "r-e3"},
                     key="viewer")
     assert st == 403

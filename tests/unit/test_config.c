@@ -70,6 +70,7 @@ static void test_defaults(void)
     CHECK_INT(c->redis_reconnect_min_ms, 100);
     CHECK_INT(c->redis_reconnect_max_ms, 5000);
     CHECK_STR(c->log_level, "info");
+    CHECK(!c->metrics_key_names);
     /* Without "gateways" the inbox is the one channel, and the schema has the defaults. */
     CHECK(cJSON_IsObject(c->gateways));
     CHECK_INT(cJSON_GetArraySize(c->gateways), 1);
@@ -107,7 +108,7 @@ static void test_full(void)
         "             \"json_depth_max\": 8, \"http_timeout_s\": 5, \"max_connections\": 10},\n"
         "  \"redis_client\": {\"deadline_ms\": 250, \"max_inflight\": 2, \"queue_max\": 3,\n"
         "                   \"reconnect_min_ms\": 50, \"reconnect_max_ms\": 60},\n"
-        "  \"log_level\": \"debug\"\n"
+        "  \"log_level\": \"debug\", \"metrics_key_names\": true\n"
         "}\n";
     unsetenv("ZHIDA_REDIS_PASSWORD");
     zd_config *c = load(text);
@@ -151,6 +152,7 @@ static void test_full(void)
     CHECK_INT(c->redis_reconnect_min_ms, 50);
     CHECK_INT(c->redis_reconnect_max_ms, 60);
     CHECK_STR(c->log_level, "debug");
+    CHECK(c->metrics_key_names);
 
     /* Constant-time lookup still finds exactly the right key. */
     CHECK(zd_config_find_key(c, "ccccccccccccccccccccccc3", 24) == &c->keys[2]);
@@ -230,6 +232,8 @@ static void test_errors(void)
     EXPECT_ERROR("{\"timezone\": \"Asia/Shangai\"}", "unknown time zone \"Asia/Shangai\"");
     EXPECT_ERROR("{\"timezone\": \"../etc/passwd\"}", "IANA zone name");
     EXPECT_ERROR("{\"log_level\": \"loud\"}", "\"log_level\" must be one of");
+    EXPECT_ERROR("{\"metrics_key_names\": 1}", "\"metrics_key_names\" must be true or false");
+    EXPECT_ERROR("{\"metrics_key_names\": \"yes\"}", "\"metrics_key_names\" must be true or false");
     EXPECT_ERROR("{\"limits\": []}", "\"limits\" must be an object");
     EXPECT_ERROR("{\"limits\": {\"json_depth_max\": 0}}", "\"limits.json_depth_max\" must be");
     EXPECT_ERROR("{\"limits\": {\"body_max\": 4096, \"import_body_max\": 2048}}",
