@@ -614,9 +614,10 @@ roaring_bitmap_t *zd_rule_audience(const zd_rule *r, const zd_index *ix, int32_t
 
 /* Adds node n's comparisons and cost to *sz. The weights follow what leaf_set() and eval() do
  * for each form: a keyword, tag or code value is one bitmap taken from the index (and OR-ed
- * into the leaf's union); a number or date value is a range scan over the bit slices, which
- * measured 10-150 us per value on 200k profiles where a lookup took 1-25 us; `age(x) = n` is
- * two scans; a complement (`not`, `!=`) copies and subtracts a set as large as the universe. */
+ * into the leaf's union); a number or date value is a range scan over the bit slices; `age(x)
+ * = n` is two scans; a complement (`not`, `!=`) subtracts from a set as large as the universe.
+ * They were chosen so that rules of any one kind of leaf at the same cost take about the same
+ * time (docs/DESIGN.md, "Bounded previews"). */
 static void measure(const zd_rnode *n, zd_rule_size *sz)
 {
     if (n->kind != ZD_RN_LEAF) {
