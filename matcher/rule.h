@@ -25,7 +25,7 @@ typedef struct zd_rule zd_rule;
 typedef struct zd_rule_error {
     char code[40];     /* "syntax_error", "unknown_field", "type_mismatch", "rule_too_large",
                         * "too_deep", "unknown_segment", "segment_cycle", "invalid_value",
-                        * "out_of_memory" */
+                        * "out_of_memory", and from zd_rule_check_cost() "rule_too_complex" */
     char message[320]; /* names what was expected / wrong, with did-you-mean when near */
     char segment[64];
     int position, line, column;
@@ -43,6 +43,28 @@ int zd_rule_compile(const zd_schema *s, const char *text, size_t len, zd_segment
                     void *udata, zd_rule **out, zd_rule_error *err);
 /* zd_rule_free(NULL) is a no-op. */
 void zd_rule_free(zd_rule *r);
+
+/* The size of a compiled rule, its segments expanded. `comparisons` counts the values its
+ * leaves test (a leaf with an `in` or `within` list counts one per value); `cost` estimates
+ * the work of evaluating it over the index in units of one bitmap lookup: a number or date
+ * comparison is a range scan and costs ZD_RULE_COST_SCAN per value, `age(x) =` two of them,
+ * a `not` or `!=` ZD_RULE_COST_NOT (docs/DESIGN.md, "Rule cost"). */
+typedef struct zd_rule_size {
+    long comparisons;
+    long cost;
+} zd_rule_size;
+
+#define ZD_RULE_COST_SCAN 8
+#define ZD_RULE_COST_NOT 2
+
+zd_rule_size zd_rule_measure(const zd_rule *r);
+
+/* Checks that r costs at most max_cost. Returns 0, or -EINVAL with *err set to
+ * "rule_too_complex" and a message naming r's size and the limit; limit_name (borrowed; e.g.
+ * "limits.rule_max_cost") tells the reader where the limit is set. The text and nesting limits
+ * bound the work of compiling; this one bounds the work of evaluating, which segments can
+ * multiply far beyond what the text shows. */
+int zd_rule_check_cost(const zd_rule *r, long max_cost, const char *limit_name, zd_rule_error *err);
 
 /* The audience: a new bitmap of every live profile in ix that r selects on day `today`
  * (a day number of a real calendar date; age() is computed against it). ix must be built over

@@ -3,6 +3,7 @@
  * on random populations and rules. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -607,4 +608,75 @@ roaring_bitmap_t *zd_rule_audience(const zd_rule *r, const zd_index *ix, int32_t
     if (b.own)
         return b.own;
     return b.bm ? roaring_bitmap_copy(b.bm) : roaring_bitmap_create();
+}
+
+/* ---- cost ------------------------------------------------------------------------------ */
+
+/* Adds node n's comparisons and cost to *sz. The weights follow what leaf_set() and eval() do
+ * for each form: a keyword, tag or code value is one bitmap taken from the index (and OR-ed
+ * into the leaf's union); a number or date value is a range scan over the bit slices; `age(x)
+ * = n` is two scans; a complement (`not`, `!=`) subtracts from a set as large as the universe.
+ * They were chosen so that rules of any one kind of leaf at the same cost take about the same
+ * time (docs/DESIGN.md, "Bounded previews"). */
+static void measure(const zd_rnode *n, zd_rule_size *sz)
+{
+    if (n->kind != ZD_RN_LEAF) {
+        if (n->kind == ZD_RN_NOT)
+            sz->cost += ZD_RULE_COST_NOT;
+        for (int i = 0; i < n->nkids; i++)
+            measure(n->kids[i], sz);
+        return;
+    }
+    long values = n->nvals > 1 ? n->nvals : 1;
+    long per = 1;
+    switch (n->form) {
+    case ZD_RL_NUM_CMP:
+    case ZD_RL_AGE_CMP:
+        values = 1;
+        per = ZD_RULE_COST_SCAN;
+        break;
+    case ZD_RL_NUM_IN:
+        /* An `=` whose constant no stored value can equal scans nothing. */
+        per = n->nvals ? ZD_RULE_COST_SCAN : 1;
+        break;
+    case ZD_RL_AGE_IN:
+        per = n->nvals ? 2 * ZD_RULE_COST_SCAN : 1;
+        break;
+    case ZD_RL_EXISTS:
+    case ZD_RL_HAS:
+        values = 1;
+        break;
+    case ZD_RL_STR_IN:
+    case ZD_RL_CODE_IN:
+    case ZD_RL_WITHIN:
+        break;
+    }
+    sz->comparisons += values;
+    sz->cost += values * per + (n->negate ? ZD_RULE_COST_NOT : 0);
+}
+
+zd_rule_size zd_rule_measure(const zd_rule *r)
+{
+    zd_rule_size sz = {0, 0};
+    measure(r->root, &sz);
+    return sz;
+}
+
+int zd_rule_check_cost(const zd_rule *r, long max_cost, const char *limit_name, zd_rule_error *err)
+{
+    zd_rule_size sz = zd_rule_measure(r);
+    if (sz.cost <= max_cost)
+        return 0;
+    memset(err, 0, sizeof(*err));
+    snprintf(err->code, sizeof(err->code), "rule_too_complex");
+    snprintf(err->message, sizeof(err->message),
+             "rule too complex: %s%ld comparisons at an estimated cost of %ld, over the limit "
+             "of %ld (%s); a number or date comparison costs %d, `not` and `!=` add %d, other "
+             "values 1 each",
+             r->nsegments ? "with its segments expanded it makes " : "it makes ", sz.comparisons,
+             sz.cost, max_cost, limit_name, ZD_RULE_COST_SCAN, ZD_RULE_COST_NOT);
+    err->position = 0;
+    err->line = 1;
+    err->column = 1;
+    return -EINVAL;
 }

@@ -20,7 +20,9 @@
 #include "zhidad/service.h"
 
 #define SAMPLE_MAX 1000
-#define BREAKDOWN_MAX 8
+/* Distinct breakdown dimensions per preview: each one walks every distinct value of its field
+ * (for tags, possibly hundreds of thousands), so their number is what bounds the work. */
+#define BREAKDOWN_DIMS_MAX 4
 #define SEGMENT_NAME_MAX 64
 
 /* ---- shared: segments, compile errors, scope -------------------------------------------- */
@@ -84,7 +86,8 @@ static double ms_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-static void reply_rule_error(zd_req *req, const zd_rule_error *e)
+/* Answers a rule error; a rule_too_complex one also carries the rule's size and the limit. */
+static void reply_rule_error(zd_req *req, const zd_rule_error *e, const zd_rule *r, long limit)
 {
     cJSON *extra = cJSON_CreateObject();
     cJSON_AddNumberToObject(extra, "position", e->position);
@@ -92,17 +95,30 @@ static void reply_rule_error(zd_req *req, const zd_rule_error *e)
     cJSON_AddNumberToObject(extra, "column", e->column);
     if (e->segment[0])
         cJSON_AddStringToObject(extra, "segment", e->segment);
+    if (r) {
+        zd_rule_size sz = zd_rule_measure(r);
+        cJSON_AddNumberToObject(extra, "comparisons", (double)sz.comparisons);
+        cJSON_AddNumberToObject(extra, "cost", (double)sz.cost);
+        cJSON_AddNumberToObject(extra, "limit", (double)limit);
+    }
     zd_req_reply_error_extra(req, 400, e->code, e->message, extra);
 }
 
-/* Compiles op->rule_text (and the caller's scope); answers the error itself on failure. */
+/* Compiles op->rule_text (and the caller's scope); answers the error itself on failure. Every
+ * rule the daemon runs or saves comes through here, so the cost limit is checked here, after
+ * segment expansion. */
 static bool compile(rule_op *op)
 {
     zd_rule_error e;
     const zd_schema *s = op->svc->cfg->schema;
     if (zd_rule_compile(s, op->rule_text, strlen(op->rule_text), seg_lookup, &op->segs, &op->rule,
                         &e) != 0) {
-        reply_rule_error(op->req, &e);
+        reply_rule_error(op->req, &e, NULL, 0);
+        return false;
+    }
+    long max_cost = op->svc->cfg->rule_max_cost;
+    if (zd_rule_check_cost(op->rule, max_cost, "limits.rule_max_cost", &e) != 0) {
+        reply_rule_error(op->req, &e, op->rule, max_cost);
         return false;
     }
     const zd_apikey *k = zd_req_key(op->req);
@@ -210,17 +226,123 @@ static const zd_index *ready_index(zd_service *svc, zd_req *req)
 
 /* ---- preview ---------------------------------------------------------------------------- */
 
+/* Longest value a breakdown group can have: a keyword, a tag or a code prefix. */
+#define GROUP_VALUE_MAX ((ZD_KEYWORD_MAX > ZD_CODE_MAX ? ZD_KEYWORD_MAX : ZD_CODE_MAX) + 1)
+
+typedef struct group {
+    uint64_t n;
+    char value[GROUP_VALUE_MAX];
+} group;
+
+/* One breakdown dimension: the `cap` largest groups in a min-heap (the least of them at the
+ * root), and the number and total count of all groups, so that the folded rest is exact. The
+ * work is one intersection count per distinct value of the field plus O(log cap) per group
+ * that enters the heap; nothing is allocated per value. */
 typedef struct breakdown_ctx {
     const roaring_bitmap_t *audience;
-    cJSON *out;
+    group *heap;
+    int len, cap;
+    uint64_t groups, total;
 } breakdown_ctx;
+
+/* < 0 when group (an, av) ranks below (bn, bv): fewer members, or as many and a larger value,
+ * so that the answer does not depend on the index's hash order. */
+static int rank_cmp(uint64_t an, const char *av, uint64_t bn, const char *bv)
+{
+    if (an != bn)
+        return an < bn ? -1 : 1;
+    return -strcmp(av, bv);
+}
+
+static void heap_sift_down(group *h, int len, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < len && rank_cmp(h[l].n, h[l].value, h[m].n, h[m].value) < 0)
+            m = l;
+        if (r < len && rank_cmp(h[r].n, h[r].value, h[m].n, h[m].value) < 0)
+            m = r;
+        if (m == i)
+            return;
+        group t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+static void heap_sift_up(group *h, int i)
+{
+    while (i > 0) {
+        int parent = (i - 1) / 2;
+        if (rank_cmp(h[i].n, h[i].value, h[parent].n, h[parent].value) >= 0)
+            return;
+        group t = h[i];
+        h[i] = h[parent];
+        h[parent] = t;
+        i = parent;
+    }
+}
 
 static void breakdown_value(const char *value, const roaring_bitmap_t *bm, void *udata)
 {
     breakdown_ctx *b = udata;
     uint64_t n = roaring_bitmap_and_cardinality(bm, b->audience);
-    if (n)
-        cJSON_AddNumberToObject(b->out, value, (double)n);
+    if (!n)
+        return;
+    b->groups++;
+    b->total += n;
+    if (b->len < b->cap) {
+        group *g = &b->heap[b->len];
+        g->n = n;
+        snprintf(g->value, sizeof(g->value), "%s", value);
+        heap_sift_up(b->heap, b->len++);
+    } else if (b->cap > 0 && rank_cmp(b->heap[0].n, b->heap[0].value, n, value) < 0) {
+        b->heap[0].n = n;
+        snprintf(b->heap[0].value, sizeof(b->heap[0].value), "%s", value);
+        heap_sift_down(b->heap, b->len, 0);
+    }
+}
+
+static int group_desc(const void *a, const void *b)
+{
+    const group *x = a, *y = b;
+    return rank_cmp(y->n, y->value, x->n, x->value);
+}
+
+/* Groups the audience by attribute a at `level` into bd[spec], largest groups first, at most
+ * `cap` of them; when some were folded, records {"groups", "other_groups", "other"} in
+ * *truncated[spec] (created on first use). Returns 0 or -ENOMEM. */
+static int breakdown_one(const zd_index *ix, const roaring_bitmap_t *aud, const zd_attr *a,
+                         int level, int cap, const char *spec, cJSON *bd, cJSON *out,
+                         cJSON **truncated)
+{
+    breakdown_ctx b = {.audience = aud, .cap = cap};
+    if (cap > 0 && !(b.heap = malloc(sizeof(*b.heap) * (size_t)cap)))
+        return -ENOMEM;
+    zd_index_foreach_value(ix, a->index, level, breakdown_value, &b);
+    if (b.len > 1)
+        qsort(b.heap, (size_t)b.len, sizeof(*b.heap), group_desc);
+    cJSON *dim = cJSON_AddObjectToObject(bd, spec);
+    uint64_t shown = 0;
+    for (int i = 0; i < b.len && dim; i++) {
+        cJSON_AddNumberToObject(dim, b.heap[i].value, (double)b.heap[i].n);
+        shown += b.heap[i].n;
+    }
+    free(b.heap);
+    if (!dim)
+        return -ENOMEM;
+    if (b.groups > (uint64_t)b.len) {
+        if (!*truncated && !(*truncated = cJSON_AddObjectToObject(out, "breakdown_truncated")))
+            return -ENOMEM;
+        cJSON *t = cJSON_AddObjectToObject(*truncated, spec);
+        if (!t)
+            return -ENOMEM;
+        cJSON_AddNumberToObject(t, "groups", (double)b.groups);
+        cJSON_AddNumberToObject(t, "other_groups", (double)(b.groups - (uint64_t)b.len));
+        cJSON_AddNumberToObject(t, "other", (double)(b.total - shown));
+    }
+    return 0;
 }
 
 /* Resolves "field" or "field:level" to an attribute and level; answers errors itself. */
@@ -317,9 +439,12 @@ static void preview_run(rule_op *op)
         }
     }
 
+    /* handle_preview() left at most BREAKDOWN_DIMS_MAX distinct entries. */
     const cJSON *jb = cJSON_GetObjectItemCaseSensitive(op->body, "breakdown");
+    const cJSON *jl = cJSON_GetObjectItemCaseSensitive(op->body, "breakdown_limit");
+    int cap = jl ? jl->valueint : op->svc->cfg->breakdown_max_groups;
     if (jb) {
-        cJSON *bd = cJSON_AddObjectToObject(out, "breakdown");
+        cJSON *bd = cJSON_AddObjectToObject(out, "breakdown"), *truncated = NULL;
         const cJSON *spec;
         cJSON_ArrayForEach(spec, jb)
         {
@@ -331,8 +456,14 @@ static void preview_run(rule_op *op)
                 rule_op_free(op);
                 return;
             }
-            breakdown_ctx b = {aud, cJSON_AddObjectToObject(bd, spec->valuestring)};
-            zd_index_foreach_value(ix, a->index, level, breakdown_value, &b);
+            if (!bd ||
+                breakdown_one(ix, aud, a, level, cap, spec->valuestring, bd, out, &truncated)) {
+                zd_req_reply_error(op->req, 500, "out_of_memory", "out of memory");
+                cJSON_Delete(out);
+                roaring_bitmap_free(aud);
+                rule_op_free(op);
+                return;
+            }
         }
     }
     roaring_bitmap_free(aud);
@@ -343,13 +474,77 @@ static void preview_run(rule_op *op)
     rule_op_free(op);
 }
 
+/* Checks "breakdown" and "breakdown_limit" of a preview body and replaces "breakdown" by its
+ * distinct entries (the same string twice counts once). Answers errors itself. */
+static bool check_breakdown(zd_req *req, const zd_config *cfg, cJSON *body)
+{
+    zd_error err;
+    const cJSON *jl = cJSON_GetObjectItemCaseSensitive(body, "breakdown_limit");
+    if (jl && (!cJSON_IsNumber(jl) || jl->valuedouble < 0 ||
+               jl->valuedouble > cfg->breakdown_max_groups || jl->valuedouble != jl->valueint)) {
+        zd_error_set(&err, "invalid_value", "breakdown_limit",
+                     "\"breakdown_limit\" must be an integer 0-%d (limits.breakdown_max_groups)",
+                     cfg->breakdown_max_groups);
+        goto fail;
+    }
+    const cJSON *jb = cJSON_GetObjectItemCaseSensitive(body, "breakdown");
+    if (!jb)
+        return true;
+    if (!cJSON_IsArray(jb)) {
+        zd_error_set(&err, "invalid_value", "breakdown",
+                     "\"breakdown\" must be an array of field names");
+        goto fail;
+    }
+    cJSON *dims = cJSON_CreateArray();
+    if (!dims) {
+        zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
+        return false;
+    }
+    int ndims = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, jb)
+    {
+        if (!cJSON_IsString(it)) {
+            zd_error_set(&err, "invalid_value", "breakdown",
+                         "\"breakdown\" must be an array of field names");
+            cJSON_Delete(dims);
+            goto fail;
+        }
+        bool seen = false;
+        const cJSON *d;
+        cJSON_ArrayForEach(d, dims) seen |= strcmp(d->valuestring, it->valuestring) == 0;
+        if (seen)
+            continue;
+        if (ndims == BREAKDOWN_DIMS_MAX) {
+            zd_error_set(&err, "invalid_value", "breakdown",
+                         "\"breakdown\" names more than %d distinct fields; at most %d are "
+                         "allowed per preview",
+                         BREAKDOWN_DIMS_MAX, BREAKDOWN_DIMS_MAX);
+            cJSON_Delete(dims);
+            goto fail;
+        }
+        cJSON_AddItemToArray(dims, cJSON_CreateString(it->valuestring));
+        ndims++;
+    }
+    if (!cJSON_ReplaceItemInObjectCaseSensitive(body, "breakdown", dims)) {
+        cJSON_Delete(dims);
+        zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
+        return false;
+    }
+    return true;
+fail:
+    zd_req_reply_zderror(req, 400, &err);
+    return false;
+}
+
 static void handle_preview(zd_req *req, void *udata)
 {
-    static const char *const keys[] = {"rule", "sample", "breakdown"};
+    static const char *const keys[] = {"rule", "sample", "breakdown", "breakdown_limit"};
+    zd_service *svc = udata;
     cJSON *body = zd_req_json(req);
     if (!body)
         return;
-    if (!check_body(req, body, keys, 3)) {
+    if (!check_body(req, body, keys, 4)) {
         cJSON_Delete(body);
         return;
     }
@@ -361,19 +556,11 @@ static void handle_preview(zd_req *req, void *udata)
         cJSON_Delete(body);
         return;
     }
-    const cJSON *jb = cJSON_GetObjectItemCaseSensitive(body, "breakdown");
-    bool bad = jb && (!cJSON_IsArray(jb) || cJSON_GetArraySize(jb) > BREAKDOWN_MAX);
-    const cJSON *it;
-    if (jb && !bad)
-        cJSON_ArrayForEach(it, jb) bad |= !cJSON_IsString(it);
-    if (bad) {
-        zd_req_reply_error(req, 400, "invalid_value",
-                           "\"breakdown\" must be an array of at most %d field names",
-                           BREAKDOWN_MAX);
+    if (!check_breakdown(req, svc->cfg, body)) {
         cJSON_Delete(body);
         return;
     }
-    rule_op *op = rule_op_new(udata, req, body);
+    rule_op *op = rule_op_new(svc, req, body);
     if (!op)
         return;
     op->next = preview_run;

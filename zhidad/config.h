@@ -44,6 +44,9 @@ typedef struct zd_config {
     int json_depth_max;     /* 32 */
     int http_timeout_s;     /* 30 */
     int max_connections;    /* 1024 */
+    /* bounds of the work of one rule request */
+    int rule_max_cost;        /* 1000: a compiled rule's cost after segment expansion */
+    int breakdown_max_groups; /* 100: groups per preview breakdown dimension */
     /* "redis_client": {...} */
     int redis_deadline_ms;  /* 5000: per command */
     int redis_max_inflight; /* 1024 */

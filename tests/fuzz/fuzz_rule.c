@@ -77,6 +77,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         return 0;
     }
+    /* Every rule has at least one comparison, and each costs at least 1. */
+    zd_rule_size sz = zd_rule_measure(r);
+    if (sz.comparisons < 1 || sz.cost < sz.comparisons)
+        abort();
     roaring_bitmap_t *aud = zd_rule_audience(r, ix, today);
     if (!aud)
         abort();

@@ -64,6 +64,8 @@ static void test_defaults(void)
     CHECK_INT(c->json_depth_max, 32);
     CHECK_INT(c->http_timeout_s, 30);
     CHECK_INT(c->max_connections, 1024);
+    CHECK_INT(c->rule_max_cost, 1000);
+    CHECK_INT(c->breakdown_max_groups, 100);
     CHECK_INT(c->redis_deadline_ms, 5000);
     CHECK_INT(c->redis_max_inflight, 1024);
     CHECK_INT(c->redis_queue_max, 100000);
@@ -105,7 +107,8 @@ static void test_full(void)
         "  \"schema\": {\"employees\": {\"type\": \"number\"}},\n"
         "  \"partitions\": 64, \"change_stream_maxlen\": 5000,\n"
         "  \"limits\": {\"body_max\": 2048, \"import_body_max\": 4096, \"header_max\": 8192,\n"
-        "             \"json_depth_max\": 8, \"http_timeout_s\": 5, \"max_connections\": 10},\n"
+        "             \"json_depth_max\": 8, \"http_timeout_s\": 5, \"max_connections\": 10,\n"
+        "             \"rule_max_cost\": 50, \"breakdown_max_groups\": 7},\n"
         "  \"redis_client\": {\"deadline_ms\": 250, \"max_inflight\": 2, \"queue_max\": 3,\n"
         "                   \"reconnect_min_ms\": 50, \"reconnect_max_ms\": 60},\n"
         "  \"log_level\": \"debug\", \"metrics_key_names\": true\n"
@@ -146,6 +149,8 @@ static void test_full(void)
     CHECK_INT(c->json_depth_max, 8);
     CHECK_INT(c->http_timeout_s, 5);
     CHECK_INT(c->max_connections, 10);
+    CHECK_INT(c->rule_max_cost, 50);
+    CHECK_INT(c->breakdown_max_groups, 7);
     CHECK_INT(c->redis_deadline_ms, 250);
     CHECK_INT(c->redis_max_inflight, 2);
     CHECK_INT(c->redis_queue_max, 3);
@@ -236,6 +241,9 @@ static void test_errors(void)
     EXPECT_ERROR("{\"metrics_key_names\": \"yes\"}", "\"metrics_key_names\" must be true or false");
     EXPECT_ERROR("{\"limits\": []}", "\"limits\" must be an object");
     EXPECT_ERROR("{\"limits\": {\"json_depth_max\": 0}}", "\"limits.json_depth_max\" must be");
+    EXPECT_ERROR("{\"limits\": {\"rule_max_cost\": 0}}", "\"limits.rule_max_cost\" must be");
+    EXPECT_ERROR("{\"limits\": {\"breakdown_max_groups\": 10001}}",
+                 "\"limits.breakdown_max_groups\" must be");
     EXPECT_ERROR("{\"limits\": {\"body_max\": 4096, \"import_body_max\": 2048}}",
                  "\"limits.import_body_max\" must be at least");
     EXPECT_ERROR("{\"redis_client\": {\"reconnect_min_ms\": 500, \"reconnect_max_ms\": 100}}",

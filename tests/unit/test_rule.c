@@ -35,6 +35,16 @@ static const char *const segments[][2] = {
     {"deep40", "((((((((((((((((((((((((((((((((((((((((exists kind))))))))))))))))))))))))))))))))"
                "))))))))"},
     {"deep20", "((((((((((((((((((((exists kind))))))))))))))))))))"},
+    {"fan16", "segment \"hz\" or segment \"hz\" or segment \"hz\" or segment \"hz\" or "
+              "segment \"hz\" or segment \"hz\" or segment \"hz\" or segment \"hz\" or "
+              "segment \"hz\" or segment \"hz\" or segment \"hz\" or segment \"hz\" or "
+              "segment \"hz\" or segment \"hz\" or segment \"hz\" or segment \"hz\""},
+    {"fan256", "segment \"fan16\" or segment \"fan16\" or segment \"fan16\" or "
+               "segment \"fan16\" or segment \"fan16\" or segment \"fan16\" or "
+               "segment \"fan16\" or segment \"fan16\" or segment \"fan16\" or "
+               "segment \"fan16\" or segment \"fan16\" or segment \"fan16\" or "
+               "segment \"fan16\" or segment \"fan16\" or segment \"fan16\" or "
+               "segment \"fan16\""},
 };
 
 static const char *lookup(const char *name, void *udata)
@@ -347,6 +357,70 @@ static void test_segment_errors(void)
     CHECK_INT(calls, 4);
     zd_rule_free(r);
     zd_rule_free(NULL);
+}
+
+/* ---- cost -------------------------------------------------------------------------------- */
+
+static void check_size(int line_no, const char *text, long comparisons, long cost)
+{
+    zd_rule *r = compile(text);
+    zd_rule_size sz = r ? zd_rule_measure(r) : (zd_rule_size){-1, -1};
+    if (sz.comparisons == comparisons && sz.cost == cost) {
+        check_passed++;
+    } else {
+        check_failed++;
+        fprintf(stderr,
+                "test_rule.c:%d: [%.80s]: expected %ld comparisons, cost %ld; got %ld, %ld\n",
+                line_no, text, comparisons, cost, sz.comparisons, sz.cost);
+    }
+    zd_rule_free(r);
+}
+
+#define CHECK_SIZE(text, comparisons, cost) check_size(__LINE__, text, comparisons, cost)
+
+static void test_cost(void)
+{
+    /* One bitmap per value looked up. */
+    CHECK_SIZE("exists kind", 1, 1);
+    CHECK_SIZE("tags has \"srdi\"", 1, 1);
+    CHECK_SIZE("region within [\"3301\", \"3302\", \"3303\"]", 3, 3);
+    CHECK_SIZE("scale in [\"micro\", \"small\"] and region = \"330106\"", 3, 3);
+    /* Complements: `not` and `!=`. */
+    CHECK_SIZE("scale != \"micro\"", 1, 1 + ZD_RULE_COST_NOT);
+    CHECK_SIZE("not exists kind", 1, 1 + ZD_RULE_COST_NOT);
+    CHECK_SIZE("not not exists kind", 1, 1 + 2 * ZD_RULE_COST_NOT);
+    /* Range scans: numbers, dates, ages; age(x) = n is two of them. */
+    CHECK_SIZE("employees < 3", 1, ZD_RULE_COST_SCAN);
+    CHECK_SIZE("founded < \"2020-01-01\"", 1, ZD_RULE_COST_SCAN);
+    CHECK_SIZE("employees in [1, 2, 3]", 3, 3 * ZD_RULE_COST_SCAN);
+    CHECK_SIZE("employees != 4", 1, ZD_RULE_COST_SCAN + ZD_RULE_COST_NOT);
+    CHECK_SIZE("age(birth_date) >= 60", 1, ZD_RULE_COST_SCAN);
+    CHECK_SIZE("age(birth_date) in [60, 61]", 2, 4 * ZD_RULE_COST_SCAN);
+    /* A constant no stored value can equal scans nothing. */
+    CHECK_SIZE("employees = 3.5", 1, 1);
+    /* Segments count as expanded, every time they are used. */
+    CHECK_SIZE("segment \"smallbiz\"", 4, 3 + ZD_RULE_COST_SCAN);
+    CHECK_SIZE("segment \"nested\"", 3, 2 + ZD_RULE_COST_SCAN + ZD_RULE_COST_NOT);
+    CHECK_SIZE("segment \"hz\" and segment \"hz\"", 2, 2);
+    CHECK_SIZE("segment \"fan16\"", 16, 16);
+    CHECK_SIZE("segment \"fan256\" and tags has \"x\"", 257, 257);
+
+    /* The check: at the limit passes, one over is rule_too_complex naming both numbers. */
+    zd_rule *r = compile("segment \"fan256\" and tags has \"x\"");
+    zd_rule_error e;
+    CHECK_INT(zd_rule_check_cost(r, 257, "limits.rule_max_cost", &e), 0);
+    CHECK_INT(zd_rule_check_cost(r, 256, "limits.rule_max_cost", &e), -EINVAL);
+    CHECK_STR(e.code, "rule_too_complex");
+    CHECK(strstr(e.message, "257 comparisons") != NULL);
+    CHECK(strstr(e.message, "segments expanded") != NULL);
+    CHECK(strstr(e.message, "limit of 256 (limits.rule_max_cost)") != NULL);
+    CHECK_INT(e.line, 1);
+    CHECK_STR(e.segment, "");
+    zd_rule_free(r);
+    r = compile("employees < 3 or employees > 9");
+    CHECK_INT(zd_rule_check_cost(r, 2 * ZD_RULE_COST_SCAN - 1, "max", &e), -EINVAL);
+    CHECK(strstr(e.message, "it makes 2 comparisons") != NULL);
+    zd_rule_free(r);
 }
 
 /* ---- semantics on hand-made profiles --------------------------------------------------- */
@@ -968,6 +1042,7 @@ int main(void)
     test_field_and_type_errors();
     test_limits();
     test_segment_errors();
+    test_cost();
     test_semantics();
     test_property();
     zd_schema_free(schema);
