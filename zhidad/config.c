@@ -307,9 +307,16 @@ static int check_timezone(const char *tz, char *err, size_t errlen)
 
 static int parse_limits(zd_config *c, const cJSON *o, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"body_max",       "import_body_max",      "header_max",
-                                       "json_depth_max", "http_timeout_s",       "max_connections",
-                                       "rule_max_cost",  "breakdown_max_groups", NULL};
+    static const char *const keys[] = {"body_max",
+                                       "import_body_max",
+                                       "header_max",
+                                       "json_depth_max",
+                                       "http_timeout_s",
+                                       "request_timeout_s",
+                                       "max_connections",
+                                       "rule_max_cost",
+                                       "breakdown_max_groups",
+                                       NULL};
     if (!cJSON_IsObject(o))
         return seterr(err, errlen, "\"limits\" must be an object");
     if (check_keys(o, "limits", keys, err, errlen) ||
@@ -319,6 +326,8 @@ static int parse_limits(zd_config *c, const cJSON *o, char *err, size_t errlen)
         get_size_field(o, "limits", "header_max", 1024, 1 << 20, &c->header_max, err, errlen) ||
         get_int_field(o, "limits", "json_depth_max", 2, 1000, &c->json_depth_max, err, errlen) ||
         get_int_field(o, "limits", "http_timeout_s", 1, 3600, &c->http_timeout_s, err, errlen) ||
+        get_int_field(o, "limits", "request_timeout_s", 1, 3600, &c->request_timeout_s, err,
+                      errlen) ||
         get_int_field(o, "limits", "max_connections", 1, 1000000, &c->max_connections, err,
                       errlen) ||
         get_int_field(o, "limits", "rule_max_cost", 1, 100000000, &c->rule_max_cost, err, errlen) ||
@@ -547,6 +556,7 @@ static void set_defaults(zd_config *c)
     c->header_max = 16 << 10;
     c->json_depth_max = 32;
     c->http_timeout_s = 30;
+    c->request_timeout_s = 60;
     c->max_connections = 1024;
     c->rule_max_cost = 1000;
     c->breakdown_max_groups = 100;

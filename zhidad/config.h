@@ -42,7 +42,8 @@ typedef struct zd_config {
     size_t import_body_max; /* 64 MiB: routes registered with ZD_ROUTE_LARGE_BODY only */
     size_t header_max;      /* 16 KiB */
     int json_depth_max;     /* 32 */
-    int http_timeout_s;     /* 30 */
+    int http_timeout_s;     /* 30: silence on a connection */
+    int request_timeout_s;  /* 60: first byte of a request to the end of its body */
     int max_connections;    /* 1024 */
     /* bounds of the work of one rule request */
     int rule_max_cost;        /* 1000: a compiled rule's cost after segment expansion */

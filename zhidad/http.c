@@ -1,6 +1,7 @@
 /* zhidad's HTTP server on evhttp: one generic callback routes every request, checks its key
  * and limits, and hands a zd_req to the handler; the zd_req lives until the handler replies. */
 #include "zhidad/http.h"
+#include "zhidad/http_private.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -25,90 +26,17 @@
 #include "common/log.h"
 #include "common/text.h"
 
-#define MAX_SEGMENTS 32
-#define MAX_CAPTURES 8
-#define JSON_CTYPE "application/json; charset=utf-8"
+#define MAX_SEGMENTS ZD_HTTP_MAX_SEGMENTS
+#define MAX_CAPTURES ZD_HTTP_MAX_CAPTURES
+#define JSON_CTYPE ZD_HTTP_JSON_CTYPE
 
-typedef struct seg {
-    char *prefix;  /* literal (the whole segment when there is no capture) */
-    char *capture; /* capture name, NULL for a literal segment */
-    char *suffix;
-    size_t prefix_len, suffix_len;
-} seg;
+typedef zd_http_seg seg;
+typedef zd_http_status_count status_count;
+typedef zd_http_route_stats route_stats;
+typedef zd_route route;
+typedef zd_conn conn;
 
-typedef struct status_count {
-    int status;
-    unsigned long count;
-    double seconds;
-} status_count;
-
-typedef struct route_stats {
-    status_count *v;
-    int n, cap;
-} route_stats;
-
-typedef struct route {
-    char method[8];
-    enum evhttp_cmd_type cmd;
-    char *pattern;
-    seg segs[MAX_SEGMENTS];
-    int nsegs, ncaptures;
-    int literal_len; /* specificity: more literal characters win */
-    unsigned roles, flags;
-    zd_handler_fn fn;
-    void *udata;
-    route_stats stats;
-} route;
-
-/* Per client connection, from its first request on: it holds the request in progress so that
- * the connection's close callback can tell it the client left. */
-typedef struct conn {
-    struct evhttp_connection *evcon;
-    struct conn *hnext; /* hash chain */
-    zd_req *cur;
-} conn;
-
-struct zd_req {
-    zd_http *h;                /* NULL once the server was freed under a handler */
-    struct evhttp_request *ev; /* NULL once libevent freed it */
-    bool detached;             /* the client left; libevent gave ev up to us to free */
-    bool alive;
-    conn *c;
-    const route *rt;
-    const char *method; /* static string */
-    const zd_apikey *key;
-    char *path;
-    char *params[MAX_CAPTURES];
-    struct evkeyvalq query;
-    bool query_parsed;
-    bool body_ready;
-    size_t body_len;
-    int64_t t0_ns;
-    zd_req *prev, *next; /* in h->reqs */
-};
-
-struct zd_http {
-    struct event_base *base;
-    const zd_config *cfg;
-    struct evhttp *http;
-    route *routes;
-    int nroutes, cap;
-    route_stats unmatched;
-    conn **buckets;
-    size_t nbuckets;
-    int nconns;
-    zd_req *reqs;
-    int npending;
-    bool draining;
-    struct evhttp_bound_socket *bound[8];
-    int nbound;
-    /* Per API key (parallel to cfg->keys): requests let through and refused with 403, in
-     * total (for /metrics) and since the last zd_http_key_uses(..., reset = true) (for the audit
-     * stream). */
-    zd_key_uses *key_total, *key_since;
-};
-
-static int64_t mono_ns(void)
+int64_t zd_http_mono_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -132,7 +60,7 @@ static const char *method_name(enum evhttp_cmd_type cmd)
     return "OTHER";
 }
 
-static const char *reason(int status)
+const char *zd_http_reason(int status)
 {
     switch (status) {
     case 200:
@@ -153,6 +81,8 @@ static const char *reason(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
     case 409:
         return "Conflict";
     case 413:
@@ -161,6 +91,8 @@ static const char *reason(int status)
         return "Unprocessable Entity";
     case 429:
         return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -174,7 +106,7 @@ static const char *reason(int status)
 
 /* ---- statistics --------------------------------------------------------------------------- */
 
-static void stats_add(route_stats *s, int status, double seconds)
+void zd_http_stats_add(route_stats *s, int status, double seconds)
 {
     for (int i = 0; i < s->n; i++) {
         if (s->v[i].status == status) {
@@ -228,58 +160,6 @@ int zd_http_connections(const zd_http *h)
 int zd_http_pending(const zd_http *h)
 {
     return h->npending;
-}
-
-/* ---- connections -------------------------------------------------------------------------- */
-
-static size_t conn_slot(const zd_http *h, const struct evhttp_connection *evcon)
-{
-    uint64_t x = (uint64_t)(uintptr_t)evcon;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return (size_t)(x & (h->nbuckets - 1));
-}
-
-static conn *conn_find(const zd_http *h, const struct evhttp_connection *evcon)
-{
-    for (conn *c = h->buckets[conn_slot(h, evcon)]; c; c = c->hnext) {
-        if (c->evcon == evcon)
-            return c;
-    }
-    return NULL;
-}
-
-static void conn_remove(zd_http *h, conn *c)
-{
-    conn **pp = &h->buckets[conn_slot(h, c->evcon)];
-    while (*pp && *pp != c)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = c->hnext;
-    h->nconns--;
-    free(c);
-}
-
-static void on_conn_close(struct evhttp_connection *evcon, void *arg)
-{
-    zd_http *h = arg;
-    conn *c = conn_find(h, evcon);
-    if (!c)
-        return;
-    zd_req *r = c->cur;
-    if (r) {
-        /* The client left (or the server is being freed) while a handler holds the request.
-         * On client EOF, evhttp 2.1 detaches the unanswered request and leaves it to us;
-         * otherwise it frees it together with the connection right after this callback. */
-        r->alive = false;
-        r->c = NULL;
-        if (r->ev && evhttp_request_get_connection(r->ev) == NULL)
-            r->detached = true;
-        else
-            r->ev = NULL;
-    }
-    conn_remove(h, c);
 }
 
 /* ---- routes ------------------------------------------------------------------------------- */
@@ -479,7 +359,7 @@ static void finish(zd_req *r, int status, const char *ctype, const char *body, s
             evbuffer_add(out, body, len);
         }
         free_body = false;
-        evhttp_send_reply(r->ev, status, reason(status), NULL);
+        evhttp_send_reply(r->ev, status, zd_http_reason(status), NULL);
     } else if (r->ev) {
         /* Detached: nobody to answer; the request is ours to free. */
         evhttp_request_free(r->ev);
@@ -487,8 +367,9 @@ static void finish(zd_req *r, int status, const char *ctype, const char *body, s
     if (free_body)
         cJSON_free((void *)body);
     if (h) {
-        double secs = (double)(mono_ns() - r->t0_ns) / 1e9;
-        stats_add(r->rt ? &h->routes[r->rt - h->routes].stats : &h->unmatched, status, secs);
+        double secs = (double)(zd_http_mono_ns() - r->t0_ns) / 1e9;
+        zd_http_stats_add(r->rt ? &h->routes[r->rt - h->routes].stats : &h->unmatched, status,
+                          secs);
         /* Paths hold ids, not personal data; bodies and query strings are never logged. */
         zd_debug("http: %s %s %d %.2f ms%s", r->method, r->path ? r->path : "-", status, secs * 1e3,
                  r->alive ? "" : " (client gone)");
@@ -772,8 +653,8 @@ static void early_reply(zd_http *h, struct evhttp_request *ev, int status, const
         evhttp_add_header(oh, "Connection", "close");
     struct evbuffer *out = evhttp_request_get_output_buffer(ev);
     evbuffer_add_printf(out, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
-    evhttp_send_reply(ev, status, reason(status), NULL);
-    stats_add(&h->unmatched, status, 0);
+    evhttp_send_reply(ev, status, zd_http_reason(status), NULL);
+    zd_http_stats_add(&h->unmatched, status, 0);
 }
 
 /* Splits and url-decodes path into segs (each malloc'd). Returns the count, or -1. */
@@ -805,9 +686,8 @@ static int split_path(const char *path, char **segs)
     return n;
 }
 
-static const zd_apikey *authenticate(zd_http *h, zd_req *r, bool *had_token)
+const zd_apikey *zd_http_authenticate(zd_http *h, const char *a, bool *had_token)
 {
-    const char *a = zd_req_header(r, "Authorization");
     *had_token = false;
     if (!a || strncasecmp(a, "Bearer ", 7) != 0)
         return NULL;
@@ -819,6 +699,61 @@ static const zd_apikey *authenticate(zd_http *h, zd_req *r, bool *had_token)
         n--;
     *had_token = n > 0;
     return zd_config_find_key(h->cfg, a, n);
+}
+
+void zd_http_count_key_use(zd_http *h, const zd_apikey *key, bool allowed)
+{
+    size_t k = (size_t)(key - h->cfg->keys);
+    if (h->key_total && k < (size_t)h->cfg->nkeys) {
+        *(allowed ? &h->key_total[k].used : &h->key_total[k].denied) += 1;
+        *(allowed ? &h->key_since[k].used : &h->key_since[k].denied) += 1;
+    }
+}
+
+size_t zd_http_route_body_max(const zd_http *h, const route *rt)
+{
+    return rt && (rt->flags & ZD_ROUTE_LARGE_BODY) ? h->cfg->import_body_max : h->cfg->body_max;
+}
+
+const route *zd_http_find_route(zd_http *h, const char *method, const char *path, char *allow,
+                                size_t allowcap, char *params[MAX_CAPTURES], int *status)
+{
+    char *segs[MAX_SEGMENTS] = {0};
+    int nsegs = split_path(path, segs);
+    const route *best = NULL;
+    const char *caps[MAX_CAPTURES];
+    size_t caplens[MAX_CAPTURES];
+    allow[0] = '\0';
+    for (int i = 0; nsegs > 0 && i < h->nroutes; i++) {
+        const route *rt = &h->routes[i];
+        const char *c2[MAX_CAPTURES];
+        size_t l2[MAX_CAPTURES];
+        if (!route_match(rt, segs, nsegs, c2, l2))
+            continue;
+        if (strcmp(rt->method, method) != 0) {
+            if (!strstr(allow, rt->method) && strlen(allow) + strlen(rt->method) + 3 < allowcap) {
+                if (allow[0])
+                    strcat(allow, ", ");
+                strcat(allow, rt->method);
+            }
+            continue;
+        }
+        if (best && best->literal_len >= rt->literal_len)
+            continue;
+        best = rt;
+        memcpy(caps, c2, sizeof(caps));
+        memcpy(caplens, l2, sizeof(caplens));
+    }
+    *status = best ? 0 : nsegs < 0 ? 400 : allow[0] ? 405 : 404;
+    for (int k = 0; best && params && k < best->ncaptures; k++) {
+        if (!(params[k] = dup_range(caps[k], caplens[k]))) {
+            *status = 500;
+            best = NULL;
+        }
+    }
+    for (int i = 0; i < MAX_SEGMENTS; i++)
+        free(segs[i]);
+    return best;
 }
 
 static void dispatch(zd_http *h, zd_req *r)
@@ -835,54 +770,19 @@ static void dispatch(zd_http *h, zd_req *r)
         return;
     }
 
-    char *segs[MAX_SEGMENTS] = {0};
-    int nsegs = split_path(path, segs);
-    const route *best = NULL;
-    char allow[64] = "";
-    const char *caps[MAX_CAPTURES];
-    size_t caplens[MAX_CAPTURES];
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(ev);
-    for (int i = 0; nsegs > 0 && i < h->nroutes; i++) {
-        const route *rt = &h->routes[i];
-        const char *c2[MAX_CAPTURES];
-        size_t l2[MAX_CAPTURES];
-        if (!route_match(rt, segs, nsegs, c2, l2))
-            continue;
-        if (rt->cmd != cmd) {
-            if (!strstr(allow, rt->method) &&
-                strlen(allow) + strlen(rt->method) + 3 < sizeof(allow)) {
-                if (allow[0])
-                    strcat(allow, ", ");
-                strcat(allow, rt->method);
-            }
-            continue;
-        }
-        if (best && best->literal_len >= rt->literal_len)
-            continue;
-        best = rt;
-        memcpy(caps, c2, sizeof(caps));
-        memcpy(caplens, l2, sizeof(caplens));
-    }
-    if (best) {
-        for (int k = 0; k < best->ncaptures; k++) {
-            if (!(r->params[k] = dup_range(caps[k], caplens[k]))) {
-                for (int i = 0; i < nsegs; i++)
-                    free(segs[i]);
-                zd_req_reply_error(r, 500, "internal", "out of memory");
-                return;
-            }
-        }
-    }
-    for (int i = 0; i < MAX_SEGMENTS; i++)
-        free(segs[i]);
-
+    char allow[64];
+    int status;
+    const route *best =
+        zd_http_find_route(h, r->method, path, allow, sizeof(allow), r->params, &status);
     if (!best) {
-        if (nsegs < 0) {
+        if (status == 500) {
+            zd_req_reply_error(r, 500, "internal", "out of memory");
+        } else if (status == 400) {
             zd_req_reply_error(r, 400, "bad_request", "the path is malformed");
-        } else if (allow[0]) {
+        } else if (status == 405) {
             zd_req_set_header(r, "Allow", allow);
             zd_req_reply_error(r, 405, "method_not_allowed", "%s is not allowed here; allowed: %s",
-                               method_name(cmd), allow);
+                               r->method, allow);
         } else {
             zd_req_reply_error(r, 404, "not_found", "no such endpoint");
         }
@@ -899,7 +799,7 @@ static void dispatch(zd_http *h, zd_req *r)
 
     if (best->roles) {
         bool had_token;
-        r->key = authenticate(h, r, &had_token);
+        r->key = zd_http_authenticate(h, zd_req_header(r, "Authorization"), &had_token);
         if (!r->key) {
             zd_req_set_header(r, "WWW-Authenticate",
                               had_token ? "Bearer realm=\"zhida\", error=\"invalid_token\""
@@ -909,12 +809,8 @@ static void dispatch(zd_http *h, zd_req *r)
                                          : "an API key is required: Authorization: Bearer <key>");
             return;
         }
-        size_t k = (size_t)(r->key - h->cfg->keys);
         bool allowed = (r->key->role & best->roles) != 0;
-        if (h->key_total && k < (size_t)h->cfg->nkeys) {
-            *(allowed ? &h->key_total[k].used : &h->key_total[k].denied) += 1;
-            *(allowed ? &h->key_since[k].used : &h->key_since[k].denied) += 1;
-        }
+        zd_http_count_key_use(h, r->key, allowed);
         if (!allowed) {
             zd_req_reply_error(r, 403, "forbidden", "the %s key \"%s\" may not %s %s",
                                zd_role_name(r->key->role), r->key->name, best->method,
@@ -923,7 +819,9 @@ static void dispatch(zd_http *h, zd_req *r)
         }
     }
 
-    size_t limit = (best->flags & ZD_ROUTE_LARGE_BODY) ? h->cfg->import_body_max : h->cfg->body_max;
+    /* Also checked from the headers before the body was read (http_conn.c); this catches
+     * what reached us another way. */
+    size_t limit = zd_http_route_body_max(h, best);
     if (evbuffer_get_length(evhttp_request_get_input_buffer(ev)) > limit) {
         zd_req_reply_error(r, 413, "body_too_large", "the body is larger than %zu bytes", limit);
         return;
@@ -934,28 +832,17 @@ static void dispatch(zd_http *h, zd_req *r)
 static void gencb(struct evhttp_request *ev, void *arg)
 {
     zd_http *h = arg;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
-    conn *c = conn_find(h, evcon);
+    conn *c = zd_http_conn_find(h, evhttp_request_get_connection(ev));
+    if (c)
+        zd_http_conn_request(c, ev);
     if (h->draining) {
         early_reply(h, ev, 503, "shutting_down", "the server is shutting down", true);
         return;
     }
     if (!c) {
-        if (h->nconns >= h->cfg->max_connections) {
-            early_reply(h, ev, 503, "too_many_connections", "too many open connections", true);
-            return;
-        }
-        c = calloc(1, sizeof(*c));
-        if (!c) {
-            early_reply(h, ev, 503, "internal", "out of memory", true);
-            return;
-        }
-        c->evcon = evcon;
-        size_t slot = conn_slot(h, evcon);
-        c->hnext = h->buckets[slot];
-        h->buckets[slot] = c;
-        h->nconns++;
-        evhttp_connection_set_closecb(evcon, on_conn_close, h);
+        /* Only when the connection could not be tracked at accept (out of memory). */
+        early_reply(h, ev, 503, "internal", "out of memory", true);
+        return;
     }
     zd_req *r = calloc(1, sizeof(*r));
     if (!r) {
@@ -967,7 +854,7 @@ static void gencb(struct evhttp_request *ev, void *arg)
     r->alive = true;
     r->method = method_name(evhttp_request_get_command(ev));
     r->c = c;
-    r->t0_ns = mono_ns();
+    r->t0_ns = zd_http_mono_ns();
     c->cur = r;
     r->next = h->reqs;
     if (h->reqs)
@@ -993,13 +880,16 @@ zd_http *zd_http_new(struct event_base *base, const zd_config *cfg)
     h->http = evhttp_new(base);
     h->key_total = calloc((size_t)cfg->nkeys + 1, sizeof(zd_key_uses));
     h->key_since = calloc((size_t)cfg->nkeys + 1, sizeof(zd_key_uses));
-    if (!h->buckets || !h->http || !h->key_total || !h->key_since)
+    if (!h->buckets || !h->http || !h->key_total || !h->key_since || zd_http_conn_init(h) != 0)
         goto fail;
-    evhttp_set_max_body_size(h->http, (ev_ssize_t)cfg->import_body_max);
+    /* Each request's own limit is set on its connection once its route is known from its
+     * headers (http_conn.c); until then the smaller one holds. */
+    evhttp_set_max_body_size(h->http, (ev_ssize_t)cfg->body_max);
     evhttp_set_max_headers_size(h->http, (ev_ssize_t)cfg->header_max);
     struct timeval tv = {cfg->http_timeout_s, 0};
     evhttp_set_timeout_tv(h->http, &tv);
-    /* Without it a client sent a 413 mid-upload sees a reset instead of the answer. */
+    /* Without it a client sent evhttp's own 413 mid-upload sees a reset instead of the
+     * answer. (Our own refusals linger in http_conn.c.) */
     evhttp_set_flags(h->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                             EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
@@ -1024,6 +914,7 @@ int zd_http_listen(zd_http *h, const char *addr)
     if (!b)
         return errno ? -errno : -EADDRNOTAVAIL;
     h->bound[h->nbound++] = b;
+    zd_http_conn_listener(h, b);
     return 0;
 }
 
@@ -1049,16 +940,18 @@ void zd_http_stop_accepting(zd_http *h)
     for (int i = 0; i < h->nbound; i++)
         evhttp_del_accept_socket(h->http, h->bound[i]);
     h->nbound = 0;
+    zd_http_conn_stop(h);
 }
 
 void zd_http_free(zd_http *h)
 {
     if (!h)
         return;
-    /* Closing the connections runs on_conn_close for each, which lets go of the requests
-     * libevent frees; what is left was detached and belongs to its handler. */
+    /* Closing the connections runs the close callback (http_conn.c) for each, which lets go
+     * of the requests libevent frees; what is left was detached and belongs to its handler. */
     if (h->http)
         evhttp_free(h->http);
+    zd_http_conn_free_all(h);
     while (h->reqs) {
         zd_req *r = h->reqs;
         unlink_req(h, r);
@@ -1067,13 +960,6 @@ void zd_http_free(zd_http *h)
         r->alive = false;
         if (!r->detached)
             r->ev = NULL; /* freed with its connection */
-    }
-    for (size_t i = 0; h->buckets && i < h->nbuckets; i++) {
-        while (h->buckets[i]) {
-            conn *c = h->buckets[i];
-            h->buckets[i] = c->hnext;
-            free(c);
-        }
     }
     free(h->buckets);
     for (int i = 0; i < h->nroutes; i++)

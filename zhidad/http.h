@@ -1,6 +1,7 @@
-/* zhidad's HTTP server: routing, bearer-key auth, input limits and JSON replies on libevent
- * 2.1 evhttp. A request handle (zd_req) survives until its one reply, which may come later from
- * a Redis callback, and copes with the client going away first. */
+/* zhidad's HTTP server: routing, bearer-key auth, input limits (checked from the headers,
+ * before a body is read), request deadlines and JSON replies on libevent 2.1 evhttp. A request
+ * handle (zd_req) survives until its one reply, which may come later from a Redis callback,
+ * and copes with the client going away first. */
 #ifndef ZD_HTTP_H
 #define ZD_HTTP_H
 
@@ -29,7 +30,8 @@ int zd_http_listen(zd_http *h, const char *addr);
 /* The port of the first listening socket, 0 if none. */
 int zd_http_port(const zd_http *h);
 
-/* Route flags. */
+/* Route flags. A route's body limit and roles are checked from a request's headers, before
+ * its body is read (413, 401, 403). */
 #define ZD_ROUTE_LARGE_BODY 1u /* body limit is limits.import_body_max, not limits.body_max */
 
 /* Adds a route. method: "GET", "POST", "PUT", "PATCH" or "DELETE". pattern: "/"-separated
@@ -73,7 +75,8 @@ typedef void (*zd_key_uses_fn)(const zd_apikey *key, const zd_key_uses *uses, vo
  * pointers are valid only during the call. */
 void zd_http_key_uses(zd_http *h, bool reset, zd_key_uses_fn fn, void *udata);
 
-/* Open client connections that have sent at least one request. */
+/* Client connections open and served, counted from accept (idle ones included; not those
+ * being closed after a refusal). At most limits.max_connections. */
 int zd_http_connections(const zd_http *h);
 
 /* ---- requests: every accessor's result is valid until the reply ---- */

@@ -63,6 +63,7 @@ static void test_defaults(void)
     CHECK_INT(c->header_max, 16 << 10);
     CHECK_INT(c->json_depth_max, 32);
     CHECK_INT(c->http_timeout_s, 30);
+    CHECK_INT(c->request_timeout_s, 60);
     CHECK_INT(c->max_connections, 1024);
     CHECK_INT(c->rule_max_cost, 1000);
     CHECK_INT(c->breakdown_max_groups, 100);
@@ -108,7 +109,8 @@ static void test_full(void)
         "  \"partitions\": 64, \"change_stream_maxlen\": 5000,\n"
         "  \"limits\": {\"body_max\": 2048, \"import_body_max\": 4096, \"header_max\": 8192,\n"
         "             \"json_depth_max\": 8, \"http_timeout_s\": 5, \"max_connections\": 10,\n"
-        "             \"rule_max_cost\": 50, \"breakdown_max_groups\": 7},\n"
+        "             \"rule_max_cost\": 50, \"breakdown_max_groups\": 7, \"request_timeout_s\": "
+        "7},\n"
         "  \"redis_client\": {\"deadline_ms\": 250, \"max_inflight\": 2, \"queue_max\": 3,\n"
         "                   \"reconnect_min_ms\": 50, \"reconnect_max_ms\": 60},\n"
         "  \"log_level\": \"debug\", \"metrics_key_names\": true\n"
@@ -148,6 +150,7 @@ static void test_full(void)
     CHECK_INT(c->header_max, 8192);
     CHECK_INT(c->json_depth_max, 8);
     CHECK_INT(c->http_timeout_s, 5);
+    CHECK_INT(c->request_timeout_s, 7);
     CHECK_INT(c->max_connections, 10);
     CHECK_INT(c->rule_max_cost, 50);
     CHECK_INT(c->breakdown_max_groups, 7);
@@ -244,6 +247,8 @@ static void test_errors(void)
     EXPECT_ERROR("{\"limits\": {\"rule_max_cost\": 0}}", "\"limits.rule_max_cost\" must be");
     EXPECT_ERROR("{\"limits\": {\"breakdown_max_groups\": 10001}}",
                  "\"limits.breakdown_max_groups\" must be");
+    EXPECT_ERROR("{\"limits\": {\"request_timeout_s\": 0}}",
+                 "\"limits.request_timeout_s\" must be");
     EXPECT_ERROR("{\"limits\": {\"body_max\": 4096, \"import_body_max\": 2048}}",
                  "\"limits.import_body_max\" must be at least");
     EXPECT_ERROR("{\"redis_client\": {\"reconnect_min_ms\": 500, \"reconnect_max_ms\": 100}}",

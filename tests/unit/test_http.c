@@ -33,14 +33,16 @@
 #define APP "app-key-0123456789abcdef"
 #define VIEW "viewer-key-0123456789abc"
 
-/* http_timeout_s 1 keeps the idle-timeout check short; async handlers stay below it. */
+/* http_timeout_s 1 keeps the idle-timeout check short; async handlers stay below it.
+ * request_timeout_s 2 bounds each request from its first byte to the end of its body. */
 static const char config_text[] =
     "{\"api_keys\": ["
     " {\"name\": \"ops\", \"role\": \"admin\", \"key\": \"" ADMIN "\"},"
     " {\"name\": \"app1\", \"role\": \"app\", \"key\": \"" APP "\"},"
     " {\"name\": \"view\", \"role\": \"viewer\", \"key\": \"" VIEW "\"}],"
     " \"limits\": {\"body_max\": 1024, \"import_body_max\": 4096, \"json_depth_max\": 4,"
-    "  \"max_connections\": 4, \"http_timeout_s\": 1, \"header_max\": 2048}}";
+    "  \"max_connections\": 4, \"http_timeout_s\": 1, \"request_timeout_s\": 2,"
+    "  \"header_max\": 2048}}";
 
 static int64_t now_ms(void)
 {
@@ -720,9 +722,10 @@ static void t_bodies(void)
     CHECK_INT(r.status, 200);
     CHECK_INT((int)jnum(&r, "len"), 4000);
     CHECK_INT(jbool(&r, "all_x"), 1);
-    /* Over import_body_max evhttp itself answers; the client still gets the 413. */
+    /* Over import_body_max, refused from the Content-Length header. */
     req_full(&r, "POST", "/t/large", APP, NULL, xs, 5000);
     CHECK_INT(r.status, 413);
+    CHECK_STR(jstr(&r, "error.code"), "body_too_large");
     /* Below evhttp's own limit (import_body_max) the key is checked before the route's size. */
     req_full(&r, "POST", "/t/small", NULL, NULL, xs, 2000);
     CHECK_INT(r.status, 401);
@@ -747,6 +750,7 @@ static void t_bodies(void)
             resp_clear(&r);
             read_resp(fd, &r, 3000);
             CHECK_INT(r.status, 413);
+            CHECK_STR(jstr(&r, "error.code"), "body_too_large");
             close(fd);
         }
     }
@@ -983,7 +987,8 @@ static void t_connections(void)
     char big[3100];
     snprintf(big, sizeof(big), "X-Big: %03000d\r\n", 0);
     req_full(&r, "GET", "/t/state", NULL, big, NULL, 0);
-    CHECK_INT(r.status, 400); /* evhttp 2.1's answer to headers over the limit */
+    CHECK_INT(r.status, 431);
+    CHECK_STR(jstr(&r, "error.code"), "headers_too_large");
     CHECK(r.eof);
     /* Garbage instead of a request line. */
     fd = dial();
@@ -992,6 +997,7 @@ static void t_connections(void)
         resp_clear(&r);
         read_resp(fd, &r, 3000);
         CHECK_INT(r.status, 400);
+        CHECK_STR(jstr(&r, "error.code"), "bad_request");
         close(fd);
     }
     sleep_ms(50);
@@ -1024,6 +1030,203 @@ static void t_stats(void)
     stat_check(&r, "* (unmatched) 405", 1);
     stat_check(&r, "* (unmatched) 503", 1);
     stat_check(&r, "GET /t/async/{ms} 200", 6);
+    resp_clear(&r);
+}
+
+/* Sends data on a connection of its own and reads one response, without sending more. */
+static void raw(resp *r, const char *data, size_t len)
+{
+    resp_clear(r);
+    int fd = dial();
+    if (fd < 0)
+        return;
+    if (send_all(fd, data, len)) {
+        read_resp(fd, r, 3000);
+        if (r->status && !r->eof)
+            r->eof = wait_eof(fd, 2000);
+    }
+    close(fd);
+}
+
+static int stat_of(const char *key)
+{
+    resp r = {0};
+    req(&r, "GET", "/t/stats", NULL);
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(r.json, key);
+    int v = cJSON_IsNumber(j) ? (int)j->valuedouble : 0;
+    resp_clear(&r);
+    return v;
+}
+
+/* Requests refused from their head alone, before any body byte is sent: the answer arrives,
+ * JSON, and the server closes the connection. */
+static void t_early_refusal(void)
+{
+#define HEAD(line, hdrs) line " HTTP/1.1\r\nHost: 127.0.0.1\r\n" hdrs "\r\n"
+#define BEARER(k) "Authorization: Bearer " k "\r\n"
+    static char chunks[1200];
+    snprintf(chunks, sizeof(chunks), "%s200\r\n%0512d\r\n200\r\n%0512d\r\n1\r\n",
+             HEAD("POST /t/small", BEARER(APP) "Transfer-Encoding: chunked\r\n"), 0, 0);
+    const struct {
+        const char *req;
+        int status;
+        const char *code;
+    } cases[] = {
+        {HEAD("POST /nope", "Content-Length: 1000000000\r\n"), 404, "not_found"},
+        {HEAD("POST /t/small", "Content-Length: 1000000000\r\n"), 401, "unauthorized"},
+        {HEAD("POST /t/small", BEARER("wrong-key-0123456789") "Content-Length: 10\r\n"), 401,
+         "unauthorized"},
+        {HEAD("POST /t/small", "Transfer-Encoding: chunked\r\n"), 401, "unauthorized"},
+        {HEAD("POST /t/p/u1/inbox/n:read", BEARER(VIEW) "Content-Length: 1000000000\r\n"), 403,
+         "forbidden"},
+        {HEAD("POST /t/small", BEARER(APP) "Content-Length: 1025\r\n"), 413, "body_too_large"},
+        {HEAD("POST /t/large", BEARER(APP) "Content-Length: 4097\r\n"), 413, "body_too_large"},
+        {HEAD("POST /t/small", BEARER(APP) "Transfer-Encoding: chunked\r\n") "401\r\n", 413,
+         "body_too_large"},
+        {chunks, 413, "body_too_large"},
+        {HEAD("PUT /t/small", BEARER(APP) "Content-Length: 5\r\n"), 405, "method_not_allowed"},
+        {HEAD("POST /t/small", BEARER(APP) "Content-Length: 5x\r\n"), 400, "bad_request"},
+        {HEAD("POST /t/small", BEARER(APP) "Content-Length: 5\r\nContent-Length: 6\r\n"), 400,
+         "bad_request"},
+        {HEAD("POST /t/small", BEARER(APP) "Transfer-Encoding: gzip\r\n"), 400, "bad_request"},
+        {HEAD("POST /t/small", BEARER(APP) "X-A: 1\r\n  folded\r\nContent-Length: 5\r\n"), 400,
+         "bad_request"},
+        {HEAD("POST /t/small", BEARER(APP) "Transfer-Encoding: chunked\r\n") "1;x=y\r\n", 400,
+         "bad_request"},
+    };
+#undef HEAD
+#undef BEARER
+    int small401 = stat_of("POST /t/small 401"), small413 = stat_of("POST /t/small 413");
+    int inbox403 = stat_of("POST /t/p/{id}/inbox/{notice}:read 403");
+    resp r = {0};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        raw(&r, cases[i].req, strlen(cases[i].req));
+        CHECK_INT(r.status, cases[i].status);
+        CHECK_STR(jstr(&r, "error.code"), cases[i].code);
+        CHECK_STR(hdr(&r, "Connection"), "close");
+        CHECK(r.eof);
+        if (r.status != cases[i].status)
+            fprintf(stderr, "  (case %zu)\n", i);
+        if (r.status == 401)
+            CHECK(hdr(&r, "WWW-Authenticate") != NULL);
+        if (r.status == 405)
+            CHECK_STR(hdr(&r, "Allow"), "POST");
+    }
+    CHECK_INT(stat_of("POST /t/small 401"), small401 + 3);
+    CHECK_INT(stat_of("POST /t/small 413"), small413 + 3);
+    CHECK_INT(stat_of("POST /t/p/{id}/inbox/{notice}:read 403"), inbox403 + 1);
+    CHECK_INT(state("pending"), 1);
+    resp_clear(&r);
+}
+
+/* Requests with bodies, pipelined: each is framed right, and one refused from its head ends
+ * the connection after the answers before it. */
+static void t_pipelined_bodies(void)
+{
+    static const char three[] =
+        "POST /t/small HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " APP
+        "\r\nContent-Length: 3\r\n\r\nxxx"
+        "POST /t/small HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " APP
+        "\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxx\r\n3\r\nxxx\r\n0\r\n\r\n"
+        "GET /t/lit/me HTTP/1.1\r\nHost: x\r\n\r\n"
+        "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+    int fd = dial();
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    CHECK(send_all(fd, three, sizeof(three) - 1));
+    static const struct {
+        int status;
+        const char *key, *want;
+    } want[] = {{200, "len", "3"}, {200, "len", "5"}, {200, "route", "lit-me"}, {404, NULL, NULL}};
+    resp r = {0};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        resp_clear(&r);
+        read_resp(fd, &r, 3000);
+        CHECK_INT(r.status, want[i].status);
+        if (want[i].key && cJSON_IsNumber(jget(&r, want[i].key)))
+            CHECK_INT((int)jnum(&r, want[i].key), atoi(want[i].want));
+        else if (want[i].key)
+            CHECK_STR(jstr(&r, want[i].key), want[i].want);
+    }
+    CHECK_STR(jstr(&r, "error.code"), "not_found");
+    CHECK(r.eof || wait_eof(fd, 2000));
+    close(fd);
+    resp_clear(&r);
+}
+
+/* request_timeout_s (2 s) bounds a request from its first byte to the end of its body, however
+ * steadily the bytes trickle in; the time between requests and in handlers does not count. */
+static void t_deadline(void)
+{
+    static const char slow_head[] = "GET /t/state HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
+                                    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    static const char slow_body[] = "POST /t/small HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                    "Authorization: Bearer " APP "\r\nContent-Length: 100\r\n\r\n";
+    for (int k = 0; k < 2; k++) {
+        int fd = dial();
+        CHECK(fd >= 0);
+        if (fd < 0)
+            return;
+        const char *data = slow_head;
+        size_t len = sizeof(slow_head) - 1;
+        static char body[100];
+        if (k == 1) {
+            CHECK(send_all(fd, slow_body, sizeof(slow_body) - 1));
+            memset(body, 'x', sizeof(body));
+            data = body;
+            len = sizeof(body);
+        }
+        /* One byte per 200 ms: never silent for http_timeout_s (1 s). */
+        size_t sent = 0;
+        for (; sent < len; sent++) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, 200) != 0 || !send_all(fd, data + sent, 1))
+                break;
+        }
+        resp r = {0};
+        read_resp(fd, &r, 3000);
+        CHECK_INT(r.status, 408);
+        CHECK_STR(jstr(&r, "error.code"), "request_timeout");
+        CHECK(sent < len);
+        CHECK(r.eof || wait_eof(fd, 2000));
+        close(fd);
+        resp_clear(&r);
+    }
+    /* Four requests on one connection over 2.4 s, each quick: all served. */
+    int fd = dial();
+    CHECK(fd >= 0);
+    resp r = {0};
+    for (int i = 0; fd >= 0 && i < 4; i++) {
+        req_on(fd, &r, "GET", "/t/state");
+        CHECK_INT(r.status, 200);
+        CHECK(!r.eof);
+        sleep_ms(600);
+    }
+    if (fd >= 0)
+        close(fd);
+    resp_clear(&r);
+}
+
+/* Connections count from accept: idle ones that never sent a byte hold their slot. */
+static void t_accept_count(void)
+{
+    int idle[4];
+    for (int i = 0; i < 4; i++)
+        idle[i] = dial();
+    sleep_ms(100);
+    resp r = {0};
+    req(&r, "GET", "/t/state", NULL); /* the fifth connection */
+    CHECK_INT(r.status, 503);
+    CHECK_STR(jstr(&r, "error.code"), "too_many_connections");
+    CHECK(r.eof);
+    close(idle[3]);
+    sleep_ms(100);
+    CHECK_INT(state("connections"), 4);
+    for (int i = 0; i < 3; i++)
+        close(idle[i]);
+    sleep_ms(100);
+    CHECK_INT(state("connections"), 1);
     resp_clear(&r);
 }
 
@@ -1135,6 +1338,10 @@ int main(void)
         t_async();
         t_connections();
         t_stats();
+        t_early_refusal();
+        t_pipelined_bodies();
+        t_deadline();
+        t_accept_count();
         t_graceful_stop();
     }
     if (server_pid > 0) {
