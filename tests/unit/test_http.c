@@ -457,7 +457,9 @@ static void read_resp(int fd, resp *r, int ms)
     while (!end) {
         if (have == sizeof(buf) - 1)
             return;
-        ssize_t n = recv_until(fd, buf + have, sizeof(buf) - 1 - have, deadline);
+        /* One byte at a time up to the end of the head: pipelined answers may arrive in one
+         * segment, and bytes of the next answer must stay in the socket for the next call. */
+        ssize_t n = recv_until(fd, buf + have, 1, deadline);
         if (n <= 0) {
             r->eof = n == 0;
             return;
@@ -484,7 +486,10 @@ static void read_resp(int fd, resp *r, int ms)
     while (to_eof || got < want) {
         if (got >= sizeof(r->body))
             return;
-        ssize_t n = recv_until(fd, r->body + got, sizeof(r->body) - got, deadline);
+        size_t room = sizeof(r->body) - got;
+        if (!to_eof && want - got < room)
+            room = want - got; /* never read into the next pipelined answer */
+        ssize_t n = recv_until(fd, r->body + got, room, deadline);
         if (n < 0)
             return;
         if (n == 0) {
