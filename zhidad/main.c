@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "zhidad/service.h"
@@ -267,6 +268,21 @@ int main(int argc, char **argv)
     enum zd_log_format format = ZD_LOG_TEXT;
     zd_log_format_parse(cfg->log_format, &format);
     zd_log_set_format(format);
+
+    /* Test-only fault injection (common/fault.h): read once, here. */
+    const char *fault = getenv("ZHIDA_FAULT");
+    if (fault && *fault) {
+        int fe = zd_fault_init(fault, err, sizeof(err));
+        if (fe == -ENOTSUP) {
+            zd_warn("ZHIDA_FAULT is set but ignored: %s", err);
+        } else if (fe != 0) {
+            rc = die_with(EXIT_CONFIG, "%s", err);
+            goto out;
+        } else {
+            zd_warn("ZHIDA_FAULT=%s: test-only fault injection is armed; never in production",
+                    fault);
+        }
+    }
 
     /* A client gone mid-reply must cost an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
