@@ -14,6 +14,7 @@
 #include "common/fault.h"
 #include "common/log.h"
 #include "common/notify.h"
+#include "profiles/follower.h"
 #include "zhidad/service.h"
 
 #ifndef ZD_VERSION
@@ -70,15 +71,26 @@ static void readyz(zd_req *req, void *udata)
 {
     zd_service *svc = udata;
     bool redis = zd_redis_ready(svc->redis);
+    /* The index must be loaded and trusted: a rebuild after a failure, or a Redis older than
+     * 7.0, makes the instance unready. */
+    bool index = svc->index_ready && svc->follower && zd_follower_ready(svc->follower);
     cJSON *j = cJSON_CreateObject();
-    if (redis && svc->index_ready && !svc->stopping) {
+    if (redis && index && !svc->stopping) {
         cJSON_AddStringToObject(j, "status", "ready");
         zd_req_reply_json(req, 200, j);
         return;
     }
+    zd_follower_stats fs = {0};
+    if (svc->follower)
+        zd_follower_get_stats(svc->follower, &fs);
     cJSON_AddStringToObject(j, "status", svc->stopping ? "stopping" : "not_ready");
     cJSON_AddBoolToObject(j, "redis", redis);
-    cJSON_AddStringToObject(j, "index", svc->index_ready ? "ready" : "loading");
+    if (fs.incompatible)
+        cJSON_AddStringToObject(j, "redis_version", "older than 7.0");
+    cJSON_AddStringToObject(j, "index",
+                            index              ? "ready"
+                            : svc->index_ready ? "rebuilding"
+                                               : "loading");
     zd_req_reply_json(req, 503, j);
 }
 
@@ -335,7 +347,7 @@ int main(int argc, char **argv)
             zd_http_port(svc->http), cfg->redis, cfg->partitions);
 
     event_base_dispatch(svc->base);
-    rc = 0;
+    rc = svc->exit_status;
     zd_info("stopped");
 
 out:
