@@ -285,3 +285,64 @@ def test_redis_restarted_empty_with_racing_writes(tmp_path):
             if z:
                 z.stop()
         redis.stop()
+
+
+def kill_followers(redis):
+    """Drops every zhidad follower connection, so each reconnects and probes its streams before
+    it reads again (the probe is queued ahead of the next XREAD on the same connection)."""
+    r = redis.client()
+    try:
+        for line in r("CLIENT", "LIST").splitlines():
+            f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            if f.get("name") == "zhidad-follower":
+                r("CLIENT", "KILL", "ID", f["id"])
+    finally:
+        r.close()
+
+
+def test_deleted_entries_rebuild_only_followers_behind_them(tmp_path):
+    """Change-stream entries deleted by XDEL (the privacy eraser removes old entries of deleted
+    profiles): a follower that already read them must not rebuild; one that had not read them
+    yet must, since it will never see them."""
+    redis = RedisServer(str(tmp_path))
+    a = b = None
+    try:
+        a = Zhidad(str(tmp_path), redis.port, name="a")
+        b = Zhidad(str(tmp_path), redis.port, name="b")
+        rng = random.Random(9)
+        for i in range(40):
+            st, _ = b.call("PUT", "/v1/profiles/x%03d" % i, random_profile(rng), key="app")
+            assert st == 200
+        assert_converges(redis, [a, b])
+        gaps = metric(a, "zhida_changes_gaps_total")
+        r = redis.client()
+        read = [e[0] for e in r("XRANGE", "zd:{p0}:changes", "-", "+", "COUNT", 5)]
+        assert read and r("XDEL", "zd:{p0}:changes", *read) == len(read)
+        r.close()
+        kill_followers(redis)
+        # A write A applies from its stream proves A's follower reconnected and probed.
+        st, _ = b.call("PUT", "/v1/profiles/x999", enterprise(tags=["t0", "t2"]), key="app")
+        assert st == 200
+        assert_converges(redis, [a, b])
+        assert metric(a, "zhida_changes_gaps_total") == gaps
+        assert metric(a, "zhida_index_rebuilds_total") == 0
+
+        a.proc.send_signal(signal.SIGSTOP)
+        for i in range(40, 60):
+            st, _ = b.call("PUT", "/v1/profiles/x%03d" % i, random_profile(rng), key="app")
+            assert st == 200
+        r = redis.client()
+        last = r("XREVRANGE", "zd:{p0}:changes", "+", "-", "COUNT", 1)[0][0]
+        assert r("XDEL", "zd:{p0}:changes", last) == 1  # an entry A has not read
+        r.close()
+        a.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: metric(a, "zhida_changes_gaps_total") > gaps, timeout=30,
+                   what="a to notice the entry deleted before it read it")
+        assert_converges(redis, [a, b])
+    finally:
+        if a and a.proc:
+            a.proc.send_signal(signal.SIGCONT)
+        for z in (a, b):
+            if z:
+                z.stop()
+        redis.stop()
