@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/date.h"
+#include "common/fault.h"
 #include "matcher/rule.h"
 #include "matcher/rule_internal.h"
 
@@ -599,6 +600,8 @@ static bres eval(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint)
 
 roaring_bitmap_t *zd_rule_audience(const zd_rule *r, const zd_index *ix, int32_t today)
 {
+    if (zd_fault(ZD_FAULT_AUDIENCE))
+        return NULL;
     ectx e = {.ix = ix, .schema = r->schema, .today = today};
     bres b = eval(&e, r->root, NULL);
     if (e.nomem) {

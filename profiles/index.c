@@ -11,6 +11,7 @@
 #include <roaring/containers/containers.h>
 
 #include "common/date.h"
+#include "common/fault.h"
 
 /* CRoaring 0.2.66's roaring_bitmap_free(NULL) dereferences its argument. */
 static void bm_free(roaring_bitmap_t *bm)
@@ -1029,6 +1030,9 @@ int zd_index_put(zd_index *ix, uint32_t gid, const zd_profile *old, const zd_pro
 {
     if (!now)
         return zd_index_del(ix, gid, old);
+    /* A test-only injected failure strikes half-way, leaving the half-applied state a real
+     * ENOMEM would. */
+    int fail_at = zd_fault(ZD_FAULT_INDEX_PUT) ? ix->nattrs / 2 : -1;
     if (now->id && idpart_set(&ix->parts[gid >> ZD_DENSE_BITS], gid & ZD_DENSE_MAX, now->id) < 0)
         return -ENOMEM;
     /* On ENOMEM below the index holds part of the change; callers treat that as fatal and
@@ -1036,6 +1040,8 @@ int zd_index_put(zd_index *ix, uint32_t gid, const zd_profile *old, const zd_pro
     for (int i = 0; i < ix->nattrs; i++) {
         zd_ixattr *xa = &ix->attrs[i];
         const zd_value *ov = value_of(old, xa->attr), *nv = value_of(now, xa->attr);
+        if (i == fail_at)
+            return -ENOMEM;
         if (ov)
             remove_values(xa, gid, ov, nv);
         if (nv && add_values(xa, gid, nv) < 0)
@@ -1047,6 +1053,8 @@ int zd_index_put(zd_index *ix, uint32_t gid, const zd_profile *old, const zd_pro
 
 int zd_index_del(zd_index *ix, uint32_t gid, const zd_profile *old)
 {
+    if (zd_fault(ZD_FAULT_INDEX_DEL))
+        return -ENOMEM;
     if (old) {
         for (int i = 0; i < ix->nattrs; i++) {
             zd_ixattr *xa = &ix->attrs[i];

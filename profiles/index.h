@@ -34,7 +34,8 @@ int zd_index_put(zd_index *ix, uint32_t gid, const zd_profile *old, const zd_pro
 
 /* Removes gid and the memberships of `old` (borrowed, may be NULL when unknown: then gid is
  * dropped from every bitmap, one removal per bitmap, so a reused gid inherits nothing).
- * Returns 0. */
+ * Returns 0, or -ENOMEM (only from test-only fault injection today; callers treat it like a
+ * failed put: the index is no longer trusted and is rebuilt). */
 int zd_index_del(zd_index *ix, uint32_t gid, const zd_profile *old);
 
 /* Removes everything (before a full reload). */

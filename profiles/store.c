@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "redis/keys.h"
@@ -28,25 +31,42 @@
     "         string.sub(cur, b + 1)\n"                                                            \
     "end\n"
 
-/* KEYS: profiles hash, dense-id counter, change stream.
- * ARGV: maxlen, max dense id, then (id, stored form, expect) triples. The change-stream entry
- * carries the replaced indexed document ("old") so that every index can drop the old
- * memberships without a read. */
+/* The write scripts also keep the partition's meta hash: the data set's epoch (created from
+ * the caller's fresh random candidate when missing, i.e. on a Redis that never held this
+ * partition or lost it) and n, the count of change entries written. Every entry carries its
+ * ordinal n and the epoch e, so a follower can tell from the entries alone when it missed some
+ * or when they come from another data set (docs/DESIGN.md). */
+/* clang-format off */
+#define META_PROLOGUE(metakey, candidate)                                                        \
+    "local meta = redis.call('HMGET', " metakey ", 'epoch', 'n')\n"                              \
+    "local epoch = meta[1]\n"                                                                     \
+    "if not epoch then\n"                                                                         \
+    "  epoch = " candidate "\n"                                                                   \
+    "  redis.call('HSET', " metakey ", 'epoch', epoch)\n"                                         \
+    "end\n"                                                                                       \
+    "local cn0 = tonumber(meta[2] or '0')\n"                                                      \
+    "local cn = cn0\n"
+
+/* KEYS: profiles hash, dense-id counter, change stream, meta hash.
+ * ARGV: maxlen, max dense id, epoch candidate, then (id, stored form, expect) triples. The
+ * change-stream entry carries the replaced indexed document ("old") so that every index can
+ * drop the old memberships without a read. Returns {epoch, {result per item}}. */
 static const char put_script[] = LUA_HELPERS
     "local out = {}\n"
     "local maxdense = tonumber(ARGV[2])\n"
-    "local n = (#ARGV - 2) / 3\n"
+    "local n = (#ARGV - 3) / 3\n"
     "local ids = {}\n"
-    "for i = 1, n do ids[i] = ARGV[i * 3] end\n"
+    "for i = 1, n do ids[i] = ARGV[i * 3 + 1] end\n"
     "-- One HMGET, one HSET and one counter update for the whole batch: redis.call is the\n"
     "-- dominant cost of a script, so only the change-stream entries are written one by one.\n"
     "local curs = redis.call('HMGET', KEYS[1], unpack(ids))\n"
     "local seq0 = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
     "local seq = seq0\n"
+    META_PROLOGUE("KEYS[4]", "ARGV[3]")
     "local written = {}\n"
     "local hset = {}\n"
     "for i = 1, n do\n"
-    "  local id, doc, expect = ARGV[i * 3], ARGV[i * 3 + 1], ARGV[i * 3 + 2]\n"
+    "  local id, doc, expect = ARGV[i * 3 + 1], ARGV[i * 3 + 2], ARGV[i * 3 + 3]\n"
     "  local cur = written[id]\n"
     "  if cur == nil then cur = curs[i] end\n"
     "  local dense, ver, old\n"
@@ -65,6 +85,7 @@ static const char put_script[] = LUA_HELPERS
     "      ver = 0\n"
     "    end\n"
     "    ver = ver + 1\n"
+    "    cn = cn + 1\n"
     "    local value = dense .. ',' .. ver .. '|' .. doc\n"
     "    written[id] = value\n"
     "    hset[#hset + 1] = id\n"
@@ -72,34 +93,42 @@ static const char put_script[] = LUA_HELPERS
     "    if cur then\n"
     "      local oldidx = indexed(old)\n"
     "      local sid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'op', 'put',\n"
-    "                             'id', id, 'd', dense, 'old', oldidx, 'new', indexed(doc))\n"
+    "                             'id', id, 'd', dense, 'n', cn, 'e', epoch, 'old', oldidx,\n"
+    "                             'new', indexed(doc))\n"
     "      out[i] = {'updated', dense, tostring(ver), oldidx, sid}\n"
     "    else\n"
     "      local sid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[1], '*', 'op', 'put',\n"
-    "                             'id', id, 'd', dense, 'new', indexed(doc))\n"
+    "                             'id', id, 'd', dense, 'n', cn, 'e', epoch,\n"
+    "                             'new', indexed(doc))\n"
     "      out[i] = {'created', dense, tostring(ver), '', sid}\n"
     "    end\n"
     "  end\n"
     "end\n"
     "if #hset > 0 then redis.call('HSET', KEYS[1], unpack(hset)) end\n"
     "if seq ~= seq0 then redis.call('SET', KEYS[2], seq) end\n"
-    "return out\n";
+    "if cn ~= cn0 then redis.call('HSET', KEYS[4], 'n', cn) end\n"
+    "return {epoch, out}\n";
 
-/* KEYS: profiles hash, change stream, erasure set. ARGV: maxlen, id.
- * Returns nil or {dense, old indexed document, entry id}. The dense id goes into the erasure
- * set with the time of the delete: zd_store_scrub() later removes every change-stream entry
- * of it, once the followers have read them. */
+/* KEYS: profiles hash, change stream, erasure set, meta hash. ARGV: maxlen, id, epoch
+ * candidate. Returns {epoch} when there is no such profile, else {epoch, dense, old indexed
+ * document, entry id}. The dense id goes into the erasure set with the time of the delete:
+ * zd_store_scrub() later removes every change-stream entry of it, once the followers have read
+ * them. */
 static const char del_script[] = LUA_HELPERS
+    META_PROLOGUE("KEYS[4]", "ARGV[3]")
     "local cur = redis.call('HGET', KEYS[1], ARGV[2])\n"
-    "if not cur then return false end\n"
+    "if not cur then return {epoch} end\n"
     "local dense, ver, old = split(cur)\n"
     "local oldidx = indexed(old)\n"
+    "cn = cn + 1\n"
     "redis.call('HDEL', KEYS[1], ARGV[2])\n"
     "local sid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'op', 'del',\n"
-    "                       'id', ARGV[2], 'd', dense, 'old', oldidx)\n"
+    "                       'id', ARGV[2], 'd', dense, 'n', cn, 'e', epoch, 'old', oldidx)\n"
+    "redis.call('HSET', KEYS[4], 'n', cn)\n"
     "local t = redis.call('TIME')\n"
     "redis.call('ZADD', KEYS[3], t[1] * 1000 + math.floor(t[2] / 1000), dense)\n"
-    "return {dense, oldidx, sid}\n";
+    "return {epoch, dense, oldidx, sid}\n";
+/* clang-format on */
 
 /* KEYS: erasure set, change stream. ARGV: cutoff (ms), the most dense ids to take.
  * Deletes every change-stream entry of the profiles erased before the cutoff (at most one
@@ -345,6 +374,62 @@ static script_call *call_begin(zd_store *st, int script, int argc, int partition
     return c;
 }
 
+/* Epoch candidates: 64-bit values from a splitmix64 sequence seeded once from getrandom(), so
+ * that no two candidates of this process, and practically no two of any processes, are equal;
+ * an epoch written after Redis lost its data then always differs from the one before. */
+uint64_t zd_store_new_epoch(void)
+{
+    static uint64_t state;
+    static bool seeded;
+    if (!seeded) {
+        if (getrandom(&state, sizeof(state), 0) != (ssize_t)sizeof(state)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            state = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)getpid();
+        }
+        seeded = true;
+    }
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return z ? z : 1;
+}
+
+void zd_store_format_epoch(uint64_t epoch, char buf[ZD_EPOCH_TEXT])
+{
+    snprintf(buf, ZD_EPOCH_TEXT, "%016" PRIx64, epoch);
+}
+
+uint64_t zd_store_parse_epoch(const char *s, size_t len)
+{
+    uint64_t v = 0;
+    if (!s || len == 0 || len > 16)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+        if (d < 0)
+            return 0;
+        v = v << 4 | (uint64_t)d;
+    }
+    return v;
+}
+
+static int call_arg_epoch(script_call *c, int i)
+{
+    char buf[ZD_EPOCH_TEXT];
+    zd_store_format_epoch(zd_store_new_epoch(), buf);
+    return call_arg(c, i, buf, strlen(buf));
+}
+
+static uint64_t reply_epoch(const zd_reply *r)
+{
+    size_t len;
+    const char *s = zd_reply_str(r, &len);
+    return zd_store_parse_epoch(s, s ? len : 0);
+}
+
 static uint64_t parse_u64(const zd_reply *r)
 {
     if (zd_reply_is(r, ZD_REPLY_INTEGER))
@@ -360,7 +445,9 @@ static void put_done(script_call *c, int status, const zd_reply *reply)
         cb(status, NULL, 0, c->udata);
         return;
     }
-    if (!zd_reply_is(reply, ZD_REPLY_ARRAY) || (int)zd_reply_len(reply) != c->n) {
+    const zd_reply *items = zd_reply_at(reply, 1);
+    uint64_t epoch = reply_epoch(zd_reply_at(reply, 0));
+    if (!zd_reply_is(items, ZD_REPLY_ARRAY) || (int)zd_reply_len(items) != c->n || !epoch) {
         zd_error_log("store: unexpected put reply shape");
         cb(-EIO, NULL, 0, c->udata);
         return;
@@ -371,7 +458,7 @@ static void put_done(script_call *c, int status, const zd_reply *reply)
         return;
     }
     for (int i = 0; i < c->n; i++) {
-        const zd_reply *e = zd_reply_at(reply, (size_t)i);
+        const zd_reply *e = zd_reply_at(items, (size_t)i);
         const char *o = zd_reply_str(zd_reply_at(e, 0), NULL);
         if (zd_reply_len(e) < 3 || !o) {
             free(res);
@@ -385,6 +472,7 @@ static void put_done(script_call *c, int status, const zd_reply *reply)
                                                        : ZD_PUT_CONFLICT;
         res[i].gid = zd_gid(c->partition, (uint32_t)parse_u64(zd_reply_at(e, 1)));
         res[i].version = parse_u64(zd_reply_at(e, 2));
+        res[i].epoch = epoch;
         size_t old_len;
         const char *old = zd_reply_str(zd_reply_at(e, 3), &old_len);
         const char *entry = zd_reply_str(zd_reply_at(e, 4), NULL);
@@ -403,15 +491,16 @@ static void put_done(script_call *c, int status, const zd_reply *reply)
 int zd_store_put_batch(zd_store *st, int partition, zd_profile *const *profiles, int n,
                        const char *const *expect, zd_store_put_cb cb, void *udata)
 {
-    /* EVALSHA sha 3 profiles seq changes maxlen maxdense (id stored expect)*n */
-    static const key_fn keys[] = {zd_key_profiles, zd_key_seq, zd_key_changes};
-    script_call *c = call_begin(st, SCRIPT_PUT, 8 + 3 * n, partition, keys, 3, (void *)cb, udata);
+    /* EVALSHA sha 4 profiles seq changes meta maxlen maxdense epoch (id stored expect)*n */
+    static const key_fn keys[] = {zd_key_profiles, zd_key_seq, zd_key_changes, zd_key_meta};
+    script_call *c = call_begin(st, SCRIPT_PUT, 10 + 3 * n, partition, keys, 4, (void *)cb, udata);
     if (!c)
         return -ENOMEM;
     c->n = n;
     c->done = put_done;
-    int rc = call_argll(c, 6, st->maxlen);
-    rc |= call_argll(c, 7, ZD_DENSE_MAX);
+    int rc = call_argll(c, 7, st->maxlen);
+    rc |= call_argll(c, 8, ZD_DENSE_MAX);
+    rc |= call_arg_epoch(c, 9);
     for (int i = 0; i < n && rc == 0; i++) {
         char *doc = zd_profile_to_stored(profiles[i], NULL);
         if (!doc) {
@@ -419,9 +508,9 @@ int zd_store_put_batch(zd_store *st, int partition, zd_profile *const *profiles,
             break;
         }
         const char *ex = expect && expect[i] ? expect[i] : "";
-        rc |= call_arg(c, 8 + 3 * i, profiles[i]->id, strlen(profiles[i]->id));
-        rc |= call_arg(c, 9 + 3 * i, doc, strlen(doc));
-        rc |= call_arg(c, 10 + 3 * i, ex, strlen(ex));
+        rc |= call_arg(c, 10 + 3 * i, profiles[i]->id, strlen(profiles[i]->id));
+        rc |= call_arg(c, 11 + 3 * i, doc, strlen(doc));
+        rc |= call_arg(c, 12 + 3 * i, ex, strlen(ex));
         free(doc);
     }
     return call_finish(c, rc);
@@ -430,32 +519,34 @@ int zd_store_put_batch(zd_store *st, int partition, zd_profile *const *profiles,
 static void del_done(script_call *c, int status, const zd_reply *reply)
 {
     zd_store_del_cb cb = (zd_store_del_cb)c->cb;
+    uint64_t epoch = status == 0 ? reply_epoch(zd_reply_at(reply, 0)) : 0;
     if (status != 0) {
-        cb(status, false, 0, NULL, 0, NULL, c->udata);
-    } else if (zd_reply_is(reply, ZD_REPLY_NIL)) {
-        cb(0, false, 0, NULL, 0, NULL, c->udata);
-    } else if (zd_reply_len(reply) == 3 && zd_reply_str(zd_reply_at(reply, 1), NULL) &&
-               zd_reply_str(zd_reply_at(reply, 2), NULL)) {
+        cb(status, false, 0, NULL, 0, NULL, 0, c->udata);
+    } else if (epoch && zd_reply_len(reply) == 1) {
+        cb(0, false, 0, NULL, 0, NULL, epoch, c->udata);
+    } else if (epoch && zd_reply_len(reply) == 4 && zd_reply_str(zd_reply_at(reply, 2), NULL) &&
+               zd_reply_str(zd_reply_at(reply, 3), NULL)) {
         size_t old_len;
-        const char *old = zd_reply_str(zd_reply_at(reply, 1), &old_len);
-        uint32_t gid = zd_gid(c->partition, (uint32_t)parse_u64(zd_reply_at(reply, 0)));
-        cb(0, true, gid, old, old_len, zd_reply_str(zd_reply_at(reply, 2), NULL), c->udata);
+        const char *old = zd_reply_str(zd_reply_at(reply, 2), &old_len);
+        uint32_t gid = zd_gid(c->partition, (uint32_t)parse_u64(zd_reply_at(reply, 1)));
+        cb(0, true, gid, old, old_len, zd_reply_str(zd_reply_at(reply, 3), NULL), epoch, c->udata);
     } else {
-        cb(-EIO, false, 0, NULL, 0, NULL, c->udata);
+        cb(-EIO, false, 0, NULL, 0, NULL, 0, c->udata);
     }
 }
 
 int zd_store_del(zd_store *st, const char *id, zd_store_del_cb cb, void *udata)
 {
-    /* EVALSHA sha 3 profiles changes erase maxlen id */
-    static const key_fn keys[] = {zd_key_profiles, zd_key_changes, zd_key_erase};
+    /* EVALSHA sha 4 profiles changes erase meta maxlen id epoch */
+    static const key_fn keys[] = {zd_key_profiles, zd_key_changes, zd_key_erase, zd_key_meta};
     int partition = zd_partition_of(id, st->partitions);
-    script_call *c = call_begin(st, SCRIPT_DEL, 8, partition, keys, 3, (void *)cb, udata);
+    script_call *c = call_begin(st, SCRIPT_DEL, 10, partition, keys, 4, (void *)cb, udata);
     if (!c)
         return -ENOMEM;
     c->done = del_done;
-    int rc = call_argll(c, 6, st->maxlen);
-    rc |= call_arg(c, 7, id, strlen(id));
+    int rc = call_argll(c, 7, st->maxlen);
+    rc |= call_arg(c, 8, id, strlen(id));
+    rc |= call_arg_epoch(c, 9);
     return call_finish(c, rc);
 }
 

@@ -1,6 +1,7 @@
 /* Profile persistence in Redis (SPEC §2, §7): every write is one Lua script over the keys of one
- * partition's hash slot — the profile hash, the dense-id counter and the change stream — so a
- * write, its dense id and its change-stream entry land together or not at all. It talks to
+ * partition's hash slot — the profile hash, the dense-id counter, the change stream and the meta
+ * hash (epoch, change count) — so a write, its dense id and its numbered change-stream entry
+ * land together or not at all. It talks to
  * Redis through the adapter in redis/; the key layout is documented in docs/DESIGN.md. */
 #ifndef ZD_STORE_H
 #define ZD_STORE_H
@@ -41,6 +42,7 @@ typedef struct zd_put_result {
                              contacts); valid only during the cb */
     size_t old_len;
     const char *entry; /* CREATED/UPDATED: the change-stream entry id; valid during the cb */
+    uint64_t epoch;    /* the epoch of the partition's data set the write was made in */
 } zd_put_result;
 
 /* Called once per batch: status 0 with n results (valid only during the callback), or a
@@ -62,9 +64,10 @@ typedef void (*zd_store_get_cb)(int status, const char *json, size_t len, uint32
 int zd_store_get(zd_store *st, const char *id, zd_store_get_cb cb, void *udata);
 
 /* Deletes profile id: status 0 and found=false if it did not exist; on found, its gid, the
- * erased indexed document and the change-stream entry id (both valid only during the cb). */
+ * erased indexed document and the change-stream entry id (both valid only during the cb).
+ * epoch is the partition's data-set epoch the delete ran in (0 when status != 0). */
 typedef void (*zd_store_del_cb)(int status, bool found, uint32_t gid, const char *old_json,
-                                size_t old_len, const char *entry, void *udata);
+                                size_t old_len, const char *entry, uint64_t epoch, void *udata);
 int zd_store_del(zd_store *st, const char *id, zd_store_del_cb cb, void *udata);
 
 /* Erasure (SPEC §2): removes from partition's change stream every entry of the profiles
@@ -74,5 +77,16 @@ int zd_store_del(zd_store *st, const char *id, zd_store_del_cb cb, void *udata);
 typedef void (*zd_store_scrub_cb)(int status, long long deleted, int partition, void *udata);
 int zd_store_scrub(zd_store *st, int partition, long long cutoff_ms, zd_store_scrub_cb cb,
                    void *udata);
+
+/* Data-set epochs. Each partition's meta hash (redis/keys.h) holds an epoch, written once by
+ * the first script that finds it missing — so a Redis that lost its data gets a new one — and
+ * returned by every write; the change-stream entries carry it too. An index built under one
+ * epoch must never take writes of another (docs/DESIGN.md). Never 0; 0 means "unknown". */
+#define ZD_EPOCH_TEXT 17 /* 16 hex digits and the NUL */
+/* A fresh candidate for a missing epoch: distinct from every earlier one. */
+uint64_t zd_store_new_epoch(void);
+void zd_store_format_epoch(uint64_t epoch, char buf[ZD_EPOCH_TEXT]);
+/* The epoch written as text s (len bytes), or 0 when s is not one. */
+uint64_t zd_store_parse_epoch(const char *s, size_t len);
 
 #endif

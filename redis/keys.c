@@ -28,6 +28,12 @@ const char *zd_key_erase(int partition, char *buf)
     return buf;
 }
 
+const char *zd_key_meta(int partition, char *buf)
+{
+    snprintf(buf, ZD_KEY_MAX, "zd:{p%d}:meta", partition);
+    return buf;
+}
+
 int zd_key_changes_partition(const char *key, size_t len)
 {
     static const char pre[] = "zd:{p", post[] = "}:changes";

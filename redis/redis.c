@@ -803,3 +803,35 @@ bool zd_reply_eq(const zd_reply *r, const char *s)
     const char *v = zd_reply_str(r, &len);
     return v && len == strlen(s) && memcmp(v, s, len) == 0;
 }
+
+int zd_redis_info_version(const char *info, size_t len, int *major, int *minor, int *patch)
+{
+    static const char key[] = "redis_version:";
+    const size_t klen = sizeof(key) - 1;
+    for (size_t i = 0; info && i + klen <= len; i++) {
+        if ((i > 0 && info[i - 1] != '\n') || memcmp(info + i, key, klen) != 0)
+            continue;
+        int v[3] = {0, 0, 0}, k = 0;
+        size_t j = i + klen;
+        bool digits = false;
+        for (; j < len && k < 3; j++) {
+            char c = info[j];
+            if (c >= '0' && c <= '9' && v[k] < 100000) {
+                v[k] = v[k] * 10 + (c - '0');
+                digits = true;
+            } else if (c == '.' && digits) {
+                k++;
+                digits = false;
+            } else {
+                break;
+            }
+        }
+        if (k == 0 && !digits)
+            return -EINVAL;
+        *major = v[0];
+        *minor = v[1];
+        *patch = v[2];
+        return 0;
+    }
+    return -EINVAL;
+}

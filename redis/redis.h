@@ -88,6 +88,10 @@ bool zd_redis_ready(const zd_redis *r);
  * no-op. */
 void zd_redis_free(zd_redis *r);
 
+/* The server version in the text of an INFO (or INFO server) reply: reads the
+ * "redis_version:MAJOR.MINOR.PATCH" line. Returns 0, or -EINVAL when there is none. */
+int zd_redis_info_version(const char *info, size_t len, int *major, int *minor, int *patch);
+
 /* For metrics. inflight and queued are current; the rest count since zd_redis_new():
  * reconnects = successful connects after the first, timeouts = commands failed -ETIMEDOUT,
  * errors = Redis error replies plus commands failed -ECONNRESET or -EAGAIN. */

@@ -23,6 +23,7 @@ static const double match_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
 static unsigned long match_hist[NBUCKETS + 1];
 static unsigned long match_count;
 static double match_sum;
+static unsigned long audience_failures;
 
 void zd_api_observe_match(zd_service *svc, double ms)
 {
@@ -33,6 +34,11 @@ void zd_api_observe_match(zd_service *svc, double ms)
     match_hist[i]++;
     match_count++;
     match_sum += s;
+}
+
+void zd_api_count_audience_failure(zd_service *svc)
+{
+    audience_failures++;
 }
 
 /* API key use goes to the audit stream as one summary record per key and interval
@@ -182,6 +188,27 @@ static void handle_metrics(zd_req *req, void *udata)
             (unsigned long long)is.total_bytes, svc->index_ready ? 1 : 0, fs.load_ms / 1000.0,
             (unsigned long long)fs.entries, (unsigned long long)fs.skipped,
             (unsigned long long)fs.reloads, (unsigned long long)fs.bad);
+    mprintf(&b,
+            "# HELP zhida_index_stale 1 while the index is known wrong and previews answer 503.\n"
+            "# TYPE zhida_index_stale gauge\nzhida_index_stale %d\n"
+            "# HELP zhida_index_apply_failures_total Index updates that failed; each forces a "
+            "rebuild.\n"
+            "# TYPE zhida_index_apply_failures_total counter\n"
+            "zhida_index_apply_failures_total %llu\n"
+            "# HELP zhida_changes_gaps_total Rebuilds because change entries were trimmed or "
+            "deleted unread.\n"
+            "# TYPE zhida_changes_gaps_total counter\nzhida_changes_gaps_total %llu\n"
+            "# HELP zhida_redis_dataset_changes_total Rebuilds because Redis lost data or holds "
+            "another data set (epoch).\n"
+            "# TYPE zhida_redis_dataset_changes_total counter\n"
+            "zhida_redis_dataset_changes_total %llu\n"
+            "# HELP zhida_redis_incompatible 1 while the Redis server is older than 7.0.\n"
+            "# TYPE zhida_redis_incompatible gauge\nzhida_redis_incompatible %d\n"
+            "# HELP zhida_audience_failures_total Audience evaluations that failed (out of "
+            "memory) and answered 500.\n"
+            "# TYPE zhida_audience_failures_total counter\nzhida_audience_failures_total %lu\n",
+            fs.stale ? 1 : 0, (unsigned long long)fs.apply_failures, (unsigned long long)fs.gaps,
+            (unsigned long long)fs.dataset_changes, fs.incompatible ? 1 : 0, audience_failures);
 
     zd_redis_stats rs = {0};
     zd_redis_get_stats(svc->redis, &rs);
@@ -243,6 +270,19 @@ static void index_ready(void *udata)
     svc->index_ready = true;
 }
 
+/* Redis < 7.0: at start-up zhidad cannot work at all, so it stops with an error; later (a
+ * fail-over to an old server) the follower stops serving and /readyz answers 503. */
+static void redis_incompatible(const char *version, void *udata)
+{
+    zd_service *svc = udata;
+    if (svc->index_ready)
+        return;
+    zd_error_log("Redis %s at %s is older than 7.0, which zhida requires: stopping", version,
+                 svc->cfg->redis);
+    svc->exit_status = 1;
+    event_base_loopbreak(svc->base);
+}
+
 int zd_service_start(zd_service *svc)
 {
     svc->store = zd_store_new(svc->redis, svc->cfg->partitions, svc->cfg->change_stream_maxlen);
@@ -254,6 +294,7 @@ int zd_service_start(zd_service *svc)
         .schema = cfg->schema,
         .partitions = cfg->partitions,
         .on_ready = index_ready,
+        .on_incompatible = redis_incompatible,
         .udata = svc,
     };
     svc->follower = zd_follower_new(svc->base, &fo);

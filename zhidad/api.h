@@ -11,5 +11,7 @@ int zd_api_rules_register(zd_service *svc);
 
 /* Records one audience evaluation's latency for /metrics. */
 void zd_api_observe_match(zd_service *svc, double ms);
+/* Counts an audience evaluation that failed (ENOMEM) and was answered with an error. */
+void zd_api_count_audience_failure(zd_service *svc);
 
 #endif

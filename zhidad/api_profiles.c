@@ -109,11 +109,17 @@ static void put_done(int status, const zd_put_result *res, int n, void *udata)
     case ZD_PUT_UPDATED:
     case ZD_PUT_UNCHANGED: {
         if (res[0].outcome != ZD_PUT_UNCHANGED)
-            zd_follower_apply(w->svc->follower, res[0].gid, res[0].entry, res[0].old_json,
-                              res[0].old_len, w->p);
+            zd_follower_apply(w->svc->follower, res[0].gid, res[0].entry, res[0].epoch,
+                              res[0].old_json, res[0].old_len, w->p);
         char *json = zd_profile_to_json(w->p);
-        zd_req_reply_json(w->req, 200,
-                          profile_answer(w->p->id, json, strlen(json), res[0].version));
+        if (!json)
+            zd_req_reply_error(w->req, 500, "out_of_memory",
+                               "the profile was stored (version %llu) but the answer could not "
+                               "be built: out of memory",
+                               (unsigned long long)res[0].version);
+        else
+            zd_req_reply_json(w->req, 200,
+                              profile_answer(w->p->id, json, strlen(json), res[0].version));
         free(json);
         break;
     }
@@ -255,7 +261,7 @@ typedef struct del_op {
 } del_op;
 
 static void del_done(int status, bool found, uint32_t gid, const char *old_json, size_t old_len,
-                     const char *entry, void *udata)
+                     const char *entry, uint64_t epoch, void *udata)
 {
     del_op *d = udata;
     const char *id = zd_req_param(d->req, "id");
@@ -264,7 +270,7 @@ static void del_done(int status, bool found, uint32_t gid, const char *old_json,
     } else if (!found) {
         zd_req_reply_error(d->req, 404, "not_found", "no profile with this id");
     } else {
-        zd_follower_apply(d->svc->follower, gid, entry, old_json, old_len, NULL);
+        zd_follower_apply(d->svc->follower, gid, entry, epoch, old_json, old_len, NULL);
         /* The id itself may be an ID number: the audit names the erased profile only by its
          * partition and dense id, which identify no one once the profile is gone. */
         char target[32];
@@ -386,8 +392,8 @@ static void import_batch_done(int status, const zd_put_result *res, int n, void 
         switch (res[i].outcome) {
         case ZD_PUT_CREATED:
         case ZD_PUT_UPDATED:
-            zd_follower_apply(op->svc->follower, res[i].gid, res[i].entry, res[i].old_json,
-                              res[i].old_len, b->p[i]);
+            zd_follower_apply(op->svc->follower, res[i].gid, res[i].entry, res[i].epoch,
+                              res[i].old_json, res[i].old_len, b->p[i]);
             op->imported++;
             break;
         case ZD_PUT_UNCHANGED:

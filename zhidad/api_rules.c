@@ -219,9 +219,15 @@ static rule_op *rule_op_new(zd_service *svc, zd_req *req, cJSON *body)
 static const zd_index *ready_index(zd_service *svc, zd_req *req)
 {
     const zd_index *ix = svc->follower ? zd_follower_index(svc->follower) : NULL;
-    if (!ix)
+    if (ix)
+        return ix;
+    if (svc->follower && zd_follower_loaded(svc->follower))
+        zd_req_reply_error(req, 503, "index_rebuilding",
+                           "the index is being rebuilt from Redis (it could not be trusted: see "
+                           "/metrics); retry shortly");
+    else
         zd_req_reply_error(req, 503, "not_ready", "the index is still loading");
-    return ix;
+    return NULL;
 }
 
 /* ---- preview ---------------------------------------------------------------------------- */
@@ -419,7 +425,11 @@ static void preview_run(rule_op *op)
         }
     }
     if (!aud) {
-        zd_req_reply_error(op->req, 500, "out_of_memory", "out of memory");
+        zd_api_count_audience_failure(op->svc);
+        zd_req_reply_error(op->req, 500, "out_of_memory",
+                           "out of memory while computing the audience%s; nothing was answered "
+                           "from a partial result",
+                           op->scope ? " or its scope" : "");
         rule_op_free(op);
         return;
     }

@@ -11,8 +11,10 @@
 #include <cjson/cJSON.h>
 #include <event2/event.h>
 
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/notify.h"
+#include "profiles/follower.h"
 #include "zhidad/service.h"
 
 #ifndef ZD_VERSION
@@ -69,15 +71,26 @@ static void readyz(zd_req *req, void *udata)
 {
     zd_service *svc = udata;
     bool redis = zd_redis_ready(svc->redis);
+    /* The index must be loaded and trusted: a rebuild after a failure, or a Redis older than
+     * 7.0, makes the instance unready. */
+    bool index = svc->index_ready && svc->follower && zd_follower_ready(svc->follower);
     cJSON *j = cJSON_CreateObject();
-    if (redis && svc->index_ready && !svc->stopping) {
+    if (redis && index && !svc->stopping) {
         cJSON_AddStringToObject(j, "status", "ready");
         zd_req_reply_json(req, 200, j);
         return;
     }
+    zd_follower_stats fs = {0};
+    if (svc->follower)
+        zd_follower_get_stats(svc->follower, &fs);
     cJSON_AddStringToObject(j, "status", svc->stopping ? "stopping" : "not_ready");
     cJSON_AddBoolToObject(j, "redis", redis);
-    cJSON_AddStringToObject(j, "index", svc->index_ready ? "ready" : "loading");
+    if (fs.incompatible)
+        cJSON_AddStringToObject(j, "redis_version", "older than 7.0");
+    cJSON_AddStringToObject(j, "index",
+                            index              ? "ready"
+                            : svc->index_ready ? "rebuilding"
+                                               : "loading");
     zd_req_reply_json(req, 503, j);
 }
 
@@ -268,6 +281,21 @@ int main(int argc, char **argv)
     zd_log_format_parse(cfg->log_format, &format);
     zd_log_set_format(format);
 
+    /* Test-only fault injection (common/fault.h): read once, here. */
+    const char *fault = getenv("ZHIDA_FAULT");
+    if (fault && *fault) {
+        int fe = zd_fault_init(fault, err, sizeof(err));
+        if (fe == -ENOTSUP) {
+            zd_warn("ZHIDA_FAULT is set but ignored: %s", err);
+        } else if (fe != 0) {
+            rc = die_with(EXIT_CONFIG, "%s", err);
+            goto out;
+        } else {
+            zd_warn("ZHIDA_FAULT=%s: test-only fault injection is armed; never in production",
+                    fault);
+        }
+    }
+
     /* A client gone mid-reply must cost an EPIPE, not the process. */
     signal(SIGPIPE, SIG_IGN);
 
@@ -319,7 +347,7 @@ int main(int argc, char **argv)
             zd_http_port(svc->http), cfg->redis, cfg->partitions);
 
     event_base_dispatch(svc->base);
-    rc = 0;
+    rc = svc->exit_status;
     zd_info("stopped");
 
 out:

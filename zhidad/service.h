@@ -28,6 +28,7 @@ typedef struct zd_service {
     struct event *scrub_ev;     /* removes erased profiles' change-stream entries */
     bool index_ready; /* /readyz answers 200 only when this is set and Redis is connected */
     bool stopping;    /* set when SIGTERM/SIGINT arrived */
+    int exit_status;  /* non-zero: the service stopped the loop because it cannot run */
 } zd_service;
 
 /* Registers the API's routes on svc->http (api.c). Called before listening. 0 or -errno. */

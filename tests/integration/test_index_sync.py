@@ -55,9 +55,12 @@ def redis_truth(redis, nparts):
 
 
 def counts(z):
+    """The instance's count per rule, or None while it answers 503 (its index is rebuilding)."""
     out = {}
     for rule in RULES:
         st, body = z.call("POST", "/v1/rules:preview", {"rule": rule, "sample": 0})
+        if st == 503 and body["error"]["code"] == "index_rebuilding":
+            return None
         assert st == 200, body
         out[rule] = body["count"]
     return out
@@ -166,6 +169,179 @@ def test_trimmed_stream_forces_rebuild(tmp_path):
     finally:
         if b and b.proc:
             b.proc.send_signal(signal.SIGCONT)  # never leave a stopped process behind
+        for z in (a, b):
+            if z:
+                z.stop()
+        redis.stop()
+
+
+def rule_count(z, rule):
+    st, body = z.call("POST", "/v1/rules:preview", {"rule": rule, "sample": 0})
+    assert st == 200, body
+    return body["count"]
+
+
+def metric(z, name):
+    st, text = z.call("GET", "/metrics", key=None)
+    assert st == 200
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no metric %s" % name)
+
+
+def test_trimmed_stream_while_stopped_after_tag_changes(tmp_path):
+    """Issue #5 item 1, the exact trigger: A is stopped while B imports 6,000 tag changes into
+    streams trimmed at ~1,000 entries. A's blocked XREAD was answered with the first batch
+    before the trim, so A reads some entries, then skips the trimmed ones: counting entries
+    read (not their ordinals) hid the gap and A's count stayed wrong forever."""
+    redis = RedisServer(str(tmp_path))
+    cfg = {"change_stream_maxlen": 1000}
+    a = b = None
+    try:
+        a = Zhidad(str(tmp_path), redis.port, name="a", extra_config=cfg)
+        b = Zhidad(str(tmp_path), redis.port, name="b", extra_config=cfg)
+        ids = ["t%05d" % i for i in range(6000)]
+        # The population arrives in steps A keeps up with, so that A starts in sync.
+        for k in range(0, 6000, 500):
+            base = [json.dumps(dict(enterprise(tags=["old"]), id=i), ensure_ascii=False)
+                    for i in ids[k:k + 500]]
+            st, res = b.call("POST", "/v1/profiles:import", raw="\n".join(base).encode(),
+                             key="app")
+            assert st == 200 and res["imported"] == 500, res
+            wait_until(lambda: rule_count(a, 'tags has "old"') == k + 500, what="a caught up")
+        rebuilds_before = metric(a, "zhida_index_rebuilds_total")
+        a.proc.send_signal(signal.SIGSTOP)
+        changed = [json.dumps(dict(enterprise(tags=["new"]), id=i), ensure_ascii=False)
+                   for i in ids]
+        st, res = b.call("POST", "/v1/profiles:import", raw="\n".join(changed).encode(),
+                         key="app")
+        assert st == 200 and res["imported"] == 6000, res
+        r = redis.client()
+        assert r("XLEN", "zd:{p0}:changes") < 2000  # the streams were trimmed under A
+        r.close()
+        a.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: rule_count(a, 'tags has "new"') == 6000, timeout=60,
+                   what="a's count to reach B's 6,000")
+        assert rule_count(b, 'tags has "new"') == 6000
+        assert rule_count(a, 'tags has "old"') == 0
+        assert metric(a, "zhida_index_rebuilds_total") > rebuilds_before
+        assert_converges(redis, [a, b])
+    finally:
+        if a and a.proc:
+            a.proc.send_signal(signal.SIGCONT)  # never leave a stopped process behind
+        for z in (a, b):
+            if z:
+                z.stop()
+        redis.stop()
+
+
+def assert_samples_agree(z, rules=RULES, n=30):
+    """Every sampled id of a preview exists in Redis and explain (which reads Redis) says it
+    matches: the index hands out no id of a profile Redis does not hold under that gid."""
+    for rule in rules:
+        st, body = z.call("POST", "/v1/rules:preview", {"rule": rule, "sample": n})
+        assert st == 200, body
+        for pid in body["sample"]:
+            st, ex = z.call("POST", "/v1/rules:explain", {"rule": rule, "profile": pid})
+            assert st == 200, (rule, pid, ex)
+            assert ex["match"] is True, (rule, pid, ex)
+
+
+def test_redis_restarted_empty_with_racing_writes(tmp_path):
+    """Issue #5 item 2: Redis restarts without its data (no AOF) while both instances hold
+    2,000 profiles, and new profiles are written through B while A reconnects. Dense ids start
+    again at 1, so old index entries must not be aliased by new profiles: both instances must
+    notice the new data set, rebuild, and agree with Redis and with explain."""
+    redis = RedisServer(str(tmp_path))  # no AOF: a restart comes back empty
+    a = b = None
+    try:
+        a = Zhidad(str(tmp_path), redis.port, name="a")
+        b = Zhidad(str(tmp_path), redis.port, name="b")
+        rng = random.Random(5)
+        lines = [json.dumps(dict(random_profile(rng), id="o%05d" % i), ensure_ascii=False)
+                 for i in range(2500)]
+        st, res = b.call("POST", "/v1/profiles:import", raw="\n".join(lines).encode(), key="app")
+        assert st == 200 and res["imported"] == 2500, res
+        assert_converges(redis, [a, b])
+        redis.stop(sig=signal.SIGKILL)
+        redis.start()  # same port, empty
+        # Write as soon as B's API connection is back, while A is still reconnecting.
+        written = 0
+        while written < 300:
+            st, _ = b.call("PUT", "/v1/profiles/n%04d" % written, random_profile(rng), key="app")
+            if st == 200:
+                written += 1
+            else:
+                time.sleep(0.01)
+        truth = assert_converges(redis, [a, b], timeout=60)
+        assert truth[RULES[4]] + truth[RULES[0]] == 300  # only the new data set
+        for z in (a, b):
+            assert_samples_agree(z)
+            st, body = z.call("POST", "/v1/rules:preview", {"rule": RULES[4], "sample": 1000})
+            assert st == 200 and all(pid.startswith("n") for pid in body["sample"]), body
+    finally:
+        for z in (a, b):
+            if z:
+                z.stop()
+        redis.stop()
+
+
+def kill_followers(redis):
+    """Drops every zhidad follower connection, so each reconnects and probes its streams before
+    it reads again (the probe is queued ahead of the next XREAD on the same connection)."""
+    r = redis.client()
+    try:
+        for line in r("CLIENT", "LIST").splitlines():
+            f = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+            if f.get("name") == "zhidad-follower":
+                r("CLIENT", "KILL", "ID", f["id"])
+    finally:
+        r.close()
+
+
+def test_deleted_entries_rebuild_only_followers_behind_them(tmp_path):
+    """Change-stream entries deleted by XDEL (the privacy eraser removes old entries of deleted
+    profiles): a follower that already read them must not rebuild; one that had not read them
+    yet must, since it will never see them."""
+    redis = RedisServer(str(tmp_path))
+    a = b = None
+    try:
+        a = Zhidad(str(tmp_path), redis.port, name="a")
+        b = Zhidad(str(tmp_path), redis.port, name="b")
+        rng = random.Random(9)
+        for i in range(40):
+            st, _ = b.call("PUT", "/v1/profiles/x%03d" % i, random_profile(rng), key="app")
+            assert st == 200
+        assert_converges(redis, [a, b])
+        gaps = metric(a, "zhida_changes_gaps_total")
+        r = redis.client()
+        read = [e[0] for e in r("XRANGE", "zd:{p0}:changes", "-", "+", "COUNT", 5)]
+        assert read and r("XDEL", "zd:{p0}:changes", *read) == len(read)
+        r.close()
+        kill_followers(redis)
+        # A write A applies from its stream proves A's follower reconnected and probed.
+        st, _ = b.call("PUT", "/v1/profiles/x999", enterprise(tags=["t0", "t2"]), key="app")
+        assert st == 200
+        assert_converges(redis, [a, b])
+        assert metric(a, "zhida_changes_gaps_total") == gaps
+        assert metric(a, "zhida_index_rebuilds_total") == 0
+
+        a.proc.send_signal(signal.SIGSTOP)
+        for i in range(40, 60):
+            st, _ = b.call("PUT", "/v1/profiles/x%03d" % i, random_profile(rng), key="app")
+            assert st == 200
+        r = redis.client()
+        last = r("XREVRANGE", "zd:{p0}:changes", "+", "-", "COUNT", 1)[0][0]
+        assert r("XDEL", "zd:{p0}:changes", last) == 1  # an entry A has not read
+        r.close()
+        a.proc.send_signal(signal.SIGCONT)
+        wait_until(lambda: metric(a, "zhida_changes_gaps_total") > gaps, timeout=30,
+                   what="a to notice the entry deleted before it read it")
+        assert_converges(redis, [a, b])
+    finally:
+        if a and a.proc:
+            a.proc.send_signal(signal.SIGCONT)
         for z in (a, b):
             if z:
                 z.stop()
