@@ -174,6 +174,22 @@ static void test_schema(void)
     cJSON_Delete(j);
     CHECK(s == NULL);
     CHECK_STR(err.field, "schema.grade.colour");
+    /* A repeated key in an attribute is a config error naming the attribute and the key;
+     * "values" twice used to write past the first array's allocation. */
+    j = cJSON_Parse("{\"grade\": {\"type\": \"keyword\", \"values\": [\"a\"], \"values\": "
+                    "[\"b\", \"c\", \"d\", \"e\"]}}");
+    s = zd_schema_from_json(j, gws, 1, &err);
+    cJSON_Delete(j);
+    CHECK(s == NULL);
+    zd_schema_free(s);
+    CHECK_STR(err.field, "schema.grade.values");
+    CHECK(strstr(err.message, "duplicate key \"schema.grade.values\"") != NULL);
+    j = cJSON_Parse("{\"n\": {\"type\": \"number\", \"min\": 1, \"type\": \"date\"}}");
+    s = zd_schema_from_json(j, gws, 1, &err);
+    cJSON_Delete(j);
+    CHECK(s == NULL);
+    zd_schema_free(s);
+    CHECK_STR(err.field, "schema.n.type");
     j = cJSON_Parse("{\"and\": {\"type\": \"keyword\"}}");
     s = zd_schema_from_json(j, gws, 1, &err);
     cJSON_Delete(j);
