@@ -12,57 +12,83 @@
 
 #include "common/text.h"
 
+/* Byte classes for prescan(): which bytes end a run of ordinary ones inside a string (control
+ * characters, the quote, the backslash) and outside (also brackets, braces; but not the four
+ * white-space characters). */
+enum { IN_STR = 1, OUTSIDE = 2, BOTH = IN_STR | OUTSIDE };
+/* One row per 16 bytes reads better than clang-format's one line per byte. */
+// clang-format off
+static const unsigned char byte_class[256] = {
+    BOTH, BOTH, BOTH, BOTH, BOTH, BOTH, BOTH, BOTH, BOTH, IN_STR, IN_STR, BOTH, BOTH, IN_STR, BOTH, BOTH,
+    BOTH, BOTH, BOTH, BOTH, BOTH, BOTH, BOTH, BOTH, BOTH, BOTH,   BOTH,   BOTH, BOTH, BOTH,   BOTH, BOTH,
+    ['"'] = BOTH, ['\\'] = IN_STR, ['['] = OUTSIDE, ['{'] = OUTSIDE, [']'] = OUTSIDE, ['}'] = OUTSIDE,
+};
+// clang-format on
+
 /* One pass before cJSON sees the text, for what cJSON lets through: NULs (raw, or the escape
  * \u0000, which cJSON decodes into a NUL that ends the C string), other control characters
  * (cJSON takes every byte below 0x21 for white space, and copies them raw into strings), a
- * byte order mark (skipped by cJSON), and the nesting depth of [ and { outside strings. */
-static int prescan(const char *s, size_t n, int depth_max, zd_error *err)
+ * byte order mark (skipped by cJSON), and the nesting depth of [ and { outside strings. It
+ * runs on every line of a bulk import, hence the byte-class table. */
+static int prescan(const char *str, size_t n, int depth_max, zd_error *err)
 {
+    const unsigned char *s = (const unsigned char *)str;
     if (n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
         return zd_error_set(err, "bad_json", NULL,
                             "invalid JSON at byte 0: a byte order mark is not allowed");
     int depth = 0;
-    bool in_str = false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\0')
-            return zd_error_set(err, "bad_json", NULL,
-                                "invalid JSON at byte %zu: NUL characters are not allowed", i);
-        if (in_str) {
-            if (c < 0x20)
-                return zd_error_set(err, "bad_json", NULL,
-                                    "invalid JSON at byte %zu: control characters in strings must "
-                                    "be escaped",
-                                    i);
-            if (c == '\\') {
-                if (n - i > 5 && memcmp(s + i + 1, "u0000", 5) == 0)
-                    return zd_error_set(err, "bad_json", NULL,
-                                        "invalid JSON at byte %zu: NUL characters (\\u0000) are "
-                                        "not allowed",
-                                        i);
-                /* The escaped byte is checked here: the loop steps over it. */
-                if (i + 1 < n && (unsigned char)s[i + 1] < 0x20)
-                    return zd_error_set(err, "bad_json", NULL,
-                                        "invalid JSON at byte %zu: invalid escape", i + 1);
-                i++;
-            } else if (c == '"') {
-                in_str = false;
-            }
-        } else if (c == '"') {
-            in_str = true;
-        } else if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
-            return zd_error_set(err, "bad_json", NULL,
-                                "invalid JSON at byte %zu: control character outside a string", i);
-        } else if (c == '[' || c == '{') {
+    size_t i = 0;
+    for (;;) {
+        /* Outside strings. */
+        while (i < n && !(byte_class[s[i]] & OUTSIDE))
+            i++;
+        if (i == n)
+            return 0;
+        unsigned char c = s[i];
+        if (c == '[' || c == '{') {
             if (++depth > depth_max)
                 return zd_error_set(err, "too_deep", NULL,
                                     "JSON nesting is deeper than %d levels (at byte %zu)",
                                     depth_max, i);
-        } else if (c == ']' || c == '}') {
-            depth--;
+            i++;
+            continue;
         }
+        if (c == ']' || c == '}') {
+            depth--;
+            i++;
+            continue;
+        }
+        if (c != '"')
+            return zd_error_set(err, "bad_json", NULL, "invalid JSON at byte %zu: %s", i,
+                                c ? "control character outside a string"
+                                  : "NUL characters are not allowed");
+        /* Inside a string, from the byte after its opening quote. */
+        for (i++;; i++) {
+            while (i < n && !(byte_class[s[i]] & IN_STR))
+                i++;
+            if (i >= n)
+                return 0; /* unterminated: cJSON reports it */
+            c = s[i];
+            if (c == '"')
+                break;
+            if (c != '\\')
+                return zd_error_set(err, "bad_json", NULL, "invalid JSON at byte %zu: %s", i,
+                                    c ? "control characters in strings must be escaped"
+                                      : "NUL characters are not allowed");
+            if (n - i > 5 && memcmp(s + i + 1, "u0000", 5) == 0)
+                return zd_error_set(err, "bad_json", NULL,
+                                    "invalid JSON at byte %zu: NUL characters (\\u0000) are not "
+                                    "allowed",
+                                    i);
+            /* The escaped byte is checked here: the loop steps over it (past the end when the
+             * text ends in a backslash, which the test above catches). */
+            if (i + 1 < n && s[i + 1] < 0x20)
+                return zd_error_set(err, "bad_json", NULL, "invalid JSON at byte %zu: %s", i + 1,
+                                    s[i + 1] ? "invalid escape" : "NUL characters are not allowed");
+            i++;
+        }
+        i++; /* the closing quote */
     }
-    return 0;
 }
 
 /* A JSON path for errors, cut at a character boundary when it grows too long. */
@@ -85,12 +111,11 @@ static void path_append(json_path *p, const char *s)
     p->s[p->len] = '\0';
 }
 
-/* Appends ".key" (or "key" at the top) or "[index]"; returns the length to pop back to. */
-static size_t path_push(json_path *p, const char *key, int index)
+/* Appends ".key" (or "key" at the top) or "[index]". */
+static void path_push(json_path *p, const char *key, int index)
 {
-    size_t old = p->len;
     if (key) {
-        if (old > 0)
+        if (p->len > 0)
             path_append(p, ".");
         path_append(p, key);
     } else {
@@ -98,13 +123,29 @@ static size_t path_push(json_path *p, const char *key, int index)
         snprintf(num, sizeof(num), "[%d]", index);
         path_append(p, num);
     }
-    return old;
 }
 
-static void path_pop(json_path *p, size_t old)
+/* The nodes from the root down to the one being checked. The path is spelled out only for an
+ * error (the walk runs on every import line); levels past TRAIL_MAX could not fit in
+ * ZD_JSON_PATH_MAX characters anyway. */
+#define TRAIL_MAX 64
+typedef struct trail {
+    const cJSON *node[TRAIL_MAX]; /* node[0]: the root */
+} trail;
+
+static void path_of(const trail *t, int depth, json_path *p)
 {
-    p->len = old;
-    p->s[old] = '\0';
+    for (int d = 1; d <= depth && d < TRAIL_MAX; d++) {
+        const cJSON *parent = t->node[d - 1], *node = t->node[d];
+        if (cJSON_IsObject(parent)) {
+            path_push(p, node->string, 0);
+        } else {
+            int i = 0;
+            for (const cJSON *c = parent->child; c && c != node; c = c->next)
+                i++;
+            path_push(p, NULL, i);
+        }
+    }
 }
 
 static int cmp_key(const void *a, const void *b)
@@ -123,7 +164,7 @@ static const cJSON *repeated_key(const cJSON *obj, bool *nomem)
         cJSON_ArrayForEach(m, obj)
         {
             for (const cJSON *q = obj->child; q != m; q = q->next)
-                if (strcmp(q->string, m->string) == 0)
+                if (q->string[0] == m->string[0] && strcmp(q->string, m->string) == 0)
                     return m;
         }
         return NULL;
@@ -144,15 +185,21 @@ static const cJSON *repeated_key(const cJSON *obj, bool *nomem)
     return dup;
 }
 
-static int check_value(const cJSON *j, json_path *p, zd_error *err)
+static int check_value(trail *t, const cJSON *j, int depth, zd_error *err)
 {
+    if (depth < TRAIL_MAX)
+        t->node[depth] = j;
+    json_path p;
+    p.s[0] = '\0';
+    p.len = 0;
     if (cJSON_IsNumber(j)) {
         if (isfinite(j->valuedouble))
             return 0;
-        return zd_error_set(err, "out_of_range", p->s,
+        path_of(t, depth, &p);
+        return zd_error_set(err, "out_of_range", p.s,
                             "%s is out of range: numbers must be finite (within about "
                             "+-1.8e308)",
-                            p->len ? p->s : "the JSON value");
+                            p.len ? p.s : "the JSON value");
     }
     bool object = cJSON_IsObject(j);
     if (!object && !cJSON_IsArray(j))
@@ -163,19 +210,15 @@ static int check_value(const cJSON *j, json_path *p, zd_error *err)
         if (nomem)
             return -ENOMEM;
         if (dup) {
-            size_t old = path_push(p, dup->string, 0);
-            zd_error_set(err, "bad_json", p->s, "duplicate key \"%s\"", p->s);
-            path_pop(p, old);
-            return -EINVAL;
+            path_of(t, depth, &p);
+            path_push(&p, dup->string, 0);
+            return zd_error_set(err, "bad_json", p.s, "duplicate key \"%s\"", p.s);
         }
     }
-    int index = 0;
     const cJSON *c;
     cJSON_ArrayForEach(c, j)
     {
-        size_t old = path_push(p, object ? c->string : NULL, index++);
-        int rc = check_value(c, p, err);
-        path_pop(p, old);
+        int rc = check_value(t, c, depth + 1, err);
         if (rc != 0)
             return rc;
     }
@@ -184,8 +227,8 @@ static int check_value(const cJSON *j, json_path *p, zd_error *err)
 
 int zd_json_check_values(const cJSON *j, zd_error *err)
 {
-    json_path p = {{0}, 0};
-    int rc = check_value(j, &p, err);
+    trail t;
+    int rc = check_value(&t, j, 0, err);
     if (rc == -ENOMEM)
         zd_error_set(err, "out_of_memory", NULL, "out of memory");
     return rc;

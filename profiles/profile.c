@@ -493,7 +493,7 @@ int zd_profile_from_text(const zd_schema *s, const char *id, const char *text, s
         }
     }
     if (found_id)
-        snprintf(found_id, ZD_ID_MAX + 1, "%s", id);
+        memcpy(found_id, id, strlen(id) + 1); /* valid: at most ZD_ID_MAX */
     if ((rc = zd_json_check_values(doc, err)) == 0)
         rc = from_checked_json(s, id, doc, out, err);
 done:

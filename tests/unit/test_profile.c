@@ -339,6 +339,12 @@ static void test_json(void)
     JSON_ERR("{\"a\": \"x\ty\"}", 32, "bad_json", "");
     JSON_ERR("{\"a\": \"x\\\x01\"}", 32, "bad_json", "");
     JSON_ERR("\xef\xbb\xbf{}", 32, "bad_json", "");
+    /* A text that ends inside a string, right after a backslash (found by the fuzzer: the
+     * pre-scan stepped over the end). */
+    char *tail = malloc(3);
+    memcpy(tail, "\"\\", 2);
+    expect_json_error(tail, 2, 32, "bad_json", "");
+    free(tail);
     CHECK_INT(zd_json_parse("\t{\"a\":\r\n\"x\\ty\"}\n", 16, 4, &j, &err), 0);
     CHECK(j && strcmp(cJSON_GetObjectItem(j, "a")->valuestring, "x\ty") == 0);
     cJSON_Delete(j);
