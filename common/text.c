@@ -55,7 +55,7 @@ size_t zd_utf8_chars(const char *s, size_t len)
 
 bool zd_id_valid(const char *s, size_t len)
 {
-    if (len < 1 || len > 128)
+    if (len < 1 || len > ZD_ID_MAX)
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];

@@ -12,7 +12,8 @@ bool zd_utf8_valid(const char *s, size_t len);
 /* Number of Unicode code points in valid UTF-8 s[0..len). */
 size_t zd_utf8_chars(const char *s, size_t len);
 
-/* Profile ids: 1-128 chars of [A-Za-z0-9_.:-]. */
+/* Profile ids: 1-ZD_ID_MAX chars of [A-Za-z0-9_.:-]. */
+#define ZD_ID_MAX 128
 bool zd_id_valid(const char *s, size_t len);
 
 /* Levenshtein distance, capped: returns cap+1 as soon as the distance exceeds cap. */

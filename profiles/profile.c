@@ -3,12 +3,14 @@
 #include "profiles/profile.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/date.h"
 #include "common/text.h"
+#include "profiles/json.h"
 
 #define FIELDS_MAX 32
 #define FIELD_VALUE_MAX 1024
@@ -87,6 +89,8 @@ static int parse_attr_value(const zd_attr *a, const cJSON *j, const char *path, 
     case ZD_T_NUMBER: {
         if (!cJSON_IsNumber(j))
             return zd_error_set(err, "invalid_type", path, "%s must be a number", path);
+        if (!isfinite(j->valuedouble))
+            return zd_error_set(err, "out_of_range", path, "%s must be a finite number", path);
         int64_t x;
         int rc = zd_double_to_scaled(j->valuedouble, a->decimals, &x);
         if (rc == -EINVAL)
@@ -180,6 +184,9 @@ static int parse_fields(const cJSON *j, cJSON *doc, zd_error *err)
                                     FIELD_VALUE_MAX);
             cJSON_AddStringToObject(out, f->string, f->valuestring);
         } else if (cJSON_IsNumber(f)) {
+            /* cJSON prints inf as null, which would not validate when read back. */
+            if (!isfinite(f->valuedouble))
+                return zd_error_set(err, "out_of_range", path, "%s must be a finite number", path);
             cJSON_AddNumberToObject(out, f->string, f->valuedouble);
         } else {
             return zd_error_set(err, "invalid_type", path, "%s must be a string or a number", path);
@@ -315,16 +322,22 @@ static int parse_attrs(const zd_schema *s, const cJSON *j, zd_profile *p, cJSON 
     return 0;
 }
 
-int zd_profile_from_json(const zd_schema *s, const char *id, const cJSON *body, zd_profile **out,
-                         zd_error *err)
+static int id_error(zd_error *err)
+{
+    return zd_error_set(err, "invalid_id", "id", "id must be 1-%d characters of [A-Za-z0-9_.:-]",
+                        ZD_ID_MAX);
+}
+
+/* zd_profile_from_json() once the values are known to pass zd_json_check_values(). */
+static int from_checked_json(const zd_schema *s, const char *id, const cJSON *body,
+                             zd_profile **out, zd_error *err)
 {
     int rc = -ENOMEM;
     *out = NULL;
     if (!id || !zd_id_valid(id, strlen(id)))
-        return zd_error_set(err, "invalid_id", "id",
-                            "id must be 1-128 characters of [A-Za-z0-9_.:-]");
+        return id_error(err);
     if (!cJSON_IsObject(body))
-        return zd_error_set(err, "invalid_type", NULL, "a profile must be a JSON object");
+        return zd_error_set(err, "bad_json", NULL, "a profile must be a JSON object");
 
     zd_profile *p = calloc(1, sizeof(*p));
     if (!p)
@@ -418,8 +431,15 @@ cJSON *zd_profile_stored_doc(const char *json, size_t len)
 {
     /* Compact JSON never holds a raw newline, so one separates the stored form's two parts. */
     const char *nl = memchr(json, '\n', len);
-    cJSON *doc = cJSON_ParseWithLength(json, nl ? (size_t)(nl - json) : len);
-    cJSON *priv = nl ? cJSON_ParseWithLength(nl + 1, len - (size_t)(nl + 1 - json)) : NULL;
+    cJSON *doc = NULL, *priv = NULL;
+    zd_error err;
+    /* The strict parser, as for every text from outside: a part with text after it or a NUL
+     * is not a profile. Values (finite numbers, no repeated keys, also across the two parts)
+     * are checked on the whole document by zd_profile_from_json(). */
+    zd_json_parse_syntax(json, nl ? (size_t)(nl - json) : len, ZD_JSON_DEPTH_DEFAULT, &doc, &err);
+    if (nl)
+        zd_json_parse_syntax(nl + 1, len - (size_t)(nl + 1 - json), ZD_JSON_DEPTH_DEFAULT, &priv,
+                             &err);
     if (!cJSON_IsObject(doc) || (nl && !cJSON_IsObject(priv))) {
         cJSON_Delete(doc);
         cJSON_Delete(priv);
@@ -431,6 +451,54 @@ cJSON *zd_profile_stored_doc(const char *json, size_t len)
     }
     cJSON_Delete(priv);
     return doc;
+}
+
+int zd_profile_from_json(const zd_schema *s, const char *id, const cJSON *body, zd_profile **out,
+                         zd_error *err)
+{
+    *out = NULL;
+    if (!id || !zd_id_valid(id, strlen(id)))
+        return id_error(err);
+    int rc = zd_json_check_values(body, err);
+    return rc != 0 ? rc : from_checked_json(s, id, body, out, err);
+}
+
+int zd_profile_from_text(const zd_schema *s, const char *id, const char *text, size_t len,
+                         int depth_max, zd_profile **out, char *found_id, zd_error *err)
+{
+    *out = NULL;
+    if (found_id)
+        found_id[0] = '\0';
+    if (id && !zd_id_valid(id, strlen(id)))
+        return id_error(err);
+    cJSON *doc;
+    int rc = zd_json_parse_syntax(text, len, depth_max, &doc, err);
+    if (rc != 0)
+        return rc;
+    if (!cJSON_IsObject(doc)) {
+        rc = zd_error_set(err, "bad_json", NULL, "a profile must be a JSON object");
+        goto done;
+    }
+    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(doc, "id");
+    if (!id) {
+        if (!cJSON_IsString(jid)) {
+            rc = zd_error_set(err, "missing_field", "id",
+                              "the profile must carry its id: a string \"id\"");
+            goto done;
+        }
+        id = jid->valuestring;
+        if (!zd_id_valid(id, strlen(id))) {
+            rc = id_error(err);
+            goto done;
+        }
+    }
+    if (found_id)
+        memcpy(found_id, id, strlen(id) + 1); /* valid: at most ZD_ID_MAX */
+    if ((rc = zd_json_check_values(doc, err)) == 0)
+        rc = from_checked_json(s, id, doc, out, err);
+done:
+    cJSON_Delete(doc);
+    return rc;
 }
 
 int zd_profile_parse(const zd_schema *s, const char *id, const char *json, size_t len,

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/text.h" /* ZD_ID_MAX */
 #include "profiles/schema.h"
 
 typedef struct zd_value {
@@ -24,16 +25,30 @@ typedef struct zd_profile {
                      * contacts, prefs) exactly as stored; keys not in SPEC §2 never appear */
 } zd_profile;
 
-/* Validates body (a profile document as in SPEC §2, without "id") for profile `id`.
+/* Validates body (a profile document as in SPEC §2; an "id" member must equal `id`) for
+ * profile `id`, including zd_json_check_values() (no repeated keys, finite numbers), so that
+ * a tree built in code, such as a merged PATCH, meets the same rules as text.
  * On success returns 0 and *out (caller frees with zd_profile_free()). On failure returns
  * -EINVAL with err naming the offending field ("attrs.employees", "contacts.fax", "id", ...);
  * err never quotes a contact value or a name. The body is borrowed. */
 int zd_profile_from_json(const zd_schema *s, const char *id, const cJSON *body, zd_profile **out,
                          zd_error *err);
 
+/* The one validator of profile text, shared by PUT and every line of an import: the bytes
+ * text[0..len) (borrowed) must be one JSON object accepted by zd_json_parse() with at most
+ * depth_max levels of nesting (no NULs, no text after it, no repeated keys, only finite
+ * numbers), and a valid profile for zd_profile_from_json().
+ * `id` is the profile id from the URL, or NULL when the document must carry it in an "id"
+ * member (an import line). found_id (NULL, or ZD_ID_MAX + 1 bytes) receives the document's
+ * id as soon as it is known to be valid, also when a later check fails, so that an import can
+ * say whose line was refused; otherwise "". Same result contract as zd_profile_from_json. */
+int zd_profile_from_text(const zd_schema *s, const char *id, const char *text, size_t len,
+                         int depth_max, zd_profile **out, char *found_id, zd_error *err);
+
 /* Parses a stored document (the text zd_profile_to_stored writes, or any one JSON document such
  * as zd_profile_to_json writes, or only the indexed part of a stored document) back into a
- * profile. Same contract as zd_profile_from_json. */
+ * profile, through the same strict parser (profiles/json.h): a document that no longer
+ * validates is an error, never a half-filled profile. Same contract as zd_profile_from_json. */
 int zd_profile_parse(const zd_schema *s, const char *id, const char *json, size_t len,
                      zd_profile **out, zd_error *err);
 

@@ -140,12 +140,33 @@ static bool valid_attr_name(const char *n)
     return true;
 }
 
+/* The first member of obj whose name an earlier member already used, or NULL. cJSON keeps
+ * both; lookups would see the first and loops both, so a repeated key is always a mistake in
+ * the config and was once a heap overflow ("values" allocated for the second array, filled
+ * past it). Quadratic, but only over the operator's config. */
+static const cJSON *duplicate_key(const cJSON *obj)
+{
+    const cJSON *m;
+    cJSON_ArrayForEach(m, obj)
+    {
+        for (const cJSON *p = obj->child; p != m; p = p->next)
+            if (m->string && p->string && strcmp(p->string, m->string) == 0)
+                return m;
+    }
+    return NULL;
+}
+
 /* Parses one attribute definition {"type": ..., ...}; `a` was added with a provisional type. */
 static int parse_attr_def(zd_attr *a, const cJSON *def, zd_error *err)
 {
     char key[ZD_ATTR_NAME_MAX + 32];
     if (!cJSON_IsObject(def))
         return zd_error_set(err, "invalid_config", a->name, "schema.%s must be an object", a->name);
+    const cJSON *dup = duplicate_key(def);
+    if (dup) {
+        snprintf(key, sizeof(key), "schema.%s.%.24s", a->name, dup->string);
+        return zd_error_set(err, "invalid_config", key, "duplicate key \"%s\"", key);
+    }
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(def, "type");
     if (!cJSON_IsString(type))
         return zd_error_set(err, "invalid_config", a->name, "schema.%s.type must be a string",
@@ -279,7 +300,13 @@ zd_schema *zd_schema_from_json(const cJSON *schema, const char *const *gateways,
         zd_error_set(err, "invalid_config", "schema", "schema must be an object");
         goto fail;
     }
-    const cJSON *def;
+    const cJSON *def = duplicate_key(schema);
+    if (def) {
+        char key[ZD_ATTR_NAME_MAX + 8];
+        snprintf(key, sizeof(key), "schema.%.*s", ZD_ATTR_NAME_MAX - 1, def->string);
+        zd_error_set(err, "invalid_config", key, "duplicate key \"%s\"", key);
+        goto fail;
+    }
     cJSON_ArrayForEach(def, schema)
     {
         const char *name = def->string;

@@ -144,13 +144,13 @@ static void handle_put(zd_req *req, void *udata)
     const char *id = zd_req_param(req, "id");
     if (!check_id(req, id))
         return;
-    cJSON *body = zd_req_json(req);
-    if (!body)
-        return;
+    /* The body goes through the same validator as each import line. */
+    size_t len;
+    const char *body = zd_req_body(req, &len);
     zd_error err;
     zd_profile *p;
-    int rc = zd_profile_from_json(svc->cfg->schema, id, body, &p, &err);
-    cJSON_Delete(body);
+    int rc = zd_profile_from_text(svc->cfg->schema, id, body, len, svc->cfg->json_depth_max, &p,
+                                  NULL, &err);
     if (rc != 0) {
         zd_req_reply_zderror(req, rc == -ENOMEM ? 500 : 400, &err);
         return;
@@ -182,15 +182,24 @@ static void patch_got(int status, const char *json, size_t len, uint32_t gid, ui
         write_op_free(w);
         return;
     }
+    zd_error err;
     cJSON *cur = zd_profile_stored_doc(json, len);
+    if (!cur) {
+        /* Merging onto nothing would replace the stored profile by the patch alone. */
+        zd_warn("profiles: stored profile %.128s is not valid JSON; PATCH refused", id);
+        zd_req_reply_error(w->req, 500, "invalid_stored_profile",
+                           "the stored profile is not valid JSON; replace it with PUT");
+        write_op_free(w);
+        return;
+    }
     cJSON *merged = zd_json_merge_patch(cur, w->patch);
     cJSON_Delete(cur);
-    zd_error err;
+    /* zd_profile_from_json checks the merged result as a whole, values included. */
     int rc = merged ? zd_profile_from_json(w->svc->cfg->schema, id, merged, &w->p, &err)
                     : zd_error_set(&err, "out_of_memory", NULL, "out of memory");
     cJSON_Delete(merged);
     if (rc != 0) {
-        zd_req_reply_zderror(w->req, 400, &err);
+        zd_req_reply_zderror(w->req, strcmp(err.code, "out_of_memory") == 0 ? 500 : 400, &err);
         write_op_free(w);
         return;
     }
@@ -427,33 +436,19 @@ static void import_flush(import_op *op, import_batch **slot, int part)
         import_batch_done(rc, NULL, 0, b);
 }
 
-/* Validates one NDJSON line and adds it to its partition's batch. */
+/* Validates one NDJSON line, through the same validator as a PUT body, and adds it to its
+ * partition's batch. */
 static void import_line(import_op *op, import_batch **batches, const char *s, size_t len,
                         int lineno)
 {
     zd_error e;
-    cJSON *j = cJSON_ParseWithLength(s, len);
-    if (!j) {
-        zd_error_set(&e, "bad_json", NULL, "line is not valid JSON");
-        import_error(op, lineno, NULL, &e);
-        return;
-    }
-    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(j, "id");
-    if (!cJSON_IsObject(j) || !cJSON_IsString(jid)) {
-        zd_error_set(&e, "missing_field", "id", "each line must be an object with a string \"id\"");
-        import_error(op, lineno, NULL, &e);
-        cJSON_Delete(j);
-        return;
-    }
     zd_profile *p;
-    int rc = zd_profile_from_json(op->svc->cfg->schema, jid->valuestring, j, &p, &e);
-    if (rc != 0) {
-        bool id_ok = zd_id_valid(jid->valuestring, strlen(jid->valuestring));
-        import_error(op, lineno, id_ok ? jid->valuestring : NULL, &e);
-        cJSON_Delete(j);
+    char id[ZD_ID_MAX + 1];
+    if (zd_profile_from_text(op->svc->cfg->schema, NULL, s, len, op->svc->cfg->json_depth_max, &p,
+                             id, &e) != 0) {
+        import_error(op, lineno, id[0] ? id : NULL, &e);
         return;
     }
-    cJSON_Delete(j);
     int part = zd_partition_of(p->id, op->svc->cfg->partitions);
     if (!batches[part]) {
         batches[part] = calloc(1, sizeof(import_batch));
@@ -505,17 +500,7 @@ static void handle_import(zd_req *req, void *udata)
             blank = body[pos + i] == ' ' || body[pos + i] == '\t';
         if (!blank) {
             op->lines++;
-            zd_error e;
-            if (!zd_utf8_valid(body + pos, l)) {
-                zd_error_set(&e, "invalid_utf8", NULL, "line is not valid UTF-8");
-                import_error(op, lineno, NULL, &e);
-            } else if (memchr(body + pos, '\0', l)) {
-                /* cJSON would silently cut the line at the NUL. */
-                zd_error_set(&e, "bad_json", NULL, "line holds a NUL character");
-                import_error(op, lineno, NULL, &e);
-            } else {
-                import_line(op, batches, body + pos, l, lineno);
-            }
+            import_line(op, batches, body + pos, l, lineno);
         }
         pos = end + 1;
     }

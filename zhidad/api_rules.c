@@ -381,13 +381,25 @@ static bool breakdown_spec(zd_req *req, const zd_schema *s, const char *spec, co
     }
     *level = 0;
     if ((*a)->type == ZD_T_CODE) {
-        *level = colon ? atoi(colon + 1) : (*a)->breakdown_level;
+        *level = (*a)->breakdown_level;
+        if (colon) {
+            /* Levels are at most ZD_CODE_MAX: one or two digits, nothing else (atoi would read
+             * "6x" as 6 and overflow on a long digit string). */
+            const char *d = colon + 1;
+            size_t dl = strlen(d);
+            *level = -1;
+            if (dl >= 1 && dl <= 2 && d[0] >= '0' && d[0] <= '9' &&
+                (dl == 1 || (d[1] >= '0' && d[1] <= '9')))
+                *level = dl == 1 ? d[0] - '0' : (d[0] - '0') * 10 + (d[1] - '0');
+        }
         bool ok = false;
         for (int i = 0; i < (*a)->nlevels; i++)
             ok |= (*a)->levels[i] == *level;
         if (!ok) {
             zd_req_reply_error(req, 400, "invalid_breakdown",
-                               "breakdown \"%.64s\": %d is not a level of %s", spec, *level, name);
+                               "breakdown \"%.64s\": the level after ':' must be one of %s's code "
+                               "lengths",
+                               spec, name);
             return false;
         }
     } else if (colon) {
@@ -598,6 +610,9 @@ static void explain_got(int status, const char *json, size_t len, uint32_t gid, 
     } else if (!json) {
         reply_no_profile(op->req);
     } else if (zd_profile_parse(op->svc->cfg->schema, pid, json, len, &p, &err) != 0) {
+        /* Written before validation was as strict as now, or under another schema. */
+        zd_warn("explain: stored profile %.128s does not validate (%s: %s)", pid, err.field,
+                err.code);
         zd_req_reply_zderror(op->req, 500, &err);
     } else if (op->scope && !zd_rule_match(op->scope, p, today)) {
         /* Outside the publisher's scope the profile does not exist for it: the same answer

@@ -17,6 +17,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "common/text.h"
+#include "profiles/json.h"
 
 #define CONFIG_FILE_MAX (16 * 1024 * 1024)
 #define PASSWORD_MAX 512
@@ -554,7 +555,7 @@ static void set_defaults(zd_config *c)
     c->body_max = 1 << 20;
     c->import_body_max = 64 << 20;
     c->header_max = 16 << 10;
-    c->json_depth_max = 32;
+    c->json_depth_max = ZD_JSON_DEPTH_DEFAULT;
     c->http_timeout_s = 30;
     c->request_timeout_s = 60;
     c->max_connections = 1024;

@@ -24,7 +24,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
-#include "common/text.h"
+#include "profiles/json.h"
 
 #define MAX_SEGMENTS ZD_HTTP_MAX_SEGMENTS
 #define MAX_CAPTURES ZD_HTTP_MAX_CAPTURES
@@ -523,50 +523,6 @@ const char *zd_req_body(zd_req *r, size_t *len)
     return p ? p : "";
 }
 
-/* Deepest nesting of [ and { outside strings; stops counting past max. */
-static int json_depth(const char *s, size_t n, int max)
-{
-    int depth = 0, deepest = 0;
-    bool in_str = false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (in_str) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                in_str = false;
-        } else if (c == '"') {
-            in_str = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > deepest && (deepest = depth) > max)
-                return deepest;
-        } else if (c == ']' || c == '}') {
-            depth--;
-        }
-    }
-    return deepest;
-}
-
-/* Offset of the first NUL in s, raw or written \u0000 inside a string, or -1. cJSON would end a
- * string at it without a word (and take raw NULs after the value for white space). */
-static long json_nul(const char *s, size_t n)
-{
-    bool in_str = false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '\0')
-            return (long)i;
-        if (in_str && c == '\\') {
-            if (n - i > 5 && memcmp(s + i + 1, "u0000", 5) == 0)
-                return (long)i;
-            i++;
-        } else if (c == '"') {
-            in_str = !in_str;
-        }
-    }
-    return -1;
-}
-
 cJSON *zd_req_json(zd_req *r)
 {
     size_t len;
@@ -575,42 +531,17 @@ cJSON *zd_req_json(zd_req *r)
     size_t limit =
         cfg ? (r->rt && (r->rt->flags & ZD_ROUTE_LARGE_BODY) ? cfg->import_body_max : cfg->body_max)
             : SIZE_MAX;
-    int max_depth = cfg ? cfg->json_depth_max : 32;
+    int max_depth = cfg ? cfg->json_depth_max : ZD_JSON_DEPTH_DEFAULT;
     if (len > limit) {
         zd_req_reply_error(r, 413, "body_too_large", "the body is larger than %zu bytes", limit);
         return NULL;
     }
-    if (len == 0) {
-        zd_req_reply_error(r, 400, "bad_json", "the body is empty; a JSON object is expected");
-        return NULL;
-    }
-    if (!zd_utf8_valid(body, len)) {
-        zd_req_reply_error(r, 400, "invalid_utf8", "the body is not valid UTF-8");
-        return NULL;
-    }
-    long nul = json_nul(body, len);
-    if (nul >= 0) {
-        zd_req_reply_error(r, 400, "bad_json",
-                           "invalid JSON at byte %ld: NUL characters are not "
-                           "allowed",
-                           nul);
-        return NULL;
-    }
-    /* Checked before parsing, so that a hostile body cannot make cJSON recurse deeply. */
-    if (json_depth(body, len, max_depth) > max_depth) {
-        zd_req_reply_error(r, 400, "too_deep", "JSON nesting is deeper than %d levels", max_depth);
-        return NULL;
-    }
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, 0);
-    size_t off = end ? (size_t)(end - body) : 0;
-    if (j) {
-        while (off < len && strchr(" \t\r\n", body[off]))
-            off++;
-    }
-    if (!j || off < len) {
-        cJSON_Delete(j);
-        zd_req_reply_error(r, 400, "bad_json", "invalid JSON at byte %zu", off);
+    /* The same strict parser as profile documents and import lines (profiles/json.h). */
+    cJSON *j;
+    zd_error e;
+    int rc = zd_json_parse(body, len, max_depth, &j, &e);
+    if (rc != 0) {
+        zd_req_reply_zderror(r, rc == -ENOMEM ? 500 : 400, &e);
         return NULL;
     }
     if (!cJSON_IsObject(j)) {

@@ -267,6 +267,17 @@ static void test_errors(void)
     /* The schema's own errors come through. */
     EXPECT_ERROR("{\"schema\": {\"employees\": {\"type\": \"integer\"}}}", "schema.employees.type");
     EXPECT_ERROR("{\"schema\": []}", "schema must be an object");
+    /* A key given twice inside a schema attribute is an error naming both (it used to
+     * overflow the heap when the key was "values"). */
+    EXPECT_ERROR("{\"schema\": {\"grade\": {\"type\": \"keyword\", \"values\": [\"a\"], "
+                 "\"values\": [\"b\", \"c\", \"d\"]}}}",
+                 "duplicate key \"schema.grade.values\"");
+    EXPECT_ERROR("{\"schema\": {\"region\": {\"type\": \"code\", \"levels\": [2], "
+                 "\"levels\": [2, 4]}}}",
+                 "duplicate key \"schema.region.levels\"");
+    EXPECT_ERROR("{\"schema\": {\"region\": {\"type\": \"code\", \"levels\": [2]}, "
+                 "\"region\": {\"type\": \"code\", \"levels\": [2, 4]}}}",
+                 "duplicate key \"schema.region\"");
 
     /* API keys. */
     EXPECT_ERROR("{\"api_keys\": {}}", "\"api_keys\" must be an array");

@@ -7,6 +7,7 @@
 #include "common/date.h"
 #include "common/log.h"
 #include "common/text.h"
+#include "profiles/json.h"
 #include "profiles/profile.h"
 #include "profiles/schema.h"
 
@@ -174,6 +175,22 @@ static void test_schema(void)
     cJSON_Delete(j);
     CHECK(s == NULL);
     CHECK_STR(err.field, "schema.grade.colour");
+    /* A repeated key in an attribute is a config error naming the attribute and the key;
+     * "values" twice used to write past the first array's allocation. */
+    j = cJSON_Parse("{\"grade\": {\"type\": \"keyword\", \"values\": [\"a\"], \"values\": "
+                    "[\"b\", \"c\", \"d\", \"e\"]}}");
+    s = zd_schema_from_json(j, gws, 1, &err);
+    cJSON_Delete(j);
+    CHECK(s == NULL);
+    zd_schema_free(s);
+    CHECK_STR(err.field, "schema.grade.values");
+    CHECK(strstr(err.message, "duplicate key \"schema.grade.values\"") != NULL);
+    j = cJSON_Parse("{\"n\": {\"type\": \"number\", \"min\": 1, \"type\": \"date\"}}");
+    s = zd_schema_from_json(j, gws, 1, &err);
+    cJSON_Delete(j);
+    CHECK(s == NULL);
+    zd_schema_free(s);
+    CHECK_STR(err.field, "schema.n.type");
     j = cJSON_Parse("{\"and\": {\"type\": \"keyword\"}}");
     s = zd_schema_from_json(j, gws, 1, &err);
     cJSON_Delete(j);
@@ -276,6 +293,173 @@ static void test_profiles(void)
     zd_schema_free(s);
 }
 
+/* Asserts that zd_json_parse refuses text with `code` naming `field`. */
+static void expect_json_error(const char *text, size_t len, int depth, const char *code,
+                              const char *field)
+{
+    cJSON *j = (cJSON *)1;
+    zd_error err;
+    memset(&err, 0, sizeof(err));
+    CHECK_INT(zd_json_parse(text, len, depth, &j, &err), -EINVAL);
+    CHECK(j == NULL);
+    CHECK_STR(err.code, code);
+    CHECK_STR(err.field, field);
+    if (strcmp(err.code, code) != 0)
+        fprintf(stderr, "  for: %.*s (%s)\n", (int)len, text, err.message);
+}
+
+#define JSON_ERR(lit, depth, code, field)                                                          \
+    expect_json_error(lit, sizeof(lit) - 1, depth, code, field)
+
+static void test_json(void)
+{
+    cJSON *j = NULL;
+    zd_error err;
+    CHECK_INT(zd_json_parse("{\"a\": [1, 2.5, \"x\"]} \r\n", 21, 4, &j, &err), 0);
+    CHECK(cJSON_IsObject(j));
+    cJSON_Delete(j);
+    /* Depth counts arrays and objects outside strings only. */
+    CHECK_INT(zd_json_parse("[[[[\"[[[[[\"]]]]", 15, 4, &j, &err), 0);
+    cJSON_Delete(j);
+    JSON_ERR("[[[[[1]]]]]", 4, "too_deep", "");
+    JSON_ERR("", 32, "bad_json", "");
+    JSON_ERR("   ", 32, "bad_json", "");
+    JSON_ERR("{\"a\": 1} x", 32, "bad_json", "");
+    JSON_ERR("{\"a\": 1}{\"a\": 2}", 32, "bad_json", "");
+    JSON_ERR("{\"a\": 1},", 32, "bad_json", "");
+    JSON_ERR("{\"a\": \"x\\u0000y\"}", 32, "bad_json", "");
+    JSON_ERR("{\"a\\u0000b\": 1}", 32, "bad_json", "");
+    JSON_ERR("{\"a\": 1}\0", 32, "bad_json", "");
+    JSON_ERR("{\"a\": \"\\\0\"}", 32, "bad_json", "");
+    JSON_ERR("{\"a\": \"\xc3\x28\"}", 32, "invalid_utf8", "");
+    /* cJSON takes any control character for white space and copies it raw into strings. */
+    JSON_ERR("\x18{}", 32, "bad_json", "");
+    JSON_ERR("{\"a\":\x01 1}", 32, "bad_json", "");
+    JSON_ERR("{\"a\": 1}\x0b", 32, "bad_json", "");
+    JSON_ERR("{\"a\": \"x\ty\"}", 32, "bad_json", "");
+    JSON_ERR("{\"a\": \"x\\\x01\"}", 32, "bad_json", "");
+    JSON_ERR("\xef\xbb\xbf{}", 32, "bad_json", "");
+    /* A text that ends inside a string, right after a backslash (found by the fuzzer: the
+     * pre-scan stepped over the end). */
+    char *tail = malloc(3);
+    memcpy(tail, "\"\\", 2);
+    expect_json_error(tail, 2, 32, "bad_json", "");
+    free(tail);
+    CHECK_INT(zd_json_parse("\t{\"a\":\r\n\"x\\ty\"}\n", 16, 4, &j, &err), 0);
+    CHECK(j && strcmp(cJSON_GetObjectItem(j, "a")->valuestring, "x\ty") == 0);
+    cJSON_Delete(j);
+    /* An escaped backslash before "u0000" is not a NUL escape. */
+    CHECK_INT(zd_json_parse("[\"\\\\u0000\"]", 11, 4, &j, &err), 0);
+    CHECK(j && strcmp(j->child->valuestring, "\\u0000") == 0);
+    cJSON_Delete(j);
+
+    /* Numbers that overflow a double are refused with their path. */
+    JSON_ERR("{\"fields\": {\"n\": 1e999}}", 32, "out_of_range", "fields.n");
+    JSON_ERR("{\"fields\": {\"n\": -1e999}}", 32, "out_of_range", "fields.n");
+    JSON_ERR("{\"a\": [0, {\"b\": [2, 1E400]}]}", 32, "out_of_range", "a[1].b[1]");
+    JSON_ERR("1e999", 32, "out_of_range", "");
+    CHECK_INT(zd_json_parse("[1e308, -1e308, 4.9e-324, 1e-999]", 33, 4, &j, &err), 0);
+    cJSON_Delete(j);
+
+    /* Repeated keys, in small objects and in large ones (which sort). */
+    JSON_ERR("{\"kind\": \"a\", \"kind\": \"b\"}", 32, "bad_json", "kind");
+    JSON_ERR("{\"f\": {\"x\": 1, \"y\": 2, \"x\": 3}}", 32, "bad_json", "f.x");
+    char big[4096];
+    size_t n = (size_t)snprintf(big, sizeof(big), "{\"o\": {");
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(big + n, sizeof(big) - n, "\"k%d\": %d, ", i, i);
+    n += (size_t)snprintf(big + n, sizeof(big) - n, "\"k57\": 0}}");
+    expect_json_error(big, n, 32, "bad_json", "o.k57");
+    big[n - 9] = 'z'; /* "z57": all keys distinct again */
+    CHECK_INT(zd_json_parse(big, n, 32, &j, &err), 0);
+    cJSON_Delete(j);
+
+    /* A long path is cut at a character boundary, never inside a UTF-8 sequence. */
+    char longkey[512];
+    n = (size_t)snprintf(longkey, sizeof(longkey), "{\"fields\": {\"");
+    for (int i = 0; i < 40; i++)
+        n += (size_t)snprintf(longkey + n, sizeof(longkey) - n, "\xe7\x8e\x8b");
+    n += (size_t)snprintf(longkey + n, sizeof(longkey) - n, "\": 1e999}}");
+    CHECK_INT(zd_json_parse(longkey, n, 32, &j, &err), -EINVAL);
+    CHECK(strlen(err.field) <= ZD_JSON_PATH_MAX);
+    CHECK(zd_utf8_valid(err.field, strlen(err.field)));
+    CHECK(strncmp(err.field, "fields.\xe7\x8e\x8b", 10) == 0);
+}
+
+/* PUT bodies and import lines pass the same validator (zd_profile_from_text). */
+static void test_profile_text(void)
+{
+    zd_schema *s = zd_schema_default();
+    zd_profile *p = NULL;
+    zd_error err;
+    char id[ZD_ID_MAX + 1];
+#define TEXT(lit, pid, depth)                                                                      \
+    zd_profile_from_text(s, pid, lit, sizeof(lit) - 1, depth, &p, id, &err)
+    CHECK_INT(TEXT("{\"id\": \"i-1\", \"kind\": \"citizen\"}", NULL, 32), 0);
+    CHECK(p && strcmp(p->id, "i-1") == 0);
+    CHECK_STR(id, "i-1");
+    zd_profile_free(p);
+    CHECK_INT(TEXT("{\"kind\": \"citizen\"}", "u-1", 32), 0);
+    CHECK(p && strcmp(p->id, "u-1") == 0);
+    zd_profile_free(p);
+
+    /* \u0000 in the id used to cut it to "nul" and import that profile. */
+    CHECK_INT(TEXT("{\"id\": \"nul\\u0000x\", \"kind\": \"citizen\"}", NULL, 32), -EINVAL);
+    CHECK(p == NULL);
+    CHECK_STR(err.code, "bad_json");
+    CHECK_STR(id, "");
+    CHECK_INT(TEXT("{\"id\": \"t-1\", \"kind\": \"citizen\"} trailing", NULL, 32), -EINVAL);
+    CHECK_STR(err.code, "bad_json");
+    CHECK_INT(TEXT("{\"id\": \"d-1\", \"kind\": \"citizen\", \"fields\": {\"a\": [[1]]}}", NULL, 3),
+              -EINVAL);
+    CHECK_STR(err.code, "too_deep");
+    /* Errors found once the id is known report it. */
+    CHECK_INT(
+        TEXT("{\"id\": \"n-1\", \"kind\": \"citizen\", \"fields\": {\"n\": 1e999}}", NULL, 32),
+        -EINVAL);
+    CHECK_STR(err.code, "out_of_range");
+    CHECK_STR(err.field, "fields.n");
+    CHECK_STR(id, "n-1");
+    CHECK_INT(TEXT("{\"id\": \"n-2\", \"kind\": \"enterprise\", \"attrs\": {\"employees\": "
+                   "-1e999}}",
+                   NULL, 32),
+              -EINVAL);
+    CHECK_STR(err.field, "attrs.employees");
+    CHECK_INT(TEXT("{\"id\": \"r-1\", \"id\": \"r-2\", \"kind\": \"citizen\"}", NULL, 32), -EINVAL);
+    CHECK_STR(err.code, "bad_json");
+    CHECK_STR(err.field, "id");
+    CHECK_INT(TEXT("{\"kind\": \"citizen\"}", NULL, 32), -EINVAL);
+    CHECK_STR(err.code, "missing_field");
+    CHECK_STR(err.field, "id");
+    CHECK_INT(TEXT("{\"id\": \"a b\", \"kind\": \"citizen\"}", NULL, 32), -EINVAL);
+    CHECK_STR(err.code, "invalid_id");
+    CHECK_STR(id, "");
+    CHECK_INT(TEXT("[{\"id\": \"a-1\", \"kind\": \"citizen\"}]", NULL, 32), -EINVAL);
+    CHECK_STR(err.code, "bad_json");
+    CHECK_INT(TEXT("{\"id\": \"other\", \"kind\": \"citizen\"}", "u-1", 32), -EINVAL);
+    CHECK_STR(err.code, "id_mismatch");
+#undef TEXT
+
+    /* A tree built in code (a merged PATCH) meets the same value rules. */
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "kind", "citizen");
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(j, "fields"), "n", 1.0 / 0.0);
+    CHECK_INT(zd_profile_from_json(s, "m-1", j, &p, &err), -EINVAL);
+    CHECK(p == NULL);
+    CHECK_STR(err.code, "out_of_range");
+    CHECK_STR(err.field, "fields.n");
+    cJSON_Delete(j);
+
+    /* A stored document that no longer validates (such as one holding the null that cJSON
+     * printed for 1e999) is an error, never a half-filled profile. */
+    const char *stored = "{\"kind\":\"citizen\",\"tags\":[\"t\"],\"fields\":{\"n\":null}}";
+    p = (zd_profile *)1;
+    CHECK_INT(zd_profile_parse(s, "s-1", stored, strlen(stored), &p, &err), -EINVAL);
+    CHECK(p == NULL);
+    CHECK_STR(err.field, "fields.n");
+    zd_schema_free(s);
+}
+
 static void test_merge_patch(void)
 {
     cJSON *base = cJSON_Parse("{\"a\": 1, \"b\": {\"c\": 2, \"d\": 3}, \"e\": [1]}");
@@ -310,6 +494,8 @@ int main(void)
     test_dates();
     test_schema();
     test_profiles();
+    test_json();
+    test_profile_text();
     test_merge_patch();
     test_partition();
     return check_report("profile");
