@@ -330,12 +330,7 @@ static bool is_kw(const parser *p, const token *t, const char *kw)
 
 static bool is_reserved(const parser *p, const token *t)
 {
-    static const char *const kws[] = {"and", "or",     "not",     "in", "within",
-                                      "has", "exists", "segment", "age"};
-    for (size_t i = 0; i < sizeof(kws) / sizeof(kws[0]); i++)
-        if (is_kw(p, t, kws[i]))
-            return true;
-    return false;
+    return t->type == T_IDENT && zd_schema_is_keyword(p->text + t->start, t->len);
 }
 
 /* The decoded contents of string token t (escapes resolved). Caller frees with free(). */
@@ -631,11 +626,8 @@ static char *check_string(parser *p, const field *f, const token *t, value_ctx c
         }
     } else if (a->type == ZD_T_CODE) {
         if (len > ZD_CODE_MAX || !zd_code_valid(a, s, (int)len)) {
-            char lv[64] = "";
-            for (int i = 0; i < a->nlevels; i++) {
-                size_t l = strlen(lv);
-                snprintf(lv + l, sizeof(lv) - l, "%s%d", i ? ", " : "", a->levels[i]);
-            }
+            char lv[64];
+            zd_attr_levels_text(a, lv, sizeof(lv));
             set_error(p, t->start, "invalid_value",
                       "%s is not a whole-level code of \"%s\": expected %s of %s characters%s",
                       describe(p, t, buf, sizeof(buf)), a->name,

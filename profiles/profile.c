@@ -72,11 +72,8 @@ static int parse_attr_value(const zd_attr *a, const cJSON *j, const char *path, 
             return zd_error_set(err, "invalid_type", path, "%s must be a string (code)", path);
         const char *s = j->valuestring;
         if (!zd_code_valid(a, s, (int)strlen(s))) {
-            char lv[64] = "";
-            for (int i = 0; i < a->nlevels; i++) {
-                size_t l = strlen(lv);
-                snprintf(lv + l, sizeof(lv) - l, "%s%d", i ? "," : "", a->levels[i]);
-            }
+            char lv[64];
+            zd_attr_levels_text(a, lv, sizeof(lv));
             return zd_error_set(err, "invalid_value", path, "%s must be a %s code of %s characters",
                                 path, a->style == ZD_CODE_DIGITS ? "digit" : "letter-and-digit",
                                 lv);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/text.h"
 
@@ -131,13 +132,8 @@ static bool valid_attr_name(const char *n)
               c == '_'))
             return false;
     }
-    /* Names that are keywords of the rule language would make rules ambiguous. */
-    static const char *const reserved[] = {"and", "or",     "not",     "in",  "within",
-                                           "has", "exists", "segment", "age", "id"};
-    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
-        if (strcmp(n, reserved[i]) == 0)
-            return false;
-    return true;
+    /* Keywords of the rule language would make rules ambiguous; "id" is the profile's. */
+    return !zd_schema_is_keyword(n, len) && strcmp(n, "id") != 0;
 }
 
 /* The first member of obj whose name an earlier member already used, or NULL. cJSON keeps
@@ -392,14 +388,42 @@ const char *zd_schema_suggest(const zd_schema *s, const char *name)
     return best;
 }
 
+bool zd_attr_has_level(const zd_attr *a, int len)
+{
+    for (int i = 0; i < a->nlevels; i++)
+        if (a->levels[i] == len)
+            return true;
+    return false;
+}
+
+const char *zd_attr_levels_text(const zd_attr *a, char *buf, size_t cap)
+{
+    size_t l = 0;
+    if (cap)
+        buf[0] = '\0';
+    for (int i = 0; i < a->nlevels && l < cap; i++) {
+        int n = snprintf(buf + l, cap - l, "%s%d", i ? ", " : "", a->levels[i]);
+        if (n < 0)
+            break;
+        l += (size_t)n;
+    }
+    return buf;
+}
+
+static const char *const rule_keywords[] = {"and", "or",     "not",     "in", "within",
+                                            "has", "exists", "segment", "age"};
+
+bool zd_schema_is_keyword(const char *s, size_t len)
+{
+    for (size_t i = 0; i < sizeof(rule_keywords) / sizeof(rule_keywords[0]); i++)
+        if (strlen(rule_keywords[i]) == len && strncasecmp(s, rule_keywords[i], len) == 0)
+            return true;
+    return false;
+}
+
 bool zd_code_valid(const zd_attr *a, const char *code, int len)
 {
-    if (a->type != ZD_T_CODE)
-        return false;
-    bool level = false;
-    for (int i = 0; i < a->nlevels; i++)
-        level |= a->levels[i] == len;
-    if (!level)
+    if (a->type != ZD_T_CODE || !zd_attr_has_level(a, len))
         return false;
     for (int i = 0; i < len; i++) {
         char c = code[i];

@@ -80,6 +80,14 @@ const char *zd_schema_suggest(const zd_schema *s, const char *name);
 
 /* True when code is a whole-level value of attr: right length and character style. */
 bool zd_code_valid(const zd_attr *a, const char *code, int len);
+/* True when len is one of code attribute a's level lengths. */
+bool zd_attr_has_level(const zd_attr *a, int len);
+/* Writes a's level lengths as "2, 4, 6" into buf (capacity cap) and returns buf. */
+const char *zd_attr_levels_text(const zd_attr *a, char *buf, size_t cap);
+
+/* True when s[0..len) is a keyword of the rule language (case-insensitive, as the rule
+ * language reads them): such names cannot be attributes. */
+bool zd_schema_is_keyword(const char *s, size_t len);
 
 /* True when keyword s is one of a's allowed values (any keyword when a lists none). */
 bool zd_keyword_allowed(const zd_attr *a, const char *s);

@@ -392,10 +392,7 @@ static bool breakdown_spec(zd_req *req, const zd_schema *s, const char *spec, co
                 (dl == 1 || (d[1] >= '0' && d[1] <= '9')))
                 *level = dl == 1 ? d[0] - '0' : (d[0] - '0') * 10 + (d[1] - '0');
         }
-        bool ok = false;
-        for (int i = 0; i < (*a)->nlevels; i++)
-            ok |= (*a)->levels[i] == *level;
-        if (!ok) {
+        if (!zd_attr_has_level(*a, *level)) {
             zd_req_reply_error(req, 400, "invalid_breakdown",
                                "breakdown \"%.64s\": the level after ':' must be one of %s's code "
                                "lengths",

@@ -428,11 +428,7 @@ static bool scope_ok(const zd_schema *s, const char *scope)
         if (!isdigit((unsigned char)scope[i]))
             return false;
     }
-    for (int i = 0; i < region->nlevels; i++) {
-        if ((size_t)region->levels[i] == n)
-            return true;
-    }
-    return false;
+    return n <= 64 && zd_attr_has_level(region, (int)n);
 }
 
 static int parse_key(zd_config *c, const cJSON *o, int idx, char *err, size_t errlen)
