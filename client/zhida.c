@@ -507,8 +507,8 @@ static int request(const zd_cli *c, const char *method, const char *path, const 
         char what[512];
         snprintf(what, sizeof(what), "%s %s", method, path);
         ret = zd_cli_http_error(c, what, status, resp.data, resp.len);
-    } else if (ret == 0) {
-        cJSON *ans = resp.len ? cJSON_ParseWithLength(resp.data, resp.len) : NULL;
+    } else if (ret == 0 && resp.len > 0) {
+        cJSON *ans = cJSON_ParseWithLength(resp.data, resp.len);
         if (!ans) {
             fprintf(stderr, "zhida: %s %s: HTTP %ld with an answer that is no JSON\n", method, path,
                     status);

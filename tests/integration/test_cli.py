@@ -286,6 +286,11 @@ def test_import_reports_unchanged_lines_without_warning(zd, tmpdir_mod):
     assert p.returncode == 1
     assert "imported 0, unchanged 2, failed 1" in out(p), out(p)
     assert "warning" not in err(p), err(p)
+    # A key whose role may not import: the server's 403 stops the import with exit 3.
+    p = zhida(zd, "import", path, "--output", "table", key="viewer")
+    assert p.returncode == EXIT_4XX and "HTTP 403 forbidden" in err(p), err(p)
+    p = zhida(zd, "import", path, "--url", "http://127.0.0.1:%d" % free_port(), key="app")
+    assert p.returncode == EXIT_TRANSPORT, err(p)
 
 
 def test_demo_population_output(zd):
