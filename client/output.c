@@ -178,7 +178,9 @@ static int cmp_group(const void *a, const void *b)
     return strcmp(x->key, y->key);
 }
 
-static void preview_breakdown(const zd_cli *c, FILE *f, const cJSON *by, double total)
+/* One breakdown table; truncated is the dimension's "breakdown_truncated" entry or NULL. */
+static void preview_breakdown(const zd_cli *c, FILE *f, const cJSON *by, const cJSON *truncated,
+                              double total)
 {
     const zd_names *table = names_for(c, by->string, strlen(by->string));
     int n = cJSON_GetArraySize(by);
@@ -212,6 +214,14 @@ static void preview_breakdown(const zd_cli *c, FILE *f, const cJSON *by, double 
     }
     if (n == 0)
         fputs("(no profiles)\n", f);
+    const cJSON *og = cJSON_GetObjectItemCaseSensitive(truncated, "other_groups");
+    const cJSON *other = cJSON_GetObjectItemCaseSensitive(truncated, "other");
+    if (cJSON_IsNumber(og) && cJSON_IsNumber(other)) {
+        char num2[32];
+        fprintf(f, "... %s smaller groups left out, %s together\n",
+                fmt_count((uint64_t)og->valuedouble, num, sizeof(num)),
+                fmt_count((uint64_t)other->valuedouble, num2, sizeof(num2)));
+    }
     free(labels);
     free(g);
 }
@@ -245,11 +255,12 @@ void zd_out_preview(const zd_cli *c, FILE *f, const cJSON *ans)
         }
         fputc('\n', f);
     }
-    const cJSON *by;
+    const cJSON *by, *truncated = cJSON_GetObjectItemCaseSensitive(ans, "breakdown_truncated");
     cJSON_ArrayForEach(by, cJSON_GetObjectItemCaseSensitive(ans, "breakdown"))
     {
         if (cJSON_IsObject(by))
-            preview_breakdown(c, f, by, total);
+            preview_breakdown(c, f, by, cJSON_GetObjectItemCaseSensitive(truncated, by->string),
+                              total);
     }
 }
 

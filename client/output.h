@@ -14,7 +14,7 @@
 void zd_out_json(FILE *f, const cJSON *j);
 
 /* The answer of POST /v1/rules:preview: count, sample, one table per breakdown (largest
- * group first, with its share of the audience). */
+ * group first, with its share of the audience, and what "breakdown_truncated" left out). */
 void zd_out_preview(const zd_cli *c, FILE *f, const cJSON *ans);
 /* The answer of POST /v1/rules:explain: match, then each clause with its result and the
  * profile's value. */

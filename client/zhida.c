@@ -46,10 +46,11 @@ static void usage(FILE *f)
         "starts with \"-\").\n"
         "\n"
         "commands:\n"
-        "  preview RULE [--sample N] [--breakdown FIELD[,FIELD...]]\n"
+        "  preview RULE [--sample N] [--breakdown FIELD[,FIELD...]] [--breakdown-limit N]\n"
         "      the audience of a rule: its size, up to N sample ids (0..%d, default 10) and\n"
-        "      counts by up to %d fields (region, region:6, industry, industry:3, kind, scale,\n"
-        "      tags); --breakdown may be repeated\n"
+        "      counts by up to %d distinct fields (region, region:6, industry, industry:3,\n"
+        "      kind, scale, tags; --breakdown may be repeated), each its N largest groups\n"
+        "      (default: the server's limits.breakdown_max_groups)\n"
         "  explain RULE PROFILE_ID\n"
         "      why a profile does or does not match, clause by clause\n"
         "  segment put NAME RULE | segment get NAME | segment delete NAME\n"
@@ -128,6 +129,7 @@ enum {
     OPT_KEY_FILE,
     OPT_SAMPLE,
     OPT_BREAKDOWN,
+    OPT_BREAKDOWN_LIMIT,
     OPT_CHUNK,
     OPT_CITIZENS,
     OPT_ENTERPRISES,
@@ -144,6 +146,7 @@ static const struct option longopts[] = {
     {"key-file", required_argument, NULL, OPT_KEY_FILE},
     {"sample", required_argument, NULL, OPT_SAMPLE},
     {"breakdown", required_argument, NULL, OPT_BREAKDOWN},
+    {"breakdown-limit", required_argument, NULL, OPT_BREAKDOWN_LIMIT},
     {"chunk-bytes", required_argument, NULL, OPT_CHUNK},
     {"citizens", required_argument, NULL, OPT_CITIZENS},
     {"enterprises", required_argument, NULL, OPT_ENTERPRISES},
@@ -160,6 +163,7 @@ static const struct {
 } opt_cmds[] = {
     {OPT_SAMPLE, "--sample", CMD_PREVIEW},
     {OPT_BREAKDOWN, "--breakdown", CMD_PREVIEW},
+    {OPT_BREAKDOWN_LIMIT, "--breakdown-limit", CMD_PREVIEW},
     {OPT_CHUNK, "--chunk-bytes", CMD_IMPORT},
     {OPT_CITIZENS, "--citizens", CMD_DEMO},
     {OPT_ENTERPRISES, "--enterprises", CMD_DEMO},
@@ -170,7 +174,8 @@ static const struct {
 typedef struct opts {
     const char *url, *key_file, *output;
     const char *sample, *chunk, *citizens, *enterprises, *n, *seed; /* as given */
-    const char *breakdown[ZD_PREVIEW_BREAKDOWN_MAX + 1];
+    const char *breakdown_limit;
+    const char *breakdown[ZD_PREVIEW_BREAKDOWN_MAX]; /* distinct fields, in order */
     int nbreakdown;
     char *breakdown_copy[16]; /* the --breakdown arguments split in place; freed at exit */
     int ncopies;
@@ -187,7 +192,8 @@ static void opts_free(opts *o)
     free(o->pos);
 }
 
-/* Splits "region,kind" into o->breakdown. Returns false when there are too many fields. */
+/* Splits "region,kind" into o->breakdown, the same field twice counting once as the server
+ * counts it. Returns false when there are more distinct fields than the server takes. */
 static bool add_breakdown(opts *o, const char *arg)
 {
     if (o->ncopies == (int)(sizeof(o->breakdown_copy) / sizeof(o->breakdown_copy[0])))
@@ -197,6 +203,11 @@ static bool add_breakdown(opts *o, const char *arg)
         zd_cli_oom();
     o->breakdown_copy[o->ncopies++] = copy;
     for (char *f = strtok_r(copy, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+        bool seen = false;
+        for (int i = 0; i < o->nbreakdown; i++)
+            seen = seen || strcmp(o->breakdown[i], f) == 0;
+        if (seen)
+            continue;
         if (o->nbreakdown == ZD_PREVIEW_BREAKDOWN_MAX)
             return false;
         o->breakdown[o->nbreakdown++] = f;
@@ -240,12 +251,15 @@ static int parse_args(int argc, char **argv, opts *o)
             break;
         case OPT_BREAKDOWN:
             if (!add_breakdown(o, optarg))
-                return usage_error("preview: --breakdown names at most %d fields (the server's "
-                                   "limit)",
+                return usage_error("preview: --breakdown names at most %d distinct fields (the "
+                                   "server's limit)",
                                    ZD_PREVIEW_BREAKDOWN_MAX);
             break;
         case OPT_SAMPLE:
             o->sample = optarg;
+            break;
+        case OPT_BREAKDOWN_LIMIT:
+            o->breakdown_limit = optarg;
             break;
         case OPT_CHUNK:
             o->chunk = optarg;
@@ -600,17 +614,25 @@ static char *rule_arg(const char *arg)
 static int cmd_preview(const zd_cli *c, const opts *o, char **args, int nargs)
 {
     if (nargs != 1)
-        return usage_error("preview: usage: preview RULE [--sample N] [--breakdown F,...]");
+        return usage_error("preview: usage: preview RULE [--sample N] [--breakdown F,...] "
+                           "[--breakdown-limit N]");
     uint64_t sample = 10;
     if (o->sample && !parse_count(o->sample, ZD_PREVIEW_SAMPLE_MAX, &sample))
         return usage_error("preview: --sample %s: a count 0..%d is expected (the server's limit)",
                            o->sample, ZD_PREVIEW_SAMPLE_MAX);
+    /* The upper bound of breakdown_limit is the server's configuration: it checks that. */
+    uint64_t limit = 0;
+    if (o->breakdown_limit && !parse_count(o->breakdown_limit, INT_MAX, &limit))
+        return usage_error("preview: --breakdown-limit %s: a count is expected",
+                           o->breakdown_limit);
     char *rule = rule_arg(args[0]);
     if (!rule)
         return ZD_EXIT_USAGE;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "rule", rule);
     cJSON_AddNumberToObject(j, "sample", (double)sample);
+    if (o->breakdown_limit)
+        cJSON_AddNumberToObject(j, "breakdown_limit", (double)limit);
     if (o->nbreakdown) {
         cJSON *arr = cJSON_AddArrayToObject(j, "breakdown");
         for (int i = 0; i < o->nbreakdown; i++)

@@ -154,11 +154,12 @@ def test_server_error_exit_4():
 def test_json_output_is_the_api_answer(zd):
     rule = 'kind = "enterprise" or tags has "retired"'
     p = zhida(zd, "preview", rule, "--sample", "10", "--breakdown", "region,kind",
-              "--breakdown", "industry", "--output", "json")
+              "--breakdown", "industry", "--breakdown-limit", "1", "--output", "json")
     assert p.returncode == 0, err(p)
     got = json.loads(out(p))
     st, want = zd.call("POST", "/v1/rules:preview",
-                       {"rule": rule, "sample": 10, "breakdown": ["region", "kind", "industry"]})
+                       {"rule": rule, "sample": 10, "breakdown": ["region", "kind", "industry"],
+                        "breakdown_limit": 1})
     assert st == 200
     got.pop("took_ms")
     want.pop("took_ms")
@@ -250,8 +251,16 @@ def test_sample_limit_matches_the_server(zd):
         assert "1000" in err(p), err(p)
     p = zhida(zd, "preview", 'kind = "citizen"', "--sample", "1000", "-o", "json")
     assert p.returncode == 0, err(p)
-    p = zhida(zd, "preview", 'kind = "citizen"', "--breakdown", "a,b,c,d,e,f,g,h,i")
-    assert p.returncode == EXIT_USAGE and "8" in err(p), err(p)
+    p = zhida(zd, "preview", 'kind = "citizen"', "--breakdown", "region,kind,scale,tags",
+              "--breakdown", "industry")
+    assert p.returncode == EXIT_USAGE and "4" in err(p), err(p)
+    # The same field twice counts once, for the server and for the client.
+    p = zhida(zd, "preview", 'kind = "citizen"', "--breakdown", "region,kind,scale,tags",
+              "--breakdown", "region,kind", "-o", "json")
+    assert p.returncode == 0, err(p)
+    assert sorted(json.loads(out(p))["breakdown"]) == ["kind", "region", "scale", "tags"]
+    p = zhida(zd, "preview", 'kind = "citizen"', "--breakdown-limit", "-1")
+    assert p.returncode == EXIT_USAGE, err(p)
 
 
 def test_table_shows_region_and_industry_names(zd):
@@ -262,6 +271,12 @@ def test_table_shows_region_and_industry_names(zd):
     assert "3301 杭州市" in text and "3302 宁波市" in text, text
     assert "330106 西湖区" in text and "330212 鄞州区" in text, text
     assert "C 制造业" in text and "I 信息传输、软件和信息技术服务业" in text, text
+    # Groups beyond --breakdown-limit are summed up under the table.
+    p = zhida(zd, "preview", 'tags has "hightech"', "--breakdown", "region:6",
+              "--breakdown-limit", "1", "--output", "table")
+    assert p.returncode == 0, err(p)
+    assert "330106 西湖区" in out(p) and "330212" not in out(p), out(p)
+    assert "1 smaller groups left out, 1 together" in out(p), out(p)
     p = zhida(zd, "explain", 'region within "3301" and industry within "C13"', "cli-e1",
               "--output", "table")
     assert p.returncode == 0, err(p)
@@ -319,6 +334,8 @@ def test_bash_completion():
     assert complete(["zhida", "pre"], 1) == ["preview"]
     assert complete(["zhida", "--url", "http://x", "ex"], 3) == ["explain"]
     assert complete(["zhida", "preview", "--sa"], 2) == ["--sample"]
+    assert complete(["zhida", "preview", "--breakdown-limit", "3", "--br"], 4) == \
+        ["--breakdown", "--breakdown-limit"]
     assert complete(["zhida", "--output", ""], 2) == ["json", "table"]
     assert complete(["zhida", "segment", ""], 2) == ["delete", "get", "put"]
     assert "--key-file" in complete(["zhida", "--k"], 1)
