@@ -9,6 +9,11 @@
 
 #include "common/names.h"
 
+/* meson passes the project version; a build without it still says what it is. */
+#ifndef ZHIDA_VERSION
+#define ZHIDA_VERSION "unknown"
+#endif
+
 /* Exit statuses (documented in `zhida --help` and docs/CLI.md). */
 enum {
     ZD_EXIT_OK = 0,

@@ -26,9 +26,6 @@
 #include "client/population.h"
 #include "zhida/limits.h"
 
-#ifndef ZHIDA_VERSION
-#define ZHIDA_VERSION "unknown"
-#endif
 #ifndef ZHIDA_DATADIR
 #define ZHIDA_DATADIR "/usr/local/share/zhida"
 #endif
