@@ -232,7 +232,7 @@ EOF
     mem0=$(used_memory)
     rss0=$(rss)
     t0=$(now)
-    "$ZHIDA" --url "$URL" import "$POP" | tee "$OUT/import.txt" \
+    "$ZHIDA" --url "$URL" import "$POP" --output table | tee "$OUT/import.txt" \
         || echo "run.sh: warning: zhida import exited with an error (see above)" >&2
     t1=$(now)
     IMPORTED=$(sed -n 's/^imported \([0-9]*\),.*/\1/p' "$OUT/import.txt" | head -1)

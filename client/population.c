@@ -566,6 +566,19 @@ size_t zd_popgen_enterprise(const zd_popgen *g, uint64_t n, char *buf)
     return (size_t)(o.p - buf);
 }
 
+size_t zd_popgen_line(const zd_popgen *g, uint64_t citizens, uint64_t enterprises, uint64_t i,
+                      char *buf)
+{
+    /* Interleave evenly: after i+1 lines, floor((i+1)*C/T) of them are citizens, so line i is a
+     * citizen exactly when that count grows at i. The products stay below 2^64 for the counts
+     * the client accepts (<= 10^9 each). */
+    uint64_t total = citizens + enterprises;
+    uint64_t c_before = i * citizens / total, c_after = (i + 1) * citizens / total;
+    if (c_after > c_before)
+        return zd_popgen_citizen(g, c_after, buf);
+    return zd_popgen_enterprise(g, i + 1 - c_after, buf);
+}
+
 int zd_popgen_write(const zd_popgen *g, uint64_t citizens, uint64_t enterprises, FILE *f)
 {
     /* One big buffer and few write calls: a million lines must take seconds, not minutes. */
@@ -575,15 +588,9 @@ int zd_popgen_write(const zd_popgen *g, uint64_t citizens, uint64_t enterprises,
         return -ENOMEM;
     int rc = 0;
     size_t len = 0;
-    uint64_t total = citizens + enterprises, nc = 0, ne = 0;
+    uint64_t total = citizens + enterprises;
     for (uint64_t i = 0; i < total; i++) {
-        /* Interleave evenly: after i+1 lines, floor((i+1)*C/T) of them are citizens. The
-         * product stays below 2^64 for the counts the client accepts (<= 10^9 each). */
-        uint64_t want_c = (i + 1) * citizens / total;
-        if (nc < want_c)
-            len += zd_popgen_citizen(g, ++nc, buf + len);
-        else
-            len += zd_popgen_enterprise(g, ++ne, buf + len);
+        len += zd_popgen_line(g, citizens, enterprises, i, buf + len);
         buf[len++] = '\n';
         if (cap - len < ZD_POPGEN_LINE_MAX + 1) {
             if (fwrite(buf, 1, len, f) != len) {

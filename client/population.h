@@ -28,6 +28,11 @@ size_t zd_popgen_citizen(const zd_popgen *g, uint64_t n, char *buf);
 /* Same for enterprise n (id "e%07d"). */
 size_t zd_popgen_enterprise(const zd_popgen *g, uint64_t n, char *buf);
 
+/* Formats line i (0-based, i < citizens + enterprises) of what zd_popgen_write() writes for
+ * these counts into buf (ZD_POPGEN_LINE_MAX bytes); returns its length (no newline). */
+size_t zd_popgen_line(const zd_popgen *g, uint64_t citizens, uint64_t enterprises, uint64_t i,
+                      char *buf);
+
 /* Writes citizens + enterprises NDJSON lines to out, the two kinds evenly interleaved, each
  * numbered from 1. Returns 0 or a negative errno code when writing fails. */
 int zd_popgen_write(const zd_popgen *g, uint64_t citizens, uint64_t enterprises, FILE *out);

@@ -80,17 +80,18 @@ CIT=$((N * 7 / 10)); ENT=$((N - CIT))
 echo "== generating $N synthetic Zhejiang profiles ($CIT citizens, $ENT enterprises)"
 $ZHIDA demo-population --citizens "$CIT" --enterprises "$ENT" --seed 2021 >"$VAR/population.ndjson"
 echo "== importing"
-ZHIDA_KEY=$APP_KEY $ZHIDA import "$VAR/population.ndjson"
+ZHIDA_KEY=$APP_KEY $ZHIDA import "$VAR/population.ndjson" --output table
 
 export ZHIDA_KEY=$ADMIN_KEY
 echo "== saving segment \"smb\" (small and micro enterprises)"
-$ZHIDA segment put smb 'kind = "enterprise" and employees < 300'
-run() { echo; echo "\$ zhida $*"; $ZHIDA "$@"; }
+$ZHIDA segment put smb 'kind = "enterprise" and employees < 300' --output table
+# Tables (with region and industry names) even when the demo's output goes to a log.
+run() { echo; echo "\$ zhida $*"; $ZHIDA "$@" --output table; }
 run preview 'kind = "enterprise" and region within "3301" and industry within ["C", "I65"] and employees < 300 and age(founded) < 3 and not tags has "dishonest"' --sample 5 --breakdown region:6,scale
 run preview 'kind = "citizen" and age(birth_date) >= 60 and tags has "retired"' --sample 3 --breakdown region
 run preview 'segment "smb" and (tags has "srdi" or tags has "hightech")' --sample 3 --breakdown region,industry
 run preview 'region within ["3303", "3311"] and tags has "veteran"' --sample 3
-SAMPLE=$($ZHIDA preview 'segment "smb" and tags has "hightech"' --sample 1 | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["sample"][0])')
+SAMPLE=$($ZHIDA preview 'segment "smb" and tags has "hightech"' --sample 1 --output json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["sample"][0])')
 run explain 'segment "smb" and tags has "hightech" and age(founded) < 3' "$SAMPLE"
 echo
 echo "== the same rule as the Hangzhou publisher (scope 3301 is implied)"

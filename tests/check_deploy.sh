@@ -2,8 +2,9 @@
 # Checks what an operator installs (issue #9): both systemd units rate "OK" (exposure <= 2.0)
 # in `systemd-analyze security --offline`, deploy/redis.conf starts a Redis with AOF on and
 # noeviction on a host without IPv6 too, and `meson install` installs the binaries, units,
-# configs and the documentation the units point at. Prints one line per check; exit 1 on any
-# failure. Usage: tests/check_deploy.sh BUILDDIR
+# configs, the documentation the units point at, zhida's bash completion and name tables (and
+# the installed zhida finds them). Prints one line per check; exit 1 on any failure.
+# Usage: tests/check_deploy.sh BUILDDIR
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -39,9 +40,19 @@ fi
 DESTDIR="$tmp/root" meson install -C "$build" --quiet >/dev/null 2>&1 || fail "meson install"
 for f in bin/zhidad bin/zhida lib/systemd/system/zhidad.service \
     lib/systemd/system/zhida-redis.service share/zhida/zhida.example.json share/zhida/redis.conf \
-    share/doc/zhida/README.md share/doc/zhida/QUICKSTART.md share/doc/zhida/CONFIG.md; do
+    share/doc/zhida/README.md share/doc/zhida/QUICKSTART.md share/doc/zhida/CONFIG.md \
+    share/doc/zhida/CLI.md share/bash-completion/completions/zhida share/zhida/regions-zj.tsv \
+    share/zhida/industries.tsv; do
   [[ -f "$tmp/root/usr/local/$f" ]] || fail "meson install did not install /usr/local/$f"
 done
+# The installed client finds the installed name tables (beside it, in ../share/zhida).
+if [[ -x "$tmp/root/usr/local/bin/zhida" ]]; then
+  names=$(env -u ZHIDA_DATA_DIR "$tmp/root/usr/local/bin/zhida" demo-population --n 3 --seed 1 \
+    --output table 2>&1)
+  grep -qE '^e0000001 +enterprise +33[0-9]{4} [^ (]+[市区县] ' <<<"$names" &&
+    echo "deploy: installed zhida shows region names" ||
+    fail "installed zhida shows no region names: $names"
+fi
 for doc in $(grep -ho 'Documentation=file://[^ ]*' deploy/systemd/*.service | sed 's|Documentation=file://||'); do
   [[ -f "$tmp/root$doc" ]] || fail "a unit's Documentation= names $doc, which is not installed"
 done

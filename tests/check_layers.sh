@@ -43,7 +43,7 @@ check_lib() { # header-prefix allowed-file-regex
 }
 check_lib hiredis '^redis/redis\.c$'
 check_lib event2 '^(redis/(redis|timer)\.c|zhidad/(http|http_conn|main|api)\.c|zhidad/http_private\.h|gateway/.*_ev\.c)$'
-check_lib curl '^(gateway/.*\.c|client/zhida\.c)$'
+check_lib curl '^(gateway/.*\.c|client/(zhida|import)\.c)$'
 
 # common/ is libc only.
 for f in $(files common/); do

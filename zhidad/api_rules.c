@@ -18,11 +18,12 @@
 #include "zhidad/audit.h"
 #include "zhidad/http.h"
 #include "zhidad/service.h"
+#include "zhida/limits.h"
 
-#define SAMPLE_MAX 1000
+#define SAMPLE_MAX ZD_PREVIEW_SAMPLE_MAX
 /* Distinct breakdown dimensions per preview: each one walks every distinct value of its field
  * (for tags, possibly hundreds of thousands), so their number is what bounds the work. */
-#define BREAKDOWN_DIMS_MAX 4
+#define BREAKDOWN_DIMS_MAX ZD_PREVIEW_BREAKDOWN_MAX
 #define SEGMENT_NAME_MAX 64
 
 /* ---- shared: segments, compile errors, scope -------------------------------------------- */

@@ -251,7 +251,11 @@ static void test_write(void)
     size_t cap = 0;
     int lines = 0, citizens = 0, enterprises = 0, max_run = 0, run = 0;
     char first_c[ZD_POPGEN_LINE_MAX] = "", direct[ZD_POPGEN_LINE_MAX];
+    char nth[ZD_POPGEN_LINE_MAX];
+    int nth_same = 0;
     while (getline(&line, &cap, f) > 0) {
+        size_t len = zd_popgen_line(g, 700, 300, (uint64_t)lines, nth);
+        nth_same += len == strcspn(line, "\n") && memcmp(line, nth, len) == 0;
         lines++;
         if (strncmp(line, "{\"id\":\"c", 8) == 0) {
             if (!citizens)
@@ -266,6 +270,7 @@ static void test_write(void)
         }
     }
     CHECK_INT(lines, 1000);
+    CHECK_INT(nth_same, 1000); /* zd_popgen_line() gives line i of the file */
     CHECK_INT(citizens, 700);
     CHECK_INT(enterprises, 300);
     CHECK(max_run <= 3); /* the two kinds are interleaved evenly */

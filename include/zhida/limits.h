@@ -1,0 +1,15 @@
+/* Limits of zhidad's HTTP API that a client should know, so that it refuses input the server
+ * would refuse before sending it (zhida's --sample, --breakdown). One definition for both. */
+#ifndef ZHIDA_LIMITS_H
+#define ZHIDA_LIMITS_H
+
+/* POST /v1/rules:preview: "sample" is 0..ZD_PREVIEW_SAMPLE_MAX ids, "breakdown" names at most
+ * ZD_PREVIEW_BREAKDOWN_MAX distinct fields (the same entry twice counts once). */
+#define ZD_PREVIEW_SAMPLE_MAX 1000
+#define ZD_PREVIEW_BREAKDOWN_MAX 4
+
+/* POST /v1/profiles:import: the default of limits.import_body_max (docs/CONFIG.md); zhida
+ * import never sends a larger chunk. */
+#define ZD_IMPORT_BODY_DEFAULT_MAX (64u << 20)
+
+#endif
