@@ -283,6 +283,12 @@ int zd_http_route(zd_http *h, const char *method, const char *pattern, unsigned 
     return zd_http_route_flags(h, method, pattern, roles, 0, fn, udata);
 }
 
+void zd_http_routes(const zd_http *h, zd_route_fn fn, void *udata)
+{
+    for (int i = 0; i < h->nroutes; i++)
+        fn(h->routes[i].method, h->routes[i].pattern, h->routes[i].roles, udata);
+}
+
 /* Matches decoded path segments against rt; on success fills caps (borrowed from segs). */
 static bool route_match(const route *rt, char **segs, int nsegs, const char **caps, size_t *caplens)
 {

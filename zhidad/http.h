@@ -45,6 +45,12 @@ int zd_http_route(zd_http *h, const char *method, const char *pattern, unsigned 
 int zd_http_route_flags(zd_http *h, const char *method, const char *pattern, unsigned roles,
                         unsigned flags, zd_handler_fn fn, void *udata);
 
+/* Calls fn once per registered route, in registration order: its method, pattern and roles
+ * (a mask of ZD_ROLE_*; 0 = no auth). The strings are valid only during the call. For
+ * `zhidad --print-routes`, which tests compare with docs/openapi.json. */
+typedef void (*zd_route_fn)(const char *method, const char *pattern, unsigned roles, void *udata);
+void zd_http_routes(const zd_http *h, zd_route_fn fn, void *udata);
+
 /* Graceful stop, step 1: closes the listening sockets; requests that still arrive on open
  * keep-alive connections get 503 "shutting_down" and the connection is closed. */
 void zd_http_stop_accepting(zd_http *h);

@@ -44,20 +44,39 @@ static void usage(FILE *f)
     fprintf(
         f,
         "usage: zhidad -c zhida.json [--listen ADDR:PORT] [--redis ADDR:PORT|unix:PATH]\n"
-        "              [--log-level debug|info|warn|error] [--check-config]\n"
+        "              [--log-level debug|info|warn|error] [--check-config | --print-routes]\n"
         "       zhidad --help | --version\n"
         "\n"
         "  -c, --config FILE    the configuration (docs/CONFIG.md)\n"
         "  -t, --check-config   check the configuration (and overrides), print the verdict, exit\n"
+        "      --print-routes   print every HTTP route as \"METHOD PATTERN roles\" and exit\n"
         "      --listen ADDR    overrides \"listen\", e.g. 127.0.0.1:8700\n"
         "      --redis ADDR     overrides \"redis\", e.g. 127.0.0.1:6379 or unix:/run/redis.sock\n"
         "      --log-level L    overrides \"log_level\"\n"
         "  -h, --help           this text\n"
         "  -V, --version        the version\n"
         "\n"
-        "Exit status: 0 after a clean stop (SIGTERM/SIGINT) or a good --check-config; 64 usage\n"
-        "error; 78 configuration error (systemd does not restart it); 1 any other start-up\n"
-        "failure (e.g. the listen address is taken).\n");
+        "Exit status: 0 after a clean stop (SIGTERM/SIGINT), a good --check-config or\n"
+        "--print-routes; 64 usage error; 78 configuration error (systemd does not restart it);\n"
+        "1 any other start-up failure (e.g. the listen address is taken).\n");
+}
+
+/* --print-routes: one line per route, "METHOD PATTERN roles", roles comma-separated from the
+ * most to the least privileged, "-" for a route without auth. tests/integration/test_openapi.py
+ * compares these lines with docs/openapi.json. */
+static void print_route(const char *method, const char *pattern, unsigned roles, void *udata)
+{
+    static const enum zd_role order[] = {ZD_ROLE_ADMIN, ZD_ROLE_PUBLISHER, ZD_ROLE_APP,
+                                         ZD_ROLE_VIEWER};
+    printf("%s %s ", method, pattern);
+    const char *sep = "";
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        if (roles & (unsigned)order[i]) {
+            printf("%s%s", sep, zd_role_name(order[i]));
+            sep = ",";
+        }
+    }
+    printf("%s\n", roles ? "" : "-");
 }
 
 static void healthz(zd_req *req, void *udata)
@@ -188,12 +207,17 @@ static int die_with(int status, const char *fmt, ...)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"listen", required_argument, NULL, 'l'},
-        {"redis", required_argument, NULL, 'r'},  {"log-level", required_argument, NULL, 'L'},
-        {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
-        {"check-config", no_argument, NULL, 't'}, {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
+        {"redis", required_argument, NULL, 'r'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"check-config", no_argument, NULL, 't'},
+        {"print-routes", no_argument, NULL, 'P'},
+        {NULL, 0, NULL, 0},
     };
-    bool check_only = false;
+    bool check_only = false, print_routes = false;
     const char *config_path = NULL, *listen = NULL, *redis = NULL, *log_level = NULL;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:hVt", longopts, NULL)) != -1) {
@@ -218,6 +242,9 @@ int main(int argc, char **argv)
             return 0;
         case 't':
             check_only = true;
+            break;
+        case 'P':
+            print_routes = true;
             break;
         default:
             usage(stderr);
@@ -305,9 +332,10 @@ int main(int argc, char **argv)
         goto out;
     }
     zd_redis_opts ro = zd_config_redis_opts(cfg, "main");
-    svc->redis = zd_redis_new(svc->base, &ro);
+    /* --print-routes needs the routes only: no connection to Redis. */
+    svc->redis = print_routes ? NULL : zd_redis_new(svc->base, &ro);
     svc->http = zd_http_new(svc->base, cfg);
-    if (!svc->redis || !svc->http) {
+    if ((!svc->redis && !print_routes) || !svc->http) {
         rc = die("%s", "out of memory");
         goto out;
     }
@@ -319,6 +347,11 @@ int main(int argc, char **argv)
     }
     if ((e = zd_api_register(svc)) != 0) {
         rc = die("cannot register the API routes: %s", zd_strerror(e));
+        goto out;
+    }
+    if (print_routes) {
+        zd_http_routes(svc->http, print_route, NULL);
+        rc = fflush(stdout) == 0 ? 0 : EXIT_FAILURE;
         goto out;
     }
     if ((e = zd_http_listen(svc->http, cfg->listen)) != 0) {
