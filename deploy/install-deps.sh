@@ -16,12 +16,29 @@ if [[ "${1:-}" == "--bench" ]]; then
   PKGS+=(postgresql postgresql-client libpq-dev hyperfine wrk valgrind)
 fi
 
+# docs/openapi.json's validator (tests/openapi), exactly as locked in package-lock.json, when
+# npm is installed; without it tests/integration/test_openapi.py skips only that check.
+openapi_deps() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/openapi"
+  command -v npm >/dev/null 2>&1 || return 0
+  if [[ ! -d $dir/node_modules || $dir/package-lock.json -nt $dir/node_modules ]]; then
+    echo "install-deps: npm ci in tests/openapi"
+    if (cd "$dir" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error); then
+      touch "$dir/node_modules"
+    else
+      echo "install-deps: npm ci in tests/openapi failed: the OpenAPI schema check will be skipped"
+    fi
+  fi
+}
+
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#PKGS[@]} packages present"
+  openapi_deps
   exit 0
 fi
 
@@ -33,4 +50,5 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts a system redis-server on 6379 when the package is installed; zhida's scripts
 # always run their own private instance, so leave the system one alone.
+openapi_deps
 echo "install-deps: done"

@@ -12,10 +12,13 @@ the server that is actually built:
   request bodies the tests send are valid against the document's request schemas (and some
   the server refuses are invalid against them too).
 
-Standard library only."""
+Standard library only. When Node.js and tests/openapi's locked packages are installed
+(deploy/install-deps.sh), the document is also validated against the official OpenAPI 3.1
+JSON schema by @seriousme/openapi-schema-validator (tests/openapi/check.mjs)."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import urllib.error
@@ -258,6 +261,18 @@ def test_document_is_openapi_3_1(doc):
         for req in op.get("security", doc.get("security", [])):
             for scheme in req:
                 assert scheme in schemes, (name, scheme)
+
+
+def test_official_schema_when_node_is_installed():
+    """An independent validator: the OpenAPI 3.1 specification's own JSON schema."""
+    node = shutil.which("node")
+    here = os.path.join(ROOT, "tests", "openapi")
+    if not node or not os.path.isdir(os.path.join(here, "node_modules")):
+        pytest.skip("Node.js or tests/openapi/node_modules missing (deploy/install-deps.sh)")
+    out = subprocess.run([node, os.path.join(here, "check.mjs"), DOC_PATH], capture_output=True,
+                         text=True, timeout=120, cwd=here)
+    assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-2000:]
+    assert "valid OpenAPI 3.1" in out.stdout, out.stdout
 
 
 # ---- the document against the server's routes --------------------------------------------------
