@@ -106,17 +106,19 @@ class Resp:
 
 
 class RedisServer:
-    def __init__(self, tmp, appendonly=False):
+    def __init__(self, tmp, appendonly=False, args=()):
         self.port = free_port()
         self.dir = tmp
         self.appendonly = appendonly
+        self.args = list(args)  # more redis-server options, e.g. ["--maxmemory-policy", "..."]
         self.proc = None
         self.start()
 
     def start(self):
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--dir", self.dir, "--daemonize", "no",
-                "--appendonly", "yes" if self.appendonly else "no", "--logfile", "redis.log"]
+                "--appendonly", "yes" if self.appendonly else "no",
+                "--logfile", "redis.log"] + self.args
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until(self.ping, what="redis-server to answer")
@@ -142,10 +144,17 @@ class RedisServer:
         self.proc = None
 
 
-class Zhidad:
-    """One zhidad process with its own config file."""
+# In Zhidad's extra_config: leave the key out of the config file (take zhidad's default).
+DEFAULT = object()
 
-    def __init__(self, tmp, redis_port, name="zhidad", extra_config=None, env=None):
+
+class Zhidad:
+    """One zhidad process with its own config file. The tests' redis-servers run without AOF
+    (a restart that loses data is itself under test), so the harness sets "redis_durability":
+    "warn"; tests of the check itself set it, or DEFAULT for zhidad's default ("require")."""
+
+    def __init__(self, tmp, redis_port, name="zhidad", extra_config=None, env=None,
+                 wait_ready=True):
         self.tmp = tmp
         self.port = free_port()
         self.redis_port = redis_port
@@ -165,9 +174,11 @@ class Zhidad:
             "partitions": 4,
             "gateways": {"zlb": {"type": "webhook"}, "inbox": {"type": "inbox"},
                          "sms": {"type": "sms_http"}, "email": {"type": "smtp"}},
+            "redis_durability": "warn",
         }
         if extra_config:
             cfg.update(extra_config)
+        cfg = {k: v for k, v in cfg.items() if v is not DEFAULT}
         with open(self.config_path, "w") as f:
             f.write("// written by the integration harness\n")
             json.dump(cfg, f, ensure_ascii=False, indent=2)
@@ -177,7 +188,7 @@ class Zhidad:
         if env:
             self.env.update(env)
         self.proc = None
-        self.start()
+        self.start(wait_ready=wait_ready)
 
     def start(self, wait_ready=True):
         self.log = open(self.log_path, "ab")
