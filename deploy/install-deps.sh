@@ -9,6 +9,7 @@ PKGS=(
   redis-server
   clang libclang-rt-14-dev clang-format
   python3 python3-pytest
+  prometheus
   curl ca-certificates git systemd
 )
 # The benchmarks also compare against PostgreSQL 15: `deploy/install-deps.sh --bench`.
@@ -51,4 +52,10 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts a system redis-server on 6379 when the package is installed; zhida's scripts
 # always run their own private instance, so leave the system one alone.
 openapi_deps
+# `prometheus` is Debian's way to get promtool, with which the tests check /metrics
+# (tests/integration/test_metrics_format.py); the package also enables a Prometheus server
+# on :9090. When this script installed it, stop and disable that server: nobody asked for it.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && [[ -d /run/systemd/system ]]; then
+  $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+fi
 echo "install-deps: done"

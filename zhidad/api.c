@@ -1,13 +1,13 @@
 /* The HTTP API's wiring: registers every resource's routes, starts the profile store and the
  * change-stream follower, and serves /metrics and the audit stream. */
 #include <event2/event.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/notify.h"
 #include "profiles/follower.h"
 #include "profiles/store.h"
@@ -16,24 +16,16 @@
 #include "zhidad/http.h"
 #include "zhidad/service.h"
 
-/* Audience latency histogram (seconds), Prometheus style: cumulative buckets. */
-static const double match_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                       0.005,  0.01,    0.025,  0.05,  0.1};
-#define NBUCKETS (sizeof(match_buckets) / sizeof(match_buckets[0]))
-static unsigned long match_hist[NBUCKETS + 1];
-static unsigned long match_count;
-static double match_sum;
+/* Audience latency (seconds) for /metrics. */
+static const double match_le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                  0.005,  0.01,    0.025,  0.05,  0.1};
+static const zd_hist_bounds match_bounds = {match_le, sizeof(match_le) / sizeof(match_le[0])};
+static zd_hist match_hist;
 static unsigned long audience_failures;
 
 void zd_api_observe_match(zd_service *svc, double ms)
 {
-    double s = ms / 1000.0;
-    size_t i = 0;
-    while (i < NBUCKETS && s > match_buckets[i])
-        i++;
-    match_hist[i]++;
-    match_count++;
-    match_sum += s;
+    zd_hist_observe(&match_hist, &match_bounds, ms / 1000.0);
 }
 
 void zd_api_count_audience_failure(zd_service *svc)
@@ -59,52 +51,34 @@ static void key_audit_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- /metrics --------------------------------------------------------------------------- */
 
-typedef struct metrics_buf {
-    char *s;
-    size_t len, cap;
-} metrics_buf;
+/* Every family is written whole (HELP, TYPE, its samples) before the next one starts
+ * (common/metrics.h); tests/integration/test_metrics_format.py runs promtool on the result. */
 
-static void mprintf(metrics_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mprintf(metrics_buf *b, const char *fmt, ...)
+static void http_count(const zd_http_stat *st, void *udata)
 {
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return;
-        if (b->s && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap ? b->cap * 2 : 8192) + (size_t)n;
-        char *s = realloc(b->s, cap);
-        if (!s)
-            return;
-        b->s = s;
-        b->cap = cap;
-    }
+    char status[16];
+    snprintf(status, sizeof(status), "%d", st->status);
+    zd_metrics_int(
+        udata, (const char *[]){"method", st->method, "route", st->pattern, "status", status, NULL},
+        (long long)st->count);
 }
 
-static void http_stat(const zd_http_stat *st, void *udata)
+static void http_latency(const zd_http_latency *l, void *udata)
 {
-    metrics_buf *b = udata;
-    mprintf(b,
-            "zhida_http_requests_total{method=\"%s\",route=\"%s\",status=\"%d\"} %lu\n"
-            "zhida_http_request_seconds_sum{method=\"%s\",route=\"%s\",status=\"%d\"} %.6f\n",
-            st->method, st->pattern, st->status, st->count, st->method, st->pattern, st->status,
-            st->seconds);
+    zd_metrics_hist(udata,
+                    (const char *[]){"method", l->method, "route", l->pattern, "status_class",
+                                     l->status_class, NULL},
+                    l->hist, &zd_http_latency_bounds);
 }
 
 static void key_metric(const zd_apikey *key, const zd_key_uses *uses, void *udata)
 {
-    metrics_buf *b = udata;
     const char *role = zd_role_name(key->role);
-    mprintf(b,
-            "zhida_api_key_requests_total{key=\"%s\",role=\"%s\",outcome=\"used\"} %lu\n"
-            "zhida_api_key_requests_total{key=\"%s\",role=\"%s\",outcome=\"denied\"} %lu\n",
-            key->name, role, uses->used, key->name, role, uses->denied);
+    zd_metrics_int(udata, (const char *[]){"key", key->name, "role", role, "outcome", "used", NULL},
+                   (long long)uses->used);
+    zd_metrics_int(udata,
+                   (const char *[]){"key", key->name, "role", role, "outcome", "denied", NULL},
+                   (long long)uses->denied);
 }
 
 /* Per-role sums, indexed by the role's bit (ZD_ROLE_* are 1, 2, 4, 8). */
@@ -122,14 +96,14 @@ static void key_metric_sum(const zd_apikey *key, const zd_key_uses *uses, void *
 /* API key use. /metrics answers without a key, so by default it does not tell who holds which
  * key: the counters are summed per role (every role always present). With metrics_key_names
  * each key used so far has its own series, labeled with its name. */
-static void key_metrics(zd_service *svc, metrics_buf *b)
+static void key_metrics(zd_service *svc, zd_metrics *m)
 {
-    mprintf(b,
-            "# HELP zhida_api_key_requests_total Requests per API key %s (403s as denied).\n"
-            "# TYPE zhida_api_key_requests_total counter\n",
-            svc->cfg->metrics_key_names ? "name and role" : "role");
+    zd_metrics_family(m, "zhida_api_key_requests_total", "counter",
+                      svc->cfg->metrics_key_names
+                          ? "Requests per API key name and role (403s as denied)."
+                          : "Requests per API key role (403s as denied).");
     if (svc->cfg->metrics_key_names) {
-        zd_http_key_uses(svc->http, false, key_metric, b);
+        zd_http_key_uses(svc->http, false, key_metric, m);
         return;
     }
     role_uses ru;
@@ -140,32 +114,38 @@ static void key_metrics(zd_service *svc, metrics_buf *b)
     for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
         const char *role = zd_role_name(roles[i]);
         const zd_key_uses *u = &ru.by_role[roles[i]];
-        mprintf(b,
-                "zhida_api_key_requests_total{role=\"%s\",outcome=\"used\"} %lu\n"
-                "zhida_api_key_requests_total{role=\"%s\",outcome=\"denied\"} %lu\n",
-                role, u->used, role, u->denied);
+        zd_metrics_int(m, (const char *[]){"role", role, "outcome", "used", NULL},
+                       (long long)u->used);
+        zd_metrics_int(m, (const char *[]){"role", role, "outcome", "denied", NULL},
+                       (long long)u->denied);
     }
+}
+
+/* A family with one unlabeled sample. */
+static void one(zd_metrics *m, const char *name, const char *type, const char *help, long long v)
+{
+    zd_metrics_family(m, name, type, help);
+    zd_metrics_int(m, NULL, v);
 }
 
 static void handle_metrics(zd_req *req, void *udata)
 {
     zd_service *svc = udata;
-    metrics_buf b = {0};
-    key_metrics(svc, &b);
-    mprintf(&b, "# HELP zhida_http_requests_total HTTP requests by route and status.\n"
-                "# TYPE zhida_http_requests_total counter\n");
-    zd_http_foreach_stat(svc->http, http_stat, &b);
-
-    mprintf(&b, "# HELP zhida_match_seconds Audience evaluation latency (preview).\n"
-                "# TYPE zhida_match_seconds histogram\n");
-    unsigned long cum = 0;
-    for (size_t i = 0; i < NBUCKETS; i++) {
-        cum += match_hist[i];
-        mprintf(&b, "zhida_match_seconds_bucket{le=\"%g\"} %lu\n", match_buckets[i], cum);
-    }
-    mprintf(&b, "zhida_match_seconds_bucket{le=\"+Inf\"} %lu\n", match_count);
-    mprintf(&b, "zhida_match_seconds_sum %.6f\nzhida_match_seconds_count %lu\n", match_sum,
-            match_count);
+    zd_metrics m = {0};
+    zd_metrics_family(&m, "zhida_build_info", "gauge",
+                      "Always 1; the labels tell which zhidad answers.");
+    zd_metrics_int(&m, (const char *[]){"version", svc->version ? svc->version : "dev", NULL}, 1);
+    key_metrics(svc, &m);
+    zd_metrics_family(&m, "zhida_http_requests_total", "counter",
+                      "HTTP requests by method, route pattern and status.");
+    zd_http_foreach_stat(svc->http, http_count, &m);
+    zd_metrics_family(&m, "zhida_http_request_duration_seconds", "histogram",
+                      "HTTP request latency, from the request's arrival to its reply, by "
+                      "method, route pattern and status class.");
+    zd_http_foreach_latency(svc->http, http_latency, &m);
+    zd_metrics_family(&m, "zhida_match_seconds", "histogram",
+                      "Audience evaluation latency (preview).");
+    zd_metrics_hist(&m, NULL, &match_hist, &match_bounds);
 
     const zd_index *ix = svc->follower ? zd_follower_index(svc->follower) : NULL;
     zd_index_stats is = {0};
@@ -174,53 +154,60 @@ static void handle_metrics(zd_req *req, void *udata)
     zd_follower_stats fs = {0};
     if (svc->follower)
         zd_follower_get_stats(svc->follower, &fs);
-    mprintf(&b,
-            "# TYPE zhida_index_profiles gauge\nzhida_index_profiles %llu\n"
-            "# TYPE zhida_index_bitmaps gauge\nzhida_index_bitmaps %llu\n"
-            "# TYPE zhida_index_bytes gauge\nzhida_index_bytes %llu\n"
-            "# TYPE zhida_index_ready gauge\nzhida_index_ready %d\n"
-            "# TYPE zhida_index_load_seconds gauge\nzhida_index_load_seconds %.3f\n"
-            "# TYPE zhida_changes_read_total counter\nzhida_changes_read_total %llu\n"
-            "# TYPE zhida_changes_skipped_total counter\nzhida_changes_skipped_total %llu\n"
-            "# TYPE zhida_index_rebuilds_total counter\nzhida_index_rebuilds_total %llu\n"
-            "# TYPE zhida_changes_bad_total counter\nzhida_changes_bad_total %llu\n",
-            (unsigned long long)is.profiles, (unsigned long long)is.bitmaps,
-            (unsigned long long)is.total_bytes, svc->index_ready ? 1 : 0, fs.load_ms / 1000.0,
-            (unsigned long long)fs.entries, (unsigned long long)fs.skipped,
-            (unsigned long long)fs.reloads, (unsigned long long)fs.bad);
-    mprintf(&b,
-            "# HELP zhida_index_stale 1 while the index is known wrong and previews answer 503.\n"
-            "# TYPE zhida_index_stale gauge\nzhida_index_stale %d\n"
-            "# HELP zhida_index_apply_failures_total Index updates that failed; each forces a "
-            "rebuild.\n"
-            "# TYPE zhida_index_apply_failures_total counter\n"
-            "zhida_index_apply_failures_total %llu\n"
-            "# HELP zhida_changes_gaps_total Rebuilds because change entries were trimmed or "
-            "deleted unread.\n"
-            "# TYPE zhida_changes_gaps_total counter\nzhida_changes_gaps_total %llu\n"
-            "# HELP zhida_redis_dataset_changes_total Rebuilds because Redis lost data or holds "
-            "another data set (epoch).\n"
-            "# TYPE zhida_redis_dataset_changes_total counter\n"
-            "zhida_redis_dataset_changes_total %llu\n"
-            "# HELP zhida_redis_incompatible 1 while the Redis server is older than 7.0.\n"
-            "# TYPE zhida_redis_incompatible gauge\nzhida_redis_incompatible %d\n"
-            "# HELP zhida_audience_failures_total Audience evaluations that failed (out of "
-            "memory) and answered 500.\n"
-            "# TYPE zhida_audience_failures_total counter\nzhida_audience_failures_total %lu\n",
-            fs.stale ? 1 : 0, (unsigned long long)fs.apply_failures, (unsigned long long)fs.gaps,
-            (unsigned long long)fs.dataset_changes, fs.incompatible ? 1 : 0, audience_failures);
+    one(&m, "zhida_index_profiles", "gauge", "Profiles in the index.", (long long)is.profiles);
+    one(&m, "zhida_index_bitmaps", "gauge", "Bitmaps in the index.", (long long)is.bitmaps);
+    one(&m, "zhida_index_bytes", "gauge", "Estimated heap bytes held by the index.",
+        (long long)is.total_bytes);
+    one(&m, "zhida_index_ready", "gauge", "1 once the index has been loaded from Redis.",
+        svc->index_ready ? 1 : 0);
+    zd_metrics_family(&m, "zhida_index_load_seconds", "gauge",
+                      "Duration of the last full index load from Redis.");
+    zd_metrics_value(&m, NULL, fs.load_ms / 1000.0);
+    one(&m, "zhida_changes_read_total", "counter", "Change-stream entries read.",
+        (long long)fs.entries);
+    one(&m, "zhida_changes_skipped_total", "counter",
+        "Change-stream entries read that this instance had already applied (its own writes).",
+        (long long)fs.skipped);
+    one(&m, "zhida_index_rebuilds_total", "counter",
+        "Full index rebuilds completed after the first load.", (long long)fs.reloads);
+    one(&m, "zhida_changes_bad_total", "counter",
+        "Change entries or stored documents that could not be parsed.", (long long)fs.bad);
+    one(&m, "zhida_index_stale", "gauge",
+        "1 while the index is known wrong and previews answer 503.", fs.stale ? 1 : 0);
+    one(&m, "zhida_index_apply_failures_total", "counter",
+        "Index updates that failed; each forces a rebuild.", (long long)fs.apply_failures);
+    one(&m, "zhida_changes_gaps_total", "counter",
+        "Rebuilds because change entries were trimmed or deleted unread.", (long long)fs.gaps);
+    one(&m, "zhida_redis_dataset_changes_total", "counter",
+        "Rebuilds because Redis lost data or holds another data set (epoch).",
+        (long long)fs.dataset_changes);
+    one(&m, "zhida_redis_incompatible", "gauge", "1 while the Redis server is older than 7.0.",
+        fs.incompatible ? 1 : 0);
+    one(&m, "zhida_audience_failures_total", "counter",
+        "Audience evaluations that failed (out of memory) and answered 500.",
+        (long long)audience_failures);
 
     zd_redis_stats rs = {0};
     zd_redis_get_stats(svc->redis, &rs);
-    mprintf(&b,
-            "# TYPE zhida_redis_inflight gauge\nzhida_redis_inflight %ld\n"
-            "# TYPE zhida_redis_queued gauge\nzhida_redis_queued %ld\n"
-            "# TYPE zhida_redis_reconnects_total counter\nzhida_redis_reconnects_total %ld\n"
-            "# TYPE zhida_redis_timeouts_total counter\nzhida_redis_timeouts_total %ld\n"
-            "# TYPE zhida_redis_errors_total counter\nzhida_redis_errors_total %ld\n",
-            rs.inflight, rs.queued, rs.reconnects, rs.timeouts, rs.errors);
-    zd_req_reply_text(req, 200, "text/plain; version=0.0.4", b.s ? b.s : "", b.len);
-    free(b.s);
+    one(&m, "zhida_redis_inflight", "gauge",
+        "Commands sent on the API's Redis connection and not yet answered.", rs.inflight);
+    one(&m, "zhida_redis_queued", "gauge",
+        "Commands waiting for the API's Redis connection (busy or reconnecting).", rs.queued);
+    one(&m, "zhida_redis_reconnects_total", "counter",
+        "Successful reconnects of the API's Redis connection after the first connect.",
+        rs.reconnects);
+    one(&m, "zhida_redis_timeouts_total", "counter",
+        "Redis commands failed by their deadline (redis_client.deadline_ms).", rs.timeouts);
+    one(&m, "zhida_redis_errors_total", "counter",
+        "Redis error replies, plus commands failed by a lost connection or a full queue.",
+        rs.errors);
+    zd_metrics_process(&m);
+    if (m.failed)
+        zd_req_reply_error(req, 500, "out_of_memory", "out of memory building /metrics");
+    else
+        zd_req_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8", m.s ? m.s : "",
+                          m.len);
+    zd_metrics_free(&m);
 }
 
 /* ---- wiring ----------------------------------------------------------------------------- */

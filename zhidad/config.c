@@ -584,6 +584,7 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
                                        "key_audit_interval_s",
                                        "erase_grace_s",
                                        "metrics_key_names",
+                                       "redis_durability",
                                        NULL};
     if (!cJSON_IsObject(root))
         return seterr(err, errlen, "the top level must be a JSON object");
@@ -623,6 +624,17 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
         get_int_field(root, "", "erase_grace_s", 1, 50, &c->erase_grace_s, err, errlen) ||
         get_bool(root, "", "metrics_key_names", &c->metrics_key_names, err, errlen))
         return -EINVAL;
+    char durability[16] = "require";
+    if (get_str(root, "", "redis_durability", durability, sizeof(durability), err, errlen))
+        return -EINVAL;
+    if (strcmp(durability, "require") == 0)
+        c->redis_durability = ZD_DURABILITY_REQUIRE;
+    else if (strcmp(durability, "warn") == 0)
+        c->redis_durability = ZD_DURABILITY_WARN;
+    else if (strcmp(durability, "off") == 0)
+        c->redis_durability = ZD_DURABILITY_OFF;
+    else
+        return seterr(err, errlen, "\"redis_durability\" must be one of require, warn, off");
 
     const cJSON *o;
     if ((o = cJSON_GetObjectItemCaseSensitive(root, "limits")) && parse_limits(c, o, err, errlen))

@@ -23,6 +23,14 @@ typedef struct zd_apikey {
     size_t keylen;
 } zd_apikey;
 
+/* What zhidad does when the Redis it stores profiles in would lose them (AOF off, an evicting
+ * maxmemory-policy), or cannot be asked: "redis_durability" in the config. */
+enum zd_durability_mode {
+    ZD_DURABILITY_REQUIRE, /* refuse to start; later: not ready (/readyz 503), error log */
+    ZD_DURABILITY_WARN,    /* one warning per connection */
+    ZD_DURABILITY_OFF,     /* not checked */
+};
+
 typedef struct zd_config {
     char listen[128];     /* "127.0.0.1:8700" */
     char redis[256];      /* "127.0.0.1:6379" or "unix:/path" */
@@ -37,6 +45,7 @@ typedef struct zd_config {
     int key_audit_interval_s;  /* how often API key use is summed into the audit stream: 60 */
     int erase_grace_s; /* an erased profile's change-stream entries are removed after this: 10 */
     bool metrics_key_names; /* /metrics labels API key counters with key names: false */
+    enum zd_durability_mode redis_durability; /* "require" */
     /* "limits": {...} */
     size_t body_max;        /* 1 MiB */
     size_t import_body_max; /* 64 MiB: routes registered with ZD_ROUTE_LARGE_BODY only */

@@ -106,8 +106,18 @@ const char *zd_http_reason(int status)
 
 /* ---- statistics --------------------------------------------------------------------------- */
 
+/* Up to 30 s: an import of a 64 MiB body takes seconds; previews and lookups take less than
+ * a millisecond to tens of milliseconds. */
+static const double latency_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                    0.25,   0.5,   1,      2.5,   5,    10,    30};
+const zd_hist_bounds zd_http_latency_bounds = {latency_le,
+                                               sizeof(latency_le) / sizeof(latency_le[0])};
+
 void zd_http_stats_add(route_stats *s, int status, double seconds)
 {
+    int cls = status / 100;
+    zd_hist_observe(&s->latency[cls >= 1 && cls <= 5 ? cls - 1 : 4], &zd_http_latency_bounds,
+                    seconds);
     for (int i = 0; i < s->n; i++) {
         if (s->v[i].status == status) {
             s->v[i].count++;
@@ -148,6 +158,23 @@ void zd_http_foreach_stat(const zd_http *h, void (*fn)(const zd_http_stat *st, v
         for (int j = 0; j < s->n; j++) {
             zd_http_stat st = {m, p, s->v[j].status, s->v[j].count, s->v[j].seconds};
             fn(&st, udata);
+        }
+    }
+}
+
+void zd_http_foreach_latency(const zd_http *h, void (*fn)(const zd_http_latency *l, void *udata),
+                             void *udata)
+{
+    static const char *const classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    for (int i = 0; i <= h->nroutes; i++) {
+        const route_stats *s = i < h->nroutes ? &h->routes[i].stats : &h->unmatched;
+        for (int c = 0; c < 5; c++) {
+            if (s->latency[c].count == 0)
+                continue;
+            zd_http_latency l = {i < h->nroutes ? h->routes[i].method : "*",
+                                 i < h->nroutes ? h->routes[i].pattern : "(unmatched)", classes[c],
+                                 &s->latency[c]};
+            fn(&l, udata);
         }
     }
 }

@@ -11,6 +11,7 @@
 
 #include <zhida/error.h>
 
+#include "common/metrics.h"
 #include "zhidad/config.h"
 
 struct event_base;
@@ -71,6 +72,17 @@ typedef struct zd_http_stat {
 } zd_http_stat;
 void zd_http_foreach_stat(const zd_http *h, void (*fn)(const zd_http_stat *st, void *udata),
                           void *udata);
+/* Request latency (seconds from the request's arrival to its reply) per route and status
+ * class, as histograms with the bucket bounds zd_http_latency_bounds. Classes without a
+ * request are skipped. A status class, not the status, keeps the series per route few. */
+typedef struct zd_http_latency {
+    const char *method, *pattern; /* valid only during the callback */
+    const char *status_class;     /* "1xx" .. "5xx" */
+    const zd_hist *hist;          /* valid only during the callback */
+} zd_http_latency;
+extern const zd_hist_bounds zd_http_latency_bounds;
+void zd_http_foreach_latency(const zd_http *h, void (*fn)(const zd_http_latency *l, void *udata),
+                             void *udata);
 /* Requests per API key: let through (`used`) and refused with 403 (`denied`). */
 typedef struct zd_key_uses {
     unsigned long used, denied;

@@ -10,6 +10,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "common/metrics.h"
 #include "zhidad/http.h"
 #include "zhidad/http_head.h"
 
@@ -34,6 +35,7 @@ typedef struct zd_http_status_count {
 typedef struct zd_http_route_stats {
     zd_http_status_count *v;
     int n, cap;
+    zd_hist latency[5]; /* by status class 1xx..5xx; bounds zd_http_latency_bounds */
 } zd_http_route_stats;
 
 typedef struct zd_route {

@@ -265,6 +265,7 @@ int main(int argc, char **argv)
     memset(&d, 0, sizeof(d));
     zd_service *svc = &d.svc;
     svc->cfg = cfg;
+    svc->version = ZD_VERSION;
 
     /* Command-line overrides get the same checks as the file. */
     if (listen) {

@@ -17,6 +17,7 @@ struct event;
 
 typedef struct zd_service {
     const zd_config *cfg;
+    const char *version; /* zhidad's version (static), for /metrics */
     struct event_base *base;
     zd_http *http;
     zd_redis *redis; /* the API's connection; long-blocking readers open their own */
