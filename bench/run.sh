@@ -85,6 +85,8 @@ free_port() {
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# Throwaway Redis servers without AOF (the runs measure zhida and the baselines, not the disk),
+# so zhidad's durability check is off ("redis_durability", docs/CONFIG.md).
 start_redis() { # port -> pid in REDIS_PID
     redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
         --logfile "$WORK/redis-$1.log" --daemonize no &
@@ -196,6 +198,7 @@ if has http; then
     CONF="$WORK/zhida.json"
     cat > "$CONF" <<EOF
 { "listen": "127.0.0.1:$ZPORT", "redis": "127.0.0.1:$ZRPORT",
+  "redis_durability": "off",
   "api_keys": [ {"name": "bench", "role": "admin", "key": "$ZHIDA_KEY"} ],
   "gateways": { "zlb": {"type": "webhook"}, "inbox": {"type": "inbox"},
                 "sms": {"type": "sms_http"}, "email": {"type": "smtp"} } }

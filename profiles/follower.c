@@ -73,6 +73,9 @@ struct zd_follower {
     zd_timer *retry_t, *check_t;
     void (*on_ready)(void *);
     void (*on_incompatible)(const char *, void *);
+    void (*on_durability)(const zd_durability *, bool, void *);
+    int durability_pending; /* checks sent and not answered */
+    bool durability_first;  /* the next verdict is the first on this connection */
     void *udata;
     zd_follower_stats stats;
     struct timespec load_start;
@@ -741,9 +744,38 @@ static void check_stream(zd_follower *fl)
             return; /* the next tick tries again */
 }
 
+/* ---- what zhida relies on from the server: Redis >= 7.0, durability ---------------------- */
+
+static void durability_reply(int status, const zd_durability *d, void *udata)
+{
+    zd_follower *fl = udata;
+    fl->durability_pending--;
+    /* A verdict about a server too old is moot: the version check has stopped everything. */
+    if (fl->closing || status != 0 || !fl->version_ok || !fl->on_durability)
+        return;
+    bool first = fl->durability_first;
+    fl->durability_first = false;
+    fl->on_durability(d, first, fl->udata);
+}
+
+/* Asks Redis again whether it keeps our data (appendonly, maxmemory-policy). On the same
+ * connection as the version check and the stream probes: on every connect, and on the check
+ * timer, so that a CONFIG SET under a running instance is noticed too. */
+static void check_durability(zd_follower *fl, bool connect)
+{
+    if (!fl->on_durability || (fl->durability_pending > 0 && !connect) || fl->closing)
+        return;
+    if (zd_durability_check(fl->redis, durability_reply, fl) == 0)
+        fl->durability_pending++;
+    else
+        zd_warn("follower: cannot ask Redis whether it keeps zhida's data (out of memory)");
+}
+
 static void check_cb(void *arg)
 {
     zd_follower *fl = arg;
+    if (fl->version_ok)
+        check_durability(fl, false);
     /* A rebuild that could not start or failed is retried here too. */
     if (fl->need_load && !fl->loading)
         start_load(fl);
@@ -812,6 +844,10 @@ static void on_connect(zd_redis *r, void *udata)
     fl->version_ok = false;
     if (zd_redis_cmd(r, version_reply, fl, "INFO server") != 0)
         zd_warn("follower: cannot ask Redis for its version");
+    /* Right behind the version check, ahead of anything a load sends: the verdict is in before
+     * the index can be ready. Sent even when an earlier check is still queued. */
+    fl->durability_first = true;
+    check_durability(fl, true);
 }
 
 zd_follower *zd_follower_new(struct event_base *base, const zd_follower_opts *o)
@@ -826,6 +862,7 @@ zd_follower *zd_follower_new(struct event_base *base, const zd_follower_opts *o)
     fl->nparts = o->partitions;
     fl->on_ready = o->on_ready;
     fl->on_incompatible = o->on_incompatible;
+    fl->on_durability = o->on_durability;
     fl->udata = o->udata;
     zd_redis_opts ro = o->redis;
     ro.name = "follower";

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "profiles/durability.h"
 #include "profiles/index.h"
 #include "redis/redis.h"
 
@@ -34,6 +35,11 @@ typedef struct zd_follower_opts {
      * "redis_version" (valid during the call). The follower then neither loads nor reads
      * until a connect finds a newer server. NULL: only logged. */
     void (*on_incompatible)(const char *version, void *udata);
+    /* Called with the durability verdict (profiles/durability.h) of every connect to a server
+     * new enough (first_on_connection set) and of a re-check every few seconds on the same
+     * connection (d valid during the call). The follower itself goes on either way. NULL: the
+     * check is not made. */
+    void (*on_durability)(const zd_durability *d, bool first_on_connection, void *udata);
     void *udata;
 } zd_follower_opts;
 

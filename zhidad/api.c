@@ -183,6 +183,11 @@ static void handle_metrics(zd_req *req, void *udata)
         (long long)fs.dataset_changes);
     one(&m, "zhida_redis_incompatible", "gauge", "1 while the Redis server is older than 7.0.",
         fs.incompatible ? 1 : 0);
+    if (svc->cfg->redis_durability != ZD_DURABILITY_OFF)
+        one(&m, "zhida_redis_durable", "gauge",
+            "1 while Redis keeps zhida's data (appendonly yes, a maxmemory-policy that does not "
+            "evict); 0 when it does not or cannot tell (see the log, /readyz).",
+            svc->redis_durable == 1 ? 1 : 0);
     one(&m, "zhida_audience_failures_total", "counter",
         "Audience evaluations that failed (out of memory) and answered 500.",
         (long long)audience_failures);
@@ -270,8 +275,58 @@ static void redis_incompatible(const char *version, void *udata)
     event_base_loopbreak(svc->base);
 }
 
+/* Redis must keep what zhida writes (profiles/durability.h). "require": at start-up zhidad
+ * refuses to run on a Redis that does not (or will not tell), later it turns unready until
+ * Redis does again; "warn": a warning. Both say so once per connection and when a re-check
+ * finds a change, not every few seconds. */
+static void redis_durability(const zd_durability *d, bool first_on_connection, void *udata)
+{
+    zd_service *svc = udata;
+    const zd_config *cfg = svc->cfg;
+    bool require = cfg->redis_durability == ZD_DURABILITY_REQUIRE;
+    bool changed =
+        svc->redis_durable != (d->ok ? 1 : 0) || strcmp(d->problem, svc->durability_problem) != 0;
+    svc->redis_durable = d->ok ? 1 : 0;
+    snprintf(svc->durability_problem, sizeof(svc->durability_problem), "%s", d->problem);
+    if (first_on_connection && d->from_info)
+        zd_info("Redis at %s: CONFIG GET is not available (%s): appendonly and maxmemory-policy "
+                "read from INFO",
+                cfg->redis, d->config_error[0] ? d->config_error : "no answer");
+    if (d->ok) {
+        if (changed && !first_on_connection)
+            zd_info("Redis at %s keeps zhida's data again (appendonly %s, maxmemory-policy %s)",
+                    cfg->redis, d->appendonly, d->policy);
+        return;
+    }
+    if (!first_on_connection && !changed)
+        return;
+    char what[640], fix[128];
+    if (d->known) {
+        snprintf(what, sizeof(what), "Redis at %s does not keep zhida's data: %s", cfg->redis,
+                 d->problem);
+        snprintf(fix, sizeof(fix), "set %s in its redis.conf (as deploy/redis.conf does)", d->fix);
+    } else {
+        snprintf(what, sizeof(what), "Redis at %s: %s", cfg->redis, d->problem);
+        snprintf(fix, sizeof(fix), "let zhidad's Redis user run CONFIG GET or INFO");
+    }
+    if (require && !svc->index_ready) {
+        zd_error_log("%s. Either %s, or set \"redis_durability\": \"warn\" in the config to run "
+                     "anyway: stopping",
+                     what, fix);
+        svc->exit_status = 1;
+        event_base_loopbreak(svc->base);
+    } else if (require) {
+        zd_error_log("%s; not ready until it does (%s, or \"redis_durability\": \"warn\")", what,
+                     fix);
+    } else {
+        zd_warn("%s. To fix it, %s; running anyway because of \"redis_durability\": \"warn\"", what,
+                fix);
+    }
+}
+
 int zd_service_start(zd_service *svc)
 {
+    svc->redis_durable = -1;
     svc->store = zd_store_new(svc->redis, svc->cfg->partitions, svc->cfg->change_stream_maxlen);
     if (!svc->store)
         return -ENOMEM;
@@ -282,6 +337,7 @@ int zd_service_start(zd_service *svc)
         .partitions = cfg->partitions,
         .on_ready = index_ready,
         .on_incompatible = redis_incompatible,
+        .on_durability = svc->cfg->redis_durability == ZD_DURABILITY_OFF ? NULL : redis_durability,
         .udata = svc,
     };
     svc->follower = zd_follower_new(svc->base, &fo);

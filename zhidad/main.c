@@ -93,8 +93,10 @@ static void readyz(zd_req *req, void *udata)
     /* The index must be loaded and trusted: a rebuild after a failure, or a Redis older than
      * 7.0, makes the instance unready. */
     bool index = svc->index_ready && svc->follower && zd_follower_ready(svc->follower);
+    /* "redis_durability": "require": only on a Redis known to keep our data. */
+    bool durable = svc->cfg->redis_durability != ZD_DURABILITY_REQUIRE || svc->redis_durable == 1;
     cJSON *j = cJSON_CreateObject();
-    if (redis && index && !svc->stopping) {
+    if (redis && index && durable && !svc->stopping) {
         cJSON_AddStringToObject(j, "status", "ready");
         zd_req_reply_json(req, 200, j);
         return;
@@ -106,6 +108,10 @@ static void readyz(zd_req *req, void *udata)
     cJSON_AddBoolToObject(j, "redis", redis);
     if (fs.incompatible)
         cJSON_AddStringToObject(j, "redis_version", "older than 7.0");
+    if (!durable)
+        cJSON_AddStringToObject(j, "redis_durability",
+                                svc->redis_durable < 0 ? "not checked yet"
+                                                       : svc->durability_problem);
     cJSON_AddStringToObject(j, "index",
                             index              ? "ready"
                             : svc->index_ready ? "rebuilding"

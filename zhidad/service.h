@@ -30,6 +30,11 @@ typedef struct zd_service {
     bool index_ready; /* /readyz answers 200 only when this is set and Redis is connected */
     bool stopping;    /* set when SIGTERM/SIGINT arrived */
     int exit_status;  /* non-zero: the service stopped the loop because it cannot run */
+    /* The last verdict on Redis's durability (profiles/durability.h): 1 keeps our data, 0 does
+     * not or cannot tell (durability_problem says why), -1 not checked yet or
+     * "redis_durability": "off". With "require", /readyz answers 200 only at 1. */
+    int redis_durable;
+    char durability_problem[320];
 } zd_service;
 
 /* Registers the API's routes on svc->http (api.c). Called before listening. 0 or -errno. */

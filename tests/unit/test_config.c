@@ -74,6 +74,7 @@ static void test_defaults(void)
     CHECK_INT(c->redis_reconnect_max_ms, 5000);
     CHECK_STR(c->log_level, "info");
     CHECK(!c->metrics_key_names);
+    CHECK_INT(c->redis_durability, ZD_DURABILITY_REQUIRE);
     /* Without "gateways" the inbox is the one channel, and the schema has the defaults. */
     CHECK(cJSON_IsObject(c->gateways));
     CHECK_INT(cJSON_GetArraySize(c->gateways), 1);
@@ -113,7 +114,8 @@ static void test_full(void)
         "7},\n"
         "  \"redis_client\": {\"deadline_ms\": 250, \"max_inflight\": 2, \"queue_max\": 3,\n"
         "                   \"reconnect_min_ms\": 50, \"reconnect_max_ms\": 60},\n"
-        "  \"log_level\": \"debug\", \"metrics_key_names\": true\n"
+        "  \"log_level\": \"debug\", \"metrics_key_names\": true, \"redis_durability\": "
+        "\"warn\"\n"
         "}\n";
     unsetenv("ZHIDA_REDIS_PASSWORD");
     zd_config *c = load(text);
@@ -161,6 +163,7 @@ static void test_full(void)
     CHECK_INT(c->redis_reconnect_max_ms, 60);
     CHECK_STR(c->log_level, "debug");
     CHECK(c->metrics_key_names);
+    CHECK_INT(c->redis_durability, ZD_DURABILITY_WARN);
 
     /* Constant-time lookup still finds exactly the right key. */
     CHECK(zd_config_find_key(c, "ccccccccccccccccccccccc3", 24) == &c->keys[2]);
@@ -206,6 +209,9 @@ static void test_errors(void)
     EXPECT_ERROR("{} {}", "unexpected text after");
     EXPECT_ERROR("{ /* never closed }", "comment \"/*\" is never closed");
     EXPECT_ERROR("[]", "top level must be a JSON object");
+    EXPECT_ERROR("{\"redis_durability\": \"maybe\"}",
+                 "\"redis_durability\" must be one of require, warn, off");
+    EXPECT_ERROR("{\"redis_durability\": true}", "\"redis_durability\" must be a string");
     EXPECT_ERROR("", "JSON syntax error");
     /* A comment must not glue two tokens into a valid number. */
     EXPECT_ERROR("{\"partitions\": 1/**/6}", "JSON syntax error");
