@@ -284,8 +284,8 @@ static void redis_durability(const zd_durability *d, bool first_on_connection, v
     zd_service *svc = udata;
     const zd_config *cfg = svc->cfg;
     bool require = cfg->redis_durability == ZD_DURABILITY_REQUIRE;
-    bool changed =
-        svc->redis_durable != (d->ok ? 1 : 0) || strcmp(d->problem, svc->durability_problem) != 0;
+    int was = svc->redis_durable;
+    bool changed = was != (d->ok ? 1 : 0) || strcmp(d->problem, svc->durability_problem) != 0;
     svc->redis_durable = d->ok ? 1 : 0;
     snprintf(svc->durability_problem, sizeof(svc->durability_problem), "%s", d->problem);
     if (first_on_connection && d->from_info)
@@ -293,7 +293,7 @@ static void redis_durability(const zd_durability *d, bool first_on_connection, v
                 "read from INFO",
                 cfg->redis, d->config_error[0] ? d->config_error : "no answer");
     if (d->ok) {
-        if (changed && !first_on_connection)
+        if (was == 0)
             zd_info("Redis at %s keeps zhida's data again (appendonly %s, maxmemory-policy %s)",
                     cfg->redis, d->appendonly, d->policy);
         return;
