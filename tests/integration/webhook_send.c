@@ -1,0 +1,216 @@
+/* zd_webhook_send: drives one gateway (through the host, gateway/gateway.h) on a real
+ * libevent loop, for tests/integration/test_webhook.py. Reads a JSON scenario on stdin:
+ *   {"name": "zlb", "options": {"type": "webhook", ...},
+ *    "batches": [[{notice}, ...], ...],   // each batch is one send() call
+ *    "test": false,                       // true: each (one-notice) batch via zd_gateway_test
+ *    "cancel_after_ms": 0}                // > 0: free the gateway after that long
+ * and prints one JSON line per finished batch, in the order they finish:
+ *   {"batch": i, "status": 0, "results": [{"id", "outcome", "http", "retry_after_ms",
+ *    "detail"}], "answer": "..." (test only)}
+ * then {"stats": {...}}. Missing notice fields are "". Exit status 0, or 2 when the scenario
+ * or the options are refused (the error on stderr). */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+
+#include "gateway/gateway.h"
+
+static struct event_base *base;
+static zd_gateway *gw;
+static int pending;
+static const char *outcome_names[] = {"delivered", "transient", "permanent"};
+
+typedef struct batch {
+    int index;
+    size_t n;
+    zd_notice *notices;
+} batch;
+
+static cJSON *result_json(const zd_notice *n, const zd_gw_result *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", n->id);
+    cJSON_AddStringToObject(o, "outcome", outcome_names[r->outcome]);
+    cJSON_AddNumberToObject(o, "http", r->http_status);
+    cJSON_AddNumberToObject(o, "retry_after_ms", (double)r->retry_after_ms);
+    cJSON_AddStringToObject(o, "detail", r->detail);
+    return o;
+}
+
+static void finished(void)
+{
+    if (--pending == 0)
+        event_base_loopbreak(base);
+}
+
+static void print_line(cJSON *o)
+{
+    char *s = cJSON_PrintUnformatted(o);
+    printf("%s\n", s);
+    fflush(stdout);
+    free(s);
+    cJSON_Delete(o);
+}
+
+static void on_done(int status, const zd_gw_result *results, size_t n, void *udata)
+{
+    batch *b = udata;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "batch", b->index);
+    cJSON_AddNumberToObject(o, "status", status);
+    cJSON *arr = cJSON_AddArrayToObject(o, "results");
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, result_json(&b->notices[i], &results[i]));
+    print_line(o);
+    finished();
+}
+
+static void on_test(int status, const zd_gw_result *result, const char *answer, void *udata)
+{
+    batch *b = udata;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "batch", b->index);
+    cJSON_AddNumberToObject(o, "status", status);
+    cJSON *arr = cJSON_AddArrayToObject(o, "results");
+    cJSON_AddItemToArray(arr, result_json(&b->notices[0], result));
+    cJSON_AddStringToObject(o, "answer", answer);
+    print_line(o);
+    finished();
+}
+
+static void on_cancel(evutil_socket_t fd, short what, void *arg)
+{
+    zd_gateway_free(gw);
+    gw = NULL;
+}
+
+static const char *str(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static char *read_all(FILE *f)
+{
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            char *p = realloc(buf, cap *= 2);
+            if (!p) {
+                free(buf);
+                return NULL;
+            }
+            buf = p;
+        }
+    }
+    if (buf)
+        buf[len] = '\0';
+    return buf;
+}
+
+int main(void)
+{
+    char *text = read_all(stdin);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!root) {
+        fprintf(stderr, "zd_webhook_send: stdin is not a JSON scenario\n");
+        return 2;
+    }
+    base = event_base_new();
+    zd_gw_host host;
+    zd_gateway_host_init(&host, base);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "name");
+    const cJSON *opts = cJSON_GetObjectItemCaseSensitive(root, "options");
+    char err[512];
+    int rc = zd_gateway_new(&host, cJSON_IsString(name) ? name->valuestring : "zlb", opts, &gw, err,
+                            sizeof(err));
+    if (rc) {
+        fprintf(stderr, "zd_webhook_send: %s\n", err);
+        cJSON_Delete(root);
+        event_base_free(base);
+        return 2;
+    }
+    bool test = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "test"));
+    const cJSON *batches = cJSON_GetObjectItemCaseSensitive(root, "batches");
+    int nb = cJSON_GetArraySize(batches);
+    batch *bs = calloc((size_t)nb + 1, sizeof(*bs));
+    int i = 0;
+    const cJSON *bj;
+    cJSON_ArrayForEach(bj, batches)
+    {
+        batch *b = &bs[i];
+        b->index = i++;
+        b->n = (size_t)cJSON_GetArraySize(bj);
+        b->notices = calloc(b->n + 1, sizeof(zd_notice));
+        size_t k = 0;
+        const cJSON *nj;
+        cJSON_ArrayForEach(nj, bj)
+        {
+            const cJSON *att = cJSON_GetObjectItemCaseSensitive(nj, "attempt");
+            b->notices[k++] = (zd_notice){
+                .id = str(nj, "id"),
+                .policy = str(nj, "policy"),
+                .profile = str(nj, "profile"),
+                .gateway = str(nj, "gateway"),
+                .to = str(nj, "to"),
+                .title = str(nj, "title"),
+                .body = str(nj, "body"),
+                .url = str(nj, "url"),
+                .category = str(nj, "category"),
+                .urgent = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(nj, "urgent")),
+                .attempt = cJSON_IsNumber(att) ? att->valueint : 1,
+            };
+        }
+        rc = test ? zd_gateway_test(gw, b->notices, on_test, b)
+                  : zd_gateway_send(gw, b->notices, b->n, on_done, b);
+        if (rc == 0) {
+            pending++;
+        } else {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "batch", b->index);
+            cJSON_AddNumberToObject(o, "refused", rc);
+            print_line(o);
+        }
+    }
+    const cJSON *cancel = cJSON_GetObjectItemCaseSensitive(root, "cancel_after_ms");
+    struct event *cancel_ev = NULL;
+    if (cJSON_IsNumber(cancel) && cancel->valueint > 0) {
+        cancel_ev = evtimer_new(base, on_cancel, NULL);
+        struct timeval tv = {cancel->valueint / 1000, (cancel->valueint % 1000) * 1000};
+        evtimer_add(cancel_ev, &tv);
+    }
+    if (pending > 0)
+        event_base_dispatch(base);
+    zd_gw_stats st = {0};
+    if (gw)
+        zd_gateway_stats(gw, &st);
+    cJSON *o = cJSON_CreateObject();
+    cJSON *s = cJSON_AddObjectToObject(o, "stats");
+    cJSON_AddNumberToObject(s, "queued", st.queued);
+    cJSON_AddNumberToObject(s, "inflight", st.inflight);
+    cJSON_AddNumberToObject(s, "requests", st.requests);
+    cJSON_AddNumberToObject(s, "delivered", st.delivered);
+    cJSON_AddNumberToObject(s, "transient", st.transient);
+    cJSON_AddNumberToObject(s, "permanent", st.permanent);
+    cJSON_AddNumberToObject(s, "connects", st.connects);
+    cJSON_AddNumberToObject(o, "unfinished", pending);
+    print_line(o);
+    zd_gateway_free(gw);
+    if (cancel_ev)
+        event_free(cancel_ev);
+    for (int j = 0; j < nb; j++)
+        free(bs[j].notices);
+    free(bs);
+    cJSON_Delete(root);
+    event_base_free(base);
+    return 0;
+}
