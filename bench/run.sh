@@ -200,7 +200,9 @@ if has http; then
 { "listen": "127.0.0.1:$ZPORT", "redis": "127.0.0.1:$ZRPORT",
   "redis_durability": "off",
   "api_keys": [ {"name": "bench", "role": "admin", "key": "$ZHIDA_KEY"} ],
-  "gateways": { "zlb": {"type": "webhook"}, "inbox": {"type": "inbox"},
+  "gateways": { "zlb": {"type": "webhook", "url": "http://127.0.0.1:9/zhida-bench",
+                        "secret": "whsec_$(head -c 32 /dev/urandom | base64 -w0)"},
+                "inbox": {"type": "inbox"},
                 "sms": {"type": "sms_http"}, "email": {"type": "smtp"} } }
 EOF
     chmod 600 "$CONF"

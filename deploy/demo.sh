@@ -21,6 +21,8 @@ free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("12
 RPORT=$(free_port)
 HPORT=$(free_port)
 ADMIN_KEY=demo-admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# The webhook's Standard Webhooks signing secret (nothing is delivered by the demo yet).
+ZLB_SECRET=whsec_$(head -c 32 /dev/urandom | base64 -w0)
 APP_KEY=demo-app-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 HZ_KEY=demo-hz-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
@@ -57,7 +59,8 @@ cat >"$VAR/zhida.json" <<JSON
     {"name": "gov-app", "role": "app", "key": "$APP_KEY"},
     {"name": "hz-hrss", "role": "publisher", "scope": "3301", "key": "$HZ_KEY"}
   ],
-  "gateways": {"zlb": {"type": "webhook"}, "inbox": {"type": "inbox"},
+  "gateways": {"zlb": {"type": "webhook", "url": "http://127.0.0.1:9/zhida-demo",
+                       "secret": "$ZLB_SECRET"}, "inbox": {"type": "inbox"},
                "sms": {"type": "sms_http"}, "email": {"type": "smtp"}},
   "timezone": "Asia/Shanghai"
 }

@@ -17,6 +17,7 @@
 #include "common/addr.h"
 #include "common/log.h"
 #include "common/text.h"
+#include "gateway/gateway.h"
 #include "profiles/json.h"
 
 #define CONFIG_FILE_MAX (16 * 1024 * 1024)
@@ -370,7 +371,7 @@ static bool gateway_name_ok(const char *s)
     return true;
 }
 
-/* Validates the shape of "gateways" only: their options belong to the gateway types. */
+/* Validates "gateways": names and types here, each type's options by the gateway host. */
 static int check_gateways(const cJSON *g, char *err, size_t errlen)
 {
     if (!cJSON_IsObject(g))
@@ -393,6 +394,10 @@ static int check_gateways(const cJSON *g, char *err, size_t errlen)
         if (!cJSON_IsString(t) || !t->valuestring[0])
             return seterr(err, errlen, "\"gateways.%s.type\" must be a non-empty string",
                           m->string);
+        /* Each type checks its own options, so a bad URL or secret stops zhidad here. */
+        char gwerr[400];
+        if (zd_gateway_check(m->string, m, gwerr, sizeof(gwerr)) != 0)
+            return seterr(err, errlen, "%s", gwerr);
     }
     return 0;
 }

@@ -172,7 +172,9 @@ class Zhidad:
                 {"name": "nb-hrss", "role": "publisher", "scope": "3302", "key": KEYS["nb"]},
             ],
             "partitions": 4,
-            "gateways": {"zlb": {"type": "webhook"}, "inbox": {"type": "inbox"},
+            "gateways": {"zlb": {"type": "webhook", "url": "http://127.0.0.1:9/zhida-tests",
+                                 "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+                         "inbox": {"type": "inbox"},
                          "sms": {"type": "sms_http"}, "email": {"type": "smtp"}},
             "redis_durability": "warn",
         }

@@ -104,7 +104,8 @@ static void test_full(void)
         "    {\"name\": \"v\", \"role\": \"viewer\", \"key\": \"ddddddddddddddddddddddd4\"}\n"
         "  ],\n"
         "  \"timezone\": \"UTC\",\n"
-        "  \"gateways\": {\"zlb\": {\"type\": \"webhook\", \"url\": \"http://127.0.0.1:1/\"},\n"
+        "  \"gateways\": {\"zlb\": {\"type\": \"webhook\", \"url\": \"http://127.0.0.1:1/\",\n"
+        "                        \"secret\": \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"},\n"
         "               \"sms\": {\"type\": \"sms_http\"}},\n"
         "  \"schema\": {\"employees\": {\"type\": \"number\"}},\n"
         "  \"partitions\": 64, \"change_stream_maxlen\": 5000,\n"
@@ -269,6 +270,16 @@ static void test_errors(void)
     EXPECT_ERROR("{\"gateways\": {\"a:b\": {\"type\": \"inbox\"}}}", "gateway name \"a:b\"");
     EXPECT_ERROR("{\"gateways\": {\"x\": {\"type\": \"inbox\"}, \"x\": {\"type\": \"inbox\"}}}",
                  "duplicate key \"gateways.x\"");
+    /* Each type's options are checked at start-up by the gateway host, naming the key. */
+    EXPECT_ERROR("{\"gateways\": {\"zlb\": {\"type\": \"fax\"}}}",
+                 "\"gateways.zlb.type\": unknown gateway type \"fax\"");
+    EXPECT_ERROR("{\"gateways\": {\"zlb\": {\"type\": \"webhook\"}}}",
+                 "\"gateways.zlb.url\" is required");
+    EXPECT_ERROR("{\"gateways\": {\"zlb\": {\"type\": \"webhook\", \"url\": \"http://h/\", "
+                 "\"secret\": \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"batch\": 5000}}}",
+                 "\"gateways.zlb.batch\" must be an integer 1..1000");
+    EXPECT_ERROR("{\"gateways\": {\"inbox\": {\"type\": \"inbox\", \"url\": \"x\"}}}",
+                 "unknown key \"gateways.inbox.url\"");
 
     /* The schema's own errors come through. */
     EXPECT_ERROR("{\"schema\": {\"employees\": {\"type\": \"integer\"}}}", "schema.employees.type");
