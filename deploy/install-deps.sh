@@ -6,16 +6,35 @@ set -euo pipefail
 PKGS=(
   build-essential pkg-config meson ninja-build
   libevent-dev libhiredis-dev libcjson-dev libcurl4-openssl-dev libroaring-dev libjemalloc-dev
+  libssl-dev openssl
   redis-server
   clang libclang-rt-14-dev clang-format
   python3 python3-pytest
   prometheus
   curl ca-certificates git systemd
 )
-# The benchmarks also compare against PostgreSQL 15: `deploy/install-deps.sh --bench`.
-if [[ "${1:-}" == "--bench" ]]; then
-  PKGS+=(postgresql postgresql-client libpq-dev hyperfine wrk valgrind)
+# The webhook tests' signature checker runs on Node.js (tests/integration/receivers). Debian's
+# nodejs and npm, unless a Node.js with its own npm is installed already (NodeSource's nodejs
+# conflicts with Debian's npm package).
+if ! command -v npm >/dev/null 2>&1; then
+  PKGS+=(nodejs npm)
 fi
+# The benchmarks also compare against PostgreSQL 15 and measure the webhook against wrk and
+# nginx: `deploy/install-deps.sh --bench`.
+if [[ "${1:-}" == "--bench" ]]; then
+  PKGS+=(postgresql postgresql-client libpq-dev hyperfine wrk valgrind nginx-light)
+fi
+
+# The receivers' npm packages, exactly as locked in package-lock.json; npm's cache makes a
+# second run work offline.
+npm_deps() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/integration/receivers"
+  if [[ ! -d $dir/node_modules || $dir/package-lock.json -nt $dir/node_modules ]]; then
+    echo "install-deps: npm ci in tests/integration/receivers"
+    (cd "$dir" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error) && touch "$dir/node_modules"
+  fi
+}
 
 # docs/openapi.json's validator (tests/openapi), exactly as locked in package-lock.json, when
 # npm is installed; without it tests/integration/test_openapi.py skips only that check.
@@ -40,6 +59,7 @@ done
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#PKGS[@]} packages present"
   openapi_deps
+  npm_deps
   exit 0
 fi
 
@@ -50,7 +70,8 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts a system redis-server on 6379 when the package is installed; zhida's scripts
-# always run their own private instance, so leave the system one alone.
+# always run their own private instance, so leave the system one alone. (nginx-light, for the
+# benchmark, also starts a system nginx on port 80; bench/webhook.sh runs its own.)
 openapi_deps
 # `prometheus` is Debian's way to get promtool, with which the tests check /metrics
 # (tests/integration/test_metrics_format.py); the package also enables a Prometheus server
@@ -58,4 +79,5 @@ openapi_deps
 if [[ " ${missing[*]} " == *" prometheus "* ]] && [[ -d /run/systemd/system ]]; then
   $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
 fi
+npm_deps
 echo "install-deps: done"
