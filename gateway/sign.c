@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -89,36 +90,64 @@ static EVP_MAC *hmac_impl(void)
     return mac;
 }
 
-int zd_sign(const zd_sign_key *k, const char *id, const char *timestamp, const char *body,
-            size_t body_len, char out[ZD_SIGN_SIG_LEN])
+struct zd_signer {
+    EVP_MAC_CTX *ctx; /* holds the key; re-initialized per signature */
+};
+
+zd_signer *zd_signer_new(const zd_sign_key *k)
 {
     EVP_MAC *mac = hmac_impl();
-    if (!mac)
-        return -EIO;
-    EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(mac);
-    if (!ctx)
-        return -ENOMEM;
+    zd_signer *s = calloc(1, sizeof(*s));
+    if (!mac || !s)
+        goto fail;
     char digest_name[] = "SHA256";
     OSSL_PARAM params[] = {
         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest_name, 0),
         OSSL_PARAM_construct_end(),
     };
+    if (!(s->ctx = EVP_MAC_CTX_new(mac)) || EVP_MAC_init(s->ctx, k->key, k->len, params) != 1)
+        goto fail;
+    return s;
+fail:
+    zd_signer_free(s);
+    return NULL;
+}
+
+void zd_signer_free(zd_signer *s)
+{
+    if (!s)
+        return;
+    EVP_MAC_CTX_free(s->ctx); /* clears the key material */
+    free(s);
+}
+
+int zd_signer_sign(zd_signer *s, const char *id, const char *timestamp, const char *body,
+                   size_t body_len, char out[ZD_SIGN_SIG_LEN])
+{
     unsigned char md[32];
     size_t mdlen = 0;
-    int rc = -EIO;
-    if (EVP_MAC_init(ctx, k->key, k->len, params) != 1 ||
-        EVP_MAC_update(ctx, (const unsigned char *)id, strlen(id)) != 1 ||
-        EVP_MAC_update(ctx, (const unsigned char *)".", 1) != 1 ||
-        EVP_MAC_update(ctx, (const unsigned char *)timestamp, strlen(timestamp)) != 1 ||
-        EVP_MAC_update(ctx, (const unsigned char *)".", 1) != 1 ||
-        EVP_MAC_update(ctx, (const unsigned char *)body, body_len) != 1 ||
-        EVP_MAC_final(ctx, md, &mdlen, sizeof(md)) != 1 || mdlen != sizeof(md))
-        goto fail;
+    /* A NULL key re-initializes HMAC with the key already set (OpenSSL 3 HMAC provider). */
+    if (EVP_MAC_init(s->ctx, NULL, 0, NULL) != 1 ||
+        EVP_MAC_update(s->ctx, (const unsigned char *)id, strlen(id)) != 1 ||
+        EVP_MAC_update(s->ctx, (const unsigned char *)".", 1) != 1 ||
+        EVP_MAC_update(s->ctx, (const unsigned char *)timestamp, strlen(timestamp)) != 1 ||
+        EVP_MAC_update(s->ctx, (const unsigned char *)".", 1) != 1 ||
+        EVP_MAC_update(s->ctx, (const unsigned char *)body, body_len) != 1 ||
+        EVP_MAC_final(s->ctx, md, &mdlen, sizeof(md)) != 1 || mdlen != sizeof(md))
+        return -EIO;
     memcpy(out, "v1,", 3);
     zd_base64_encode(md, sizeof(md), out + 3);
-    rc = 0;
-fail:
-    EVP_MAC_CTX_free(ctx);
+    return 0;
+}
+
+int zd_sign(const zd_sign_key *k, const char *id, const char *timestamp, const char *body,
+            size_t body_len, char out[ZD_SIGN_SIG_LEN])
+{
+    zd_signer *s = zd_signer_new(k);
+    if (!s)
+        return -ENOMEM;
+    int rc = zd_signer_sign(s, id, timestamp, body, body_len, out);
+    zd_signer_free(s);
     return rc;
 }
 

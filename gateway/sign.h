@@ -27,6 +27,17 @@ int zd_sign_key_parse(const char *secret, zd_sign_key *k, char *err, size_t errl
 int zd_sign(const zd_sign_key *k, const char *id, const char *timestamp, const char *body,
             size_t body_len, char out[ZD_SIGN_SIG_LEN]);
 
+/* A key made ready for many signatures: setting up HMAC (fetching SHA-256, hashing the key)
+ * costs more than signing a small request, so a gateway keeps one per secret. */
+typedef struct zd_signer zd_signer;
+/* NULL on ENOMEM or a libcrypto failure. k is copied. Caller frees with zd_signer_free(). */
+zd_signer *zd_signer_new(const zd_sign_key *k);
+/* The same as zd_sign() with the signer's key. */
+int zd_signer_sign(zd_signer *s, const char *id, const char *timestamp, const char *body,
+                   size_t body_len, char out[ZD_SIGN_SIG_LEN]);
+/* Wipes and frees s; NULL is a no-op. */
+void zd_signer_free(zd_signer *s);
+
 /* Base64 (standard alphabet, padded, no newlines) of in[0..len) into out, which needs
  * 4 * ((len + 2) / 3) + 1 bytes. Returns the length written (without the NUL). */
 size_t zd_base64_encode(const unsigned char *in, size_t len, char *out);

@@ -59,6 +59,7 @@ struct webhook {
     const zd_gw_host *host;
     char *name;
     zd_webhook_opts o;
+    zd_signer *signers[ZD_WEBHOOK_SECRETS_MAX]; /* one per secret */
     zd_curl_loop *loop;
     zd_ev_timer *pump_timer; /* wakes the queue when a rate token is due */
     zd_ev_timer *done_timer; /* hands finished requests to their callbacks */
@@ -218,7 +219,7 @@ static int build_headers(wh_req *r)
     size_t at = (size_t)snprintf(sigs, sizeof(sigs), "webhook-signature: ");
     for (int i = 0; i < w->o.nsecrets; i++) {
         char one[ZD_SIGN_SIG_LEN];
-        int rc = zd_sign(&w->o.secrets[i], r->msg_id, ts, r->body, r->body_len, one);
+        int rc = zd_signer_sign(w->signers[i], r->msg_id, ts, r->body, r->body_len, one);
         if (rc)
             return rc;
         at += (size_t)snprintf(sigs + at, sizeof(sigs) - at, "%s%s", i ? " " : "", one);
@@ -254,21 +255,16 @@ oom:
     return -ENOMEM;
 }
 
-static int start(wh_req *r)
+/* An easy handle with the options every request of this gateway shares. Handles are reused
+ * (w->pool) without curl_easy_reset(): setting the URL and options again per request costs
+ * more than the rest of a request's work in libcurl. */
+static CURL *new_easy(webhook *w)
 {
-    webhook *w = r->w;
-    int rc = build_headers(r);
-    if (rc)
-        return rc;
-    CURL *e = w->npool > 0 ? w->pool[--w->npool] : curl_easy_init();
+    CURL *e = curl_easy_init();
     if (!e)
-        return -ENOMEM;
-    curl_easy_reset(e);
+        return NULL;
     curl_easy_setopt(e, CURLOPT_URL, w->o.url);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "zhida-webhook/1");
     /* Signals are not ours to take, and the limit counts from this moment only: requests wait
      * for a slot in our own queue, not in libcurl's. */
@@ -282,8 +278,24 @@ static int start(wh_req *r)
     if (w->o.ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, w->o.ca_file);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    return e;
+}
+
+static int start(wh_req *r)
+{
+    webhook *w = r->w;
+    int rc = build_headers(r);
+    if (rc)
+        return rc;
+    CURL *e = w->npool > 0 ? w->pool[--w->npool] : new_easy(w);
+    if (!e)
+        return -ENOMEM;
+    /* Only what changes per request; the rest was set once in new_easy(). */
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     r->easy = e;
@@ -417,6 +429,10 @@ static int wh_create(const zd_gw_host *host, const char *name, const char *optio
         !(w->pump_timer = zd_ev_timer_new(host->event_base, on_pump_timer, w)) ||
         !(w->done_timer = zd_ev_timer_new(host->event_base, on_done_timer, w)))
         goto oom;
+    for (int i = 0; i < w->o.nsecrets; i++) {
+        if (!(w->signers[i] = zd_signer_new(&w->o.secrets[i])))
+            goto oom;
+    }
     /* Keep a connection per slot alive between requests. */
     curl_multi_setopt(zd_curl_loop_multi(w->loop), CURLMOPT_MAXCONNECTS,
                       (long)w->o.concurrency + 1);
@@ -543,6 +559,8 @@ static void really_destroy(webhook *w)
         curl_easy_cleanup(w->pool[i]);
     free(w->pool);
     zd_curl_loop_free(w->loop);
+    for (int i = 0; i < ZD_WEBHOOK_SECRETS_MAX; i++)
+        zd_signer_free(w->signers[i]);
     zd_webhook_opts_free(&w->o);
     free(w->name);
     free(w);

@@ -36,6 +36,20 @@ static void test_spec_vector(void)
     CHECK_INT(
         zd_sign(&k, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body, strlen(body) - 1, sig), 0);
     CHECK(strcmp(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=") != 0);
+    /* A signer gives the same answers, again and again (its HMAC is re-initialized). */
+    zd_signer *s = zd_signer_new(&k);
+    CHECK(s != NULL);
+    for (int i = 0; s && i < 3; i++) {
+        memset(sig, 0, sizeof(sig));
+        CHECK_INT(zd_signer_sign(s, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body,
+                                 strlen(body), sig),
+                  0);
+        CHECK_STR(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        CHECK_INT(zd_signer_sign(s, "other", "1614265330", body, strlen(body), sig), 0);
+        CHECK(strcmp(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=") != 0);
+    }
+    zd_signer_free(s);
+    zd_signer_free(NULL);
 }
 
 static void test_own_vector(void)
