@@ -20,7 +20,7 @@ declare -A forbidden=(
   [redis]="profiles matcher gateway zhidad client"
   [profiles]="matcher gateway zhidad client"
   [matcher]="gateway zhidad client"
-  [gateway]="zhidad client"
+  [gateway]="redis profiles matcher zhidad client"
   [include]="common redis profiles matcher gateway zhidad client"
 )
 for folder in "${!forbidden[@]}"; do
