@@ -41,10 +41,10 @@ def opts(url, **kw):
     return o
 
 
-def run(options, batches, test=False, cancel_after_ms=0, timeout=120):
+def run(options, batches, test=False, cancel_after_ms=0, free_in_callback=False, timeout=120):
     """Runs zd_webhook_send; returns ({batch index: line}, final line)."""
     scenario = {"name": "zlb", "options": options, "batches": batches, "test": test,
-                "cancel_after_ms": cancel_after_ms}
+                "cancel_after_ms": cancel_after_ms, "free_in_callback": free_in_callback}
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
     t0 = time.monotonic()
     p = subprocess.run([SEND], input=json.dumps(scenario), capture_output=True, text=True,
@@ -203,6 +203,21 @@ def test_destroy_cancels_queued_and_inflight_batches(rx):
         assert res[i]["status"] == -125  # -ECANCELED
         assert outcomes(res[i]) == ["transient"]
         assert "cancelled" in res[i]["results"][0]["detail"]
+
+
+def test_free_from_inside_a_callback_is_deferred(rx):
+    # The first batch's callback frees the gateway; the others, queued behind a concurrency
+    # of 1, are cancelled right after that callback returns, each exactly once.
+    batches = [[notice(i)] for i in range(5)]
+    res, _ = run(opts(rx.url("/ok"), batch=1, concurrency=1), batches, free_in_callback=True)
+    assert sorted(res) == list(range(5))
+    assert res[0]["status"] == 0 and outcomes(res[0]) == ["delivered"]
+    # Batch 1 may have finished before the callback ran (it is then delivered); the last ones
+    # cannot have been sent.
+    for i in range(1, 5):
+        want = ["delivered"] if res[i]["status"] == 0 else ["transient"]
+        assert res[i]["status"] in (0, -125) and outcomes(res[i]) == want
+    assert res[4]["status"] == -125
 
 
 def test_test_send_reports_the_answer_with_personal_data_masked(rx):

@@ -3,7 +3,8 @@
  *   {"name": "zlb", "options": {"type": "webhook", ...},
  *    "batches": [[{notice}, ...], ...],   // each batch is one send() call
  *    "test": false,                       // true: each (one-notice) batch via zd_gateway_test
- *    "cancel_after_ms": 0}                // > 0: free the gateway after that long
+ *    "cancel_after_ms": 0,                // > 0: free the gateway after that long
+ *    "free_in_callback": false}           // true: free it from the first batch's callback
  * and prints one JSON line per finished batch, in the order they finish:
  *   {"batch": i, "status": 0, "results": [{"id", "outcome", "http", "retry_after_ms",
  *    "detail"}], "answer": "..." (test only)}
@@ -23,6 +24,7 @@
 static struct event_base *base;
 static zd_gateway *gw;
 static int pending;
+static bool free_in_callback;
 static const char *outcome_names[] = {"delivered", "transient", "permanent"};
 
 typedef struct batch {
@@ -67,6 +69,12 @@ static void on_done(int status, const zd_gw_result *results, size_t n, void *uda
     for (size_t i = 0; i < n; i++)
         cJSON_AddItemToArray(arr, result_json(&b->notices[i], &results[i]));
     print_line(o);
+    if (free_in_callback && gw) {
+        /* The gateway defers its own free until this callback returns; the batches still
+         * queued or in flight get -ECANCELED then. */
+        zd_gateway_free(gw);
+        gw = NULL;
+    }
     finished();
 }
 
@@ -140,6 +148,7 @@ int main(void)
         return 2;
     }
     bool test = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "test"));
+    free_in_callback = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "free_in_callback"));
     const cJSON *batches = cJSON_GetObjectItemCaseSensitive(root, "batches");
     int nb = cJSON_GetArraySize(batches);
     batch *bs = calloc((size_t)nb + 1, sizeof(*bs));
