@@ -238,6 +238,24 @@ def test_bad_options_are_refused_naming_the_key(rx):
     assert p.returncode == 2 and "\"gateways.zlb.batch\"" in p.stderr
 
 
+def test_zhidad_refuses_bad_webhook_options_at_start_up(tmp_path):
+    def check(gateways):
+        path = tmp_path / "zhida.json"
+        path.write_text(json.dumps({"gateways": gateways}))
+        return subprocess.run([ZHIDAD, "-c", str(path), "--check-config"], capture_output=True,
+                              text=True, timeout=60)
+    ok = check({"zlb": opts("http://127.0.0.1:9/x")})
+    assert ok.returncode == 0, ok.stderr
+    for gw, key in [({"type": "webhook", "secret": A}, "\"gateways.zlb.url\" is required"),
+                    (opts("http://127.0.0.1:9/x", secret="whsec_short"), "gateways.zlb.secret"),
+                    (opts("http://127.0.0.1:9/x", concurrency=0), "\"gateways.zlb.concurrency\""),
+                    (opts("http://127.0.0.1:9/x", retries=3), "unknown key \"gateways.zlb.retries\""),
+                    ({"type": "telegraph"}, "unknown gateway type \"telegraph\"")]:
+        r = check({"zlb": gw})
+        assert r.returncode == 78 and key in r.stderr, (gw, r.stderr)
+        assert "MfKQ9r8G" not in r.stderr  # never the secret
+
+
 # ---- the Node receiver: signatures checked by the Standard Webhooks library ---------------
 
 class NodeReceiver:
