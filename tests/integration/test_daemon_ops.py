@@ -155,7 +155,7 @@ def test_sighup_swaps_api_keys(tmpdir_mod, redis):
         assert z.call("GET", "/v1/profiles/hk-0", key="app")[0] == 200
 
         log = z.read_log()
-        line = [l for l in log.splitlines() if "API keys" in l and "SIGHUP" in l]
+        line = [l for l in log.splitlines() if "SIGHUP: API keys:" in l]
         assert line, log[-2000:]
         assert re.search(r"added[^;]*\bapp2\b", line[-1]), line
         assert re.search(r"removed[^;]*\bwatch\b", line[-1]), line
