@@ -35,6 +35,10 @@ int zd_http_port(const zd_http *h);
 /* Route flags. A route's body limit and roles are checked from a request's headers, before
  * its body is read (413, 401, 403). */
 #define ZD_ROUTE_LARGE_BODY 1u /* body limit is limits.import_body_max, not limits.body_max */
+/* While the service is not ready (zd_http_set_ready), requests are refused whole with 503
+ * not_ready and Retry-After, from their headers when they have a body: nothing of them is
+ * applied. */
+#define ZD_ROUTE_NEEDS_READY 2u
 
 /* Adds a route. method: "GET", "POST", "PUT", "PATCH" or "DELETE". pattern: "/"-separated
  * segments, each literal or with one {name} capture that may have a literal prefix and suffix:
@@ -52,6 +56,10 @@ int zd_http_route_flags(zd_http *h, const char *method, const char *pattern, uns
  * `zhidad --print-routes`, which tests compare with docs/openapi.json. */
 typedef void (*zd_route_fn)(const char *method, const char *pattern, unsigned roles, void *udata);
 void zd_http_routes(const zd_http *h, zd_route_fn fn, void *udata);
+
+/* The readiness ZD_ROUTE_NEEDS_READY routes wait for: ready(udata) (both borrowed) is asked
+ * for each of their requests. Without it they are always served. */
+void zd_http_set_ready(zd_http *h, bool (*ready)(void *udata), void *udata);
 
 /* Graceful stop, step 1: closes the listening sockets; requests that still arrive on open
  * keep-alive connections get 503 "shutting_down" and the connection is closed. */

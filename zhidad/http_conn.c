@@ -176,7 +176,9 @@ static void build_answer(conn *c, int status, const char *code, const char *hnam
                          "X-Request-Id: %s\r\n%s"
                          "Connection: close\r\n%s%s%s%s\r\n%s",
                          status, zd_http_reason(status), ZD_HTTP_JSON_CTYPE, blen, rid,
-                         status == 503 ? "Retry-After: " ZD_HTTP_RETRY_AFTER_S "\r\n" : "",
+                         status == 503 && !(hname && strcmp(hname, "Retry-After") == 0)
+                             ? "Retry-After: " ZD_HTTP_RETRY_AFTER_S "\r\n"
+                             : "",
                          hname ? hname : "", hname ? ": " : "", hname ? hvalue : "",
                          hname ? "\r\n" : "", body);
         c->out_len = n > 0 && (size_t)n < cap ? (size_t)n : 0;
@@ -387,6 +389,12 @@ static void check_head(conn *c)
         if (!hd->chunked && (unsigned long long)hd->content_length > limit) {
             refuse(c, rt, 413, "body_too_large", NULL, NULL, "the body is larger than %zu bytes",
                    limit);
+            return;
+        }
+        if (rt && !zd_http_route_ready(h, rt)) {
+            /* Refused before its body is read: a large import is not read to be dropped. */
+            refuse(c, rt, 503, "not_ready", "Retry-After", ZD_HTTP_RETRY_AFTER_NOT_READY_S, "%s",
+                   "zhidad is not ready (Redis or the index): nothing was applied; retry later");
             return;
         }
     }

@@ -22,6 +22,9 @@
 #define ZD_HTTP_JSON_CTYPE "application/json; charset=utf-8"
 /* Retry-After of a 503 whose handler named no other delay. */
 #define ZD_HTTP_RETRY_AFTER_S "1"
+/* ... and of 503 not_ready: an index load or a Redis reconnect takes seconds, and the refused
+ * request may be a large import the client would send again. */
+#define ZD_HTTP_RETRY_AFTER_NOT_READY_S "5"
 
 typedef struct zd_http_seg {
     char *prefix;  /* literal (the whole segment when there is no capture) */
@@ -130,6 +133,8 @@ struct zd_http {
     int nbound;
     /* The API keys and their use counters (http_keys.h); replaced by zd_http_set_keys(). */
     zd_keyset *keys;
+    bool (*ready)(void *udata); /* zd_http_set_ready() */
+    void *ready_udata;
     /* accept() failures (EMFILE...): the listeners pause for accept_backoff_ms. */
     struct event *accept_ev;
     int accept_backoff_ms;
@@ -156,6 +161,8 @@ const zd_apikey *zd_http_authenticate(zd_http *h, const char *authorization, boo
 void zd_http_count_key_use(zd_http *h, const zd_apikey *key, bool allowed);
 /* The body limit of requests to rt. */
 size_t zd_http_route_body_max(const zd_http *h, const zd_route *rt);
+/* False when rt waits for readiness (ZD_ROUTE_NEEDS_READY) and the service is not ready. */
+bool zd_http_route_ready(const zd_http *h, const zd_route *rt);
 
 /* ---- http_conn.c, for http.c ---- */
 /* Hooks the connection machinery into h->http (on creation). Returns 0 or -ENOMEM. */

@@ -90,13 +90,11 @@ static void readyz(zd_req *req, void *udata)
 {
     zd_service *svc = udata;
     bool redis = zd_redis_ready(svc->redis);
-    /* The index must be loaded and trusted: a rebuild after a failure, or a Redis older than
-     * 7.0, makes the instance unready. */
     bool index = svc->index_ready && svc->follower && zd_follower_ready(svc->follower);
     /* "redis_durability": "require": only on a Redis known to keep our data. */
     bool durable = svc->cfg->redis_durability != ZD_DURABILITY_REQUIRE || svc->redis_durable == 1;
     cJSON *j = cJSON_CreateObject();
-    if (redis && index && durable && !svc->stopping) {
+    if (zd_service_ready(svc)) {
         cJSON_AddStringToObject(j, "status", "ready");
         zd_req_reply_json(req, 200, j);
         return;

@@ -12,13 +12,14 @@
 
 /* Whether s[0..len) may serve as a request id as it is: 1..ZD_REQUEST_ID_MAX bytes of visible
  * ASCII other than '"' and '\\' (so it needs no escaping in a header, a JSON string or a log
- * line), and nothing the log would mask as personal data (an e-mail address, a run of 7 or
- * more digits). */
+ * line), and nothing that could be personal data, which logs must not show unmasked: no '@'
+ * (e-mail addresses) and no 7 or more digits in a row (phone and ID numbers). */
 bool zd_request_id_valid(const char *s, size_t len);
 
 /* The trace-id of a W3C traceparent header value ("00-<32 hex>-<16 hex>-<2 hex>"): copies the
  * 32 lower-case hex digits and a NUL into out and returns true, or false when tp is not a valid
- * traceparent (upper case, an all-zero id or version ff are invalid). */
+ * traceparent (upper case, an all-zero id or version ff are invalid). A trace-id is random
+ * hex: it is taken even when it holds long digit runs, to keep the trace's id. */
 bool zd_request_id_from_traceparent(const char *tp, char out[33]);
 
 /* A fresh id: 32 lower-case hex digits (128 random bits) and a NUL, valid as above. */

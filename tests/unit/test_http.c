@@ -27,6 +27,7 @@
 #include "zhidad/config.h"
 #include "zhidad/http.h"
 #include "zhidad/http_keys.h"
+#include "zhidad/precond.h"
 #include "zhidad/request_id.h"
 
 #define WATCHDOG_S 60
@@ -787,7 +788,8 @@ static void t_request_id_fns(void)
     CHECK(!zd_request_id_valid("13812345678", 11)); /* masked in logs: replaced */
     CHECK(!zd_request_id_valid("id-1234567", 10));
     CHECK(!zd_request_id_valid("x@example.cn", 12));
-    CHECK(zd_request_id_valid("abc1234567", 10)); /* digits inside a word are not masked */
+    CHECK(!zd_request_id_valid("abc1234567", 10)); /* inside a word too */
+    CHECK(zd_request_id_valid("abc123456-789012", 16));
     char longid[ZD_REQUEST_ID_MAX + 2];
     memset(longid, 'a', sizeof(longid));
     CHECK(zd_request_id_valid(longid, ZD_REQUEST_ID_MAX));
@@ -829,6 +831,52 @@ static void t_request_id_fns(void)
     CHECK_STR(out, "4bf92f3577b34da6a3ce929d0e0e4736");
     CHECK(!zd_request_id_pick(NULL, NULL, out));
     CHECK_INT((int)strlen(out), 32);
+}
+
+/* If-Match / If-None-Match over versions (zhidad/precond.h). */
+static void t_precond(void)
+{
+    zd_precond p;
+    zd_error e;
+    char buf[ZD_ETAG_MAX];
+    const char *ex;
+    CHECK_INT(zd_precond_parse(NULL, NULL, &p, &e), 0);
+    CHECK(!zd_precond_any(&p) && zd_precond_holds(&p, false, 0) && zd_precond_holds(&p, true, 3));
+    CHECK(zd_precond_direct(&p, buf, &ex) && ex == NULL);
+
+    CHECK_INT(zd_precond_parse("\"3\"", NULL, &p, &e), 0);
+    CHECK(zd_precond_holds(&p, true, 3) && !zd_precond_holds(&p, true, 4));
+    CHECK(!zd_precond_holds(&p, false, 0));
+    CHECK(zd_precond_direct(&p, buf, &ex) && ex && strcmp(ex, "3") == 0);
+
+    CHECK_INT(zd_precond_parse(" \"1\" ,W/\"3\", \"x\",\"5\"", NULL, &p, &e), 0);
+    CHECK_INT(p.nmatch, 2); /* weak and non-version tags never match If-Match */
+    CHECK(zd_precond_holds(&p, true, 5) && !zd_precond_holds(&p, true, 3));
+    CHECK(!zd_precond_direct(&p, buf, &ex));
+
+    CHECK_INT(zd_precond_parse("*", NULL, &p, &e), 0);
+    CHECK(zd_precond_holds(&p, true, 9) && !zd_precond_holds(&p, false, 0));
+    CHECK(!zd_precond_direct(&p, buf, &ex));
+
+    CHECK_INT(zd_precond_parse(NULL, "*", &p, &e), 0);
+    CHECK(!zd_precond_holds(&p, true, 1) && zd_precond_holds(&p, false, 0));
+    CHECK(zd_precond_direct(&p, buf, &ex) && ex && strcmp(ex, "-") == 0);
+    CHECK_INT(zd_precond_parse(NULL, "W/\"2\"", &p, &e), 0); /* weak comparison */
+    CHECK(!zd_precond_holds(&p, true, 2) && zd_precond_holds(&p, true, 3));
+
+    const char *bad[] = {"3", "\"3", "*, \"3\"", "\"3\" \"4\"", "W/3", "\"a b\"", "", ","};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_INT(zd_precond_parse(bad[i], NULL, &p, &e), -EINVAL);
+        CHECK_STR(e.code, "bad_request");
+        CHECK_STR(e.field, "If-Match");
+    }
+    CHECK_INT(zd_precond_parse(NULL, "nope", &p, &e), -EINVAL);
+    CHECK_STR(e.field, "If-None-Match");
+    char many[512] = "";
+    for (int i = 0; i <= ZD_PRECOND_TAGS_MAX; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s\"%d\"", i ? "," : "", i);
+    CHECK_INT(zd_precond_parse(many, NULL, &p, &e), -EINVAL);
+    CHECK_STR(zd_etag(42, buf), "\"42\"");
 }
 
 /* Key sets: counters follow names, removed keys retire with their counts, the summary names
@@ -1614,6 +1662,7 @@ int main(void)
     }
     close(pfd[0]);
     t_request_id_fns();
+    t_precond();
     t_keysets();
     if (port) {
         t_routing();
