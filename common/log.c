@@ -15,6 +15,17 @@
 
 static enum zd_log_level min_level = ZD_LOG_INFO;
 static enum zd_log_format format = ZD_LOG_TEXT;
+static char request_id[129]; /* "" when none */
+
+void zd_log_set_request_id(const char *id)
+{
+    snprintf(request_id, sizeof(request_id), "%s", id ? id : "");
+}
+
+const char *zd_log_request_id(void)
+{
+    return request_id[0] ? request_id : NULL;
+}
 
 void zd_log_set_level(enum zd_log_level level)
 {
@@ -111,6 +122,23 @@ size_t zd_mask_pii(const char *in, char *out, size_t cap)
     return o;
 }
 
+/* Writes s as the inside of a JSON string into out (room for 6 bytes per byte of s). */
+static void json_escape(const char *s, char *out)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)*p;
+        } else if (*p < 0x20) {
+            o += (size_t)snprintf(out + o, 7, "\\u%04x", *p);
+        } else {
+            out[o++] = (char)*p;
+        }
+    }
+    out[o] = '\0';
+}
+
 void zd_log(enum zd_log_level level, const char *fmt, ...)
 {
     static const char *tags[] = {"DEBUG", "INFO", "WARN", "ERROR"};
@@ -123,10 +151,12 @@ void zd_log(enum zd_log_level level, const char *fmt, ...)
     va_end(ap);
     zd_mask_pii(raw, masked, sizeof(masked));
 
+    /* The request id comes after masking: it is checked to be no personal data when taken. */
+    const char *rid_sep = request_id[0] ? " request_id=" : "";
     if (format == ZD_LOG_JOURNAL) {
         /* sd-daemon(3) priorities: debug 7, info 6, warning 4, err 3. */
         static const int prio[] = {7, 6, 4, 3};
-        fprintf(stderr, "<%d>%s\n", prio[level], masked);
+        fprintf(stderr, "<%d>%s%s%s\n", prio[level], masked, rid_sep, request_id);
         return;
     }
     struct timespec ts;
@@ -137,23 +167,18 @@ void zd_log(enum zd_log_level level, const char *fmt, ...)
     snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
     if (format == ZD_LOG_TEXT) {
-        fprintf(stderr, "%s %-5s %s\n", when, tags[level], masked);
+        fprintf(stderr, "%s %-5s %s%s%s\n", when, tags[level], masked, rid_sep, request_id);
         return;
     }
     /* JSON: escape the message by hand (common/ is libc only). */
     static const char *names[] = {"debug", "info", "warn", "error"};
-    char esc[sizeof(masked) * 6 + 1];
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)masked; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            esc[o++] = '\\';
-            esc[o++] = (char)*p;
-        } else if (*p < 0x20) {
-            o += (size_t)snprintf(esc + o, 7, "\\u%04x", *p);
-        } else {
-            esc[o++] = (char)*p;
-        }
-    }
-    esc[o] = '\0';
-    fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", when, names[level], esc);
+    char esc[sizeof(masked) * 6 + 1], rid[sizeof(request_id) * 6 + 1];
+    json_escape(masked, esc);
+    json_escape(request_id, rid);
+    if (request_id[0])
+        fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\",\"request_id\":\"%s\"}\n",
+                when, names[level], esc, rid);
+    else
+        fprintf(stderr, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"%s\"}\n", when, names[level],
+                esc);
 }

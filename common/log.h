@@ -22,6 +22,15 @@ int zd_log_format_parse(const char *s, enum zd_log_format *out);
 int zd_log_level_parse(const char *s, enum zd_log_level *out);
 void zd_log(enum zd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The id of the request being served (zhidad's request ids), added to every line logged until it
+ * is cleared: " request_id=<id>" after a text or journal line, a "request_id" member in JSON.
+ * It is added after masking, so callers pass only ids that masking would leave alone. The id is
+ * copied (at most 128 bytes); NULL or "" clears it. The log is single-threaded, like the daemon's
+ * event loop. */
+void zd_log_set_request_id(const char *id);
+/* The id set now (an internal copy, valid until the next set), or NULL. */
+const char *zd_log_request_id(void);
+
 #define zd_debug(...) zd_log(ZD_LOG_DEBUG, __VA_ARGS__)
 #define zd_info(...) zd_log(ZD_LOG_INFO, __VA_ARGS__)
 #define zd_warn(...) zd_log(ZD_LOG_WARN, __VA_ARGS__)

@@ -110,7 +110,8 @@ static const char put_script[] = LUA_HELPERS
     "return {epoch, out}\n";
 
 /* KEYS: profiles hash, change stream, erasure set, meta hash. ARGV: maxlen, id, epoch
- * candidate. Returns {epoch} when there is no such profile, else {epoch, dense, old indexed
+ * candidate, expected version ('' = any). Returns {epoch} when there is no such profile,
+ * {epoch, 'conflict', version} when another version is stored, else {epoch, dense, old indexed
  * document, entry id}. The dense id goes into the erasure set with the time of the delete:
  * zd_store_scrub() later removes every change-stream entry of it, once the followers have read
  * them. */
@@ -119,6 +120,7 @@ static const char del_script[] = LUA_HELPERS
     "local cur = redis.call('HGET', KEYS[1], ARGV[2])\n"
     "if not cur then return {epoch} end\n"
     "local dense, ver, old = split(cur)\n"
+    "if ARGV[4] ~= '' and tostring(ver) ~= ARGV[4] then return {epoch, 'conflict', tostring(ver)} end\n"
     "local oldidx = indexed(old)\n"
     "cn = cn + 1\n"
     "redis.call('HDEL', KEYS[1], ARGV[2])\n"
@@ -520,33 +522,38 @@ static void del_done(script_call *c, int status, const zd_reply *reply)
 {
     zd_store_del_cb cb = (zd_store_del_cb)c->cb;
     uint64_t epoch = status == 0 ? reply_epoch(zd_reply_at(reply, 0)) : 0;
+    const char *what = status == 0 ? zd_reply_str(zd_reply_at(reply, 1), NULL) : NULL;
     if (status != 0) {
-        cb(status, false, 0, NULL, 0, NULL, 0, c->udata);
+        cb(status, ZD_DEL_ABSENT, 0, NULL, 0, NULL, 0, c->udata);
     } else if (epoch && zd_reply_len(reply) == 1) {
-        cb(0, false, 0, NULL, 0, NULL, epoch, c->udata);
+        cb(0, ZD_DEL_ABSENT, 0, NULL, 0, NULL, epoch, c->udata);
+    } else if (epoch && zd_reply_len(reply) == 3 && what && strcmp(what, "conflict") == 0) {
+        cb(0, ZD_DEL_CONFLICT, 0, NULL, 0, NULL, epoch, c->udata);
     } else if (epoch && zd_reply_len(reply) == 4 && zd_reply_str(zd_reply_at(reply, 2), NULL) &&
                zd_reply_str(zd_reply_at(reply, 3), NULL)) {
         size_t old_len;
         const char *old = zd_reply_str(zd_reply_at(reply, 2), &old_len);
         uint32_t gid = zd_gid(c->partition, (uint32_t)parse_u64(zd_reply_at(reply, 1)));
-        cb(0, true, gid, old, old_len, zd_reply_str(zd_reply_at(reply, 3), NULL), epoch, c->udata);
+        cb(0, ZD_DEL_DELETED, gid, old, old_len, zd_reply_str(zd_reply_at(reply, 3), NULL), epoch,
+           c->udata);
     } else {
-        cb(-EIO, false, 0, NULL, 0, NULL, 0, c->udata);
+        cb(-EIO, ZD_DEL_ABSENT, 0, NULL, 0, NULL, 0, c->udata);
     }
 }
 
-int zd_store_del(zd_store *st, const char *id, zd_store_del_cb cb, void *udata)
+int zd_store_del(zd_store *st, const char *id, const char *expect, zd_store_del_cb cb, void *udata)
 {
-    /* EVALSHA sha 4 profiles changes erase meta maxlen id epoch */
+    /* EVALSHA sha 4 profiles changes erase meta maxlen id epoch expect */
     static const key_fn keys[] = {zd_key_profiles, zd_key_changes, zd_key_erase, zd_key_meta};
     int partition = zd_partition_of(id, st->partitions);
-    script_call *c = call_begin(st, SCRIPT_DEL, 10, partition, keys, 4, (void *)cb, udata);
+    script_call *c = call_begin(st, SCRIPT_DEL, 11, partition, keys, 4, (void *)cb, udata);
     if (!c)
         return -ENOMEM;
     c->done = del_done;
     int rc = call_argll(c, 7, st->maxlen);
     rc |= call_arg(c, 8, id, strlen(id));
     rc |= call_arg_epoch(c, 9);
+    rc |= call_arg(c, 10, expect ? expect : "", expect ? strlen(expect) : 0);
     return call_finish(c, rc);
 }
 

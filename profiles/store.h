@@ -63,12 +63,21 @@ typedef void (*zd_store_get_cb)(int status, const char *json, size_t len, uint32
                                 uint64_t version, void *udata);
 int zd_store_get(zd_store *st, const char *id, zd_store_get_cb cb, void *udata);
 
-/* Deletes profile id: status 0 and found=false if it did not exist; on found, its gid, the
- * erased indexed document and the change-stream entry id (both valid only during the cb).
- * epoch is the partition's data-set epoch the delete ran in (0 when status != 0). */
-typedef void (*zd_store_del_cb)(int status, bool found, uint32_t gid, const char *old_json,
-                                size_t old_len, const char *entry, uint64_t epoch, void *udata);
-int zd_store_del(zd_store *st, const char *id, zd_store_del_cb cb, void *udata);
+typedef enum zd_del_outcome {
+    ZD_DEL_ABSENT,   /* there was no such profile */
+    ZD_DEL_DELETED,  /* erased */
+    ZD_DEL_CONFLICT, /* another version than the expected one is stored: nothing happened */
+} zd_del_outcome;
+
+/* Deletes profile id; expect (may be NULL) makes it conditional: a decimal version = only if
+ * that version is stored. The cb gets status 0 and the outcome; on ZD_DEL_DELETED also the
+ * gid, the erased indexed document and the change-stream entry id (both valid only during
+ * the cb); on ZD_DEL_CONFLICT the version stored (in gid's place: 0). epoch is the partition's
+ * data-set epoch the delete ran in (0 when status != 0). */
+typedef void (*zd_store_del_cb)(int status, zd_del_outcome outcome, uint32_t gid,
+                                const char *old_json, size_t old_len, const char *entry,
+                                uint64_t epoch, void *udata);
+int zd_store_del(zd_store *st, const char *id, const char *expect, zd_store_del_cb cb, void *udata);
 
 /* Erasure (SPEC §2): removes from partition's change stream every entry of the profiles
  * deleted before cutoff_ms (Unix milliseconds), so no Redis key keeps an erased profile's

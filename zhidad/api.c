@@ -217,8 +217,24 @@ static void handle_metrics(zd_req *req, void *udata)
 
 /* ---- wiring ----------------------------------------------------------------------------- */
 
+bool zd_service_ready(const zd_service *svc)
+{
+    /* The index must be loaded and trusted: a rebuild after a failure, or a Redis older than
+     * 7.0, makes the instance unready; with "redis_durability": "require", so does a Redis not
+     * known to keep our data. */
+    bool durable = svc->cfg->redis_durability != ZD_DURABILITY_REQUIRE || svc->redis_durable == 1;
+    return zd_redis_ready(svc->redis) && svc->index_ready && svc->follower &&
+           zd_follower_ready(svc->follower) && durable && !svc->stopping;
+}
+
+static bool ready_check(void *udata)
+{
+    return zd_service_ready(udata);
+}
+
 int zd_api_register(zd_service *svc)
 {
+    zd_http_set_ready(svc->http, ready_check, svc);
     int rc = zd_api_profiles_register(svc);
     if (rc == 0)
         rc = zd_api_rules_register(svc);

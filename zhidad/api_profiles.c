@@ -11,13 +11,16 @@
 #include "common/log.h"
 #include "common/text.h"
 #include "profiles/follower.h"
+#include "profiles/json.h"
 #include "profiles/store.h"
 #include "zhidad/api.h"
 #include "zhidad/audit.h"
 #include "zhidad/http.h"
+#include "zhidad/precond.h"
 #include "zhidad/service.h"
 
 #define PATCH_RETRIES 5
+#define MERGE_PATCH "application/merge-patch+json"
 #define IMPORT_BATCH 200
 #define IMPORT_ERRORS_MAX 100
 
@@ -53,6 +56,44 @@ static void reply_store_error(zd_req *req, int status)
                        zd_strerror(status));
 }
 
+/* Reads If-Match / If-None-Match (zhidad/precond.h); answers 400 itself when malformed. */
+static bool read_precond(zd_req *req, zd_precond *cond)
+{
+    zd_error err;
+    if (zd_precond_parse(zd_req_header(req, "If-Match"), zd_req_header(req, "If-None-Match"), cond,
+                         &err) == 0)
+        return true;
+    zd_req_reply_zderror(req, 400, &err);
+    return false;
+}
+
+/* 412: nothing was written. known: the current state was read (exists, version). */
+static void reply_precondition_failed(zd_req *req, bool known, bool exists, uint64_t version)
+{
+    char etag[ZD_ETAG_MAX];
+    if (known && exists) {
+        zd_req_set_header(req, "ETag", zd_etag(version, etag));
+        zd_req_reply_error(req, 412, "precondition_failed",
+                           "the profile is at version %llu, which the If-Match/If-None-Match "
+                           "header excludes; nothing was written",
+                           (unsigned long long)version);
+    } else if (known) {
+        zd_req_reply_error(req, 412, "precondition_failed",
+                           "there is no profile with this id, and If-Match requires one; nothing "
+                           "was written");
+    } else {
+        zd_req_reply_error(req, 412, "precondition_failed",
+                           "the profile is not at the version If-Match names (or it exists and "
+                           "If-None-Match is \"*\"); nothing was written");
+    }
+}
+
+static void set_etag(zd_req *req, uint64_t version)
+{
+    char etag[ZD_ETAG_MAX];
+    zd_req_set_header(req, "ETag", zd_etag(version, etag));
+}
+
 static bool check_id(zd_req *req, const char *id)
 {
     if (id && zd_id_valid(id, strlen(id)))
@@ -71,6 +112,9 @@ typedef struct write_op {
     zd_profile *p;
     cJSON *patch; /* PATCH only: the merge patch, re-applied on a version conflict */
     int attempts;
+    zd_precond cond; /* If-Match / If-None-Match */
+    bool read_first; /* PUT whose preconditions the store cannot check alone: read, check, write
+                        expecting what was read */
 } write_op;
 
 static void write_op_free(write_op *w)
@@ -81,6 +125,7 @@ static void write_op_free(write_op *w)
 }
 
 static void patch_start(write_op *w);
+static void put_read(write_op *w);
 
 static void put_done(int status, const zd_put_result *res, int n, void *udata)
 {
@@ -92,14 +137,25 @@ static void put_done(int status, const zd_put_result *res, int n, void *udata)
     }
     switch (res[0].outcome) {
     case ZD_PUT_CONFLICT:
-        if (w->patch && ++w->attempts < PATCH_RETRIES) {
-            zd_profile_free(w->p);
-            w->p = NULL;
-            patch_start(w);
+        if (!w->patch && !w->read_first) {
+            /* The store checked If-Match / If-None-Match: * itself. */
+            reply_precondition_failed(w->req, false, false, 0);
+            break;
+        }
+        /* Changed since it was read: read again (and check the preconditions again). */
+        if (++w->attempts < PATCH_RETRIES) {
+            if (w->patch) {
+                zd_profile_free(w->p);
+                w->p = NULL;
+                patch_start(w);
+            } else {
+                put_read(w);
+            }
             return;
         }
         zd_req_reply_error(w->req, 409, "conflict",
-                           "profile changed concurrently %d times; retry the PATCH", w->attempts);
+                           "profile changed concurrently %d times; retry the %s", w->attempts,
+                           w->patch ? "PATCH" : "PUT");
         break;
     case ZD_PUT_FULL:
         zd_req_reply_error(w->req, 507, "partition_full",
@@ -112,6 +168,7 @@ static void put_done(int status, const zd_put_result *res, int n, void *udata)
             zd_follower_apply(w->svc->follower, res[0].gid, res[0].entry, res[0].epoch,
                               res[0].old_json, res[0].old_len, w->p);
         char *json = zd_profile_to_json(w->p);
+        set_etag(w->req, res[0].version);
         if (!json)
             zd_req_reply_error(w->req, 500, "out_of_memory",
                                "the profile was stored (version %llu) but the answer could not "
@@ -155,6 +212,11 @@ static void handle_put(zd_req *req, void *udata)
         zd_req_reply_zderror(req, rc == -ENOMEM ? 500 : 400, &err);
         return;
     }
+    zd_precond cond;
+    if (!read_precond(req, &cond)) {
+        zd_profile_free(p);
+        return;
+    }
     write_op *w = calloc(1, sizeof(*w));
     if (!w) {
         zd_profile_free(p);
@@ -164,7 +226,46 @@ static void handle_put(zd_req *req, void *udata)
     w->svc = svc;
     w->req = req;
     w->p = p;
-    write_profile(w, NULL);
+    w->cond = cond;
+    char buf[ZD_ETAG_MAX];
+    const char *expect;
+    if (zd_precond_direct(&cond, buf, &expect)) {
+        write_profile(w, expect);
+    } else {
+        w->read_first = true;
+        put_read(w);
+    }
+}
+
+/* PUT with preconditions the store cannot check alone ("*", lists): the current version is
+ * read and checked here, and the write expects that version, so a write in between makes it
+ * read again rather than overwrite. */
+static void put_got(int status, const char *json, size_t len, uint32_t gid, uint64_t version,
+                    void *udata)
+{
+    write_op *w = udata;
+    if (status != 0) {
+        reply_store_error(w->req, status);
+        write_op_free(w);
+        return;
+    }
+    if (!zd_precond_holds(&w->cond, json != NULL, version)) {
+        reply_precondition_failed(w->req, true, json != NULL, version);
+        write_op_free(w);
+        return;
+    }
+    char ver[24];
+    snprintf(ver, sizeof(ver), "%llu", (unsigned long long)version);
+    write_profile(w, json ? ver : "-");
+}
+
+static void put_read(write_op *w)
+{
+    int rc = zd_store_get(w->svc->store, w->p->id, put_got, w);
+    if (rc != 0) {
+        reply_store_error(w->req, rc);
+        write_op_free(w);
+    }
 }
 
 static void patch_got(int status, const char *json, size_t len, uint32_t gid, uint64_t version,
@@ -177,6 +278,11 @@ static void patch_got(int status, const char *json, size_t len, uint32_t gid, ui
         return;
     }
     const char *id = zd_req_param(w->req, "id");
+    if (!zd_precond_holds(&w->cond, json != NULL, version)) {
+        reply_precondition_failed(w->req, true, json != NULL, version);
+        write_op_free(w);
+        return;
+    }
     if (!json) {
         zd_req_reply_error(w->req, 404, "not_found", "no profile with this id");
         write_op_free(w);
@@ -186,7 +292,8 @@ static void patch_got(int status, const char *json, size_t len, uint32_t gid, ui
     cJSON *cur = zd_profile_stored_doc(json, len);
     if (!cur) {
         /* Merging onto nothing would replace the stored profile by the patch alone. */
-        zd_warn("profiles: stored profile %.128s is not valid JSON; PATCH refused", id);
+        zd_req_log(w->req, ZD_LOG_WARN,
+                   "profiles: stored profile %.128s is not valid JSON; PATCH refused", id);
         zd_req_reply_error(w->req, 500, "invalid_stored_profile",
                            "the stored profile is not valid JSON; replace it with PUT");
         write_op_free(w);
@@ -222,6 +329,17 @@ static void handle_patch(zd_req *req, void *udata)
     zd_service *svc = udata;
     if (!check_id(req, zd_req_param(req, "id")))
         return;
+    /* A PATCH body means nothing without its type: only a merge patch is understood. */
+    if (!zd_req_content_type_is(req, MERGE_PATCH)) {
+        zd_req_set_header(req, "Accept-Patch", MERGE_PATCH);
+        zd_req_reply_error(
+            req, 415, "unsupported_media_type",
+            "PATCH takes a JSON merge patch (RFC 7386) with Content-Type: " MERGE_PATCH);
+        return;
+    }
+    zd_precond cond;
+    if (!read_precond(req, &cond))
+        return;
     cJSON *body = zd_req_json(req);
     if (!body)
         return;
@@ -234,6 +352,7 @@ static void handle_patch(zd_req *req, void *udata)
     w->svc = svc;
     w->req = req;
     w->patch = body;
+    w->cond = cond;
     patch_start(w);
 }
 
@@ -247,8 +366,10 @@ static void get_done(int status, const char *json, size_t len, uint32_t gid, uin
         reply_store_error(req, status);
     else if (!json)
         zd_req_reply_error(req, 404, "not_found", "no profile with this id");
-    else
+    else {
+        set_etag(req, version);
         zd_req_reply_json(req, 200, profile_answer(zd_req_param(req, "id"), json, len, version));
+    }
 }
 
 static void handle_get(zd_req *req, void *udata)
@@ -267,32 +388,94 @@ typedef struct del_op {
     zd_req *req;
     char *who; /* the API key's name, for the audit record */
     char *role;
+    zd_precond cond;
+    bool read_first; /* preconditions checked here against a read (see put_got) */
+    int attempts;
 } del_op;
 
-static void del_done(int status, bool found, uint32_t gid, const char *old_json, size_t old_len,
-                     const char *entry, uint64_t epoch, void *udata)
+static void del_op_free(del_op *d)
+{
+    free(d->who);
+    free(d->role);
+    free(d);
+}
+
+/* Audit and index side of an erasure, shared with import's delete lines. */
+static void erased(zd_service *svc, const char *who, const char *role, uint32_t gid,
+                   const char *old_json, size_t old_len, const char *entry, uint64_t epoch)
+{
+    zd_follower_apply(svc->follower, gid, entry, epoch, old_json, old_len, NULL);
+    /* The id itself may be an ID number: the audit names the erased profile only by its
+     * partition and dense id, which identify no one once the profile is gone. */
+    char target[32];
+    snprintf(target, sizeof(target), "p%u/%u", gid >> ZD_DENSE_BITS, gid & ZD_DENSE_MAX);
+    zd_audit(svc->redis, "profile.delete", who, role, target);
+}
+
+static void del_read(del_op *d);
+
+static void del_done(int status, zd_del_outcome outcome, uint32_t gid, const char *old_json,
+                     size_t old_len, const char *entry, uint64_t epoch, void *udata)
 {
     del_op *d = udata;
     const char *id = zd_req_param(d->req, "id");
     if (status != 0) {
         reply_store_error(d->req, status);
-    } else if (!found) {
-        zd_req_reply_error(d->req, 404, "not_found", "no profile with this id");
+    } else if (outcome == ZD_DEL_CONFLICT) {
+        if (d->read_first && ++d->attempts < PATCH_RETRIES) {
+            del_read(d); /* changed since it was read: check again */
+            return;
+        }
+        if (d->read_first)
+            zd_req_reply_error(d->req, 409, "conflict",
+                               "profile changed concurrently %d times; retry the DELETE",
+                               d->attempts);
+        else
+            reply_precondition_failed(d->req, false, false, 0);
+    } else if (outcome == ZD_DEL_ABSENT) {
+        /* If-Match requires a current version. */
+        if (d->cond.match)
+            reply_precondition_failed(d->req, true, false, 0);
+        else
+            zd_req_reply_error(d->req, 404, "not_found", "no profile with this id");
     } else {
-        zd_follower_apply(d->svc->follower, gid, entry, epoch, old_json, old_len, NULL);
-        /* The id itself may be an ID number: the audit names the erased profile only by its
-         * partition and dense id, which identify no one once the profile is gone. */
-        char target[32];
-        snprintf(target, sizeof(target), "p%u/%u", gid >> ZD_DENSE_BITS, gid & ZD_DENSE_MAX);
-        zd_audit(d->svc->redis, "profile.delete", d->who, d->role, target);
+        erased(d->svc, d->who, d->role, gid, old_json, old_len, entry, epoch);
         cJSON *out = cJSON_CreateObject();
         cJSON_AddStringToObject(out, "id", id);
         cJSON_AddBoolToObject(out, "deleted", 1);
         zd_req_reply_json(d->req, 200, out);
     }
-    free(d->who);
-    free(d->role);
-    free(d);
+    del_op_free(d);
+}
+
+static void del_got(int status, const char *json, size_t len, uint32_t gid, uint64_t version,
+                    void *udata)
+{
+    del_op *d = udata;
+    char ver[24];
+    snprintf(ver, sizeof(ver), "%llu", (unsigned long long)version);
+    if (status != 0) {
+        reply_store_error(d->req, status);
+    } else if (!zd_precond_holds(&d->cond, json != NULL, version)) {
+        reply_precondition_failed(d->req, true, json != NULL, version);
+    } else if (!json) {
+        zd_req_reply_error(d->req, 404, "not_found", "no profile with this id");
+    } else if ((status = zd_store_del(d->svc->store, zd_req_param(d->req, "id"), ver, del_done,
+                                      d)) == 0) {
+        return;
+    } else {
+        reply_store_error(d->req, status);
+    }
+    del_op_free(d);
+}
+
+static void del_read(del_op *d)
+{
+    int rc = zd_store_get(d->svc->store, zd_req_param(d->req, "id"), del_got, d);
+    if (rc != 0) {
+        reply_store_error(d->req, rc);
+        del_op_free(d);
+    }
 }
 
 static void handle_delete(zd_req *req, void *udata)
@@ -301,21 +484,35 @@ static void handle_delete(zd_req *req, void *udata)
     const char *id = zd_req_param(req, "id");
     if (!check_id(req, id))
         return;
+    zd_precond cond;
+    if (!read_precond(req, &cond))
+        return;
     del_op *d = calloc(1, sizeof(*d));
     const zd_apikey *k = zd_req_key(req);
     if (d) {
         d->svc = svc;
         d->req = req;
+        d->cond = cond;
         d->who = strdup(k ? k->name : "-");
         d->role = strdup(k ? zd_role_name(k->role) : "none");
     }
-    if (!d || !d->who || !d->role || zd_store_del(svc->store, id, del_done, d) != 0) {
-        if (d) {
-            free(d->who);
-            free(d->role);
-        }
-        free(d);
-        zd_req_reply_error(req, 503, "store_unavailable", "the profile store is unavailable");
+    if (!d || !d->who || !d->role) {
+        if (d)
+            del_op_free(d);
+        zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
+        return;
+    }
+    char buf[ZD_ETAG_MAX];
+    const char *expect;
+    if (!zd_precond_direct(&cond, buf, &expect)) {
+        d->read_first = true;
+        del_read(d);
+        return;
+    }
+    int rc = zd_store_del(svc->store, id, expect, del_done, d);
+    if (rc != 0) {
+        reply_store_error(req, rc);
+        del_op_free(d);
     }
 }
 
@@ -333,6 +530,7 @@ typedef struct import_op {
     zd_req *req;
     int pending; /* batches in flight */
     long imported, unchanged, failed, lines;
+    long deleted; /* profiles erased by "op": "delete" lines */
     cJSON *errors;
     int nerrors;
     struct timespec t0;
@@ -365,13 +563,15 @@ static void import_finish(import_op *op)
     cJSON *out = cJSON_CreateObject();
     cJSON_AddNumberToObject(out, "lines", (double)op->lines);
     cJSON_AddNumberToObject(out, "imported", (double)op->imported);
+    cJSON_AddNumberToObject(out, "deleted", (double)op->deleted);
     cJSON_AddNumberToObject(out, "unchanged", (double)op->unchanged);
     cJSON_AddNumberToObject(out, "failed", (double)op->failed);
     cJSON_AddItemToObject(out, "errors", op->errors);
     cJSON_AddNumberToObject(out, "took_ms", ms);
+    zd_req_log(op->req, ZD_LOG_INFO,
+               "import: %ld lines, %ld imported, %ld deleted, %ld unchanged, %ld failed in %.0f ms",
+               op->lines, op->imported, op->deleted, op->unchanged, op->failed, ms);
     zd_req_reply_json(op->req, 200, out);
-    zd_info("import: %ld lines, %ld imported, %ld unchanged, %ld failed in %.0f ms", op->lines,
-            op->imported, op->unchanged, op->failed, ms);
     /* An import chunk churns through megabytes of parser objects; return them to the OS. */
     malloc_trim(0);
     free(op);
@@ -436,6 +636,130 @@ static void import_flush(import_op *op, import_batch **slot, int part)
         import_batch_done(rc, NULL, 0, b);
 }
 
+/* ---- import lines with "op" (bulk sync) ---- */
+
+typedef struct import_del {
+    import_op *op;
+    int line;
+    char id[ZD_ID_MAX + 1];
+} import_del;
+
+static void import_del_done(int status, zd_del_outcome outcome, uint32_t gid, const char *old_json,
+                            size_t old_len, const char *entry, uint64_t epoch, void *udata)
+{
+    import_del *d = udata;
+    import_op *op = d->op;
+    if (status != 0) {
+        zd_error e;
+        zd_error_set(&e, "store_unavailable", NULL,
+                     "the profile store did not answer (%s); the line may or may not have been "
+                     "applied: importing it again is safe",
+                     zd_strerror(status));
+        import_error(op, d->line, d->id, &e);
+    } else if (outcome == ZD_DEL_DELETED) {
+        const zd_apikey *k = zd_req_key(op->req);
+        erased(op->svc, k ? k->name : "-", k ? zd_role_name(k->role) : "none", gid, old_json,
+               old_len, entry, epoch);
+        op->deleted++;
+    } else {
+        op->unchanged++; /* nothing to delete: what the line asks for is already so */
+    }
+    free(d);
+    if (--op->pending == 0)
+        import_finish(op);
+}
+
+static void import_flush(import_op *op, import_batch **slot, int part);
+
+/* Erases profile id as line lineno asks. The lines before it that wrote the same partition go
+ * first: their batch is sent now, ahead of the delete on the same Redis connection, so the
+ * lines of one import apply in their order. */
+static void import_delete(import_op *op, import_batch **batches, const char *id, int lineno)
+{
+    int part = zd_partition_of(id, op->svc->cfg->partitions);
+    import_flush(op, &batches[part], part);
+    import_del *d = calloc(1, sizeof(*d));
+    zd_error e;
+    if (!d) {
+        zd_error_set(&e, "out_of_memory", NULL, "out of memory");
+        import_error(op, lineno, id, &e);
+        return;
+    }
+    d->op = op;
+    d->line = lineno;
+    snprintf(d->id, sizeof(d->id), "%s", id);
+    op->pending++;
+    int rc = zd_store_del(op->svc->store, id, NULL, import_del_done, d);
+    if (rc != 0)
+        import_del_done(rc, ZD_DEL_ABSENT, 0, NULL, 0, NULL, 0, d);
+}
+
+/* A line with a top-level "op" (docs/API.md, import): "delete" erases the profile its "id"
+ * names (the line holds nothing else), "put" is a plain line. Returns 1 when the line was
+ * dealt with here (a delete, or an error), 0 with *put (caller frees) for a valid "put" line,
+ * -1 for a line without "op", which the caller validates as usual. */
+static int import_op_line(import_op *op, import_batch **batches, const char *s, size_t len,
+                          int lineno, zd_profile **put)
+{
+    *put = NULL;
+    /* Only a line that spells "op" is looked into before the usual validation. */
+    if (!memmem(s, len, "\"op\"", 4))
+        return -1;
+    cJSON *doc;
+    zd_error e;
+    if (zd_json_parse(s, len, op->svc->cfg->json_depth_max, &doc, &e) != 0)
+        return -1; /* the usual path reports the same error */
+    const cJSON *jop = cJSON_GetObjectItemCaseSensitive(doc, "op");
+    if (!cJSON_IsObject(doc) || !jop) {
+        cJSON_Delete(doc);
+        return -1;
+    }
+    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(doc, "id");
+    const char *id = cJSON_IsString(jid) && zd_id_valid(jid->valuestring, strlen(jid->valuestring))
+                         ? jid->valuestring
+                         : NULL;
+    int rc = 1;
+    if (!cJSON_IsString(jop)) {
+        zd_error_set(&e, "invalid_type", "op", "\"op\" must be a string: \"put\" or \"delete\"");
+    } else if (strcmp(jop->valuestring, "put") == 0) {
+        cJSON_DeleteItemFromObjectCaseSensitive(doc, "op");
+        if (!cJSON_IsString(jid))
+            zd_error_set(&e, "missing_field", "id",
+                         "the profile must carry its id: a string \"id\"");
+        else if (!id)
+            zd_error_set(&e, "invalid_id", "id",
+                         "profile id must be 1-128 characters of [A-Za-z0-9_.:-]");
+        else if (zd_profile_from_json(op->svc->cfg->schema, id, doc, put, &e) == 0)
+            rc = 0;
+    } else if (strcmp(jop->valuestring, "delete") == 0) {
+        const cJSON *extra = doc->child;
+        while (extra && (strcmp(extra->string, "id") == 0 || strcmp(extra->string, "op") == 0))
+            extra = extra->next;
+        if (!cJSON_IsString(jid))
+            zd_error_set(&e, "missing_field", "id",
+                         "a delete line must carry the id to delete: a string \"id\"");
+        else if (!id)
+            zd_error_set(&e, "invalid_id", "id",
+                         "profile id must be 1-128 characters of [A-Za-z0-9_.:-]");
+        else if (extra)
+            zd_error_set(&e, "unknown_field", extra->string,
+                         "a delete line holds only \"id\" and \"op\", not \"%.64s\"",
+                         extra->string);
+        else
+            rc = 2;
+    } else {
+        zd_error_set(&e, "invalid_value", "op", "\"op\" must be \"put\" or \"delete\"");
+    }
+    if (rc == 2) {
+        import_delete(op, batches, id, lineno);
+        rc = 1;
+    } else if (rc == 1) {
+        import_error(op, lineno, id, &e);
+    }
+    cJSON_Delete(doc);
+    return rc;
+}
+
 /* Validates one NDJSON line, through the same validator as a PUT body, and adds it to its
  * partition's batch. */
 static void import_line(import_op *op, import_batch **batches, const char *s, size_t len,
@@ -444,8 +768,11 @@ static void import_line(import_op *op, import_batch **batches, const char *s, si
     zd_error e;
     zd_profile *p;
     char id[ZD_ID_MAX + 1];
-    if (zd_profile_from_text(op->svc->cfg->schema, NULL, s, len, op->svc->cfg->json_depth_max, &p,
-                             id, &e) != 0) {
+    int r = import_op_line(op, batches, s, len, lineno, &p);
+    if (r > 0)
+        return;
+    if (r < 0 && zd_profile_from_text(op->svc->cfg->schema, NULL, s, len,
+                                      op->svc->cfg->json_depth_max, &p, id, &e) != 0) {
         import_error(op, lineno, id[0] ? id : NULL, &e);
         return;
     }
@@ -518,7 +845,9 @@ int zd_api_profiles_register(zd_service *svc)
     rc |= zd_http_route(svc->http, "PATCH", "/v1/profiles/{id}", writers, handle_patch, svc);
     rc |= zd_http_route(svc->http, "GET", "/v1/profiles/{id}", writers, handle_get, svc);
     rc |= zd_http_route(svc->http, "DELETE", "/v1/profiles/{id}", writers, handle_delete, svc);
+    /* An import while not ready is refused whole (503 not_ready) rather than answered line by
+     * line with store_unavailable. */
     rc |= zd_http_route_flags(svc->http, "POST", "/v1/profiles:import", writers,
-                              ZD_ROUTE_LARGE_BODY, handle_import, svc);
+                              ZD_ROUTE_LARGE_BODY | ZD_ROUTE_NEEDS_READY, handle_import, svc);
     return rc ? -EINVAL : 0;
 }

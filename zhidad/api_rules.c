@@ -609,8 +609,9 @@ static void explain_got(int status, const char *json, size_t len, uint32_t gid, 
         reply_no_profile(op->req);
     } else if (zd_profile_parse(op->svc->cfg->schema, pid, json, len, &p, &err) != 0) {
         /* Written before validation was as strict as now, or under another schema. */
-        zd_warn("explain: stored profile %.128s does not validate (%s: %s)", pid, err.field,
-                err.code);
+        zd_req_log(op->req, ZD_LOG_WARN,
+                   "explain: stored profile %.128s does not validate (%s: %s)", pid, err.field,
+                   err.code);
         zd_req_reply_zderror(op->req, 500, &err);
     } else if (op->scope && !zd_rule_match(op->scope, p, today)) {
         /* Outside the publisher's scope the profile does not exist for it: the same answer

@@ -840,14 +840,14 @@ void zd_config_free(zd_config *c)
     free(c);
 }
 
-const zd_apikey *zd_config_find_key(const zd_config *c, const char *token, size_t len)
+const zd_apikey *zd_apikey_find(const zd_apikey *keys, int n, const char *token, size_t len)
 {
     /* A token longer than any key cannot match; its length is no secret. */
-    if (!c || !token || len == 0 || len > ZD_APIKEY_MAX)
+    if (!keys || !token || len == 0 || len > ZD_APIKEY_MAX)
         return NULL;
     const zd_apikey *found = NULL;
-    for (int i = 0; i < c->nkeys; i++) {
-        const zd_apikey *k = &c->keys[i];
+    for (int i = 0; i < n; i++) {
+        const zd_apikey *k = &keys[i];
         /* Always ZD_APIKEY_MAX rounds, reading past neither string; only the lengths (known to
          * whoever sent the token) decide which bytes take part. */
         volatile unsigned diff = (unsigned)(k->keylen ^ len);
@@ -860,4 +860,20 @@ const zd_apikey *zd_config_find_key(const zd_config *c, const char *token, size_
             found = k;
     }
     return found;
+}
+
+bool zd_apikey_same_secret(const zd_apikey *a, const zd_apikey *b)
+{
+    volatile unsigned diff = (unsigned)(a->keylen ^ b->keylen);
+    for (size_t j = 0; j < ZD_APIKEY_MAX; j++) {
+        unsigned char x = j < a->keylen ? (unsigned char)a->key[j] : 0;
+        unsigned char y = j < b->keylen ? (unsigned char)b->key[j] : 0;
+        diff |= (unsigned)(x ^ y);
+    }
+    return diff == 0;
+}
+
+const zd_apikey *zd_config_find_key(const zd_config *c, const char *token, size_t len)
+{
+    return c ? zd_apikey_find(c->keys, c->nkeys, token, len) : NULL;
 }

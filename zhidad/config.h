@@ -86,6 +86,10 @@ void zd_config_free(zd_config *c);
  * same number of bytes whatever the token, so the time taken does not tell how much of a key
  * matched. Returns the key (borrowed from c) or NULL. */
 const zd_apikey *zd_config_find_key(const zd_config *c, const char *token, size_t len);
+/* The same over keys[0..n) (borrowed; a key without a secret never matches). */
+const zd_apikey *zd_apikey_find(const zd_apikey *keys, int n, const char *token, size_t len);
+/* Whether a and b have the same secret, compared in constant time like the lookup. */
+bool zd_apikey_same_secret(const zd_apikey *a, const zd_apikey *b);
 
 /* The checks the loader applies to "listen" and "redis", for command-line overrides.
  * 0, or -EINVAL with a message in err. */

@@ -24,7 +24,7 @@
 
 #include "common/addr.h"
 #include "common/log.h"
-#include "profiles/json.h"
+#include "zhidad/request_id.h"
 
 #define MAX_SEGMENTS ZD_HTTP_MAX_SEGMENTS
 #define MAX_CAPTURES ZD_HTTP_MAX_CAPTURES
@@ -43,6 +43,8 @@ int64_t zd_http_mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The methods routes may have, in the order an Allow header lists them. HEAD is answered by
+ * a path's GET route and OPTIONS by the server itself, for every path that has a route. */
 static const struct {
     const char *name;
     enum evhttp_cmd_type cmd;
@@ -50,14 +52,26 @@ static const struct {
     {"GET", EVHTTP_REQ_GET},     {"POST", EVHTTP_REQ_POST},     {"PUT", EVHTTP_REQ_PUT},
     {"PATCH", EVHTTP_REQ_PATCH}, {"DELETE", EVHTTP_REQ_DELETE},
 };
+#define NMETHODS (sizeof(methods) / sizeof(methods[0]))
 
 static const char *method_name(enum evhttp_cmd_type cmd)
 {
-    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+    for (size_t i = 0; i < NMETHODS; i++) {
         if (methods[i].cmd == cmd)
             return methods[i].name;
     }
-    return "OTHER";
+    switch (cmd) {
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+        return "CONNECT";
+    default:
+        return "OTHER";
+    }
 }
 
 const char *zd_http_reason(int status)
@@ -85,6 +99,10 @@ const char *zd_http_reason(int status)
         return "Request Timeout";
     case 409:
         return "Conflict";
+    case 412:
+        return "Precondition Failed";
+    case 415:
+        return "Unsupported Media Type";
     case 413:
         return "Payload Too Large";
     case 422:
@@ -138,14 +156,26 @@ void zd_http_stats_add(route_stats *s, int status, double seconds)
 
 void zd_http_key_uses(zd_http *h, bool reset, zd_key_uses_fn fn, void *udata)
 {
-    zd_key_uses *src = reset ? h->key_since : h->key_total;
-    for (int i = 0; i < h->cfg->nkeys; i++) {
+    zd_keyset *ks = h->keys;
+    zd_key_uses *src = reset ? ks->since : ks->total;
+    for (int i = 0; i < ks->n; i++) {
         if (src[i].used == 0 && src[i].denied == 0)
             continue;
-        fn(&h->cfg->keys[i], &src[i], udata);
+        fn(&ks->keys[i], &src[i], udata);
         if (reset)
             src[i] = (zd_key_uses){0, 0};
     }
+}
+
+int zd_http_set_keys(zd_http *h, const zd_apikey *keys, int n, char *summary, size_t cap)
+{
+    zd_keyset *ks = zd_keyset_new(keys, n, h->keys, summary, cap);
+    if (!ks)
+        return -ENOMEM;
+    /* Requests in flight keep a reference to the set their key came from. */
+    zd_keyset_unref(h->keys);
+    h->keys = ks;
+    return 0;
 }
 
 void zd_http_foreach_stat(const zd_http *h, void (*fn)(const zd_http_stat *st, void *udata),
@@ -267,11 +297,11 @@ int zd_http_route_flags(zd_http *h, const char *method, const char *pattern, uns
     route rt;
     memset(&rt, 0, sizeof(rt));
     size_t m;
-    for (m = 0; m < sizeof(methods) / sizeof(methods[0]); m++) {
+    for (m = 0; m < NMETHODS; m++) {
         if (strcmp(methods[m].name, method) == 0)
             break;
     }
-    if (m == sizeof(methods) / sizeof(methods[0]) || !fn || (roles & ~(unsigned)ZD_ROLES_ALL))
+    if (m == NMETHODS || !fn || (roles & ~(unsigned)ZD_ROLES_ALL))
         return -EINVAL;
     for (int i = 0; i < h->nroutes; i++) {
         if (strcmp(h->routes[i].method, method) == 0 && strcmp(h->routes[i].pattern, pattern) == 0)
@@ -345,6 +375,7 @@ static bool route_match(const route *rt, char **segs, int nsegs, const char **ca
 
 static void req_free(zd_req *r)
 {
+    zd_keyset_unref(r->ks);
     for (int i = 0; i < MAX_CAPTURES; i++)
         free(r->params[i]);
     if (r->query_parsed)
@@ -371,27 +402,38 @@ static void cleanup_cjson(const void *data, size_t len, void *arg)
 }
 
 /* Sends (if the client is still there) and frees r. body is added by reference when free_body
- * is set (a cJSON_Print result), copied otherwise. */
+ * is set (a cJSON_Print result), copied otherwise. ctype NULL: no body at all (204). */
 static void finish(zd_req *r, int status, const char *ctype, const char *body, size_t len,
                    bool free_body)
 {
     zd_http *h = r->h;
     if (r->ev && !r->detached) {
         struct evkeyvalq *oh = evhttp_request_get_output_headers(r->ev);
-        evhttp_add_header(oh, "Content-Type", ctype);
+        if (ctype)
+            evhttp_add_header(oh, "Content-Type", ctype);
         /* Replies may carry personal data: keep them out of caches. */
         evhttp_add_header(oh, "Cache-Control", "no-store");
         evhttp_add_header(oh, "X-Content-Type-Options", "nosniff");
+        evhttp_add_header(oh, "X-Request-Id", r->rid);
+        /* Every 503 is temporary: say when to come back, unless the handler did. */
+        if (status == 503 && !evhttp_find_header(oh, "Retry-After"))
+            evhttp_add_header(oh, "Retry-After", ZD_HTTP_RETRY_AFTER_S);
         if (h && h->draining)
             evhttp_add_header(oh, "Connection", "close");
         struct evbuffer *out = evhttp_request_get_output_buffer(r->ev);
-        if (free_body) {
+        if (r->head_only) {
+            /* HEAD: the headers GET would send, its length included, and no body. */
+            char n[24];
+            snprintf(n, sizeof(n), "%zu", len);
+            if (ctype)
+                evhttp_add_header(oh, "Content-Length", n);
+        } else if (free_body) {
             if (evbuffer_add_reference(out, body, len, cleanup_cjson, NULL) != 0)
                 cJSON_free((void *)body);
+            free_body = false;
         } else if (len) {
             evbuffer_add(out, body, len);
         }
-        free_body = false;
         evhttp_send_reply(r->ev, status, zd_http_reason(status), NULL);
     } else if (r->ev) {
         /* Detached: nobody to answer; the request is ours to free. */
@@ -404,8 +446,13 @@ static void finish(zd_req *r, int status, const char *ctype, const char *body, s
         zd_http_stats_add(r->rt ? &h->routes[r->rt - h->routes].stats : &h->unmatched, status,
                           secs);
         /* Paths hold ids, not personal data; bodies and query strings are never logged. */
+        bool scoped = !zd_log_request_id();
+        if (scoped)
+            zd_log_set_request_id(r->rid);
         zd_debug("http: %s %s %d %.2f ms%s", r->method, r->path ? r->path : "-", status, secs * 1e3,
                  r->alive ? "" : " (client gone)");
+        if (scoped)
+            zd_log_set_request_id(NULL);
         if (r->c)
             r->c->cur = NULL;
         unlink_req(h, r);
@@ -425,7 +472,7 @@ void zd_req_reply_json(zd_req *r, int status, cJSON *body)
     cJSON_Delete(body);
     if (!s) {
         static const char oom[] =
-            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+            "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"out of memory\"}}";
         finish(r, 500, JSON_CTYPE, oom, sizeof(oom) - 1, false);
         return;
     }
@@ -440,6 +487,7 @@ void zd_req_reply_error_extra(zd_req *r, int status, const char *code, const cha
     if (e) {
         cJSON_AddStringToObject(e, "code", code);
         cJSON_AddStringToObject(e, "message", message);
+        cJSON_AddStringToObject(e, "request_id", r->rid);
         if (extra) {
             cJSON *m = extra->child;
             while (m) {
@@ -490,133 +538,35 @@ void zd_req_set_header(zd_req *r, const char *name, const char *value)
         evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
 }
 
-/* ---- request accessors -------------------------------------------------------------------- */
-
-const char *zd_req_param(zd_req *r, const char *name)
-{
-    if (!r->rt)
-        return NULL;
-    int k = 0;
-    for (int i = 0; i < r->rt->nsegs; i++) {
-        if (!r->rt->segs[i].capture)
-            continue;
-        if (strcmp(r->rt->segs[i].capture, name) == 0)
-            return r->params[k];
-        k++;
-    }
-    return NULL;
-}
-
-const char *zd_req_query(zd_req *r, const char *name)
-{
-    return r->query_parsed ? evhttp_find_header(&r->query, name) : NULL;
-}
-
-const char *zd_req_header(zd_req *r, const char *name)
-{
-    if (!r->ev || r->detached)
-        return NULL;
-    return evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
-}
-
-const char *zd_req_path(zd_req *r)
-{
-    return r->path ? r->path : "/";
-}
-
-const char *zd_req_method(zd_req *r)
-{
-    return r->method;
-}
-
-const zd_apikey *zd_req_key(zd_req *r)
-{
-    return r->key;
-}
-
-const char *zd_req_body(zd_req *r, size_t *len)
-{
-    if (!r->ev || r->detached) {
-        *len = 0;
-        return "";
-    }
-    struct evbuffer *in = evhttp_request_get_input_buffer(r->ev);
-    if (!r->body_ready) {
-        /* One contiguous, NUL-terminated block inside the request's own buffer: a 64 MiB
-         * import is not copied again. */
-        r->body_len = evbuffer_get_length(in);
-        if (evbuffer_add(in, "", 1) != 0) {
-            *len = 0;
-            return "";
-        }
-        r->body_ready = true;
-    }
-    const char *p = (const char *)evbuffer_pullup(in, -1);
-    *len = p ? r->body_len : 0;
-    return p ? p : "";
-}
-
-cJSON *zd_req_json(zd_req *r)
-{
-    size_t len;
-    const char *body = zd_req_body(r, &len);
-    const zd_config *cfg = r->h ? r->h->cfg : NULL;
-    size_t limit =
-        cfg ? (r->rt && (r->rt->flags & ZD_ROUTE_LARGE_BODY) ? cfg->import_body_max : cfg->body_max)
-            : SIZE_MAX;
-    int max_depth = cfg ? cfg->json_depth_max : ZD_JSON_DEPTH_DEFAULT;
-    if (len > limit) {
-        zd_req_reply_error(r, 413, "body_too_large", "the body is larger than %zu bytes", limit);
-        return NULL;
-    }
-    /* The same strict parser as profile documents and import lines (profiles/json.h). */
-    cJSON *j;
-    zd_error e;
-    int rc = zd_json_parse(body, len, max_depth, &j, &e);
-    if (rc != 0) {
-        zd_req_reply_zderror(r, rc == -ENOMEM ? 500 : 400, &e);
-        return NULL;
-    }
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        zd_req_reply_error(r, 400, "bad_json", "the body must be a JSON object");
-        return NULL;
-    }
-    return j;
-}
-
-bool zd_req_alive(const zd_req *r)
-{
-    if (!r->alive || !r->ev || r->detached)
-        return false;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
-    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
-    if (fd < 0)
-        return false;
-    /* evhttp stops reading while a request is being handled, so it would not notice an EOF
-     * until it writes the reply: peek for it. */
-    char c;
-    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0)
-        return false;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        return false;
-    return true;
-}
-
 /* ---- dispatch ----------------------------------------------------------------------------- */
 
-/* Replies to a request for which no zd_req could be set up. */
+/* The id of a request evhttp parsed (zhidad/request_id.h). */
+static void request_id_of(struct evhttp_request *ev, char rid[ZD_REQUEST_ID_MAX + 1])
+{
+    struct evkeyvalq *ih = evhttp_request_get_input_headers(ev);
+    zd_request_id_pick(evhttp_find_header(ih, "X-Request-Id"),
+                       evhttp_find_header(ih, "traceparent"), rid);
+}
+
+/* Replies to a request for which no zd_req could be set up (code and msg: literals that need
+ * no JSON escaping). */
 static void early_reply(zd_http *h, struct evhttp_request *ev, int status, const char *code,
                         const char *msg, bool close)
 {
+    char rid[ZD_REQUEST_ID_MAX + 1];
+    request_id_of(ev, rid);
     struct evkeyvalq *oh = evhttp_request_get_output_headers(ev);
     evhttp_add_header(oh, "Content-Type", JSON_CTYPE);
+    evhttp_add_header(oh, "X-Request-Id", rid);
+    if (status == 503)
+        evhttp_add_header(oh, "Retry-After", ZD_HTTP_RETRY_AFTER_S);
     if (close)
         evhttp_add_header(oh, "Connection", "close");
     struct evbuffer *out = evhttp_request_get_output_buffer(ev);
-    evbuffer_add_printf(out, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+    /* The id needs no escaping either: request ids hold neither quotes nor backslashes. */
+    evbuffer_add_printf(out,
+                        "{\"error\":{\"code\":\"%s\",\"message\":\"%s\",\"request_id\":\"%s\"}}",
+                        code, msg, rid);
     evhttp_send_reply(ev, status, zd_http_reason(status), NULL);
     zd_http_stats_add(&h->unmatched, status, 0);
 }
@@ -662,21 +612,49 @@ const zd_apikey *zd_http_authenticate(zd_http *h, const char *a, bool *had_token
     while (n && (a[n - 1] == ' ' || a[n - 1] == '\t'))
         n--;
     *had_token = n > 0;
-    return zd_config_find_key(h->cfg, a, n);
+    return zd_keyset_find(h->keys, a, n);
 }
 
 void zd_http_count_key_use(zd_http *h, const zd_apikey *key, bool allowed)
 {
-    size_t k = (size_t)(key - h->cfg->keys);
-    if (h->key_total && k < (size_t)h->cfg->nkeys) {
-        *(allowed ? &h->key_total[k].used : &h->key_total[k].denied) += 1;
-        *(allowed ? &h->key_since[k].used : &h->key_since[k].denied) += 1;
+    /* key comes from the current set: it was authenticated in this loop turn. */
+    zd_keyset *ks = h->keys;
+    size_t k = (size_t)(key - ks->keys);
+    if (k < (size_t)ks->n) {
+        *(allowed ? &ks->total[k].used : &ks->total[k].denied) += 1;
+        *(allowed ? &ks->since[k].used : &ks->since[k].denied) += 1;
     }
+}
+
+bool zd_http_route_ready(const zd_http *h, const route *rt)
+{
+    return !(rt->flags & ZD_ROUTE_NEEDS_READY) || !h->ready || h->ready(h->ready_udata);
+}
+
+void zd_http_set_ready(zd_http *h, bool (*ready)(void *udata), void *udata)
+{
+    h->ready = ready;
+    h->ready_udata = udata;
 }
 
 size_t zd_http_route_body_max(const zd_http *h, const route *rt)
 {
     return rt && (rt->flags & ZD_ROUTE_LARGE_BODY) ? h->cfg->import_body_max : h->cfg->body_max;
+}
+
+/* "GET, HEAD, POST, ..., OPTIONS" for the methods in mask (bits of methods[]). */
+static void format_allow(unsigned mask, char *allow, size_t cap)
+{
+    size_t o = 0;
+    allow[0] = '\0';
+    for (size_t m = 0; m < NMETHODS; m++) {
+        if (!(mask & (1u << m)))
+            continue;
+        o += (size_t)snprintf(allow + o, o < cap ? cap - o : 0, "%s%s%s", o ? ", " : "",
+                              methods[m].name, methods[m].cmd == EVHTTP_REQ_GET ? ", HEAD" : "");
+    }
+    if (mask)
+        snprintf(allow + o, o < cap ? cap - o : 0, ", OPTIONS");
 }
 
 const route *zd_http_find_route(zd_http *h, const char *method, const char *path, char *allow,
@@ -687,28 +665,29 @@ const route *zd_http_find_route(zd_http *h, const char *method, const char *path
     const route *best = NULL;
     const char *caps[MAX_CAPTURES];
     size_t caplens[MAX_CAPTURES];
-    allow[0] = '\0';
+    unsigned mask = 0; /* the path's methods */
+    /* HEAD is GET without the body. */
+    const char *want = strcmp(method, "HEAD") == 0 ? "GET" : method;
     for (int i = 0; nsegs > 0 && i < h->nroutes; i++) {
         const route *rt = &h->routes[i];
         const char *c2[MAX_CAPTURES];
         size_t l2[MAX_CAPTURES];
         if (!route_match(rt, segs, nsegs, c2, l2))
             continue;
-        if (strcmp(rt->method, method) != 0) {
-            if (!strstr(allow, rt->method) && strlen(allow) + strlen(rt->method) + 3 < allowcap) {
-                if (allow[0])
-                    strcat(allow, ", ");
-                strcat(allow, rt->method);
-            }
-            continue;
+        for (size_t m = 0; m < NMETHODS; m++) {
+            if (methods[m].cmd == rt->cmd)
+                mask |= 1u << m;
         }
+        if (strcmp(rt->method, want) != 0)
+            continue;
         if (best && best->literal_len >= rt->literal_len)
             continue;
         best = rt;
         memcpy(caps, c2, sizeof(caps));
         memcpy(caplens, l2, sizeof(caplens));
     }
-    *status = best ? 0 : nsegs < 0 ? 400 : allow[0] ? 405 : 404;
+    format_allow(mask, allow, allowcap);
+    *status = best ? 0 : nsegs < 0 ? 400 : mask ? 405 : 404;
     for (int k = 0; best && params && k < best->ncaptures; k++) {
         if (!(params[k] = dup_range(caps[k], caplens[k]))) {
             *status = 500;
@@ -730,19 +709,24 @@ static void dispatch(zd_http *h, zd_req *r)
         path = "/";
     r->path = strdup(path);
     if (!r->path) {
-        zd_req_reply_error(r, 500, "internal", "out of memory");
+        zd_req_reply_error(r, 500, "out_of_memory", "out of memory");
         return;
     }
 
-    char allow[64];
+    char allow[96];
     int status;
     const route *best =
         zd_http_find_route(h, r->method, path, allow, sizeof(allow), r->params, &status);
     if (!best) {
         if (status == 500) {
-            zd_req_reply_error(r, 500, "internal", "out of memory");
+            zd_req_reply_error(r, 500, "out_of_memory", "out of memory");
         } else if (status == 400) {
             zd_req_reply_error(r, 400, "bad_request", "the path is malformed");
+        } else if (status == 405 && strcmp(r->method, "OPTIONS") == 0) {
+            /* No key needed: the methods of a path are in the API's documentation anyway.
+             * No CORS headers: browsers are not among zhida's clients. */
+            zd_req_set_header(r, "Allow", allow);
+            finish(r, 204, NULL, "", 0, false);
         } else if (status == 405) {
             zd_req_set_header(r, "Allow", allow);
             zd_req_reply_error(r, 405, "method_not_allowed", "%s is not allowed here; allowed: %s",
@@ -764,6 +748,9 @@ static void dispatch(zd_http *h, zd_req *r)
     if (best->roles) {
         bool had_token;
         r->key = zd_http_authenticate(h, zd_req_header(r, "Authorization"), &had_token);
+        /* The key stays valid until the reply, even if a reload replaces the set. */
+        if (r->key)
+            r->ks = zd_keyset_ref(h->keys);
         if (!r->key) {
             zd_req_set_header(r, "WWW-Authenticate",
                               had_token ? "Bearer realm=\"zhida\", error=\"invalid_token\""
@@ -790,7 +777,17 @@ static void dispatch(zd_http *h, zd_req *r)
         zd_req_reply_error(r, 413, "body_too_large", "the body is larger than %zu bytes", limit);
         return;
     }
+    if (!zd_http_route_ready(h, best)) {
+        zd_req_set_header(r, "Retry-After", ZD_HTTP_RETRY_AFTER_NOT_READY_S);
+        zd_req_reply_error(r, 503, "not_ready",
+                           "zhidad is not ready (Redis or the index): nothing was applied; "
+                           "retry later");
+        return;
+    }
+    /* Lines the handler logs before it returns name the request. */
+    zd_log_set_request_id(r->rid);
     best->fn(r, best->udata);
+    zd_log_set_request_id(NULL);
 }
 
 static void gencb(struct evhttp_request *ev, void *arg)
@@ -805,18 +802,20 @@ static void gencb(struct evhttp_request *ev, void *arg)
     }
     if (!c) {
         /* Only when the connection could not be tracked at accept (out of memory). */
-        early_reply(h, ev, 503, "internal", "out of memory", true);
+        early_reply(h, ev, 503, "out_of_memory", "out of memory", true);
         return;
     }
     zd_req *r = calloc(1, sizeof(*r));
     if (!r) {
-        early_reply(h, ev, 503, "internal", "out of memory", true);
+        early_reply(h, ev, 503, "out_of_memory", "out of memory", true);
         return;
     }
     r->h = h;
     r->ev = ev;
     r->alive = true;
     r->method = method_name(evhttp_request_get_command(ev));
+    r->head_only = evhttp_request_get_command(ev) == EVHTTP_REQ_HEAD;
+    request_id_of(ev, r->rid);
     r->c = c;
     r->t0_ns = zd_http_mono_ns();
     c->cur = r;
@@ -842,9 +841,8 @@ zd_http *zd_http_new(struct event_base *base, const zd_config *cfg)
         h->nbuckets *= 2;
     h->buckets = calloc(h->nbuckets, sizeof(conn *));
     h->http = evhttp_new(base);
-    h->key_total = calloc((size_t)cfg->nkeys + 1, sizeof(zd_key_uses));
-    h->key_since = calloc((size_t)cfg->nkeys + 1, sizeof(zd_key_uses));
-    if (!h->buckets || !h->http || !h->key_total || !h->key_since || zd_http_conn_init(h) != 0)
+    h->keys = zd_keyset_new(cfg->keys, cfg->nkeys, NULL, NULL, 0);
+    if (!h->buckets || !h->http || !h->keys || zd_http_conn_init(h) != 0)
         goto fail;
     /* Each request's own limit is set on its connection once its route is known from its
      * headers (http_conn.c); until then the smaller one holds. */
@@ -855,8 +853,12 @@ zd_http *zd_http_new(struct event_base *base, const zd_config *cfg)
     /* Without it a client sent evhttp's own 413 mid-upload sees a reset instead of the
      * answer. (Our own refusals linger in http_conn.c.) */
     evhttp_set_flags(h->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    /* Every method evhttp knows reaches dispatch(), so that each gets a JSON answer (405 with
+     * Allow for those no route has) rather than evhttp's HTML 501. */
     evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE);
+                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                            EVHTTP_REQ_CONNECT);
     evhttp_set_gencb(h->http, gencb, h);
     return h;
 fail:
@@ -930,7 +932,6 @@ void zd_http_free(zd_http *h)
         route_clear(&h->routes[i]);
     free(h->routes);
     free(h->unmatched.v);
-    free(h->key_total);
-    free(h->key_since);
+    zd_keyset_unref(h->keys);
     free(h);
 }

@@ -11,6 +11,7 @@
 
 #include <zhida/error.h>
 
+#include "common/log.h"
 #include "common/metrics.h"
 #include "zhidad/config.h"
 
@@ -34,6 +35,10 @@ int zd_http_port(const zd_http *h);
 /* Route flags. A route's body limit and roles are checked from a request's headers, before
  * its body is read (413, 401, 403). */
 #define ZD_ROUTE_LARGE_BODY 1u /* body limit is limits.import_body_max, not limits.body_max */
+/* While the service is not ready (zd_http_set_ready), requests are refused whole with 503
+ * not_ready and Retry-After, from their headers when they have a body: nothing of them is
+ * applied. */
+#define ZD_ROUTE_NEEDS_READY 2u
 
 /* Adds a route. method: "GET", "POST", "PUT", "PATCH" or "DELETE". pattern: "/"-separated
  * segments, each literal or with one {name} capture that may have a literal prefix and suffix:
@@ -51,6 +56,10 @@ int zd_http_route_flags(zd_http *h, const char *method, const char *pattern, uns
  * `zhidad --print-routes`, which tests compare with docs/openapi.json. */
 typedef void (*zd_route_fn)(const char *method, const char *pattern, unsigned roles, void *udata);
 void zd_http_routes(const zd_http *h, zd_route_fn fn, void *udata);
+
+/* The readiness ZD_ROUTE_NEEDS_READY routes wait for: ready(udata) (both borrowed) is asked
+ * for each of their requests. Without it they are always served. */
+void zd_http_set_ready(zd_http *h, bool (*ready)(void *udata), void *udata);
 
 /* Graceful stop, step 1: closes the listening sockets; requests that still arrive on open
  * keep-alive connections get 503 "shutting_down" and the connection is closed. */
@@ -93,6 +102,15 @@ typedef void (*zd_key_uses_fn)(const zd_apikey *key, const zd_key_uses *uses, vo
  * pointers are valid only during the call. */
 void zd_http_key_uses(zd_http *h, bool reset, zd_key_uses_fn fn, void *udata);
 
+/* Replaces the API keys requests are authenticated with by copies of keys[0..n) (borrowed),
+ * e.g. on SIGHUP. Requests in flight keep the key they were authenticated with, valid until
+ * their reply. Use counters follow each key by its name; a removed key keeps its counts (in
+ * zd_http_key_uses, for /metrics and the next key.use records) but authenticates nothing.
+ * summary (may be NULL; capacity cap) receives what changed, by key name and never a secret,
+ * e.g. "1 added (app2); 1 removed (watch); 1 changed (hz: scope)", or "unchanged". Returns 0,
+ * or -ENOMEM with the old keys still in place. */
+int zd_http_set_keys(zd_http *h, const zd_apikey *keys, int n, char *summary, size_t cap);
+
 /* Client connections open and served, counted from accept (idle ones included; not those
  * being closed after a refusal). At most limits.max_connections. */
 int zd_http_connections(const zd_http *h);
@@ -105,6 +123,16 @@ const char *zd_req_header(zd_req *r, const char *name); /* request header or NUL
 const char *zd_req_path(zd_req *r);                     /* the path as sent, without query */
 const char *zd_req_method(zd_req *r);                   /* "GET", "POST", ... */
 const zd_apikey *zd_req_key(zd_req *r);                 /* authenticated key; NULL without auth */
+/* The request's id: the client's X-Request-Id (or its traceparent's trace-id) when usable, else
+ * a generated one (zhidad/request_id.h). Echoed as X-Request-Id and in error bodies. */
+const char *zd_req_id(const zd_req *r);
+/* Logs like zd_log(), with the request's id on the line (common/log.h). Lines logged while the
+ * handler runs from dispatch carry it anyway; later ones (from a Redis callback) use this. */
+void zd_req_log(zd_req *r, enum zd_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Whether the request's Content-Type is the media type `type` (case-insensitive; parameters
+ * such as charset are ignored). False without a Content-Type. */
+bool zd_req_content_type_is(zd_req *r, const char *type);
 /* The whole body, NUL-terminated (*len excludes the NUL). Never NULL. Its size was already
  * checked against the route's limit. */
 const char *zd_req_body(zd_req *r, size_t *len);
@@ -120,11 +148,13 @@ bool zd_req_alive(const zd_req *r);
 void zd_req_set_header(zd_req *r, const char *name, const char *value);
 
 /* Replies: exactly once per request; afterwards the zd_req is gone. All JSON replies carry
- * Content-Type: application/json; charset=utf-8. */
+ * Content-Type: application/json; charset=utf-8. Every reply carries X-Request-Id, and every
+ * 503 a Retry-After (1 s unless the handler set one). A HEAD request gets the headers of its
+ * GET answer and no body. */
 void zd_req_reply_json(zd_req *r, int status, cJSON *body); /* takes ownership of body */
 void zd_req_reply_text(zd_req *r, int status, const char *content_type, const char *text,
                        size_t len);
-/* {"error": {"code": code, "message": <printf>}} */
+/* {"error": {"code": code, "message": <printf>, "request_id": <the request's id>}} */
 void zd_req_reply_error(zd_req *r, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* {"error": {"code": e->code, "message": e->message, "field": e->field if non-empty}} */

@@ -150,14 +150,15 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
 /* ---- refusing ----------------------------------------------------------------------------- */
 
 /* The whole answer to a refused request, kept in c->out: JSON error, then the connection
- * closes. hname/hvalue: one more header, or NULL. */
+ * closes. hname/hvalue: one more header, or NULL. rid: the request's id. */
 static void build_answer(conn *c, int status, const char *code, const char *hname,
-                         const char *hvalue, const char *msg)
+                         const char *hvalue, const char *msg, const char *rid)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(e, "code", code);
     cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "request_id", rid);
     char *body = e ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     free(c->out);
@@ -166,16 +167,20 @@ static void build_answer(conn *c, int status, const char *code, const char *hnam
     if (!body)
         return; /* out of memory: the connection just closes */
     size_t blen = strlen(body);
-    size_t cap = blen + 512 + (hvalue ? strlen(hvalue) : 0);
+    size_t cap = blen + 640 + (hvalue ? strlen(hvalue) : 0) + strlen(rid);
     c->out = malloc(cap);
     if (c->out) {
-        int n =
-            snprintf(c->out, cap,
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-                     "Connection: close\r\n%s%s%s%s\r\n%s",
-                     status, zd_http_reason(status), ZD_HTTP_JSON_CTYPE, blen, hname ? hname : "",
-                     hname ? ": " : "", hname ? hvalue : "", hname ? "\r\n" : "", body);
+        int n = snprintf(c->out, cap,
+                         "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                         "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                         "X-Request-Id: %s\r\n%s"
+                         "Connection: close\r\n%s%s%s%s\r\n%s",
+                         status, zd_http_reason(status), ZD_HTTP_JSON_CTYPE, blen, rid,
+                         status == 503 && !(hname && strcmp(hname, "Retry-After") == 0)
+                             ? "Retry-After: " ZD_HTTP_RETRY_AFTER_S "\r\n"
+                             : "",
+                         hname ? hname : "", hname ? ": " : "", hname ? hvalue : "",
+                         hname ? "\r\n" : "", body);
         c->out_len = n > 0 && (size_t)n < cap ? (size_t)n : 0;
     }
     cJSON_free(body);
@@ -196,10 +201,17 @@ static void refuse(conn *c, const zd_route *rt, int status, const char *code, co
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    build_answer(c, status, code, hname, hvalue, msg);
+    /* A head that was read whole may name the request's id; else (malformed, too large, or no
+     * request yet) one is made up. */
+    bool done = c->head.status == ZD_HEAD_DONE;
+    char rid[ZD_REQUEST_ID_MAX + 1];
+    zd_request_id_pick(done ? c->head.request_id : NULL, done ? c->head.traceparent : NULL, rid);
+    build_answer(c, status, code, hname, hvalue, msg, rid);
     zd_http_stats_add(rt ? &h->routes[rt - h->routes].stats : &h->unmatched, status, 0);
+    zd_log_set_request_id(rid);
     zd_debug("http: %s %s %d %s (refused from the request head)",
-             c->head.method ? c->head.method : "-", rt ? rt->pattern : "-", status, code);
+             done && c->head.method ? c->head.method : "-", rt ? rt->pattern : "-", status, code);
+    zd_log_set_request_id(NULL);
     conn_set_state(c, ZD_CONN_REFUSING);
     /* Draining re-enters on_input, which ignores a refusing connection's removals. */
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -321,6 +333,11 @@ static void check_head(conn *c)
             refuse(c, NULL, 503, "shutting_down", NULL, NULL, "the server is shutting down");
             return;
         }
+        /* evhttp reads no body after these: the bytes would be taken for the next request. */
+        if (strcmp(hd->method, "HEAD") == 0 || strcmp(hd->method, "TRACE") == 0) {
+            refuse(c, NULL, 400, "bad_request", NULL, NULL, "a %s request has no body", hd->method);
+            return;
+        }
         /* The path as evhttp will see it (it parses the target with the same function). */
         struct evhttp_uri *u = evhttp_uri_parse_with_flags(hd->target, EVHTTP_URI_NONCONFORMANT);
         if (!u) {
@@ -328,12 +345,16 @@ static void check_head(conn *c)
             return;
         }
         const char *path = evhttp_uri_get_path(u);
-        char allow[64];
+        char allow[96];
         int status;
         const zd_route *rt = zd_http_find_route(h, hd->method, path && *path ? path : "/", allow,
                                                 sizeof(allow), NULL, &status);
         evhttp_uri_free(u);
-        if (!rt) {
+        bool options = strcmp(hd->method, "OPTIONS") == 0;
+        if (!rt && status == 405 && options) {
+            /* OPTIONS of a known path: answered without a key, its body read up to body_max
+             * and ignored. */
+        } else if (!rt) {
             if (status == 405)
                 refuse(c, NULL, 405, "method_not_allowed", "Allow", allow,
                        "%s is not allowed here; allowed: %s", hd->method, allow);
@@ -343,7 +364,7 @@ static void check_head(conn *c)
                 refuse(c, NULL, 404, "not_found", NULL, NULL, "no such endpoint");
             return;
         }
-        if (rt->roles) {
+        if (rt && rt->roles) {
             bool had_token;
             const zd_apikey *key = zd_http_authenticate(h, hd->authorization, &had_token);
             if (!key) {
@@ -368,6 +389,12 @@ static void check_head(conn *c)
         if (!hd->chunked && (unsigned long long)hd->content_length > limit) {
             refuse(c, rt, 413, "body_too_large", NULL, NULL, "the body is larger than %zu bytes",
                    limit);
+            return;
+        }
+        if (rt && !zd_http_route_ready(h, rt)) {
+            /* Refused before its body is read: a large import is not read to be dropped. */
+            refuse(c, rt, 503, "not_ready", "Retry-After", ZD_HTTP_RETRY_AFTER_NOT_READY_S, "%s",
+                   "zhidad is not ready (Redis or the index): nothing was applied; retry later");
             return;
         }
     }
@@ -524,7 +551,7 @@ static void conn_setup(conn *c)
     c->input_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), on_input, c);
     conn_set_state(c, ZD_CONN_IDLE);
     if (!c->input_cb)
-        refuse(c, NULL, 503, "internal", NULL, NULL, "out of memory");
+        refuse(c, NULL, 503, "out_of_memory", NULL, NULL, "out of memory");
     else if (h->nconns > h->cfg->max_connections)
         refuse(c, NULL, 503, "too_many_connections", NULL, NULL, "too many open connections");
 }

@@ -13,7 +13,8 @@
 
 /* Offsets into buf while it may still move; turned into pointers once the head is done. */
 typedef struct head_fields {
-    size_t method, target, authorization, content_length, transfer_encoding;
+    size_t method, target, authorization, content_length, transfer_encoding, request_id,
+        traceparent;
 } head_fields;
 
 void zd_head_init(zd_head *hd, size_t max)
@@ -28,7 +29,7 @@ void zd_head_reset(zd_head *hd)
     hd->len = hd->scan = hd->line_start = 0;
     hd->lines = 0;
     hd->status = ZD_HEAD_MORE;
-    hd->method = hd->target = hd->authorization = NULL;
+    hd->method = hd->target = hd->authorization = hd->request_id = hd->traceparent = NULL;
     hd->content_length = -1;
     hd->chunked = false;
     hd->error[0] = '\0';
@@ -129,6 +130,13 @@ static zd_head_status header_line(zd_head *hd, char *line)
     } else if (strcasecmp(line, "Transfer-Encoding") == 0) {
         if (f->transfer_encoding == ABSENT)
             f->transfer_encoding = off;
+    } else if (strcasecmp(line, "X-Request-Id") == 0) {
+        /* For the request id of an answer given from the head (zhidad/request_id.h). */
+        if (f->request_id == ABSENT)
+            f->request_id = off;
+    } else if (strcasecmp(line, "traceparent") == 0) {
+        if (f->traceparent == ABSENT)
+            f->traceparent = off;
     }
     return ZD_HEAD_MORE;
 }
@@ -139,6 +147,8 @@ static zd_head_status finish(zd_head *hd)
     hd->method = hd->buf + f->method;
     hd->target = hd->buf + f->target;
     hd->authorization = f->authorization == ABSENT ? NULL : hd->buf + f->authorization;
+    hd->request_id = f->request_id == ABSENT ? NULL : hd->buf + f->request_id;
+    hd->traceparent = f->traceparent == ABSENT ? NULL : hd->buf + f->traceparent;
     if (f->transfer_encoding != ABSENT) {
         if (strcasecmp(hd->buf + f->transfer_encoding, "chunked") != 0)
             return bad(hd, "Transfer-Encoding other than chunked is not supported");
@@ -166,7 +176,7 @@ zd_head_status zd_head_feed(zd_head *hd, const char *p, size_t n, size_t *used)
     }
     if (hd->len == 0) {
         head_fields *f = fields(hd);
-        *f = (head_fields){ABSENT, ABSENT, ABSENT, ABSENT, ABSENT};
+        *f = (head_fields){ABSENT, ABSENT, ABSENT, ABSENT, ABSENT, ABSENT, ABSENT};
     }
     while (i < n && hd->status == ZD_HEAD_MORE) {
         /* Only the bytes that fit are looked at, so that where the input was split does not

@@ -28,6 +28,8 @@ typedef struct zd_head {
     /* Valid after ZD_HEAD_DONE, pointing into buf (the first of repeated fields): */
     const char *method, *target;
     const char *authorization; /* NULL when absent */
+    const char *request_id;    /* X-Request-Id, NULL when absent */
+    const char *traceparent;   /* NULL when absent */
     long long content_length;  /* -1 when absent */
     bool chunked;              /* Transfer-Encoding: chunked */
     char error[128];           /* set with ZD_HEAD_BAD; names no header value */

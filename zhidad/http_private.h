@@ -13,11 +13,18 @@
 #include "common/metrics.h"
 #include "zhidad/http.h"
 #include "zhidad/http_head.h"
+#include "zhidad/http_keys.h"
+#include "zhidad/request_id.h"
 
 #define ZD_HTTP_MAX_SEGMENTS 32
 #define ZD_HTTP_MAX_CAPTURES 8
 #define ZD_HTTP_MAX_BOUND 8
 #define ZD_HTTP_JSON_CTYPE "application/json; charset=utf-8"
+/* Retry-After of a 503 whose handler named no other delay. */
+#define ZD_HTTP_RETRY_AFTER_S "1"
+/* ... and of 503 not_ready: an index load or a Redis reconnect takes seconds, and the refused
+ * request may be a large import the client would send again. */
+#define ZD_HTTP_RETRY_AFTER_NOT_READY_S "5"
 
 typedef struct zd_http_seg {
     char *prefix;  /* literal (the whole segment when there is no capture) */
@@ -93,7 +100,10 @@ struct zd_req {
     zd_conn *c;
     const zd_route *rt;
     const char *method; /* static string */
+    bool head_only;     /* HEAD: answered by the GET route, without the body */
     const zd_apikey *key;
+    zd_keyset *ks; /* holds key's set (a reference) while key is set */
+    char rid[ZD_REQUEST_ID_MAX + 1];
     char *path;
     char *params[ZD_HTTP_MAX_CAPTURES];
     struct evkeyvalq query;
@@ -121,10 +131,10 @@ struct zd_http {
     bool draining;
     struct evhttp_bound_socket *bound[ZD_HTTP_MAX_BOUND];
     int nbound;
-    /* Per API key (parallel to cfg->keys): requests let through and refused with 403, in
-     * total (for /metrics) and since the last zd_http_key_uses(..., reset = true) (for the audit
-     * stream). */
-    zd_key_uses *key_total, *key_since;
+    /* The API keys and their use counters (http_keys.h); replaced by zd_http_set_keys(). */
+    zd_keyset *keys;
+    bool (*ready)(void *udata); /* zd_http_set_ready() */
+    void *ready_udata;
     /* accept() failures (EMFILE...): the listeners pause for accept_backoff_ms. */
     struct event *accept_ev;
     int accept_backoff_ms;
@@ -151,6 +161,8 @@ const zd_apikey *zd_http_authenticate(zd_http *h, const char *authorization, boo
 void zd_http_count_key_use(zd_http *h, const zd_apikey *key, bool allowed);
 /* The body limit of requests to rt. */
 size_t zd_http_route_body_max(const zd_http *h, const zd_route *rt);
+/* False when rt waits for readiness (ZD_ROUTE_NEEDS_READY) and the service is not ready. */
+bool zd_http_route_ready(const zd_http *h, const zd_route *rt);
 
 /* ---- http_conn.c, for http.c ---- */
 /* Hooks the connection machinery into h->http (on creation). Returns 0 or -ENOMEM. */

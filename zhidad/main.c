@@ -90,13 +90,11 @@ static void readyz(zd_req *req, void *udata)
 {
     zd_service *svc = udata;
     bool redis = zd_redis_ready(svc->redis);
-    /* The index must be loaded and trusted: a rebuild after a failure, or a Redis older than
-     * 7.0, makes the instance unready. */
     bool index = svc->index_ready && svc->follower && zd_follower_ready(svc->follower);
     /* "redis_durability": "require": only on a Redis known to keep our data. */
     bool durable = svc->cfg->redis_durability != ZD_DURABILITY_REQUIRE || svc->redis_durable == 1;
     cJSON *j = cJSON_CreateObject();
-    if (redis && index && durable && !svc->stopping) {
+    if (zd_service_ready(svc)) {
         cJSON_AddStringToObject(j, "status", "ready");
         zd_req_reply_json(req, 200, j);
         return;
@@ -170,8 +168,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 /* SIGHUP: reads the config file again. A file that does not load changes nothing; otherwise
- * what can change live is applied and everything else keeps its start-up value (the log says
- * which). Command-line overrides were for start-up only and are not re-applied. */
+ * what can change live (the API keys, log_level, log_format) is applied and everything else
+ * keeps its start-up value (the log says which). Command-line overrides were for start-up
+ * only and are not re-applied. */
 static void reload_cb(evutil_socket_t sig, short what, void *arg)
 {
     daemon_state *d = arg;
@@ -181,14 +180,24 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
         zd_error_log("SIGHUP: %s does not load, nothing changed: %s", d->config_path, err);
         return;
     }
+    /* The keys first: if they cannot be swapped (out of memory), nothing changes. */
+    char keys[2048];
+    int e = zd_http_set_keys(d->svc.http, next->keys, next->nkeys, keys, sizeof(keys));
+    if (e != 0) {
+        zd_error_log("SIGHUP: cannot apply the API keys (%s), nothing changed", zd_strerror(e));
+        zd_config_free(next);
+        return;
+    }
+    /* Names only: never a secret. */
+    zd_info("SIGHUP: API keys: %s (%d configured)", keys, next->nkeys);
     enum zd_log_level level = ZD_LOG_INFO;
     enum zd_log_format format = ZD_LOG_TEXT;
     zd_log_level_parse(next->log_level, &level);
     zd_log_format_parse(next->log_format, &format);
     zd_log_set_level(level);
     zd_log_set_format(format);
-    zd_info("SIGHUP: reloaded %s: log_level %s, log_format %s applied; other options take "
-            "effect at the next start",
+    zd_info("SIGHUP: reloaded %s: API keys, log_level %s, log_format %s applied; other options "
+            "take effect at the next start",
             d->config_path, next->log_level, next->log_format);
     zd_config_free(next);
 }

@@ -37,6 +37,10 @@ typedef struct zd_service {
     char durability_problem[320];
 } zd_service;
 
+/* Whether the service is ready (/readyz 200): Redis connected, the index loaded and trusted,
+ * not stopping (api.c). */
+bool zd_service_ready(const zd_service *svc);
+
 /* Registers the API's routes on svc->http (api.c). Called before listening. 0 or -errno. */
 int zd_api_register(zd_service *svc);
 /* Starts the service's own work (index loading, followers) once svc->redis exists and has

@@ -250,7 +250,9 @@ class Zhidad:
         if key is not None:
             req.add_header("Authorization", "Bearer " + KEYS.get(key, key))
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            # A PATCH body is a JSON merge patch (RFC 7386); zhidad refuses other types (415).
+            req.add_header("Content-Type", "application/merge-patch+json" if method == "PATCH"
+                           else "application/json")
         for k, v in (headers or {}).items():
             req.add_header(k, v)
         try:

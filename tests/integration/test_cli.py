@@ -138,8 +138,9 @@ def test_server_error_exit_4():
                            env=base_env(ZHIDA_URL="http://127.0.0.1:%d" % z.port,
                                         ZHIDA_KEY=KEYS["app"]))
         assert p.returncode == EXIT_5XX, (p.returncode, err(p))
+        e = json.loads(err(p))["error"]
         assert json.loads(err(p)) == {"status": 503, "error": {
-            "code": "store_unavailable", "message": json.loads(err(p))["error"]["message"]}}
+            "code": "store_unavailable", "message": e["message"], "request_id": e["request_id"]}}
         p = subprocess.run([ZHIDA, "profile", "get", "anyone", "-o", "table"], capture_output=True,
                            timeout=60, env=base_env(ZHIDA_URL="http://127.0.0.1:%d" % z.port,
                                                     ZHIDA_KEY=KEYS["app"]))

@@ -190,10 +190,14 @@ def test_validator_itself(doc):
                 {"a": 1, "c": "x1"}, {"a": 1, "c": 5}, [], "a"):
         assert validate(doc, s, bad), bad
     err = {"$ref": "#/components/schemas/Error"}
-    assert validate(doc, err, {"error": {"code": "not_found", "message": "m"}}) == []
-    assert validate(doc, err, {"error": {"code": "no_such_code", "message": "m"}})
-    assert validate(doc, err, {"error": {"code": "not_found"}})
-    assert validate(doc, err, {"error": {"code": "not_found", "message": "m", "extra": 1}})
+    assert validate(doc, err, {"error": {"code": "not_found", "message": "m",
+                                         "request_id": "r1"}}) == []
+    assert validate(doc, err, {"error": {"code": "no_such_code", "message": "m",
+                                         "request_id": "r1"}})
+    assert validate(doc, err, {"error": {"code": "not_found", "request_id": "r1"}})
+    assert validate(doc, err, {"error": {"code": "not_found", "message": "m"}})
+    assert validate(doc, err, {"error": {"code": "not_found", "message": "m", "request_id": "r1",
+                                         "extra": 1}})
 
 
 # ---- structure ---------------------------------------------------------------------------------
@@ -329,7 +333,7 @@ def test_every_route_is_documented_and_every_operation_exists(doc):
 
 # ---- real answers against the document ---------------------------------------------------------
 
-def request(zd, method, path, body=None, key="admin", raw=None, ctype=None):
+def request(zd, method, path, body=None, key="admin", raw=None, ctype=None, headers=None):
     """(status, headers, parsed body or text) of one request."""
     url = "http://127.0.0.1:%d%s" % (zd.port, path)
     data = raw if raw is not None else (
@@ -338,7 +342,10 @@ def request(zd, method, path, body=None, key="admin", raw=None, ctype=None):
     if key is not None:
         req.add_header("Authorization", "Bearer " + KEYS.get(key, key))
     if data is not None:
-        req.add_header("Content-Type", ctype or "application/json")
+        req.add_header("Content-Type", ctype or ("application/merge-patch+json"
+                                                 if method == "PATCH" else "application/json"))
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             status, headers, payload = r.status, r.headers, r.read()
@@ -374,13 +381,13 @@ def check_request_body(doc, op, value, media="application/json", valid=True):
 
 
 def exchange(zd, doc, method, path, body=None, key="admin", raw=None, ctype=None,
-             expect=None):
+             expect=None, headers=None):
     """Sends a request and checks its answer against the document: the status is listed for
     the operation (not only by `default`), the Content-Type is one it lists, required headers
     are present with their enumerated values, and a JSON body is valid against the schema.
     Returns (status, parsed body)."""
     op = find_operation(doc, method, path)
-    status, headers, payload = request(zd, method, path, body, key, raw, ctype)
+    status, headers, payload = request(zd, method, path, body, key, raw, ctype, headers)
     if expect is not None:
         assert status == expect, (method, path, status, payload[:500])
     where = "%s %s -> %d" % (method, path, status)
@@ -537,3 +544,28 @@ def test_errors_answer_as_documented(zd, doc):
     assert e["error"]["code"] == "invalid_id", e
     st, e = exchange(zd, doc, "POST", "/v1/rules:preview", raw=b"x" * (1024 * 1024 + 1),
                      expect=413)
+
+    # Preconditions, the PATCH media type and import delete lines (docs/API.md, HTTP
+    # conventions).
+    exchange(zd, doc, "PUT", "/v1/profiles/oa-pc", enterprise(), key="app", expect=200)
+    st, e = exchange(zd, doc, "PUT", "/v1/profiles/oa-pc", enterprise(employees=9), key="app",
+                     headers={"If-Match": '"7"'}, expect=412)
+    assert e["error"]["code"] == "precondition_failed", e
+    st, e = exchange(zd, doc, "PATCH", "/v1/profiles/oa-pc", {"tags": []}, key="app",
+                     headers={"If-Match": '"7"'}, expect=412)
+    st, e = exchange(zd, doc, "DELETE", "/v1/profiles/oa-pc", key="app",
+                     headers={"If-Match": '"7"'}, expect=412)
+    st, e = exchange(zd, doc, "PATCH", "/v1/profiles/oa-pc", {"tags": []}, key="app",
+                     ctype="application/json", expect=415)
+    assert e["error"]["code"] == "unsupported_media_type", e
+    imp = find_operation(doc, "POST", "/v1/profiles:import")
+    line_schema = imp["requestBody"]["content"]["application/x-ndjson"]["x-zhida-line-schema"]
+    lines = [{"id": "oa-pc", "op": "delete"}, dict(enterprise(), id="oa-pc2", op="put")]
+    for line in lines:
+        assert not validate(doc, line_schema, line), line
+    assert validate(doc, line_schema, {"id": "oa-pc", "op": "delete", "kind": "citizen"})
+    assert validate(doc, line_schema, {"id": "oa-pc", "op": "drop"})
+    st, res = exchange(zd, doc, "POST", "/v1/profiles:import",
+                       raw="\n".join(json.dumps(x) for x in lines).encode(), key="app",
+                       ctype="application/x-ndjson", expect=200)
+    assert res["deleted"] == 1 and res["imported"] == 1, res

@@ -157,9 +157,11 @@ def test_publisher_scope(zd):
     # r-e3 is in Ningbo (330203): outside hz's scope it is "not found", values and all
     # (tests/integration/test_scope.py covers this in depth).
     st, body = zd.call("POST", "/v1/rules:explain",
-                       {"rule": 'tags has "hightech"', "profile": "r-e3"}, key="hz")
+                       {"rule": 'tags has "hightech"', "profile": "r-e3"}, key="hz",
+                       headers={"X-Request-Id": "rules-scope"})
     assert st == 404 and body == {"error": {"code": "not_found",
-                                            "message": "no profile with this id"}}, body
+                                            "message": "no profile with this id",
+                                            "request_id": "rules-scope"}}, body
     st, _ = zd.call("POST", "/v1/rules:explain", {"rule": "exists region", "profile": "r-e3"},
                     key="viewer")
     assert st == 403

@@ -30,8 +30,14 @@ def population(zd):
     assert st == 200 and res["failed"] == 0, res
 
 
+# The same request id on every probe, so that answers can be compared byte for byte (every error
+# body names its request's id).
+SAME_ID = {"X-Request-Id": "scope-probe"}
+
+
 def explain(zd, pid, key, rule='tags has "retired" and age(birth_date) >= 60'):
-    return zd.call("POST", "/v1/rules:explain", {"rule": rule, "profile": pid}, key=key)
+    return zd.call("POST", "/v1/rules:explain", {"rule": rule, "profile": pid}, key=key,
+                   headers=SAME_ID)
 
 
 def test_explain_in_scope_shows_values(zd):
@@ -83,7 +89,7 @@ def test_explain_admin_is_unaffected(zd):
 def test_profile_endpoints_refuse_publishers_whatever_the_profile(zd, method, body):
     # Publishers may not read or write profiles at all (API.md roles): the refusal must not
     # depend on whether the profile exists or where it lives.
-    answers = {pid: zd.call(method, "/v1/profiles/" + pid, body, key="hz")
+    answers = {pid: zd.call(method, "/v1/profiles/" + pid, body, key="hz", headers=SAME_ID)
                for pid in ("s-hz1", "s-nb1", MISSING)}
     first = answers["s-hz1"]
     assert first[0] == 403 and first[1]["error"]["code"] == "forbidden", first

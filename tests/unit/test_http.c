@@ -26,12 +26,16 @@
 #include "tests/unit/check.h"
 #include "zhidad/config.h"
 #include "zhidad/http.h"
+#include "zhidad/http_keys.h"
+#include "zhidad/precond.h"
+#include "zhidad/request_id.h"
 
 #define WATCHDOG_S 60
 
 #define ADMIN "admin-key-0123456789abcd"
 #define APP "app-key-0123456789abcdef"
 #define VIEW "viewer-key-0123456789abc"
+#define APP2 "app2-key-0123456789abcdef"
 
 /* http_timeout_s 1 keeps the idle-timeout check short; async handlers stay below it.
  * request_timeout_s 2 bounds each request from its first byte to the end of its body. */
@@ -43,6 +47,13 @@ static const char config_text[] =
     " \"limits\": {\"body_max\": 1024, \"import_body_max\": 4096, \"json_depth_max\": 4,"
     "  \"max_connections\": 4, \"http_timeout_s\": 1, \"request_timeout_s\": 2,"
     "  \"header_max\": 2048}}";
+
+/* The keys after a reload (t_rekey): app1 gone, app2 new, view now an app key. */
+static const char rekey_text[] =
+    "{\"api_keys\": ["
+    " {\"name\": \"ops\", \"role\": \"admin\", \"key\": \"" ADMIN "\"},"
+    " {\"name\": \"view\", \"role\": \"app\", \"key\": \"" VIEW "\"},"
+    " {\"name\": \"app2\", \"role\": \"app\", \"key\": \"" APP2 "\"}]}";
 
 static int64_t now_ms(void)
 {
@@ -123,6 +134,12 @@ static void async_fire(evutil_socket_t fd, short w, void *a)
         gone++;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddBoolToObject(j, "alive", alive);
+    /* Read at reply time: a reload in between must not have freed the key (t_rekey). */
+    const zd_apikey *k = zd_req_key(p->req);
+    if (k) {
+        cJSON_AddStringToObject(j, "key", k->name);
+        cJSON_AddStringToObject(j, "role", zd_role_name(k->role));
+    }
     zd_req_reply_json(p->req, 200, j);
     event_free(p->ev);
     free(p);
@@ -204,6 +221,32 @@ static void stats_h(zd_req *r, void *u)
     zd_req_reply_json(r, 200, j);
 }
 
+static const zd_config *cfgs[2]; /* the start-up keys and those of rekey_text */
+
+/* Swaps the server's keys to cfgs[n]'s, answering the change summary. */
+static void rekey_h(zd_req *r, void *u)
+{
+    char summary[512];
+    int n = atoi(zd_req_param(r, "n"));
+    int rc = zd_http_set_keys(h, cfgs[n]->keys, cfgs[n]->nkeys, summary, sizeof(summary));
+    CHECK_INT(rc, 0);
+    zd_req_reply_text(r, 200, NULL, summary, strlen(summary));
+}
+
+static void use_fn(const zd_apikey *key, const zd_key_uses *uses, void *u)
+{
+    char k[128];
+    snprintf(k, sizeof(k), "%s %s", key->name, zd_role_name(key->role));
+    cJSON_AddNumberToObject(u, k, (double)uses->used);
+}
+
+static void uses_h(zd_req *r, void *u)
+{
+    cJSON *j = cJSON_CreateObject();
+    zd_http_key_uses(h, false, use_fn, j);
+    zd_req_reply_json(r, 200, j);
+}
+
 static void del_h(zd_req *r, void *u)
 {
     zd_req_reply_text(r, 204, NULL, "", 0);
@@ -252,6 +295,9 @@ static int add_routes(void)
     rc |= zd_http_route(h, "GET", "/t/hdr", 0, hdr_h, NULL);
     rc |= zd_http_route(h, "GET", "/t/err", 0, err_h, NULL);
     rc |= zd_http_route(h, "GET", "/t/stats", 0, stats_h, NULL);
+    rc |= zd_http_route(h, "GET", "/t/rekey/{n}", 0, rekey_h, NULL);
+    rc |= zd_http_route(h, "GET", "/t/uses", 0, uses_h, NULL);
+    rc |= zd_http_route(h, "GET", "/t/akey/{ms}", all, async_h, "key");
     CHECK_INT(rc, 0);
 
     /* Bad registrations are refused. */
@@ -275,14 +321,17 @@ static int add_routes(void)
 static int server_main(int port_fd)
 {
     char err[512];
-    zd_config *cfg = NULL;
+    zd_config *cfg = NULL, *cfg2 = NULL;
     int port = -1;
     signal(SIGPIPE, SIG_IGN);
-    if (zd_config_from_text(config_text, strlen(config_text), &cfg, err, sizeof(err)) != 0) {
+    if (zd_config_from_text(config_text, strlen(config_text), &cfg, err, sizeof(err)) != 0 ||
+        zd_config_from_text(rekey_text, strlen(rekey_text), &cfg2, err, sizeof(err)) != 0) {
         fprintf(stderr, "test_http server: %s\n", err);
         CHECK(!"config");
         goto out;
     }
+    cfgs[0] = cfg;
+    cfgs[1] = cfg2;
     base = event_base_new();
     h = base ? zd_http_new(base, cfg) : NULL;
     CHECK(h != NULL);
@@ -338,6 +387,7 @@ out:
     if (base)
         event_base_free(base);
     zd_config_free(cfg);
+    zd_config_free(cfg2);
     return check_report("test_http server");
 }
 
@@ -351,8 +401,9 @@ typedef struct resp {
     char head[4096];
     char body[16384];
     size_t len;
-    cJSON *json; /* the body parsed, when it is JSON */
-    bool eof;    /* the server closed the connection after the response */
+    cJSON *json;  /* the body parsed, when it is JSON */
+    bool eof;     /* the server closed the connection after the response */
+    bool no_body; /* set before reading: the answer to a HEAD request */
 } resp;
 
 static void resp_clear(resp *r)
@@ -477,8 +528,8 @@ static void read_resp(int fd, resp *r, int ms)
     if (sscanf(r->head, "HTTP/1.%*d %d", &status) != 1)
         return;
     const char *cl = hdr(r, "Content-Length");
-    size_t want = cl ? (size_t)strtoul(cl, NULL, 10) : 0;
-    bool to_eof = !cl && status != 204 && status != 304;
+    size_t want = cl && !r->no_body ? (size_t)strtoul(cl, NULL, 10) : 0;
+    bool to_eof = !cl && !r->no_body && status != 204 && status != 304;
     size_t got = have - (hlen + 2);
     if (got > sizeof(r->body))
         return;
@@ -530,6 +581,7 @@ static void req_full(resp *r, const char *method, const char *path, const char *
                      const char *extra, const char *body, size_t blen)
 {
     resp_clear(r);
+    r->no_body = strcmp(method, "HEAD") == 0;
     int fd = dial();
     if (fd < 0)
         return;
@@ -655,7 +707,7 @@ static void t_routing(void)
 
     req(&r, "PUT", "/t/p/x", ADMIN);
     CHECK_INT(r.status, 405);
-    CHECK_STR(hdr(&r, "Allow"), "GET, DELETE");
+    CHECK_STR(hdr(&r, "Allow"), "GET, HEAD, DELETE, OPTIONS");
     CHECK_STR(jstr(&r, "error.code"), "method_not_allowed");
     req(&r, "GET", "/t/p/a%00b", VIEW);
     CHECK_INT(r.status, 400);
@@ -663,9 +715,281 @@ static void t_routing(void)
     req(&r, "DELETE", "/t/p/x", ADMIN);
     CHECK_INT(r.status, 204);
     CHECK_INT(r.len, 0);
-    /* Methods outside GET/POST/PUT/PATCH/DELETE are refused by evhttp itself. */
-    req(&r, "OPTIONS", "/t/p/x", ADMIN);
-    CHECK_INT(r.status, 501);
+    resp_clear(&r);
+}
+
+/* HEAD is the GET route without a body; OPTIONS lists a path's methods; other methods evhttp
+ * knows get a JSON 405. */
+static void t_head_options(void)
+{
+    resp r = {0}, g = {0};
+    req(&g, "GET", "/t/query?a=1", NULL);
+    req(&r, "HEAD", "/t/query?a=1", NULL);
+    CHECK_INT(r.status, 200);
+    CHECK_INT(r.len, 0);
+    CHECK_STR(hdr(&r, "Content-Type"), "application/json; charset=utf-8");
+    CHECK_INT((int)strtol(hdr(&r, "Content-Length") ? hdr(&r, "Content-Length") : "-1", NULL, 10),
+              (int)g.len);
+    CHECK(r.eof); /* no stray body before the close */
+    req(&r, "HEAD", "/t/p/x", NULL);
+    CHECK_INT(r.status, 401);
+    CHECK_INT(r.len, 0);
+    req(&r, "HEAD", "/t/json", APP);
+    CHECK_INT(r.status, 405);
+    CHECK_STR(hdr(&r, "Allow"), "POST, OPTIONS");
+    /* On one keep-alive connection: nothing follows a HEAD answer but the next answer. */
+    int fd = dial();
+    CHECK(fd >= 0);
+    resp_clear(&r);
+    r.no_body = true;
+    CHECK(send_req(fd, "HEAD", "/t/state", NULL, NULL, NULL, 0, false));
+    read_resp(fd, &r, 5000);
+    CHECK_INT(r.status, 200);
+    req_on(fd, &r, "GET", "/t/state");
+    CHECK_INT(r.status, 200);
+    CHECK(jnum(&r, "pending") >= 1);
+    close(fd);
+
+    req(&r, "OPTIONS", "/t/p/x", NULL);
+    CHECK_INT(r.status, 204);
+    CHECK_INT(r.len, 0);
+    CHECK_STR(hdr(&r, "Allow"), "GET, HEAD, DELETE, OPTIONS");
+    CHECK(hdr(&r, "Content-Type") == NULL);
+    req(&r, "OPTIONS", "/t/p/u1/inbox/n:read", NULL);
+    CHECK_INT(r.status, 204);
+    CHECK_STR(hdr(&r, "Allow"), "POST, OPTIONS");
+    req_full(&r, "OPTIONS", "/t/large", NULL, NULL, "{}", 2); /* a body is read and ignored */
+    CHECK_INT(r.status, 204);
+    CHECK_STR(hdr(&r, "Allow"), "POST, OPTIONS");
+    req(&r, "OPTIONS", "/nope", NULL);
+    CHECK_INT(r.status, 404);
+    CHECK_STR(jstr(&r, "error.code"), "not_found");
+    req(&r, "TRACE", "/t/p/x", ADMIN);
+    CHECK_INT(r.status, 405);
+    CHECK_STR(jstr(&r, "error.code"), "method_not_allowed");
+    /* evhttp reads no body after HEAD: one is refused from the head. */
+    req_full(&r, "HEAD", "/t/p/x", VIEW, NULL, "abc", 3);
+    CHECK_INT(r.status, 400);
+    resp_clear(&r);
+    resp_clear(&g);
+}
+
+/* Request ids as plain functions: which client ids are kept, traceparents, fresh ids. */
+static void t_request_id_fns(void)
+{
+    char out[ZD_REQUEST_ID_MAX + 1];
+    CHECK(zd_request_id_valid("abc-123_x.y:z/=+", 16));
+    CHECK(!zd_request_id_valid("", 0));
+    CHECK(!zd_request_id_valid("a b", 3));
+    CHECK(!zd_request_id_valid("a\"b", 3));
+    CHECK(!zd_request_id_valid("a\\b", 3));
+    CHECK(!zd_request_id_valid("a\x7f", 2));
+    CHECK(!zd_request_id_valid("caf\xc3\xa9", 5));
+    CHECK(!zd_request_id_valid("13812345678", 11)); /* masked in logs: replaced */
+    CHECK(!zd_request_id_valid("id-1234567", 10));
+    CHECK(!zd_request_id_valid("x@example.cn", 12));
+    CHECK(!zd_request_id_valid("abc1234567", 10)); /* inside a word too */
+    CHECK(zd_request_id_valid("abc123456-789012", 16));
+    char longid[ZD_REQUEST_ID_MAX + 2];
+    memset(longid, 'a', sizeof(longid));
+    CHECK(zd_request_id_valid(longid, ZD_REQUEST_ID_MAX));
+    CHECK(!zd_request_id_valid(longid, ZD_REQUEST_ID_MAX + 1));
+
+    CHECK(zd_request_id_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                                         out));
+    CHECK_STR(out, "4bf92f3577b34da6a3ce929d0e0e4736");
+    /* A later version may append fields; version 00 may not. */
+    CHECK(zd_request_id_from_traceparent(
+        "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz", out));
+    CHECK(!zd_request_id_from_traceparent(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz", out));
+    CHECK(!zd_request_id_from_traceparent("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                                          out));
+    CHECK(!zd_request_id_from_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                                          out));
+    CHECK(!zd_request_id_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                                          out));
+    CHECK(!zd_request_id_from_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                                          out));
+    CHECK(!zd_request_id_from_traceparent("00-4bf92f35", out));
+    CHECK(!zd_request_id_from_traceparent(NULL, out));
+
+    char a[33], b[33];
+    for (int i = 0; i < 1000; i++) {
+        zd_request_id_new(a);
+        CHECK_INT((int)strlen(a), 32);
+        CHECK(zd_request_id_valid(a, 32));
+    }
+    zd_request_id_new(b);
+    CHECK(strcmp(a, b) != 0);
+
+    CHECK(
+        zd_request_id_pick("mine", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", out));
+    CHECK_STR(out, "mine");
+    CHECK(zd_request_id_pick("no good", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                             out));
+    CHECK_STR(out, "4bf92f3577b34da6a3ce929d0e0e4736");
+    CHECK(!zd_request_id_pick(NULL, NULL, out));
+    CHECK_INT((int)strlen(out), 32);
+}
+
+/* If-Match / If-None-Match over versions (zhidad/precond.h). */
+static void t_precond(void)
+{
+    zd_precond p;
+    zd_error e;
+    char buf[ZD_ETAG_MAX];
+    const char *ex;
+    CHECK_INT(zd_precond_parse(NULL, NULL, &p, &e), 0);
+    CHECK(!zd_precond_any(&p) && zd_precond_holds(&p, false, 0) && zd_precond_holds(&p, true, 3));
+    CHECK(zd_precond_direct(&p, buf, &ex) && ex == NULL);
+
+    CHECK_INT(zd_precond_parse("\"3\"", NULL, &p, &e), 0);
+    CHECK(zd_precond_holds(&p, true, 3) && !zd_precond_holds(&p, true, 4));
+    CHECK(!zd_precond_holds(&p, false, 0));
+    CHECK(zd_precond_direct(&p, buf, &ex) && ex && strcmp(ex, "3") == 0);
+
+    CHECK_INT(zd_precond_parse(" \"1\" ,W/\"3\", \"x\",\"5\"", NULL, &p, &e), 0);
+    CHECK_INT(p.nmatch, 2); /* weak and non-version tags never match If-Match */
+    CHECK(zd_precond_holds(&p, true, 5) && !zd_precond_holds(&p, true, 3));
+    CHECK(!zd_precond_direct(&p, buf, &ex));
+
+    CHECK_INT(zd_precond_parse("*", NULL, &p, &e), 0);
+    CHECK(zd_precond_holds(&p, true, 9) && !zd_precond_holds(&p, false, 0));
+    CHECK(!zd_precond_direct(&p, buf, &ex));
+
+    CHECK_INT(zd_precond_parse(NULL, "*", &p, &e), 0);
+    CHECK(!zd_precond_holds(&p, true, 1) && zd_precond_holds(&p, false, 0));
+    CHECK(zd_precond_direct(&p, buf, &ex) && ex && strcmp(ex, "-") == 0);
+    CHECK_INT(zd_precond_parse(NULL, "W/\"2\"", &p, &e), 0); /* weak comparison */
+    CHECK(!zd_precond_holds(&p, true, 2) && zd_precond_holds(&p, true, 3));
+
+    const char *bad[] = {"3", "\"3", "*, \"3\"", "\"3\" \"4\"", "W/3", "\"a b\"", "", ","};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK_INT(zd_precond_parse(bad[i], NULL, &p, &e), -EINVAL);
+        CHECK_STR(e.code, "bad_request");
+        CHECK_STR(e.field, "If-Match");
+    }
+    CHECK_INT(zd_precond_parse(NULL, "nope", &p, &e), -EINVAL);
+    CHECK_STR(e.field, "If-None-Match");
+    char many[512] = "";
+    for (int i = 0; i <= ZD_PRECOND_TAGS_MAX; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s\"%d\"", i ? "," : "", i);
+    CHECK_INT(zd_precond_parse(many, NULL, &p, &e), -EINVAL);
+    CHECK_STR(zd_etag(42, buf), "\"42\"");
+}
+
+/* Key sets: counters follow names, removed keys retire with their counts, the summary names
+ * what changed and never a secret. */
+static void t_keysets(void)
+{
+    char err[256], sum[512];
+    zd_config *c1 = NULL, *c2 = NULL;
+    CHECK_INT(zd_config_from_text(config_text, strlen(config_text), &c1, err, sizeof(err)), 0);
+    CHECK_INT(zd_config_from_text(rekey_text, strlen(rekey_text), &c2, err, sizeof(err)), 0);
+    if (!c1 || !c2)
+        goto out;
+    zd_keyset *a = zd_keyset_new(c1->keys, c1->nkeys, NULL, sum, sizeof(sum));
+    CHECK_STR(sum, "3 added (ops, app1, view)");
+    CHECK(zd_keyset_find(a, APP, strlen(APP)) == &a->keys[1]);
+    a->total[1].used = 5; /* app1 */
+    a->since[1].used = 2;
+    a->total[2].denied = 1; /* view */
+    zd_keyset *b = zd_keyset_new(c2->keys, c2->nkeys, a, sum, sizeof(sum));
+    CHECK_STR(sum, "1 added (app2); 1 removed (app1); 1 changed (view: role)");
+    CHECK(!strstr(sum, VIEW) && !strstr(sum, APP));
+    CHECK_INT(b->nactive, 3);
+    CHECK_INT(b->n, 4); /* app1 retired with its counts */
+    CHECK_STR(b->keys[3].name, "app1");
+    CHECK(b->keys[3].key == NULL);
+    CHECK_INT((int)b->total[3].used, 5);
+    CHECK_INT((int)b->since[3].used, 2);
+    CHECK_INT((int)b->total[1].denied, 1); /* view, by name */
+    CHECK(zd_keyset_find(b, APP, strlen(APP)) == NULL);
+    CHECK(zd_keyset_find(b, APP2, strlen(APP2)) == &b->keys[2]);
+    /* The old set still answers for requests that hold it. */
+    CHECK(zd_keyset_find(a, APP, strlen(APP)) == &a->keys[1]);
+    zd_keyset_unref(a);
+    /* Back: app1 takes its counts up again; a retired key without counts is dropped. */
+    zd_keyset *c = zd_keyset_new(c1->keys, c1->nkeys, b, sum, sizeof(sum));
+    CHECK_STR(sum, "1 added (app1); 1 removed (app2); 1 changed (view: role)");
+    CHECK_INT(c->n, 3);
+    CHECK_INT((int)c->total[1].used, 5);
+    zd_keyset *d = zd_keyset_new(c1->keys, c1->nkeys, zd_keyset_ref(c), sum, sizeof(sum));
+    CHECK_STR(sum, "unchanged");
+    zd_keyset_unref(c);
+    zd_keyset_unref(c);
+    zd_keyset_unref(b);
+    zd_keyset_unref(d);
+    zd_keyset_unref(NULL);
+out:
+    zd_config_free(c1);
+    zd_config_free(c2);
+}
+
+/* Keys swapped while the server runs (SIGHUP in zhidad): a request in flight keeps its key. */
+static void t_rekey(void)
+{
+    resp r = {0};
+    int fd = dial();
+    CHECK(fd >= 0);
+    CHECK(send_req(fd, "GET", "/t/akey/400", APP, NULL, NULL, 0, true));
+    sleep_ms(100);
+    req(&r, "GET", "/t/rekey/1", NULL);
+    CHECK_INT(r.status, 200);
+    CHECK(strcmp(r.body, "1 added (app2); 1 removed (app1); 1 changed (view: role)") == 0);
+    resp_clear(&r);
+    read_resp(fd, &r, 5000);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(jstr(&r, "key"), "app1"); /* authenticated before the swap */
+    close(fd);
+    req(&r, "GET", "/t/p/x", APP);
+    CHECK_INT(r.status, 401);
+    req(&r, "GET", "/t/p/x", APP2);
+    CHECK_INT(r.status, 200);
+    CHECK_STR(jstr(&r, "key"), "app2");
+    req(&r, "DELETE", "/t/p/x", VIEW); /* admin only: view is an app key now */
+    CHECK_INT(r.status, 403);
+    CHECK(jstr(&r, "error.message") && strstr(jstr(&r, "error.message"), "app key \"view\""));
+    req(&r, "GET", "/t/uses", NULL);
+    CHECK(jnum(&r, "app1 app") >= 1); /* retired, its count kept */
+    CHECK_INT((int)jnum(&r, "app2 app"), 1);
+    req(&r, "GET", "/t/rekey/0", NULL);
+    CHECK(strcmp(r.body, "1 added (app1); 1 removed (app2); 1 changed (view: role)") == 0);
+    req(&r, "GET", "/t/p/x", APP);
+    CHECK_INT(r.status, 200);
+    resp_clear(&r);
+}
+
+/* Every answer carries X-Request-Id: the client's when usable, else a fresh one; error bodies
+ * carry it as error.request_id. */
+static void t_request_id(void)
+{
+    resp r = {0};
+    req_full(&r, "GET", "/t/p/x", VIEW, "X-Request-Id: abc-123\r\n", NULL, 0);
+    CHECK_STR(hdr(&r, "X-Request-Id"), "abc-123");
+    req_full(&r, "GET", "/t/p/x", VIEW,
+             "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n", NULL, 0);
+    CHECK_STR(hdr(&r, "X-Request-Id"), "4bf92f3577b34da6a3ce929d0e0e4736");
+    char first[64];
+    req(&r, "GET", "/t/p/x", VIEW);
+    snprintf(first, sizeof(first), "%s", hdr(&r, "X-Request-Id") ? hdr(&r, "X-Request-Id") : "");
+    CHECK_INT((int)strlen(first), 32);
+    req_full(&r, "GET", "/t/p/x", VIEW, "X-Request-Id: has space\r\n", NULL, 0);
+    CHECK_INT((int)strlen(hdr(&r, "X-Request-Id")), 32);
+    CHECK(strcmp(hdr(&r, "X-Request-Id"), first) != 0);
+    /* From a handler, from dispatch and from a refusal before the body. */
+    req_full(&r, "GET", "/t/err", NULL, "X-Request-Id: rid-e1\r\n", NULL, 0);
+    CHECK_STR(jstr(&r, "error.request_id"), "rid-e1");
+    req_full(&r, "GET", "/t/p/x", NULL, "X-Request-Id: rid-e2\r\n", NULL, 0);
+    CHECK_INT(r.status, 401);
+    CHECK_STR(jstr(&r, "error.request_id"), "rid-e2");
+    static char big[5000];
+    memset(big, 'x', sizeof(big));
+    req_full(&r, "POST", "/t/small", APP, "X-Request-Id: rid-e3\r\n", big, sizeof(big));
+    CHECK_INT(r.status, 413);
+    CHECK_STR(hdr(&r, "X-Request-Id"), "rid-e3");
+    CHECK_STR(jstr(&r, "error.request_id"), "rid-e3");
     resp_clear(&r);
 }
 
@@ -838,16 +1162,18 @@ static void t_misc(void)
     CHECK(memcmp(r.body, "hello", 5) == 0);
     CHECK_STR(hdr(&r, "X-Reply"), "yes");
     CHECK_STR(hdr(&r, "Content-Type"), "text/plain");
-    req(&r, "GET", "/t/err", NULL);
+    const char *rid = "X-Request-Id: t-misc\r\n";
+    req_full(&r, "GET", "/t/err", NULL, rid, NULL, 0);
     CHECK_INT(r.status, 400);
     CHECK(json_is(&r, "{\"error\": {\"code\": \"invalid_type\", \"message\": \"employees must be "
-                      "a number\", \"field\": \"employees\"}}"));
-    req(&r, "GET", "/t/err?extra=1", NULL);
+                      "a number\", \"request_id\": \"t-misc\", \"field\": \"employees\"}}"));
+    req_full(&r, "GET", "/t/err?extra=1", NULL, rid, NULL, 0);
     CHECK(json_is(&r, "{\"error\": {\"code\": \"bad_rule\", \"message\": \"replaced\", "
-                      "\"position\": 7}}"));
-    req(&r, "GET", "/t/err?fmt=1", NULL);
+                      "\"request_id\": \"t-misc\", \"position\": 7}}"));
+    req_full(&r, "GET", "/t/err?fmt=1", NULL, rid, NULL, 0);
     CHECK_INT(r.status, 422);
-    CHECK(json_is(&r, "{\"error\": {\"code\": \"bad_value\", \"message\": \"value 42 of n\"}}"));
+    CHECK(json_is(&r, "{\"error\": {\"code\": \"bad_value\", \"message\": \"value 42 of n\", "
+                      "\"request_id\": \"t-misc\"}}"));
     resp_clear(&r);
 }
 
@@ -1115,7 +1441,8 @@ static void t_early_refusal(void)
         if (r.status == 401)
             CHECK(hdr(&r, "WWW-Authenticate") != NULL);
         if (r.status == 405)
-            CHECK_STR(hdr(&r, "Allow"), "POST");
+            CHECK_STR(hdr(&r, "Allow"), "POST, OPTIONS");
+        CHECK(hdr(&r, "X-Request-Id") != NULL);
     }
     CHECK_INT(stat_of("POST /t/small 401"), small401 + 3);
     CHECK_INT(stat_of("POST /t/small 413"), small413 + 3);
@@ -1334,6 +1661,9 @@ int main(void)
         port = 0;
     }
     close(pfd[0]);
+    t_request_id_fns();
+    t_precond();
+    t_keysets();
     if (port) {
         t_routing();
         t_auth();
@@ -1343,6 +1673,9 @@ int main(void)
         t_async();
         t_connections();
         t_stats();
+        t_head_options();
+        t_request_id();
+        t_rekey();
         t_early_refusal();
         t_pipelined_bodies();
         t_deadline();
