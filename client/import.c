@@ -2,6 +2,8 @@
  * requests in flight on a curl multi handle, per-line errors renumbered to the file's lines. */
 #include "client/import.h"
 
+#include "common/clock.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -76,9 +78,7 @@ typedef struct importer {
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)zd_mono_ns() / 1e9;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *udata)

@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "gateway/webhook.h"
 
@@ -217,21 +218,14 @@ static void host_log(const zd_gw_host *h, int level, const char *msg)
     zd_log((enum zd_log_level)(level < 0 ? 0 : level > 3 ? 3 : level), "%s", msg);
 }
 
-static int64_t clock_ms(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t host_monotonic_ms(const zd_gw_host *h)
 {
-    return clock_ms(CLOCK_MONOTONIC);
+    return zd_mono_ms();
 }
 
 static int64_t host_unix_ms(const zd_gw_host *h)
 {
-    return clock_ms(CLOCK_REALTIME);
+    return zd_unix_ms();
 }
 
 void zd_gateway_host_init(zd_gw_host *h, void *event_base)

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "profiles/store.h"
 #include "redis/keys.h"
@@ -78,7 +79,7 @@ struct zd_follower {
     bool durability_first;  /* the next verdict is the first on this connection */
     void *udata;
     zd_follower_stats stats;
-    struct timespec load_start;
+    int64_t load_start_ns;
     local_map local;
 };
 
@@ -197,13 +198,6 @@ static uint64_t parse_u64(const char *s, size_t len)
     for (size_t i = 0; s && i < len && s[i] >= '0' && s[i] <= '9'; i++)
         v = v * 10 + (uint64_t)(s[i] - '0');
     return v;
-}
-
-static double elapsed_ms(const struct timespec *t0)
-{
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
 /* Parses a stored document into *out (NULL when there is none). Returns 0, -ENOMEM, or -EINVAL
@@ -350,7 +344,7 @@ static void finish_load(zd_follower *fl)
     fl->loading = false;
     fl->need_load = false;
     fl->stale = false;
-    fl->stats.load_ms = elapsed_ms(&fl->load_start);
+    fl->stats.load_ms = zd_ms_since(fl->load_start_ns);
     /* A load parses every stored document once; hand the parser's garbage back to the OS so
      * the daemon's RSS reflects the index, not the load. */
     malloc_trim(0);
@@ -509,7 +503,7 @@ static void start_load(zd_follower *fl)
         return;
     fl->gen++;
     fl->loading = true;
-    clock_gettime(CLOCK_MONOTONIC, &fl->load_start);
+    fl->load_start_ns = zd_mono_ns();
     fl->building = zd_index_new(fl->schema);
     if (!fl->building) {
         load_failed(fl, -ENOMEM);

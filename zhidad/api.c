@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/notify.h"
@@ -261,10 +262,7 @@ static void scrub_done(int status, long long deleted, int partition, void *udata
 static void scrub_tick(evutil_socket_t fd, short what, void *arg)
 {
     zd_service *svc = arg;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    long long cutoff =
-        (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 - svc->cfg->erase_grace_s * 1000LL;
+    long long cutoff = zd_unix_ms() - svc->cfg->erase_grace_s * 1000LL;
     for (int p = 0; p < svc->cfg->partitions; p++)
         if (zd_store_scrub(svc->store, p, cutoff, scrub_done, NULL) != 0)
             break; /* the client's queue is full: the next tick tries again */

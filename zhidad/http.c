@@ -22,6 +22,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "common/clock.h"
 #include "common/addr.h"
 #include "common/log.h"
 #include "zhidad/request_id.h"
@@ -35,13 +36,6 @@ typedef zd_http_status_count status_count;
 typedef zd_http_route_stats route_stats;
 typedef zd_route route;
 typedef zd_conn conn;
-
-int64_t zd_http_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* The methods routes may have, in the order an Allow header lists them. HEAD is answered by
  * a path's GET route and OPTIONS by the server itself, for every path that has a route. */
@@ -442,7 +436,7 @@ static void finish(zd_req *r, int status, const char *ctype, const char *body, s
     if (free_body)
         cJSON_free((void *)body);
     if (h) {
-        double secs = (double)(zd_http_mono_ns() - r->t0_ns) / 1e9;
+        double secs = (double)(zd_mono_ns() - r->t0_ns) / 1e9;
         zd_http_stats_add(r->rt ? &h->routes[r->rt - h->routes].stats : &h->unmatched, status,
                           secs);
         /* Paths hold ids, not personal data; bodies and query strings are never logged. */
@@ -817,7 +811,7 @@ static void gencb(struct evhttp_request *ev, void *arg)
     r->head_only = evhttp_request_get_command(ev) == EVHTTP_REQ_HEAD;
     request_id_of(ev, r->rid);
     r->c = c;
-    r->t0_ns = zd_http_mono_ns();
+    r->t0_ns = zd_mono_ns();
     c->cur = r;
     r->next = h->reqs;
     if (h->reqs)

@@ -25,6 +25,7 @@
 #include <event2/http.h>
 #include <event2/listener.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "zhidad/http_private.h"
 
@@ -223,7 +224,7 @@ static void refuse(conn *c, const zd_route *rt, int status, const char *code, co
 
 static void linger_arm(conn *c)
 {
-    int64_t left_ns = c->linger_until_ns - zd_http_mono_ns();
+    int64_t left_ns = c->linger_until_ns - zd_mono_ns();
     if (left_ns < 0)
         left_ns = 0;
     struct timeval tv = {(time_t)(left_ns / 1000000000), (suseconds_t)(left_ns / 1000 % 1000000)};
@@ -271,7 +272,7 @@ static void conn_take_over(conn *c)
     c->out_off = sent;
     conn_set_state(c, ZD_CONN_LINGER);
     h->nlinger++;
-    c->linger_until_ns = zd_http_mono_ns() + LINGER_MS * 1000000LL;
+    c->linger_until_ns = zd_mono_ns() + LINGER_MS * 1000000LL;
     if (c->out_off == c->out_len)
         shutdown(lfd, SHUT_WR);
     linger_arm(c);
@@ -300,7 +301,7 @@ static void linger_io(conn *c, short what)
             break;
         }
     }
-    if (zd_http_mono_ns() >= c->linger_until_ns)
+    if (zd_mono_ns() >= c->linger_until_ns)
         goto done;
     linger_arm(c);
     return;
@@ -583,7 +584,7 @@ static void conn_event_cb(evutil_socket_t fd, short what, void *arg)
  * next one. */
 static bool accept_log_now(zd_http *h)
 {
-    int64_t now = zd_http_mono_ns();
+    int64_t now = zd_mono_ns();
     if (h->accept_logged_ns && now - h->accept_logged_ns < ACCEPT_LOG_INTERVAL_NS)
         return false;
     h->accept_logged_ns = now;

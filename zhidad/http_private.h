@@ -145,7 +145,6 @@ struct zd_http {
 };
 
 /* ---- http.c, for http_conn.c ---- */
-int64_t zd_http_mono_ns(void);
 const char *zd_http_reason(int status);
 void zd_http_stats_add(zd_http_route_stats *s, int status, double seconds);
 /* The route for method and (raw, undecoded) path. Without one, NULL with *status 400 (the path
