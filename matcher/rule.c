@@ -366,6 +366,13 @@ static void node_free(zd_rnode *n)
     free(n);
 }
 
+/* Records where n was written: [start, end) of the parser's text. */
+static void node_span(zd_rnode *n, size_t start, size_t end)
+{
+    n->position = (int)start;
+    n->end = (int)end;
+}
+
 static zd_rnode *node_new(parser *p, zd_rnode_kind kind)
 {
     zd_rnode *n = calloc(1, sizeof(*n));
@@ -827,6 +834,7 @@ static zd_rnode *parse_cmp(parser *p)
                   describe(p, &op, buf, sizeof(buf)));
         goto fail;
     }
+    node_span(n, f.start, p->prev_end);
     n->text = strndup(p->text + f.start, p->prev_end - f.start);
     if (!n->text) {
         nomem(p);
@@ -838,18 +846,30 @@ fail:
     return NULL;
 }
 
-static int segment_register(parser *p, const char *name)
+/* The index of segment `name` in the rule's list, adding it with a copy of its text (borrowed
+ * from the lookup only while compiling) on first use. */
+static int segment_register(parser *p, const char *name, const char *text, size_t len)
 {
     zd_rule *r = p->c->rule;
     for (int i = 0; i < r->nsegments; i++)
         if (strcmp(r->segments[i], name) == 0)
             return i;
-    char **v = realloc(r->segments, sizeof(*v) * (size_t)(r->nsegments + 1));
+    size_t want = sizeof(char *) * (size_t)(r->nsegments + 1);
+    char **v = realloc(r->segments, want);
     if (!v)
         return -ENOMEM;
     r->segments = v;
-    if (!(v[r->nsegments] = strdup(name)))
+    char **t = realloc(r->segment_sources, want);
+    if (!t)
         return -ENOMEM;
+    r->segment_sources = t;
+    v[r->nsegments] = strdup(name);
+    t[r->nsegments] = strndup(text, len);
+    if (!v[r->nsegments] || !t[r->nsegments]) {
+        free(v[r->nsegments]);
+        free(t[r->nsegments]);
+        return -ENOMEM;
+    }
     return r->nsegments++;
 }
 
@@ -909,7 +929,7 @@ static zd_rnode *parse_segment(parser *p)
     }
     if (advance(p) != 0)
         goto done;
-    int idx = segment_register(p, name);
+    int idx = segment_register(p, name, text, tlen);
     if (idx < 0) {
         nomem(p);
         goto done;
@@ -942,6 +962,7 @@ static zd_rnode *parse_unary(parser *p)
         }
         n->kids[0] = kid;
         n->nkids = 1;
+        node_span(n, t.start, p->prev_end);
         p->c->depth--;
         return n;
     }
@@ -968,6 +989,11 @@ static zd_rnode *parse_unary(parser *p)
             node_free(n);
             return NULL;
         }
+        /* A group written here spans its parentheses (clause counts quote it as written). A
+         * leaf keeps its own span, the comparison; a node a segment contributed keeps the
+         * segment's. */
+        if (n->kind != ZD_RN_LEAF && n->segment == p->segment)
+            node_span(n, t.start, p->prev_end);
         p->c->depth--;
         return n;
     }
@@ -981,6 +1007,7 @@ static zd_rnode *parse_unary(parser *p)
         n->form = ZD_RL_EXISTS;
         n->attr = f.attr;
         n->age = f.age;
+        node_span(n, t.start, p->prev_end);
         if (!(n->text = strndup(p->text + t.start, p->prev_end - t.start))) {
             node_free(n);
             return nomem(p);
@@ -1002,6 +1029,7 @@ static zd_rnode *parse_unary(parser *p)
 static zd_rnode *parse_chain(parser *p, zd_rnode_kind kind)
 {
     const char *kw = kind == ZD_RN_AND ? "and" : "or";
+    size_t start = p->tok.start;
     zd_rnode *first = kind == ZD_RN_AND ? parse_unary(p) : parse_chain(p, ZD_RN_AND);
     if (!first || !is_kw(p, &p->tok, kw))
         return first;
@@ -1020,6 +1048,7 @@ static zd_rnode *parse_chain(parser *p, zd_rnode_kind kind)
         if (!kid || node_add_kid(p, n, kid, &cap) != 0)
             goto fail;
     }
+    node_span(n, start, p->prev_end);
     return n;
 fail:
     node_free(n);
@@ -1076,6 +1105,10 @@ int zd_rule_compile(const zd_schema *s, const char *text, size_t len, zd_segment
         return -EINVAL;
     }
     c.expanded = len;
+    if (!(r->source = strndup(p.text, p.len))) {
+        zd_rule_free(r);
+        return -ENOMEM;
+    }
     r->root = parse_text(&p, false);
     if (!r->root) {
         zd_rule_free(r);
@@ -1090,8 +1123,12 @@ void zd_rule_free(zd_rule *r)
     if (!r)
         return;
     node_free(r->root);
-    for (int i = 0; i < r->nsegments; i++)
+    for (int i = 0; i < r->nsegments; i++) {
         free(r->segments[i]);
+        free(r->segment_sources[i]);
+    }
     free(r->segments);
+    free(r->segment_sources);
+    free(r->source);
     free(r);
 }

@@ -71,6 +71,47 @@ int zd_rule_check_cost(const zd_rule *r, long max_cost, const char *limit_name, 
  * the rule's schema. Caller frees with roaring_bitmap_free(). NULL only on ENOMEM. */
 roaring_bitmap_t *zd_rule_audience(const zd_rule *r, const zd_index *ix, int32_t today);
 
+/* Clause counts: what each condition of a rule keeps, for an operator looking for the one that
+ * narrows the audience. */
+typedef struct zd_rule_clause {
+    const char *text;    /* the comparison as written (borrowed from the rule) */
+    const char *segment; /* the segment it was written in (borrowed), NULL for the rule's text */
+    int position;        /* byte offset of text in the rule's text or in the segment's */
+    bool negated;        /* under an odd number of `not`: the rule keeps what it does not count */
+    uint64_t count;      /* profiles (within the given set) for which the comparison holds */
+} zd_rule_clause;
+
+/* One conjunct of the rule's top-level AND chain (parentheses and segments that are ANDs
+ * joined into it, in source order); a rule that is no AND is one step. */
+typedef struct zd_rule_step {
+    char *text;          /* the conjunct as written, e.g. "(a or b)" (owned by the counts) */
+    const char *segment; /* as in zd_rule_clause */
+    int position;
+    int first_clause, nclauses; /* its comparisons: clauses[first_clause .. + nclauses) */
+    uint64_t count;             /* profiles (within the set) satisfying it and all before it */
+} zd_rule_step;
+
+typedef struct zd_rule_counts {
+    int nclauses;
+    zd_rule_clause *clauses; /* every leaf comparison in source order, as zd_rule_explain() */
+    int nsteps;
+    zd_rule_step *steps;
+} zd_rule_counts;
+
+/* Counts, over ix on day `today` and within `within` (borrowed; NULL: every profile), how many
+ * profiles each leaf comparison of r selects on its own, and how many remain after each step
+ * of the top-level AND chain in source order. Each leaf is evaluated once for its own count
+ * and once inside its step, so the work is at most twice that of zd_rule_audience() and
+ * bounded by the rule's cost like it. The last step's set is the audience within `within`:
+ * when audience is not NULL it receives it (caller frees with roaring_bitmap_free()).
+ * Returns 0 and *out (caller frees with zd_rule_counts_free(); it borrows from r, which must
+ * outlive it), or -ENOMEM. */
+int zd_rule_count_clauses(const zd_rule *r, const zd_index *ix, int32_t today,
+                          const roaring_bitmap_t *within, zd_rule_counts **out,
+                          roaring_bitmap_t **audience);
+/* zd_rule_counts_free(NULL) is a no-op. */
+void zd_rule_counts_free(zd_rule_counts *c);
+
 /* True when profile p satisfies r on day `today`. */
 bool zd_rule_match(const zd_rule *r, const zd_profile *p, int32_t today);
 

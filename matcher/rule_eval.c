@@ -495,9 +495,40 @@ static int ranked_cmp(const void *a, const void *b)
     return x->i - y->i;
 }
 
+/* Narrows the running result *run (not empty) of an AND by child k, evaluated with *run as its
+ * hint: a `not` child subtracts from it instead of being complemented over the universe. */
+static void and_step(ectx *e, bres *run, const zd_rnode *k)
+{
+    if (k->kind == ZD_RN_NOT) {
+        bres r = eval(e, k->kids[0], run->bm);
+        if (!is_empty(r.bm)) {
+            if (run->own)
+                roaring_bitmap_andnot_inplace(run->own, r.bm);
+            else
+                *run = owned(e, roaring_bitmap_andnot(run->bm, r.bm), run->sub);
+        }
+        bres_free(&r);
+        return;
+    }
+    bres r = eval(e, k, run->bm);
+    if (r.sub) {
+        /* Already within the running result: it is the new running result. */
+        r.sub = run->sub;
+        bres_free(run);
+        *run = r;
+    } else if (is_empty(r.bm)) {
+        bres_free(run);
+    } else {
+        if (run->own)
+            roaring_bitmap_and_inplace(run->own, r.bm);
+        else
+            *run = owned(e, roaring_bitmap_and(run->bm, r.bm), run->sub);
+        bres_free(&r);
+    }
+}
+
 /* Intersects the children smallest estimate first, each evaluated with the running result as
- * its hint, and stops as soon as the running result is empty. A `not` child subtracts from
- * the running result instead of being complemented over the universe. */
+ * its hint, and stops as soon as the running result is empty. */
 static bres eval_and(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint)
 {
     ranked *order = malloc(sizeof(*order) * (size_t)n->nkids);
@@ -534,32 +565,7 @@ static bres eval_and(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint)
             if (is_empty(run.bm))
                 break;
         }
-        if (k->kind == ZD_RN_NOT) {
-            bres r = eval(e, k->kids[0], run.bm);
-            if (!is_empty(r.bm)) {
-                if (run.own)
-                    roaring_bitmap_andnot_inplace(run.own, r.bm);
-                else
-                    run = owned(e, roaring_bitmap_andnot(run.bm, r.bm), run.sub);
-            }
-            bres_free(&r);
-        } else {
-            bres r = eval(e, k, run.bm);
-            if (r.sub) {
-                /* Already within the running result: it is the new running result. */
-                r.sub = run.sub;
-                bres_free(&run);
-                run = r;
-            } else if (is_empty(r.bm)) {
-                bres_free(&run);
-            } else {
-                if (run.own)
-                    roaring_bitmap_and_inplace(run.own, r.bm);
-                else
-                    run = owned(e, roaring_bitmap_and(run.bm, r.bm), run.sub);
-                bres_free(&r);
-            }
-        }
+        and_step(e, &run, k);
         if (is_empty(run.bm))
             break;
     }
@@ -611,6 +617,133 @@ roaring_bitmap_t *zd_rule_audience(const zd_rule *r, const zd_index *ix, int32_t
     if (b.own)
         return b.own;
     return b.bm ? roaring_bitmap_copy(b.bm) : roaring_bitmap_create();
+}
+
+/* ---- clause counts --------------------------------------------------------------------- */
+
+/* |b ∩ within| of a set evaluated under the hint `within`. */
+static uint64_t count_within(const bres *b, const roaring_bitmap_t *within)
+{
+    if (is_empty(b->bm))
+        return 0;
+    if (!within || b->sub)
+        return card(b->bm);
+    return roaring_bitmap_and_cardinality(b->bm, within);
+}
+
+static int count_leaves(const zd_rnode *n)
+{
+    if (n->kind == ZD_RN_LEAF)
+        return 1;
+    int k = 0;
+    for (int i = 0; i < n->nkids; i++)
+        k += count_leaves(n->kids[i]);
+    return k;
+}
+
+/* Fills out[*k...] with n's leaves in source order, each counted on its own within `within`. */
+static void count_leaf_sets(ectx *e, const zd_rule *r, const zd_rnode *n, bool negated,
+                            const roaring_bitmap_t *within, zd_rule_clause *out, int *k)
+{
+    if (e->nomem)
+        return;
+    if (n->kind != ZD_RN_LEAF) {
+        for (int i = 0; i < n->nkids; i++)
+            count_leaf_sets(e, r, n->kids[i], negated != (n->kind == ZD_RN_NOT), within, out, k);
+        return;
+    }
+    bres b = leaf_set(e, n, within);
+    out[*k] = (zd_rule_clause){
+        .text = n->text,
+        .segment = n->segment >= 0 ? r->segments[n->segment] : NULL,
+        .position = n->position,
+        .negated = negated,
+        .count = count_within(&b, within),
+    };
+    (*k)++;
+    bres_free(&b);
+}
+
+void zd_rule_counts_free(zd_rule_counts *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->nsteps; i++)
+        free(c->steps[i].text);
+    free(c->steps);
+    free(c->clauses);
+    free(c);
+}
+
+int zd_rule_count_clauses(const zd_rule *r, const zd_index *ix, int32_t today,
+                          const roaring_bitmap_t *within, zd_rule_counts **out,
+                          roaring_bitmap_t **audience)
+{
+    *out = NULL;
+    if (audience)
+        *audience = NULL;
+    if (zd_fault(ZD_FAULT_AUDIENCE))
+        return -ENOMEM;
+    const zd_rnode *root = r->root;
+    const zd_rnode *const *conj =
+        root->kind == ZD_RN_AND ? (const zd_rnode *const *)root->kids : &root;
+    int nconj = root->kind == ZD_RN_AND ? root->nkids : 1;
+    ectx e = {.ix = ix, .schema = r->schema, .today = today};
+    bres run = {0};
+    zd_rule_counts *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->nclauses = count_leaves(root);
+    c->clauses = calloc((size_t)c->nclauses, sizeof(*c->clauses));
+    c->steps = calloc((size_t)nconj, sizeof(*c->steps));
+    if (!c->clauses || !c->steps)
+        goto fail;
+
+    int k = 0;
+    count_leaf_sets(&e, r, root, false, within, c->clauses, &k);
+
+    /* The chain in source order, not smallest first as the audience runs it: each step's count
+     * is what the conditions written so far keep. The running set starts as `within` (or
+     * everything), which the first positive step replaces without intersecting. */
+    bool everything = within == NULL;
+    run.bm = within ? within : zd_index_universe(ix);
+    for (int j = 0; j < nconj && !e.nomem; j++) {
+        const zd_rnode *n = conj[j];
+        if (!is_empty(run.bm)) {
+            if (everything && n->kind != ZD_RN_NOT)
+                run = eval(&e, n, NULL);
+            else
+                and_step(&e, &run, n);
+            everything = false;
+        }
+        const char *src = n->segment >= 0 ? r->segment_sources[n->segment] : r->source;
+        zd_rule_step *s = &c->steps[c->nsteps++];
+        s->text = strndup(src + n->position, (size_t)(n->end - n->position));
+        s->segment = n->segment >= 0 ? r->segments[n->segment] : NULL;
+        s->position = n->position;
+        s->first_clause = j ? c->steps[j - 1].first_clause + c->steps[j - 1].nclauses : 0;
+        s->nclauses = count_leaves(n);
+        s->count = card(run.bm);
+        if (!s->text)
+            goto fail;
+    }
+    if (e.nomem)
+        goto fail;
+    if (audience) {
+        *audience = run.own  ? run.own
+                    : run.bm ? roaring_bitmap_copy(run.bm)
+                             : roaring_bitmap_create();
+        run = (bres){0};
+        if (!*audience)
+            goto fail;
+    }
+    bres_free(&run);
+    *out = c;
+    return 0;
+fail:
+    bres_free(&run);
+    zd_rule_counts_free(c);
+    return -ENOMEM;
 }
 
 /* ---- cost ------------------------------------------------------------------------------ */

@@ -43,13 +43,19 @@ struct zd_rnode {
     int64_t *nums; /* ZD_RL_NUM_IN, ZD_RL_AGE_IN; may be empty (an impossible `=`) */
     char *text;    /* the leaf's source text exactly as written */
     int segment;   /* index into zd_rule.segments, -1 for the rule's own text */
+    /* Every node: where it was written, as byte offsets [position, end) into the text named
+     * by `segment` (zd_rule.source or zd_rule.segment_sources). A group in parentheses spans
+     * them; a node that a segment contributed whole spans that segment's text. */
+    int position, end;
 };
 
 struct zd_rule {
     const zd_schema *schema;
     zd_rnode *root;
     int nsegments;
-    char **segments; /* names of the segments expanded into this rule */
+    char **segments;        /* names of the segments expanded into this rule */
+    char **segment_sources; /* their texts, parallel to segments (owned copies) */
+    char *source;           /* the rule's own text (an owned copy) */
 };
 
 /* Ages are clamped to this many years: real ages are far inside, so the clamp changes no

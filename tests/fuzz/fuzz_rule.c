@@ -1,6 +1,8 @@
 /* libFuzzer target for the rule compiler: arbitrary bytes compile as a rule (with a fixed set
  * of segments); whatever compiles is evaluated both ways, and the two evaluators must agree
- * on every profile of a tiny index (explain's "match" too), or the target aborts. */
+ * on every profile of a tiny index (explain's "match" too), or the target aborts. Clause
+ * counts must agree with explain's per-clause results, their steps must compile back as
+ * written, and the last step must be the audience. */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -82,7 +84,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (sz.comparisons < 1 || sz.cost < sz.comparisons)
         abort();
     roaring_bitmap_t *aud = zd_rule_audience(r, ix, today);
-    if (!aud)
+    zd_rule_counts *counts = NULL;
+    if (!aud || zd_rule_count_clauses(r, ix, today, NULL, &counts, NULL) != 0)
+        abort();
+    if (counts->steps[counts->nsteps - 1].count != roaring_bitmap_get_cardinality(aud))
+        abort();
+    for (int j = 0; j < counts->nsteps; j++) {
+        zd_rule *step = NULL;
+        const char *t = counts->steps[j].text;
+        if (zd_rule_compile(schema, t, strlen(t), lookup, NULL, &step, NULL) != 0)
+            abort();
+        zd_rule_free(step);
+    }
+    uint64_t *held = calloc((size_t)counts->nclauses, sizeof(*held));
+    if (!held)
         abort();
     for (int i = 0; i < NPROFILES; i++) {
         bool m = zd_rule_match(r, profiles[i], today);
@@ -91,11 +106,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cJSON *x = zd_rule_explain(r, profiles[i], today);
         if (!x || cJSON_IsTrue(cJSON_GetObjectItem(x, "match")) != m)
             abort();
+        const cJSON *clauses = cJSON_GetObjectItem(x, "clauses");
+        if (cJSON_GetArraySize(clauses) != counts->nclauses)
+            abort();
+        int k = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, clauses) held[k++] += cJSON_IsTrue(cJSON_GetObjectItem(c, "result"));
         char *s = cJSON_PrintUnformatted(x);
         free(s);
         cJSON_Delete(x);
         cJSON_Delete(zd_rule_reasons(r, profiles[i], today));
     }
+    for (int k = 0; k < counts->nclauses; k++)
+        if (held[k] != counts->clauses[k].count)
+            abort();
+    free(held);
+    zd_rule_counts_free(counts);
     if (roaring_bitmap_get_cardinality(aud) > (uint64_t)NPROFILES)
         abort();
     roaring_bitmap_free(aud);

@@ -570,6 +570,108 @@ static void test_semantics(void)
     zd_profile_free(leap);
 }
 
+/* ---- clause counts: texts, positions, segments, steps ------------------------------------ */
+
+static void test_clause_shapes(void)
+{
+    /* Three hand-made profiles: the counts are known. */
+    zd_profile *ps[3] = {
+        profile_from("e1", "{\"kind\": \"enterprise\", \"region\": \"330106\", \"attrs\": "
+                           "{\"employees\": 40, \"scale\": \"small\"}, \"tags\": [\"srdi\"]}"),
+        profile_from("e2", "{\"kind\": \"enterprise\", \"region\": \"330203\", \"attrs\": "
+                           "{\"employees\": 400}, \"tags\": [\"dishonest\"]}"),
+        profile_from("c1", "{\"kind\": \"citizen\", \"region\": \"330102001\", \"attrs\": "
+                           "{\"birth_date\": \"1950-01-01\"}}"),
+    };
+    zd_index *ix = zd_index_new(schema);
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(zd_index_put(ix, zd_gid(i, 1), NULL, ps[i]), 0);
+    const char *text = "segment \"smallbiz\"\n and (tags has \"srdi\" or exists birth_date) and "
+                       "not tags has \"dishonest\"";
+    zd_rule *r = compile(text);
+    zd_rule_counts *c = NULL;
+    roaring_bitmap_t *aud = NULL;
+    CHECK(r && zd_rule_count_clauses(r, ix, today, NULL, &c, &aud) == 0 && c && aud);
+    if (c && aud) {
+        /* Leaves in source order; the segment's own text positions them. */
+        static const char *const texts[] = {
+            "kind = \"enterprise\"", "scale in [\"micro\", \"small\"]",
+            "employees < 50",        "tags has \"srdi\"",
+            "exists birth_date",     "tags has \"dishonest\""};
+        static const int counts[] = {2, 1, 1, 1, 1, 1};
+        CHECK_INT(c->nclauses, 6);
+        for (int i = 0; i < c->nclauses && i < 6; i++) {
+            CHECK_STR(c->clauses[i].text, texts[i]);
+            CHECK_INT(c->clauses[i].count, counts[i]);
+            CHECK_INT(c->clauses[i].negated, i == 5);
+            const char *src = i < 3 ? segments[1][1] : text;
+            CHECK(strncmp(src + c->clauses[i].position, texts[i], strlen(texts[i])) == 0);
+            if (i < 3)
+                CHECK_STR(c->clauses[i].segment, "smallbiz");
+            else
+                CHECK(c->clauses[i].segment == NULL);
+        }
+        /* The segment's AND joins the chain; the OR group keeps its parentheses. */
+        static const char *const steps[] = {
+            "kind = \"enterprise\"", "(scale in [\"micro\", \"small\"] or employees < 50)",
+            "(tags has \"srdi\" or exists birth_date)", "not tags has \"dishonest\""};
+        static const int step_counts[] = {2, 1, 1, 1}, firsts[] = {0, 1, 3, 5};
+        CHECK_INT(c->nsteps, 4);
+        for (int i = 0; i < c->nsteps && i < 4; i++) {
+            CHECK_STR(c->steps[i].text, steps[i]);
+            CHECK_INT(c->steps[i].count, step_counts[i]);
+            CHECK_INT(c->steps[i].first_clause, firsts[i]);
+            CHECK_INT(c->steps[i].nclauses, i == 1 || i == 2 ? 2 : 1);
+            CHECK(i == 0 || i == 1 ? c->steps[i].segment && !strcmp(c->steps[i].segment, "smallbiz")
+                                   : c->steps[i].segment == NULL);
+        }
+        CHECK_INT(c->steps[2].position, (int)(strchr(text, '(') - text));
+        CHECK_INT(roaring_bitmap_get_cardinality(aud), 1);
+        CHECK(roaring_bitmap_contains(aud, zd_gid(0, 1)));
+    }
+    zd_rule_counts_free(c);
+    if (aud)
+        roaring_bitmap_free(aud);
+    zd_rule_free(r);
+
+    /* Within a set (a publisher's scope): every count stays inside it. A rule that is no AND is
+     * one step, and a group in parentheses around the whole rule is quoted with them. */
+    zd_rule *scope = compile("region within \"3302\"");
+    roaring_bitmap_t *in = scope ? zd_rule_audience(scope, ix, today) : NULL;
+    r = compile(" (kind = \"enterprise\" or not exists region) ");
+    c = NULL;
+    CHECK(r && in && zd_rule_count_clauses(r, ix, today, in, &c, NULL) == 0 && c);
+    if (c) {
+        CHECK_INT(c->nclauses, 2);
+        CHECK_INT(c->clauses[0].count, 1);
+        CHECK_INT(c->clauses[1].count, 1);
+        CHECK(c->clauses[1].negated);
+        CHECK_INT(c->nsteps, 1);
+        CHECK_STR(c->steps[0].text, "(kind = \"enterprise\" or not exists region)");
+        CHECK_INT(c->steps[0].position, 1);
+        CHECK_INT(c->steps[0].count, 1);
+    }
+    zd_rule_counts_free(c);
+    zd_rule_free(r);
+    /* A chain starting with `not`, over nothing but the set. */
+    r = compile("not tags has \"srdi\" and not kind = \"citizen\"");
+    c = NULL;
+    CHECK(r && zd_rule_count_clauses(r, ix, today, NULL, &c, NULL) == 0 && c);
+    if (c) {
+        CHECK_INT(c->steps[0].count, 2);
+        CHECK_INT(c->steps[1].count, 1);
+        CHECK(c->clauses[0].negated && c->clauses[1].negated);
+    }
+    zd_rule_counts_free(c);
+    zd_rule_free(r);
+    if (in)
+        roaring_bitmap_free(in);
+    zd_rule_free(scope);
+    zd_index_free(ix);
+    for (int i = 0; i < 3; i++)
+        zd_profile_free(ps[i]);
+}
+
 /* ---- the property test ----------------------------------------------------------------- */
 
 static uint64_t rng_state;
@@ -941,6 +1043,68 @@ static int check_audience(const zd_rule *r, const zd_index *ix, const slot *slot
     return bad;
 }
 
+/* Profiles in slots that text (compiled alone) matches, within `within` (NULL: all). */
+static uint64_t brute_count(const char *text, const slot *slots, int n, int32_t day,
+                            const roaring_bitmap_t *within)
+{
+    zd_rule *r = compile(text);
+    uint64_t k = 0;
+    for (int i = 0; r && i < n; i++)
+        k += slots[i].p && (!within || roaring_bitmap_contains(within, slots[i].gid)) &&
+             zd_rule_match(r, slots[i].p, day);
+    zd_rule_free(r);
+    return k;
+}
+
+/* Clause counts against brute force: each clause's count is that of its text compiled alone,
+ * each step's that of the conjunction of the step texts so far, and the audience handed back
+ * is the rule's within `within`. Returns 1 on a mismatch. */
+static int check_clause_counts(const zd_rule *r, const zd_index *ix, const slot *slots, int n,
+                               int32_t day, const char *text, const roaring_bitmap_t *within)
+{
+    zd_rule_counts *c = NULL;
+    roaring_bitmap_t *aud = NULL;
+    int bad = 0;
+    if (zd_rule_count_clauses(r, ix, day, within, &c, &aud) != 0)
+        return 1;
+    for (int i = 0; i < c->nclauses && !bad; i++) {
+        uint64_t want = brute_count(c->clauses[i].text, slots, n, day, within);
+        if (want != c->clauses[i].count) {
+            fprintf(stderr,
+                    "clause %d [%s] of [%s]: counted %" PRIu64 ", brute force %" PRIu64 "\n", i,
+                    c->clauses[i].text, text, c->clauses[i].count, want);
+            bad = 1;
+        }
+    }
+    sbuf conj = {0};
+    sb_add(&conj, "%s", "");
+    int leaves = 0;
+    for (int j = 0; j < c->nsteps && !bad; j++) {
+        sb_add(&conj, "%s(%s)", j ? " and " : "", c->steps[j].text);
+        uint64_t want = brute_count(conj.s, slots, n, day, within);
+        if (want != c->steps[j].count || c->steps[j].first_clause != leaves) {
+            fprintf(stderr, "step %d [%s] of [%s]: counted %" PRIu64 ", brute force %" PRIu64 "\n",
+                    j, c->steps[j].text, text, c->steps[j].count, want);
+            bad = 1;
+        }
+        leaves += c->steps[j].nclauses;
+    }
+    bad |= leaves != c->nclauses;
+    roaring_bitmap_t *want = zd_rule_audience(r, ix, day);
+    if (within)
+        roaring_bitmap_and_inplace(want, within);
+    if (!roaring_bitmap_equals(want, aud) ||
+        roaring_bitmap_get_cardinality(aud) != c->steps[c->nsteps - 1].count) {
+        fprintf(stderr, "clause counts' audience of [%s] differs\n", text);
+        bad = 1;
+    }
+    roaring_bitmap_free(want);
+    roaring_bitmap_free(aud);
+    free(conj.s);
+    zd_rule_counts_free(c);
+    return bad;
+}
+
 static void test_property(void)
 {
     uint64_t seed = 20240615;
@@ -997,6 +1161,16 @@ static void test_property(void)
             day = zd_date_from_ymd(y, md[j][0], md[j][1]);
         }
         int bad = check_audience(r, ix, slots, N, day, b.s);
+        if (k % 4 == 0) {
+            /* Every fourth rule: clause counts over everything and within a scope. */
+            bad |= check_clause_counts(r, ix, slots, N, day, b.s, NULL);
+            zd_rule *sc = compile(k % 8 ? "region within \"3302\"" : "tags has \"srdi\"");
+            roaring_bitmap_t *within = sc ? zd_rule_audience(sc, ix, day) : NULL;
+            bad |= !within || check_clause_counts(r, ix, slots, N, day, b.s, within);
+            if (within)
+                roaring_bitmap_free(within);
+            zd_rule_free(sc);
+        }
         failures += bad;
         CHECK(!bad);
         /* Count how discriminating the rules are, so a generator that only makes trivial
@@ -1044,6 +1218,7 @@ int main(void)
     test_segment_errors();
     test_cost();
     test_semantics();
+    test_clause_shapes();
     test_property();
     zd_schema_free(schema);
     return check_report("rule");
