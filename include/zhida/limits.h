@@ -7,6 +7,10 @@
  * ZD_PREVIEW_BREAKDOWN_MAX distinct fields (the same entry twice counts once). */
 #define ZD_PREVIEW_SAMPLE_MAX 1000
 #define ZD_PREVIEW_BREAKDOWN_MAX 4
+/* A bucket breakdown ("employees:buckets=0,10,50") has 1..ZD_PREVIEW_BUCKETS_MAX boundaries:
+ * each is one range scan over the audience, so 4 dimensions at most cost about as much as a
+ * rule at the default limits.rule_max_cost. */
+#define ZD_PREVIEW_BUCKETS_MAX 32
 
 /* POST /v1/profiles:import: the default of limits.import_body_max (docs/CONFIG.md); zhida
  * import never sends a larger chunk. */
