@@ -3,6 +3,7 @@
 #include "matcher/segment_store.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,6 +119,141 @@ int zd_segments_all(zd_redis *r, zd_segments_all_cb cb, void *udata)
     if (!c)
         return -ENOMEM;
     return submitted(c, zd_redis_cmd(r, all_reply, c, "HGETALL %s", ZD_KEY_SEGMENTS));
+}
+
+/* ---- sorted pages ------------------------------------------------------------------------
+ * Segments are few (one hash, which every preview naming a segment reads whole), so a page is
+ * HGETALL, a sort and a cut. HSCAN would not help: its cursor follows the hash table, not the
+ * names, so an ordered page needs every entry anyway. The cursor is the last name of the
+ * page in base64url, opaque to clients so that its form can change. */
+
+#define NAME_MAX_BYTES 64
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/* Writes the base64url text (no padding) of s[0..len) into out (room for 4 * len / 3 + 4). */
+static void cursor_encode(const char *s, size_t len, char *out)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)u[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)u[i + 1] << 8;
+        if (i + 2 < len)
+            v |= u[i + 2];
+        out[o++] = b64url[v >> 18 & 63];
+        out[o++] = b64url[v >> 12 & 63];
+        if (i + 1 < len)
+            out[o++] = b64url[v >> 6 & 63];
+        if (i + 2 < len)
+            out[o++] = b64url[v & 63];
+    }
+    out[o] = '\0';
+}
+
+static int b64_value(char c)
+{
+    const char *p = c ? strchr(b64url, c) : NULL;
+    return p ? (int)(p - b64url) : -1;
+}
+
+/* Decodes a cursor into the segment name it carries (out: NAME_MAX_BYTES + 1). -EINVAL when it
+ * is not base64url of a possible segment name, in the canonical form cursor_encode() writes. */
+static int cursor_decode(const char *c, char *out)
+{
+    size_t len = strlen(c), n = 0;
+    if (len < 2 || len % 4 == 1 || len > (NAME_MAX_BYTES + 2) / 3 * 4)
+        return -EINVAL;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = b64_value(c[i]);
+        if (v < 0)
+            return -EINVAL;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (char)(acc >> bits & 0xff);
+        }
+    }
+    /* Leftover bits must be zero, so that every name has exactly one cursor. */
+    if (acc & ((1u << bits) - 1) || n < 1 || n > NAME_MAX_BYTES)
+        return -EINVAL;
+    out[n] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        char ch = out[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-' || ch == '.'))
+            return -EINVAL;
+    }
+    return 0;
+}
+
+typedef struct list_call {
+    zd_segments_list_cb cb;
+    void *udata;
+    int limit;
+    bool from_start;
+    char after[NAME_MAX_BYTES + 1];
+} list_call;
+
+static int segment_by_name(const void *a, const void *b)
+{
+    return strcmp(((const zd_segment *)a)->name, ((const zd_segment *)b)->name);
+}
+
+static void list_page(int status, const zd_segment *segs, int n, void *udata)
+{
+    list_call *c = udata;
+    if (status != 0) {
+        c->cb(status, NULL, 0, NULL, c->udata);
+        free(c);
+        return;
+    }
+    zd_segment *sorted = malloc(sizeof(*sorted) * ((size_t)n + 1));
+    if (!sorted) {
+        c->cb(-ENOMEM, NULL, 0, NULL, c->udata);
+        free(c);
+        return;
+    }
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (c->from_start || strcmp(segs[i].name, c->after) > 0)
+            sorted[k++] = segs[i];
+    qsort(sorted, (size_t)k, sizeof(*sorted), segment_by_name);
+    int page = k < c->limit ? k : c->limit;
+    char next[(NAME_MAX_BYTES + 2) / 3 * 4 + 1];
+    const char *last = page > 0 ? sorted[page - 1].name : NULL;
+    /* A name longer than any the API accepts (written to Redis by hand) cannot be a cursor:
+     * the page then ends the list rather than hand out a cursor that would be refused. */
+    bool more = k > page && last && strlen(last) <= NAME_MAX_BYTES;
+    if (more)
+        cursor_encode(last, strlen(last), next);
+    c->cb(0, sorted, page, more ? next : NULL, c->udata);
+    free(sorted);
+    free(c);
+}
+
+int zd_segments_list(zd_redis *r, const char *cursor, int limit, zd_segments_list_cb cb,
+                     void *udata)
+{
+    list_call *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->cb = cb;
+    c->udata = udata;
+    c->limit = limit < 1 ? 1 : limit;
+    c->from_start = !cursor;
+    if (cursor && cursor_decode(cursor, c->after) != 0) {
+        free(c);
+        return -EINVAL;
+    }
+    int rc = zd_segments_all(r, list_page, c);
+    if (rc != 0)
+        free(c);
+    return rc;
 }
 
 static void get_reply(zd_redis *r, int status, const zd_reply *reply, void *udata)

@@ -22,6 +22,18 @@ typedef struct zd_segment {
 typedef void (*zd_segments_all_cb)(int status, const zd_segment *segs, int n, void *udata);
 int zd_segments_all(zd_redis *r, zd_segments_all_cb cb, void *udata);
 
+/* A page of the segments sorted by name (byte order): status 0 and up to `limit` segments
+ * (valid only during the callback), and next_cursor, an opaque text to pass as `cursor` for
+ * the following page (NULL after the last page; valid only during the callback), or a negative
+ * code. A cursor names the last segment of its page, so writes between pages neither repeat
+ * nor skip the segments that were there all along. */
+typedef void (*zd_segments_list_cb)(int status, const zd_segment *segs, int n,
+                                    const char *next_cursor, void *udata);
+/* cursor: NULL for the first page, else a next_cursor from an earlier page (borrowed); limit
+ * >= 1. Returns -EINVAL, without calling cb, when cursor is not one this module made. */
+int zd_segments_list(zd_redis *r, const char *cursor, int limit, zd_segments_list_cb cb,
+                     void *udata);
+
 /* One segment: status 0 and seg (NULL when there is none; valid only during the callback). */
 typedef void (*zd_segments_get_cb)(int status, const zd_segment *seg, void *udata);
 int zd_segments_get(zd_redis *r, const char *name, zd_segments_get_cb cb, void *udata);

@@ -240,6 +240,8 @@ int zd_api_register(zd_service *svc)
     if (rc == 0)
         rc = zd_api_rules_register(svc);
     if (rc == 0)
+        rc = zd_api_audit_register(svc);
+    if (rc == 0)
         rc = zd_http_route(svc->http, "GET", "/metrics", 0, handle_metrics, svc);
     return rc;
 }

@@ -1,21 +1,25 @@
 /* Rule endpoints (SPEC §3): preview (count, sample, breakdown), explain, and saved segments.
  * A publisher's rules are implicitly restricted to its region scope. */
 #include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "common/date.h"
 #include "common/log.h"
 #include "common/text.h"
+#include "matcher/audience.h"
 #include "matcher/rule.h"
 #include "matcher/segment_store.h"
 #include "profiles/follower.h"
 #include "profiles/store.h"
 #include "zhidad/api.h"
 #include "zhidad/audit.h"
+#include "zhidad/breakdown.h"
 #include "zhidad/http.h"
 #include "zhidad/service.h"
 #include "zhida/limits.h"
@@ -233,179 +237,103 @@ static const zd_index *ready_index(zd_service *svc, zd_req *req)
 
 /* ---- preview ---------------------------------------------------------------------------- */
 
-/* Longest value a breakdown group can have: a keyword, a tag or a code prefix. */
-#define GROUP_VALUE_MAX ((ZD_KEYWORD_MAX > ZD_CODE_MAX ? ZD_KEYWORD_MAX : ZD_CODE_MAX) + 1)
-
-typedef struct group {
-    uint64_t n;
-    char value[GROUP_VALUE_MAX];
-} group;
-
-/* One breakdown dimension: the `cap` largest groups in a min-heap (the least of them at the
- * root), and the number and total count of all groups, so that the folded rest is exact. The
- * work is one intersection count per distinct value of the field plus O(log cap) per group
- * that enters the heap; nothing is allocated per value. */
-typedef struct breakdown_ctx {
-    const roaring_bitmap_t *audience;
-    group *heap;
-    int len, cap;
-    uint64_t groups, total;
-} breakdown_ctx;
-
-/* < 0 when group (an, av) ranks below (bn, bv): fewer members, or as many and a larger value,
- * so that the answer does not depend on the index's hash order. */
-static int rank_cmp(uint64_t an, const char *av, uint64_t bn, const char *bv)
+/* The sample: the first `n` ids in index order, or a uniform random sample drawn with `seed`. */
+static int add_sample(cJSON *out, const zd_index *ix, const roaring_bitmap_t *aud, int n,
+                      bool random, uint64_t seed)
 {
-    if (an != bn)
-        return an < bn ? -1 : 1;
-    return -strcmp(av, bv);
-}
-
-static void heap_sift_down(group *h, int len, int i)
-{
-    for (;;) {
-        int l = 2 * i + 1, r = l + 1, m = i;
-        if (l < len && rank_cmp(h[l].n, h[l].value, h[m].n, h[m].value) < 0)
-            m = l;
-        if (r < len && rank_cmp(h[r].n, h[r].value, h[m].n, h[m].value) < 0)
-            m = r;
-        if (m == i)
-            return;
-        group t = h[i];
-        h[i] = h[m];
-        h[m] = t;
-        i = m;
-    }
-}
-
-static void heap_sift_up(group *h, int i)
-{
-    while (i > 0) {
-        int parent = (i - 1) / 2;
-        if (rank_cmp(h[i].n, h[i].value, h[parent].n, h[parent].value) >= 0)
-            return;
-        group t = h[i];
-        h[i] = h[parent];
-        h[parent] = t;
-        i = parent;
-    }
-}
-
-static void breakdown_value(const char *value, const roaring_bitmap_t *bm, void *udata)
-{
-    breakdown_ctx *b = udata;
-    uint64_t n = roaring_bitmap_and_cardinality(bm, b->audience);
-    if (!n)
-        return;
-    b->groups++;
-    b->total += n;
-    if (b->len < b->cap) {
-        group *g = &b->heap[b->len];
-        g->n = n;
-        snprintf(g->value, sizeof(g->value), "%s", value);
-        heap_sift_up(b->heap, b->len++);
-    } else if (b->cap > 0 && rank_cmp(b->heap[0].n, b->heap[0].value, n, value) < 0) {
-        b->heap[0].n = n;
-        snprintf(b->heap[0].value, sizeof(b->heap[0].value), "%s", value);
-        heap_sift_down(b->heap, b->len, 0);
-    }
-}
-
-static int group_desc(const void *a, const void *b)
-{
-    const group *x = a, *y = b;
-    return rank_cmp(y->n, y->value, x->n, x->value);
-}
-
-/* Groups the audience by attribute a at `level` into bd[spec], largest groups first, at most
- * `cap` of them; when some were folded, records {"groups", "other_groups", "other"} in
- * *truncated[spec] (created on first use). Returns 0 or -ENOMEM. */
-static int breakdown_one(const zd_index *ix, const roaring_bitmap_t *aud, const zd_attr *a,
-                         int level, int cap, const char *spec, cJSON *bd, cJSON *out,
-                         cJSON **truncated)
-{
-    breakdown_ctx b = {.audience = aud, .cap = cap};
-    if (cap > 0 && !(b.heap = malloc(sizeof(*b.heap) * (size_t)cap)))
+    cJSON *sample = cJSON_AddArrayToObject(out, "sample");
+    if (!sample)
         return -ENOMEM;
-    zd_index_foreach_value(ix, a->index, level, breakdown_value, &b);
-    if (b.len > 1)
-        qsort(b.heap, (size_t)b.len, sizeof(*b.heap), group_desc);
-    cJSON *dim = cJSON_AddObjectToObject(bd, spec);
-    uint64_t shown = 0;
-    for (int i = 0; i < b.len && dim; i++) {
-        cJSON_AddNumberToObject(dim, b.heap[i].value, (double)b.heap[i].n);
-        shown += b.heap[i].n;
+    if (!random) {
+        roaring_uint32_iterator_t it;
+        roaring_init_iterator(aud, &it);
+        for (int i = 0; i < n && it.has_value; roaring_advance_uint32_iterator(&it)) {
+            const char *id = zd_index_id(ix, it.current_value);
+            if (id) {
+                cJSON_AddItemToArray(sample, cJSON_CreateString(id));
+                i++;
+            }
+        }
+        return 0;
     }
-    free(b.heap);
-    if (!dim)
+    /* As digits: cJSON would print a double above 2^31 in exponent form ("6.2e+15"), which
+     * clients read as a float. */
+    char digits[24];
+    snprintf(digits, sizeof(digits), "%" PRIu64, seed);
+    if (!cJSON_AddRawToObject(out, "seed", digits))
         return -ENOMEM;
-    if (b.groups > (uint64_t)b.len) {
-        if (!*truncated && !(*truncated = cJSON_AddObjectToObject(out, "breakdown_truncated")))
-            return -ENOMEM;
-        cJSON *t = cJSON_AddObjectToObject(*truncated, spec);
-        if (!t)
-            return -ENOMEM;
-        cJSON_AddNumberToObject(t, "groups", (double)b.groups);
-        cJSON_AddNumberToObject(t, "other_groups", (double)(b.groups - (uint64_t)b.len));
-        cJSON_AddNumberToObject(t, "other", (double)(b.total - shown));
+    uint32_t gids[SAMPLE_MAX];
+    int got = zd_audience_sample(aud, n, seed, gids);
+    if (got < 0)
+        return got;
+    for (int i = 0; i < got; i++) {
+        const char *id = zd_index_id(ix, gids[i]);
+        if (id)
+            cJSON_AddItemToArray(sample, cJSON_CreateString(id));
     }
     return 0;
 }
 
-/* Resolves "field" or "field:level" to an attribute and level; answers errors itself. */
-static bool breakdown_spec(zd_req *req, const zd_schema *s, const char *spec, const zd_attr **a,
-                           int *level)
+/* "clauses" and "narrowing" of a preview with "clauses": true; the scope, when there is one,
+ * is the last clause, counted whole, as explain shows it last. */
+static int add_clauses(cJSON *out, const zd_rule_counts *c, const rule_op *op,
+                       const roaring_bitmap_t *scope)
 {
-    char name[ZD_ATTR_NAME_MAX];
-    const char *colon = strchr(spec, ':');
-    size_t nlen = colon ? (size_t)(colon - spec) : strlen(spec);
-    if (nlen == 0 || nlen >= sizeof(name)) {
-        zd_req_reply_error(req, 400, "invalid_breakdown", "breakdown \"%.64s\" names no field",
-                           spec);
-        return false;
+    cJSON *clauses = cJSON_AddArrayToObject(out, "clauses");
+    cJSON *steps = cJSON_AddArrayToObject(out, "narrowing");
+    if (!clauses || !steps)
+        return -ENOMEM;
+    for (int i = 0; i < c->nclauses; i++) {
+        const zd_rule_clause *k = &c->clauses[i];
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+            return -ENOMEM;
+        cJSON_AddItemToArray(clauses, o);
+        cJSON_AddStringToObject(o, "text", k->text);
+        if (k->segment)
+            cJSON_AddStringToObject(o, "segment", k->segment);
+        cJSON_AddNumberToObject(o, "position", k->position);
+        cJSON_AddNumberToObject(o, "count", (double)k->count);
+        if (k->negated)
+            cJSON_AddBoolToObject(o, "negated", 1);
     }
-    memcpy(name, spec, nlen);
-    name[nlen] = '\0';
-    *a = zd_schema_find(s, name);
-    if (!*a) {
-        const char *near = zd_schema_suggest(s, name);
-        zd_req_reply_error(req, 400, "unknown_field", "breakdown: unknown field \"%s\"%s%s%s", name,
-                           near ? "; did you mean \"" : "", near ? near : "", near ? "\"?" : "");
-        return false;
+    if (scope) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+            return -ENOMEM;
+        cJSON_AddItemToArray(clauses, o);
+        cJSON_AddStringToObject(o, "text", op->scope_text);
+        cJSON_AddNumberToObject(o, "count", (double)roaring_bitmap_get_cardinality(scope));
+        cJSON_AddBoolToObject(o, "scope", 1);
     }
-    if ((*a)->type == ZD_T_NUMBER || (*a)->type == ZD_T_DATE) {
-        zd_req_reply_error(req, 400, "invalid_breakdown",
-                           "breakdown by %s \"%s\" is not supported (use keywords, codes or "
-                           "tags)",
-                           zd_type_name((*a)->type), name);
-        return false;
+    for (int j = 0; j < c->nsteps; j++) {
+        const zd_rule_step *st = &c->steps[j];
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+            return -ENOMEM;
+        cJSON_AddItemToArray(steps, o);
+        cJSON_AddStringToObject(o, "text", st->text);
+        if (st->segment)
+            cJSON_AddStringToObject(o, "segment", st->segment);
+        cJSON_AddNumberToObject(o, "position", st->position);
+        cJSON_AddNumberToObject(o, "count", (double)st->count);
     }
-    *level = 0;
-    if ((*a)->type == ZD_T_CODE) {
-        *level = (*a)->breakdown_level;
-        if (colon) {
-            /* Levels are at most ZD_CODE_MAX: one or two digits, nothing else (atoi would read
-             * "6x" as 6 and overflow on a long digit string). */
-            const char *d = colon + 1;
-            size_t dl = strlen(d);
-            *level = -1;
-            if (dl >= 1 && dl <= 2 && d[0] >= '0' && d[0] <= '9' &&
-                (dl == 1 || (d[1] >= '0' && d[1] <= '9')))
-                *level = dl == 1 ? d[0] - '0' : (d[0] - '0') * 10 + (d[1] - '0');
-        }
-        if (!zd_attr_has_level(*a, *level)) {
-            zd_req_reply_error(req, 400, "invalid_breakdown",
-                               "breakdown \"%.64s\": the level after ':' must be one of %s's code "
-                               "lengths",
-                               spec, name);
-            return false;
-        }
-    } else if (colon) {
-        zd_req_reply_error(req, 400, "invalid_breakdown",
-                           "breakdown \"%.64s\": only codes have levels", spec);
-        return false;
+    return 0;
+}
+
+/* The seed of a random sample: the request's, else a fresh one, which the answer reports so
+ * that the same sample can be asked for again. 53 bits: it travels as a JSON number. */
+static uint64_t sample_seed(const cJSON *jseed)
+{
+    uint64_t seed = 0;
+    if (jseed) {
+        seed = (uint64_t)jseed->valuedouble;
+    } else if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec;
     }
-    return true;
+    return seed & ((UINT64_C(1) << 53) - 1);
 }
 
 static void preview_run(rule_op *op)
@@ -420,77 +348,81 @@ static void preview_run(rule_op *op)
         return;
     }
     const zd_schema *s = op->svc->cfg->schema;
+    const cJSON *body = op->body;
     int32_t today = zd_date_today(op->svc->cfg->timezone);
-    roaring_bitmap_t *aud = zd_rule_audience(op->rule, ix, today);
-    if (aud && op->scope) {
-        roaring_bitmap_t *sc = zd_rule_audience(op->scope, ix, today);
-        /* Without the scope's bitmap the audience must not go out unscoped: fail instead.
-         * (CRoaring 0.2.66's roaring_bitmap_free(NULL) crashes, hence the checks.) */
-        if (sc) {
+    bool want_clauses = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "clauses"));
+    roaring_bitmap_t *aud = NULL, *sc = NULL;
+    zd_rule_counts *counts = NULL;
+    cJSON *out = NULL;
+    /* The scope first: without its bitmap nothing may be answered, not even unscoped counts.
+     * (CRoaring 0.2.66's roaring_bitmap_free(NULL) crashes, hence the checks.) */
+    bool failed = op->scope && !(sc = zd_rule_audience(op->scope, ix, today));
+    if (!failed && want_clauses) {
+        /* The clause counts run the rule in source order and hand back its audience. */
+        failed = zd_rule_count_clauses(op->rule, ix, today, sc, &counts, &aud) != 0;
+    } else if (!failed) {
+        aud = zd_rule_audience(op->rule, ix, today);
+        if (aud && sc)
             roaring_bitmap_and_inplace(aud, sc);
-            roaring_bitmap_free(sc);
-        } else {
-            roaring_bitmap_free(aud);
-            aud = NULL;
-        }
+        failed = !aud;
     }
-    if (!aud) {
+    if (failed) {
         zd_api_count_audience_failure(op->svc);
         zd_req_reply_error(op->req, 500, "out_of_memory",
                            "out of memory while computing the audience%s; nothing was answered "
                            "from a partial result",
                            op->scope ? " or its scope" : "");
-        rule_op_free(op);
-        return;
+        goto done;
     }
-    cJSON *out = cJSON_CreateObject();
+    out = cJSON_CreateObject();
+    if (!out)
+        goto nomem;
     cJSON_AddNumberToObject(out, "count", (double)roaring_bitmap_get_cardinality(aud));
 
-    const cJSON *js = cJSON_GetObjectItemCaseSensitive(op->body, "sample");
-    int nsample = js ? js->valueint : 10;
-    cJSON *sample = cJSON_AddArrayToObject(out, "sample");
-    roaring_uint32_iterator_t it;
-    roaring_init_iterator(aud, &it);
-    for (int i = 0; i < nsample && it.has_value; roaring_advance_uint32_iterator(&it)) {
-        const char *id = zd_index_id(ix, it.current_value);
-        if (id) {
-            cJSON_AddItemToArray(sample, cJSON_CreateString(id));
-            i++;
-        }
-    }
+    /* handle_preview() checked every option. */
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(body, "sample");
+    const cJSON *jo = cJSON_GetObjectItemCaseSensitive(body, "sample_order");
+    bool random = jo && strcmp(jo->valuestring, "random") == 0;
+    uint64_t seed = random ? sample_seed(cJSON_GetObjectItemCaseSensitive(body, "seed")) : 0;
+    if (add_sample(out, ix, aud, js ? js->valueint : 10, random, seed) != 0)
+        goto nomem;
 
-    /* handle_preview() left at most BREAKDOWN_DIMS_MAX distinct entries. */
-    const cJSON *jb = cJSON_GetObjectItemCaseSensitive(op->body, "breakdown");
-    const cJSON *jl = cJSON_GetObjectItemCaseSensitive(op->body, "breakdown_limit");
+    /* At most BREAKDOWN_DIMS_MAX distinct entries. */
+    const cJSON *jb = cJSON_GetObjectItemCaseSensitive(body, "breakdown");
+    const cJSON *jl = cJSON_GetObjectItemCaseSensitive(body, "breakdown_limit");
     int cap = jl ? jl->valueint : op->svc->cfg->breakdown_max_groups;
     if (jb) {
         cJSON *bd = cJSON_AddObjectToObject(out, "breakdown"), *truncated = NULL;
         const cJSON *spec;
         cJSON_ArrayForEach(spec, jb)
         {
-            const zd_attr *a;
-            int level;
-            if (!breakdown_spec(op->req, s, spec->valuestring, &a, &level)) {
-                cJSON_Delete(out);
-                roaring_bitmap_free(aud);
-                rule_op_free(op);
-                return;
-            }
-            if (!bd ||
-                breakdown_one(ix, aud, a, level, cap, spec->valuestring, bd, out, &truncated)) {
-                zd_req_reply_error(op->req, 500, "out_of_memory", "out of memory");
-                cJSON_Delete(out);
-                roaring_bitmap_free(aud);
-                rule_op_free(op);
-                return;
-            }
+            if (!bd)
+                goto nomem;
+            int rc = zd_breakdown_add(op->req, s, ix, aud, today, spec->valuestring, cap, bd, out,
+                                      &truncated);
+            if (rc == -EINVAL)
+                goto done;
+            if (rc != 0)
+                goto nomem;
         }
     }
-    roaring_bitmap_free(aud);
+    if (counts && add_clauses(out, counts, op, sc) != 0)
+        goto nomem;
     double ms = ms_since(&op->t0);
     zd_api_observe_match(op->svc, ms);
     cJSON_AddNumberToObject(out, "took_ms", ms);
     zd_req_reply_json(op->req, 200, out);
+    out = NULL;
+    goto done;
+nomem:
+    zd_req_reply_error(op->req, 500, "out_of_memory", "out of memory");
+done:
+    cJSON_Delete(out);
+    zd_rule_counts_free(counts);
+    if (aud)
+        roaring_bitmap_free(aud);
+    if (sc)
+        roaring_bitmap_free(sc);
     rule_op_free(op);
 }
 
@@ -557,14 +489,44 @@ fail:
     return false;
 }
 
+/* Checks "clauses", "sample_order" and "seed" of a preview body; answers errors itself. */
+static bool check_preview_options(zd_req *req, const cJSON *body)
+{
+    zd_error err;
+    const cJSON *jc = cJSON_GetObjectItemCaseSensitive(body, "clauses");
+    const cJSON *jo = cJSON_GetObjectItemCaseSensitive(body, "sample_order");
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(body, "seed");
+    bool random = cJSON_IsString(jo) && strcmp(jo->valuestring, "random") == 0;
+    if (jc && !cJSON_IsBool(jc)) {
+        zd_error_set(&err, "invalid_value", "clauses",
+                     "\"clauses\" must be true or false (true: count each clause)");
+    } else if (jo && !random && !(cJSON_IsString(jo) && strcmp(jo->valuestring, "index") == 0)) {
+        zd_error_set(&err, "invalid_value", "sample_order",
+                     "\"sample_order\" must be \"index\" (the default: the first ids in index "
+                     "order) or \"random\"");
+    } else if (js && !random) {
+        zd_error_set(&err, "invalid_value", "seed",
+                     "\"seed\" applies only to \"sample_order\": \"random\"");
+    } else if (js && (!cJSON_IsNumber(js) || js->valuedouble < 0 ||
+                      js->valuedouble >= 9007199254740992.0 ||
+                      js->valuedouble != (double)(uint64_t)js->valuedouble)) {
+        zd_error_set(&err, "invalid_value", "seed", "\"seed\" must be an integer 0-2^53-1");
+    } else {
+        return true;
+    }
+    zd_req_reply_zderror(req, 400, &err);
+    return false;
+}
+
 static void handle_preview(zd_req *req, void *udata)
 {
-    static const char *const keys[] = {"rule", "sample", "breakdown", "breakdown_limit"};
+    static const char *const keys[] = {"rule",    "sample",       "breakdown", "breakdown_limit",
+                                       "clauses", "sample_order", "seed"};
     zd_service *svc = udata;
     cJSON *body = zd_req_json(req);
     if (!body)
         return;
-    if (!check_body(req, body, keys, 4)) {
+    if (!check_body(req, body, keys, 7) || !check_preview_options(req, body)) {
         cJSON_Delete(body);
         return;
     }
@@ -795,6 +757,45 @@ static void handle_segment_get(zd_req *req, void *udata)
         zd_req_reply_error(req, 503, "store_unavailable", "could not read the segment");
 }
 
+static void segments_page(int status, const zd_segment *segs, int n, const char *next_cursor,
+                          void *udata)
+{
+    zd_req *req = udata;
+    if (status != 0) {
+        zd_req_reply_error(req, 503, "store_unavailable", "could not read the segments");
+        return;
+    }
+    cJSON *out = cJSON_CreateObject();
+    cJSON *list = cJSON_AddArrayToObject(out, "segments");
+    for (int i = 0; i < n && list; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(list, o);
+        cJSON_AddStringToObject(o, "name", segs[i].name);
+        cJSON_AddStringToObject(o, "owner", segs[i].owner);
+        cJSON_AddStringToObject(o, "rule", segs[i].rule);
+    }
+    if (next_cursor)
+        cJSON_AddStringToObject(out, "next_cursor", next_cursor);
+    else
+        cJSON_AddNullToObject(out, "next_cursor");
+    zd_req_reply_json(req, 200, out);
+}
+
+/* GET /v1/segments?cursor=&limit=: every segment, sorted by name, a page at a time. */
+static void handle_segment_list(zd_req *req, void *udata)
+{
+    zd_service *svc = udata;
+    int limit;
+    const char *cursor;
+    if (!zd_api_list_query(req, &limit, &cursor))
+        return;
+    int rc = zd_segments_list(svc->redis, cursor, limit, segments_page, req);
+    if (rc == -EINVAL)
+        zd_api_reply_bad_cursor(req);
+    else if (rc != 0)
+        zd_req_reply_error(req, 503, "store_unavailable", "could not read the segments");
+}
+
 static void segment_deleted(int status, void *udata)
 {
     rule_op *op = udata;
@@ -844,6 +845,8 @@ int zd_api_rules_register(zd_service *svc)
     rc |= zd_http_route(svc->http, "PUT", "/v1/segments/{name}", authors, handle_segment_put, svc);
     rc |= zd_http_route(svc->http, "GET", "/v1/segments/{name}", readers | ZD_ROLE_APP,
                         handle_segment_get, svc);
+    rc |= zd_http_route(svc->http, "GET", "/v1/segments", readers | ZD_ROLE_APP,
+                        handle_segment_list, svc);
     rc |= zd_http_route(svc->http, "DELETE", "/v1/segments/{name}", authors, handle_segment_delete,
                         svc);
     return rc ? -EINVAL : 0;

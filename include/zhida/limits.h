@@ -12,6 +12,11 @@
  * rule at the default limits.rule_max_cost. */
 #define ZD_PREVIEW_BUCKETS_MAX 32
 
+/* List endpoints (GET /v1/segments, GET /v1/audit): "limit" is 1..ZD_LIST_LIMIT_MAX items per
+ * page, ZD_LIST_LIMIT_DEFAULT when absent. */
+#define ZD_LIST_LIMIT_DEFAULT 50
+#define ZD_LIST_LIMIT_MAX 500
+
 /* POST /v1/profiles:import: the default of limits.import_body_max (docs/CONFIG.md); zhida
  * import never sends a larger chunk. */
 #define ZD_IMPORT_BODY_DEFAULT_MAX (64u << 20)
