@@ -426,8 +426,9 @@ done:
     rule_op_free(op);
 }
 
-/* Checks "breakdown" and "breakdown_limit" of a preview body and replaces "breakdown" by its
- * distinct entries (the same string twice counts once). Answers errors itself. */
+/* Checks "breakdown" and "breakdown_limit" of a preview body, each entry against the schema and
+ * the bucket scans against the cost limit, and replaces "breakdown" by its distinct entries
+ * (the same string twice counts once). Answers errors itself. */
 static bool check_breakdown(zd_req *req, const zd_config *cfg, cJSON *body)
 {
     zd_error err;
@@ -452,7 +453,7 @@ static bool check_breakdown(zd_req *req, const zd_config *cfg, cJSON *body)
         zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
         return false;
     }
-    int ndims = 0;
+    int ndims = 0, scans = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, jb)
     {
@@ -475,8 +476,26 @@ static bool check_breakdown(zd_req *req, const zd_config *cfg, cJSON *body)
             cJSON_Delete(dims);
             goto fail;
         }
+        int n;
+        if (zd_breakdown_check(req, cfg->schema, it->valuestring, &n) != 0) {
+            cJSON_Delete(dims);
+            return false;
+        }
+        scans += n;
         cJSON_AddItemToArray(dims, cJSON_CreateString(it->valuestring));
         ndims++;
+    }
+    /* Bucket boundaries are range scans like a rule's number comparisons: together they get
+     * a budget of their own, the rule's limit, so that the one limit an operator reads bounds
+     * both. */
+    if ((long)scans * ZD_RULE_COST_SCAN > cfg->rule_max_cost) {
+        zd_error_set(&err, "invalid_breakdown", "breakdown",
+                     "the bucket breakdowns have %d boundaries, each a range scan costing %d: "
+                     "%ld in all, over the limit of %ld (limits.rule_max_cost)",
+                     scans, ZD_RULE_COST_SCAN, (long)scans * ZD_RULE_COST_SCAN,
+                     (long)cfg->rule_max_cost);
+        cJSON_Delete(dims);
+        goto fail;
     }
     if (!cJSON_ReplaceItemInObjectCaseSensitive(body, "breakdown", dims)) {
         cJSON_Delete(dims);

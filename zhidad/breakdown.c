@@ -234,6 +234,24 @@ static int buckets_one(zd_req *req, const zd_schema *s, const zd_index *ix,
     return 0;
 }
 
+int zd_breakdown_check(zd_req *req, const zd_schema *s, const char *spec, int *scans)
+{
+    *scans = 0;
+    if (zd_buckets_is_spec(spec)) {
+        zd_buckets b;
+        zd_error err;
+        if (zd_buckets_parse(s, spec, &b, &err) != 0) {
+            zd_req_reply_zderror(req, 400, &err);
+            return -EINVAL;
+        }
+        *scans = b.n;
+        return 0;
+    }
+    const zd_attr *a;
+    int level;
+    return breakdown_spec(req, s, spec, &a, &level) ? 0 : -EINVAL;
+}
+
 int zd_breakdown_add(zd_req *req, const zd_schema *s, const zd_index *ix,
                      const roaring_bitmap_t *aud, int32_t today, const char *spec, int cap,
                      cJSON *bd, cJSON *out, cJSON **truncated)

@@ -12,6 +12,12 @@
 #include "profiles/schema.h"
 #include "zhidad/http.h"
 
+/* Checks breakdown entry `spec` against schema s (borrowed) before anything is evaluated.
+ * Returns 0 with *scans, the range scans the entry will make (its bucket boundaries; 0 for a
+ * grouping by value), or -EINVAL having answered req with 400 naming the problem (field
+ * "breakdown"). */
+int zd_breakdown_check(zd_req *req, const zd_schema *s, const char *spec, int *scans);
+
 /* Adds the breakdown of aud (borrowed) by entry `spec` as bd[spec]: for a code, keyword or tag
  * field its `cap` largest groups (the rest summed into *truncated, an object of out created on
  * first use), for a bucket entry ("employees:buckets=...", "age(birth_date):buckets=...")

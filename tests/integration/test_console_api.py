@@ -292,8 +292,30 @@ def test_clause_counts_respect_the_rule_cost(tmp_path_factory, redis):
         assert st == 200 and len(body["clauses"]) == 3, body
         st, body = preview(z, "employees < 50 and employees > 5 and employees > 1", clauses=True)
         assert error_of(st, body)["code"] == "rule_too_complex"
+        # Bucket boundaries are range scans too, with a budget of the same size: 2 of them (16)
+        # fit, 3 (24) do not, whatever the rule costs.
+        st, body = preview(z, "employees < 50 and employees > 5", breakdown=[
+            "employees:buckets=1", "age(birth_date):buckets=18"])
+        assert st == 200, body
+        st, body = preview(z, "exists kind", breakdown=["employees:buckets=1,2,3"])
+        err = error_of(st, body)
+        assert err["code"] == "invalid_breakdown" and err["field"] == "breakdown", err
+        assert "limits.rule_max_cost" in err["message"] and "24" in err["message"], err
     finally:
         z.stop()
+
+
+def test_bucket_scans_are_bounded_by_the_rule_cost_limit(zd):
+    def dims(n):
+        return ["employees:buckets=" + ",".join(str(i) for i in range(n)),
+                "registered_capital:buckets=" + ",".join(str(i) for i in range(n)),
+                "age(birth_date):buckets=" + ",".join(str(i) for i in range(n)),
+                "age(founded):buckets=" + ",".join(str(i) for i in range(n))]
+    # 4 x 31 boundaries cost 992, within the default limit of 1000; 4 x 32 cost 1024.
+    st, body = preview(zd, "exists kind", breakdown=dims(31))
+    assert st == 200 and all(sum(b.values()) == body["count"] for b in body["breakdown"].values())
+    err = error_of(*preview(zd, "exists kind", breakdown=dims(32)))
+    assert err["code"] == "invalid_breakdown" and "1024" in err["message"], err
 
 
 # ---- buckets of numbers and ages ----------------------------------------------------------
