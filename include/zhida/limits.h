@@ -7,9 +7,9 @@
  * ZD_PREVIEW_BREAKDOWN_MAX distinct fields (the same entry twice counts once). */
 #define ZD_PREVIEW_SAMPLE_MAX 1000
 #define ZD_PREVIEW_BREAKDOWN_MAX 4
-/* A bucket breakdown ("employees:buckets=0,10,50") has 1..ZD_PREVIEW_BUCKETS_MAX boundaries:
- * each is one range scan over the audience, so 4 dimensions at most cost about as much as a
- * rule at the default limits.rule_max_cost. */
+/* A bucket breakdown ("employees:buckets=0,10,50") has 1..ZD_PREVIEW_BUCKETS_MAX boundaries,
+ * each a range scan; all of a preview's together are also bounded by limits.rule_max_cost
+ * (8 per boundary, docs/API.md). */
 #define ZD_PREVIEW_BUCKETS_MAX 32
 
 /* List endpoints (GET /v1/segments, GET /v1/audit): "limit" is 1..ZD_LIST_LIMIT_MAX items per
