@@ -517,6 +517,8 @@ static void and_step(ectx *e, bres *run, const zd_rnode *k)
         bres_free(run);
         *run = r;
     } else if (is_empty(r.bm)) {
+        /* r may be empty and still allocated (a `!=` subtracts from the attribute's holders). */
+        bres_free(&r);
         bres_free(run);
     } else {
         if (run->own)

@@ -653,6 +653,25 @@ static void test_clause_shapes(void)
     }
     zd_rule_counts_free(c);
     zd_rule_free(r);
+    /* A step whose own set is empty (and allocated: `!=` subtracts from the attribute's
+     * holders) after a `not`: the chain ends empty, and nothing leaks (ASan). */
+    r = compile("not kind = \"citizen\" and scale != \"small\" and exists kind");
+    c = NULL;
+    CHECK(r && zd_rule_count_clauses(r, ix, today, NULL, &c, NULL) == 0 && c);
+    if (c) {
+        CHECK_INT(c->steps[0].count, 2);
+        CHECK_INT(c->steps[1].count, 0);
+        CHECK_INT(c->steps[2].count, 0);
+    }
+    zd_rule_counts_free(c);
+    zd_rule_free(r);
+    /* The same in the audience's own order (it leaked there too: 51 bytes per preview). */
+    r = compile("tags has \"srdi\" and scale != \"small\"");
+    roaring_bitmap_t *none = r ? zd_rule_audience(r, ix, today) : NULL;
+    CHECK(none && roaring_bitmap_is_empty(none));
+    if (none)
+        roaring_bitmap_free(none);
+    zd_rule_free(r);
     /* A chain starting with `not`, over nothing but the set. */
     r = compile("not tags has \"srdi\" and not kind = \"citizen\"");
     c = NULL;
