@@ -356,7 +356,8 @@ def request(zd, method, path, body=None, key="admin", raw=None, ctype=None, head
 
 def find_operation(doc, method, path):
     """The operation whose path template matches a concrete path, like the server's router:
-    the most literal characters win."""
+    the most literal characters win. A query string is not part of the path."""
+    path = path.split("?", 1)[0]
     best = None
     for m, template, op, _ in operations(doc):
         if m != method:
@@ -569,3 +570,40 @@ def test_errors_answer_as_documented(zd, doc):
                        raw="\n".join(json.dumps(x) for x in lines).encode(), key="app",
                        ctype="application/x-ndjson", expect=200)
     assert res["deleted"] == 1 and res["imported"] == 1, res
+
+def test_console_operations_answer_as_documented(zd, doc):
+    """The console's API (issue #8): segment lists, preview options, the audit stream."""
+    for i in range(3):
+        exchange(zd, doc, "PUT", "/v1/profiles/oc-e%d" % i,
+                 enterprise(region="330106", employees=10 * i, tags=["oc", "srdi"]), key="app",
+                 expect=200)
+        exchange(zd, doc, "PUT", "/v1/segments/oc-s%d" % i, {"rule": 'tags has "oc"'},
+                 key="hz", expect=200)
+    st, page = exchange(zd, doc, "GET", "/v1/segments?limit=2", key="viewer", expect=200)
+    assert len(page["segments"]) == 2 and page["next_cursor"], page
+    exchange(zd, doc, "GET", "/v1/segments?cursor=" + page["next_cursor"], expect=200)
+    for q, field in (("limit=0", "limit"), ("cursor=nope", "cursor")):
+        st, e = exchange(zd, doc, "GET", "/v1/segments?" + q, expect=400)
+        assert e["error"]["field"] == field, e
+
+    prev = find_operation(doc, "POST", "/v1/rules:preview")
+    q = {"rule": 'segment "oc-s0" and not tags has "dishonest" and employees < 15',
+         "sample": 2, "sample_order": "random", "seed": 7, "clauses": True,
+         "breakdown": ["employees:buckets=0,10,20", "age(founded):buckets=1,5"]}
+    check_request_body(doc, prev, q)
+    for key in ("admin", "hz"):
+        st, res = exchange(zd, doc, "POST", "/v1/rules:preview", q, key=key, expect=200)
+        assert res["count"] == 2 and res["seed"] == 7 and res["narrowing"][-1]["count"] == 2
+    assert res["clauses"][-1]["scope"] is True
+    check_request_body(doc, prev, {"rule": "x", "sample_order": "shuffled"}, valid=False)
+    check_request_body(doc, prev, {"rule": "x", "seed": -1}, valid=False)
+    st, e = exchange(zd, doc, "POST", "/v1/rules:preview",
+                     {"rule": "exists kind", "breakdown": ["employees:buckets=5,1"]}, expect=400)
+    assert e["error"]["code"] == "invalid_breakdown" and e["error"]["field"] == "breakdown", e
+
+    st, page = exchange(zd, doc, "GET", "/v1/audit?limit=2&action=segment.put", expect=200)
+    assert [r["action"] for r in page["records"]] == ["segment.put"] * 2, page
+    exchange(zd, doc, "GET", "/v1/audit?cursor=" + page["next_cursor"], expect=200)
+    exchange(zd, doc, "GET", "/v1/audit", key="hz", expect=403)
+    st, e = exchange(zd, doc, "GET", "/v1/audit?cursor=x-1", expect=400)
+    assert e["error"]["code"] == "invalid_cursor", e
