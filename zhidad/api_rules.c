@@ -9,6 +9,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/date.h"
 #include "common/log.h"
 #include "common/text.h"
@@ -329,9 +330,7 @@ static uint64_t sample_seed(const cJSON *jseed)
     if (jseed) {
         seed = (uint64_t)jseed->valuedouble;
     } else if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        seed = (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec;
+        seed = (uint64_t)zd_unix_ms() * UINT64_C(1000000007) ^ (uint64_t)zd_mono_ns();
     }
     return seed & ((UINT64_C(1) << 53) - 1);
 }
