@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,35 @@ static int seterr(char *err, size_t errlen, const char *fmt, ...)
     return -EINVAL;
 }
 
-int zd_addr_split(const char *s, char *host, size_t hostcap, int *port)
+bool zd_addr_is_ip(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* A DNS name: labels of letters, digits and '-', separated by dots, at most 253 bytes. */
+static bool is_dns_name(const char *h)
+{
+    size_t n = strlen(h), label = 0;
+    if (n == 0 || n > 253 || h[0] == '.' || h[n - 1] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = h[i];
+        if (c == '.') {
+            if (label == 0)
+                return false;
+            label = 0;
+        } else if (isalnum((unsigned char)c) || (c == '-' && label > 0)) {
+            if (++label > 63)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+static int split(const char *s, char *host, size_t hostcap, int *port, bool names)
 {
     const char *colon = strrchr(s, ':');
     if (!colon || colon == s)
@@ -45,12 +74,19 @@ int zd_addr_split(const char *s, char *host, size_t hostcap, int *port)
         !isdigit((unsigned char)colon[1]))
         return -EINVAL;
     *port = (int)p;
-    unsigned char buf[sizeof(struct in6_addr)];
-    if (strcmp(host, "localhost") == 0)
+    if (strcmp(host, "localhost") == 0 || zd_addr_is_ip(host))
         return 0;
-    if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1)
-        return 0;
-    return -EINVAL;
+    return names && h[0] != '[' && is_dns_name(host) ? 0 : -EINVAL;
+}
+
+int zd_addr_split(const char *s, char *host, size_t hostcap, int *port)
+{
+    return split(s, host, hostcap, port, false);
+}
+
+int zd_addr_split_named(const char *s, char *host, size_t hostcap, int *port)
+{
+    return split(s, host, hostcap, port, true);
 }
 
 int zd_addr_check_redis(const char *s, const char *what, char *err, size_t errlen)
@@ -62,13 +98,14 @@ int zd_addr_check_redis(const char *s, const char *what, char *err, size_t errle
                           what);
         return 0;
     }
-    char host[64];
+    char host[256];
     int port;
-    /* An IP address, not a host name: hiredis resolves names synchronously in the event loop. */
-    if (zd_addr_split(s, host, sizeof(host), &port) != 0 || port == 0)
+    /* Host names are resolved asynchronously by the Redis adapter (evdns), never by hiredis,
+     * which would block the event loop. */
+    if (zd_addr_split_named(s, host, sizeof(host), &port) != 0 || port == 0)
         return seterr(err, errlen,
-                      "\"%s\" must be IP:PORT or unix:/path, e.g. \"127.0.0.1:6379\" (an IP "
-                      "address, not a host name)",
+                      "\"%s\" must be HOST:PORT or unix:/path, e.g. \"127.0.0.1:6379\" or "
+                      "\"redis.internal:6379\"",
                       what);
     return 0;
 }

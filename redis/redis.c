@@ -14,7 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/util.h>
+#include <netdb.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -62,9 +65,12 @@ enum conn_state {
 struct zd_redis {
     struct event_base *base;
     char *addr, *password, *name;
-    char host[64];
+    char host[256]; /* as configured: an IP literal or a DNS name */
+    char ip[256];   /* what connects use: host itself, or its last resolved address */
     int port;
-    bool is_unix;
+    bool is_unix, named;
+    struct evdns_base *dns;                    /* only for a named host */
+    struct evdns_getaddrinfo_request *dns_req; /* a lookup in progress */
     int deadline_ms, max_inflight, queue_max, reconnect_min_ms, reconnect_max_ms;
 
     redisAsyncContext *ac;
@@ -421,10 +427,10 @@ static void on_connect(const redisAsyncContext *cac, int status)
     redisAsyncCommand(ac, ping_cb, r, "PING");
 }
 
-static void start_connect(zd_redis *r)
+static void connect_now(zd_redis *r)
 {
     redisAsyncContext *ac =
-        r->is_unix ? redisAsyncConnectUnix(r->addr + 5) : redisAsyncConnect(r->host, r->port);
+        r->is_unix ? redisAsyncConnectUnix(r->addr + 5) : redisAsyncConnect(r->ip, r->port);
     if (!ac || ac->err) {
         r->attempts++;
         if (log_this_failure(r))
@@ -445,6 +451,57 @@ static void start_connect(zd_redis *r)
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     r->ac = ac;
     set_state(r, CONN_CONNECTING);
+}
+
+/* A named host is looked up again before every connect (so a moved Redis is followed), with
+ * libevent's asynchronous resolver: hiredis would call getaddrinfo() inside the loop. */
+static void resolved(int err, struct evutil_addrinfo *res, void *arg)
+{
+    zd_redis *r = arg;
+    if (err == EVUTIL_EAI_CANCEL)
+        return; /* zd_redis_free() cancelled it; r is going away */
+    r->dns_req = NULL;
+    const char *ip = NULL;
+    /* IPv4 first when the name has both (Redis is usually bound to IPv4 too). */
+    const struct evutil_addrinfo *pick = NULL;
+    for (const struct evutil_addrinfo *a = err == 0 ? res : NULL; a; a = a->ai_next)
+        if (!pick || (a->ai_family == AF_INET && pick->ai_family != AF_INET))
+            pick = a;
+    if (pick) {
+        const void *a = pick->ai_family == AF_INET6
+                            ? (const void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr
+                            : (const void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr;
+        ip = evutil_inet_ntop(pick->ai_family, a, r->ip, sizeof(r->ip));
+    }
+    if (res)
+        evutil_freeaddrinfo(res);
+    if (r->state != CONN_IDLE)
+        return;
+    if (!ip) {
+        r->attempts++;
+        if (log_this_failure(r))
+            zd_warn("redis[%s]: cannot resolve %s: %s (attempt %d)", r->name, r->host,
+                    err ? evutil_gai_strerror(err) : "no address", r->attempts);
+        schedule_reconnect(r);
+        return;
+    }
+    connect_now(r);
+}
+
+static void start_connect(zd_redis *r)
+{
+    if (!r->named) {
+        connect_now(r);
+        return;
+    }
+    if (r->dns_req)
+        return;
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    char port[8];
+    snprintf(port, sizeof(port), "%d", r->port);
+    /* The callback may run inside this call (an answer from the hosts file); then it returns
+     * NULL and no request is pending. */
+    r->dns_req = evdns_getaddrinfo(r->dns, r->host, port, &hints, resolved, r);
 }
 
 static void reconnect_cb(evutil_socket_t fd, short what, void *arg)
@@ -639,9 +696,19 @@ zd_redis *zd_redis_new(struct event_base *base, const zd_redis_opts *o)
     }
     r->is_unix = strncmp(r->addr, "unix:", 5) == 0;
     if (!r->is_unix)
-        zd_addr_split(r->addr, r->host, sizeof(r->host), &r->port);
-    if (strcmp(r->host, "localhost") == 0)
-        snprintf(r->host, sizeof(r->host), "127.0.0.1");
+        zd_addr_split_named(r->addr, r->host, sizeof(r->host), &r->port);
+    r->named = !r->is_unix && !zd_addr_is_ip(r->host);
+    if (!r->named) {
+        snprintf(r->ip, sizeof(r->ip), "%s", r->host);
+    } else {
+        /* Name servers and the hosts file as the system has them. */
+        r->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                          EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (!r->dns) {
+            zd_error_log("redis[%s]: cannot set up the resolver for %s", r->name, r->host);
+            goto fail;
+        }
+    }
 
     r->tick_ev = event_new(base, -1, EV_PERSIST, tick_cb, r);
     r->reconnect_ev = evtimer_new(base, reconnect_cb, r);
@@ -697,6 +764,13 @@ static void real_free(zd_redis *r)
     complete_chain(list_take(&r->queue), -ECANCELED);
     complete_chain(list_take(&r->inflight), -ECANCELED);
     done_cb(-1, 0, r);
+    if (r->dns_req) {
+        struct evdns_getaddrinfo_request *req = r->dns_req;
+        r->dns_req = NULL;
+        evdns_getaddrinfo_cancel(req);
+    }
+    if (r->dns)
+        evdns_base_free(r->dns, 0);
     if (r->ac) {
         /* Calls back every command hiredis still holds (all CMD_DONE now) and frees ac. */
         redisAsyncContext *ac = r->ac;

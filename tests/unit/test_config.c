@@ -239,8 +239,11 @@ static void test_errors(void)
     EXPECT_ERROR("{\"listen\": \"8700\"}", "\"listen\" must be IP:PORT");
     EXPECT_ERROR("{\"listen\": \"127.0.0.1:99999\"}", "\"listen\" must be IP:PORT");
     EXPECT_ERROR("{\"listen\": 8700}", "\"listen\" must be a string");
-    EXPECT_ERROR("{\"redis\": \"redis.example.com:6379\"}", "not a host name");
-    EXPECT_ERROR("{\"redis\": \"127.0.0.1:0\"}", "\"redis\" must be IP:PORT");
+    /* Host names are accepted (resolved asynchronously); malformed ones are not. */
+    EXPECT_ERROR("{\"redis\": \"redis..example.com:6379\"}", "\"redis\" must be HOST:PORT");
+    EXPECT_ERROR("{\"redis\": \"-redis:6379\"}", "\"redis\" must be HOST:PORT");
+    EXPECT_ERROR("{\"redis\": \"redis_1:6379\"}", "\"redis\" must be HOST:PORT");
+    EXPECT_ERROR("{\"redis\": \"127.0.0.1:0\"}", "\"redis\" must be HOST:PORT");
     EXPECT_ERROR("{\"redis\": \"unix:relative.sock\"}", "unix:/absolute/path");
     EXPECT_ERROR("{\"redis_password\": 5}", "\"redis_password\" must be null or a string");
     EXPECT_ERROR("{\"redis_password\": \"\"}", "\"redis_password\" must be null or a string");
