@@ -1,7 +1,8 @@
 /* zhidad's Redis client on hiredis 0.14 async + libevent. hiredis 0.14 has no timeouts and an
- * unbounded output buffer, so commands wait in our own FIFO, at most max_inflight are handed
- * to hiredis, and a 100 ms tick enforces every command's deadline; a missed deadline on an
- * in-flight command means the connection stalled, so it is closed and reopened. */
+ * unbounded output buffer, so commands wait in our own FIFO, at most max_inflight commands and
+ * max_inflight_bytes bytes are handed to hiredis, and a 100 ms tick enforces every command's
+ * deadline; a missed deadline on an in-flight command means the connection stalled, so it is
+ * closed and reopened. */
 #include "redis/redis.h"
 
 #include <assert.h>
@@ -39,7 +40,8 @@ typedef struct zd_rcmd {
     void *udata;
     char *buf; /* the formatted command until it is handed to hiredis */
     size_t len;
-    int64_t deadline; /* monotonic ms */
+    int timeout_ms;   /* the command's deadline_ms */
+    int64_t deadline; /* monotonic ms: from submission while queued, from sending once sent */
     int status;       /* for a command rejected at submission (-EAGAIN) */
     enum cmd_state state;
     bool in_hiredis;
@@ -72,6 +74,8 @@ struct zd_redis {
     struct evdns_base *dns;                    /* only for a named host */
     struct evdns_getaddrinfo_request *dns_req; /* a lookup in progress */
     int deadline_ms, max_inflight, queue_max, reconnect_min_ms, reconnect_max_ms;
+    size_t max_inflight_bytes;
+    size_t inflight_bytes; /* sum of len over r->inflight */
 
     redisAsyncContext *ac;
     enum conn_state state;
@@ -250,6 +254,7 @@ static void reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
     list_unlink(&r->inflight, c);
+    r->inflight_bytes -= c->len;
     if (!reply) {
         /* hiredis is tearing the connection down: nothing more may be sent on it. */
         if (r->state == CONN_READY || r->state == CONN_HANDSHAKE)
@@ -270,14 +275,28 @@ static int send_now(zd_redis *r, zd_rcmd *c)
     c->buf = NULL;
     c->in_hiredis = true;
     c->state = CMD_INFLIGHT;
+    /* The deadline restarts now: time spent queued behind other commands (a bulk import) is
+     * not a sign that this connection stalled, and must not get it closed. */
+    c->deadline = now_ms() + c->timeout_ms;
     list_push(&r->inflight, c);
+    r->inflight_bytes += c->len;
     return 0;
+}
+
+/* Whether c may be handed to hiredis now. The byte budget keeps what Redis has yet to answer
+ * (and hiredis's output buffer) small, so that a command sent behind large ones is answered
+ * soon; a command larger than the whole budget goes alone. */
+static bool may_send(const zd_redis *r, const zd_rcmd *c)
+{
+    if (r->inflight.n == 0)
+        return true;
+    return r->inflight.n < r->max_inflight && r->inflight_bytes + c->len <= r->max_inflight_bytes;
 }
 
 static void flush(zd_redis *r)
 {
     while (r->state == CONN_READY && !r->free_requested && r->queue.head &&
-           r->inflight.n < r->max_inflight) {
+           may_send(r, r->queue.head)) {
         zd_rcmd *c = r->queue.head;
         list_unlink(&r->queue, c);
         if (send_now(r, c) != 0) {
@@ -300,6 +319,7 @@ static void close_conn(zd_redis *r, const char *why, bool log)
     event_active(r->close_ev, EV_TIMEOUT, 0);
     int64_t now = now_ms();
     zd_rcmd *c = list_take(&r->inflight);
+    r->inflight_bytes = 0;
     while (c) {
         zd_rcmd *next = c->next;
         c->prev = c->next = NULL;
@@ -601,10 +621,10 @@ static int submit(zd_redis *r, int deadline_ms, zd_redis_cb cb, void *udata, cha
     c->udata = udata;
     c->buf = buf;
     c->len = len;
-    c->deadline = now_ms() + (deadline_ms > 0 ? deadline_ms : r->deadline_ms);
+    c->timeout_ms = deadline_ms > 0 ? deadline_ms : r->deadline_ms;
+    c->deadline = now_ms() + c->timeout_ms;
     c->state = CMD_QUEUED;
-    if (!r->queue.head && r->state == CONN_READY && r->inflight.n < r->max_inflight &&
-        send_now(r, c) == 0)
+    if (!r->queue.head && r->state == CONN_READY && may_send(r, c) && send_now(r, c) == 0)
         return 0;
     if (r->queue.n >= r->queue_max) {
         /* Called back from the loop, not from here: the caller may not be ready for it. */
@@ -680,6 +700,7 @@ zd_redis *zd_redis_new(struct event_base *base, const zd_redis_opts *o)
         goto fail;
     r->deadline_ms = o->deadline_ms > 0 ? o->deadline_ms : 5000;
     r->max_inflight = o->max_inflight > 0 ? o->max_inflight : 1024;
+    r->max_inflight_bytes = o->max_inflight_bytes > 0 ? o->max_inflight_bytes : 4u << 20;
     r->queue_max = o->queue_max > 0 ? o->queue_max : 100000;
     r->reconnect_min_ms = o->reconnect_min_ms > 0 ? o->reconnect_min_ms : 100;
     r->reconnect_max_ms = o->reconnect_max_ms > 0 ? o->reconnect_max_ms : 5000;
@@ -741,6 +762,7 @@ void zd_redis_get_stats(const zd_redis *r, zd_redis_stats *st)
 {
     *st = r->stats;
     st->inflight = r->inflight.n;
+    st->inflight_bytes = (long)r->inflight_bytes;
     st->queued = r->queue.n;
 }
 

@@ -39,18 +39,22 @@ bool zd_reply_eq(const zd_reply *r, const char *s);
 
 /* Options; a 0 number takes the default in brackets. All strings are copied. */
 typedef struct zd_redis_opts {
-    const char *addr;     /* "IP:PORT" or "unix:/path" [127.0.0.1:6379] */
-    const char *password; /* NULL: no AUTH */
-    const char *name;     /* CLIENT SETNAME zhidad-<name> and log prefix; NULL: "main" */
-    int deadline_ms;      /* per command, from the call to the reply [5000] */
-    int max_inflight;     /* commands handed to hiredis at once [1024] */
-    int queue_max;        /* commands waiting behind them [100000] */
-    int reconnect_min_ms; /* back-off after the first failure [100] ... */
-    int reconnect_max_ms; /* ... doubling up to this, with jitter [5000] */
+    const char *addr;          /* "IP:PORT" or "unix:/path" [127.0.0.1:6379] */
+    const char *password;      /* NULL: no AUTH */
+    const char *name;          /* CLIENT SETNAME zhidad-<name> and log prefix; NULL: "main" */
+    int deadline_ms;           /* per command: the longest wait in the queue, and then the longest
+                                  wait for the reply once handed to hiredis [5000] */
+    int max_inflight;          /* commands handed to hiredis at once [1024] ... */
+    size_t max_inflight_bytes; /* ... and their formatted bytes at once [4 MiB]; one command
+                                  larger than this is sent alone */
+    int queue_max;             /* commands waiting behind them [100000] */
+    int reconnect_min_ms;      /* back-off after the first failure [100] ... */
+    int reconnect_max_ms;      /* ... doubling up to this, with jitter [5000] */
 } zd_redis_opts;
 
-/* status: 0 with a reply, or -ETIMEDOUT (deadline passed), -ECONNRESET (connection lost while
- * in flight: the command may or may not have run), -EAGAIN (queue full), -ECANCELED (client
+/* status: 0 with a reply, or -ETIMEDOUT (deadline_ms passed while it was queued, or after it
+ * was sent: then the connection is taken as stalled and reopened), -ECONNRESET (connection lost
+ * while in flight: the command may or may not have run), -EAGAIN (queue full), -ECANCELED (client
  * freed). reply is valid only during the callback and NULL when status != 0; never free it.
  * A Redis error reply is status 0 with a reply of type ZD_REPLY_ERROR.
  * Called exactly once per accepted command, always from the event loop, never from inside
@@ -92,11 +96,12 @@ void zd_redis_free(zd_redis *r);
  * "redis_version:MAJOR.MINOR.PATCH" line. Returns 0, or -EINVAL when there is none. */
 int zd_redis_info_version(const char *info, size_t len, int *major, int *minor, int *patch);
 
-/* For metrics. inflight and queued are current; the rest count since zd_redis_new():
+/* For metrics. inflight, inflight_bytes and queued are current; the rest count since
+ * zd_redis_new():
  * reconnects = successful connects after the first, timeouts = commands failed -ETIMEDOUT,
  * errors = Redis error replies plus commands failed -ECONNRESET or -EAGAIN. */
 typedef struct zd_redis_stats {
-    long inflight, queued, reconnects, timeouts, errors;
+    long inflight, inflight_bytes, queued, reconnects, timeouts, errors;
 } zd_redis_stats;
 void zd_redis_get_stats(const zd_redis *r, zd_redis_stats *st);
 

@@ -64,6 +64,7 @@ zd_redis_opts zd_config_redis_opts(const zd_config *c, const char *name)
         .name = name,
         .deadline_ms = c->redis_deadline_ms,
         .max_inflight = c->redis_max_inflight,
+        .max_inflight_bytes = c->redis_max_inflight_bytes,
         .queue_max = c->redis_queue_max,
         .reconnect_min_ms = c->redis_reconnect_min_ms,
         .reconnect_max_ms = c->redis_reconnect_max_ms,
@@ -341,14 +342,17 @@ static int parse_limits(zd_config *c, const cJSON *o, char *err, size_t errlen)
 
 static int parse_redis_client(zd_config *c, const cJSON *o, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"deadline_ms",      "max_inflight",     "queue_max",
-                                       "reconnect_min_ms", "reconnect_max_ms", NULL};
+    static const char *const keys[] = {"deadline_ms", "max_inflight",     "max_inflight_bytes",
+                                       "queue_max",   "reconnect_min_ms", "reconnect_max_ms",
+                                       NULL};
     const char *p = "redis_client";
     if (!cJSON_IsObject(o))
         return seterr(err, errlen, "\"redis_client\" must be an object");
     if (check_keys(o, p, keys, err, errlen) ||
         get_int_field(o, p, "deadline_ms", 10, 3600000, &c->redis_deadline_ms, err, errlen) ||
         get_int_field(o, p, "max_inflight", 1, 1000000, &c->redis_max_inflight, err, errlen) ||
+        get_size_field(o, p, "max_inflight_bytes", 1024, 1LL << 30, &c->redis_max_inflight_bytes,
+                       err, errlen) ||
         get_int_field(o, p, "queue_max", 0, 100000000, &c->redis_queue_max, err, errlen) ||
         get_int_field(o, p, "reconnect_min_ms", 10, 600000, &c->redis_reconnect_min_ms, err,
                       errlen) ||
@@ -564,6 +568,7 @@ static void set_defaults(zd_config *c)
     c->breakdown_max_groups = 100;
     c->redis_deadline_ms = 5000;
     c->redis_max_inflight = 1024;
+    c->redis_max_inflight_bytes = 4 << 20;
     c->redis_queue_max = 100000;
     c->redis_reconnect_min_ms = 100;
     c->redis_reconnect_max_ms = 5000;

@@ -58,9 +58,10 @@ typedef struct zd_config {
     int rule_max_cost;        /* 1000: a compiled rule's cost after segment expansion */
     int breakdown_max_groups; /* 100: groups per preview breakdown dimension */
     /* "redis_client": {...} */
-    int redis_deadline_ms;  /* 5000: per command */
-    int redis_max_inflight; /* 1024 */
-    int redis_queue_max;    /* 100000 commands waiting while over inflight/disconnected */
+    int redis_deadline_ms;           /* 5000: per command */
+    int redis_max_inflight;          /* 1024 */
+    size_t redis_max_inflight_bytes; /* 4 MiB */
+    int redis_queue_max;             /* 100000 commands waiting while over inflight/disconnected */
     int redis_reconnect_min_ms, redis_reconnect_max_ms; /* 100, 5000 */
 
     char log_level[16];  /* "info" */

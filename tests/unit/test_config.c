@@ -69,6 +69,7 @@ static void test_defaults(void)
     CHECK_INT(c->breakdown_max_groups, 100);
     CHECK_INT(c->redis_deadline_ms, 5000);
     CHECK_INT(c->redis_max_inflight, 1024);
+    CHECK_INT(c->redis_max_inflight_bytes, 4 << 20);
     CHECK_INT(c->redis_queue_max, 100000);
     CHECK_INT(c->redis_reconnect_min_ms, 100);
     CHECK_INT(c->redis_reconnect_max_ms, 5000);
@@ -114,6 +115,7 @@ static void test_full(void)
         "             \"rule_max_cost\": 50, \"breakdown_max_groups\": 7, \"request_timeout_s\": "
         "7},\n"
         "  \"redis_client\": {\"deadline_ms\": 250, \"max_inflight\": 2, \"queue_max\": 3,\n"
+        "                   \"max_inflight_bytes\": 65536,\n"
         "                   \"reconnect_min_ms\": 50, \"reconnect_max_ms\": 60},\n"
         "  \"log_level\": \"debug\", \"metrics_key_names\": true, \"redis_durability\": "
         "\"warn\"\n"
@@ -159,6 +161,7 @@ static void test_full(void)
     CHECK_INT(c->breakdown_max_groups, 7);
     CHECK_INT(c->redis_deadline_ms, 250);
     CHECK_INT(c->redis_max_inflight, 2);
+    CHECK_INT(c->redis_max_inflight_bytes, 65536);
     CHECK_INT(c->redis_queue_max, 3);
     CHECK_INT(c->redis_reconnect_min_ms, 50);
     CHECK_INT(c->redis_reconnect_max_ms, 60);
@@ -264,6 +267,8 @@ static void test_errors(void)
     EXPECT_ERROR("{\"redis_client\": {\"reconnect_min_ms\": 500, \"reconnect_max_ms\": 100}}",
                  "\"redis_client.reconnect_max_ms\" must be at least");
     EXPECT_ERROR("{\"redis_client\": {\"max_inflight\": 0}}", "\"redis_client.max_inflight\"");
+    EXPECT_ERROR("{\"redis_client\": {\"max_inflight_bytes\": 100}}",
+                 "\"redis_client.max_inflight_bytes\"");
 
     /* Gateways: an object of objects with a string "type". */
     EXPECT_ERROR("{\"gateways\": []}", "\"gateways\" must be an object");

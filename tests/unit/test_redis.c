@@ -935,6 +935,104 @@ static void t_version(void)
     zd_redis_free(r);
 }
 
+/* A command that waited in the queue behind slow ones is not taken for a stalled connection:
+ * its deadline restarts when it is sent. (It used to run from submission, so a command queued
+ * behind a bulk import timed out as soon as it was sent, and closing the connection failed
+ * every other command on it.) */
+static void t_deadline_from_send(void)
+{
+    zd_redis_opts o = {.addr = addr_of(&srv),
+                       .name = "t",
+                       .deadline_ms = 400,
+                       .max_inflight = 1,
+                       .reconnect_min_ms = 20,
+                       .reconnect_max_ms = 50};
+    zd_redis *r = zd_redis_new(base, &o);
+    if (!r) {
+        CHECK(r != NULL);
+        return;
+    }
+    RUN_UNTIL(zd_redis_ready(r), 3000);
+    res a = {0}, b = {0};
+    /* b is sent when a answers, after 250 ms, and answered 250 ms later: 500 ms after its
+     * submission, 250 ms after it was sent. */
+    zd_redis_cmd(r, cb, &a, "DEBUG SLEEP 0.25");
+    zd_redis_cmd(r, cb, &b, "DEBUG SLEEP 0.25");
+    RUN_UNTIL(a.calls && b.calls, 3000);
+    CHECK_INT(a.status, 0);
+    CHECK_INT(b.status, 0);
+    CHECK_STR(b.str, "OK");
+    zd_redis_stats st;
+    zd_redis_get_stats(r, &st);
+    CHECK_INT(st.timeouts, 0);
+    CHECK_INT(st.reconnects, 0);
+    zd_redis_free(r);
+}
+
+typedef struct budget {
+    zd_redis *r;
+    int n, bad;
+    long max_inflight, max_bytes;
+} budget;
+
+static void budget_cb(zd_redis *r, int status, const zd_reply *reply, void *udata)
+{
+    budget *b = udata;
+    b->n++;
+    if (status != 0 || !zd_reply_is(reply, ZD_REPLY_STATUS))
+        b->bad++;
+    zd_redis_stats st;
+    zd_redis_get_stats(r, &st);
+    if (st.inflight > b->max_inflight)
+        b->max_inflight = st.inflight;
+    if (st.inflight_bytes > b->max_bytes)
+        b->max_bytes = st.inflight_bytes;
+}
+
+/* max_inflight_bytes holds commands back in the queue by size as well as by count; one
+ * command larger than the whole budget still goes (alone). */
+static void t_inflight_bytes(void)
+{
+    enum { VALUE = 1000, N = 200 };
+    zd_redis_opts o = {.addr = addr_of(&srv), .name = "t", .max_inflight_bytes = 3 * VALUE};
+    zd_redis *r = zd_redis_new(base, &o);
+    if (!r) {
+        CHECK(r != NULL);
+        return;
+    }
+    RUN_UNTIL(zd_redis_ready(r), 3000);
+    static char value[4 * VALUE];
+    memset(value, 'v', sizeof(value));
+    budget b = {r, 0, 0, 0, 0};
+    for (int i = 0; i < N; i++)
+        zd_redis_cmd(r, budget_cb, &b, "SET zdt:budget:%d %b", i, value, (size_t)VALUE);
+    zd_redis_stats st;
+    zd_redis_get_stats(r, &st);
+    /* Each SET is a little over VALUE bytes: two fit in the budget, the third waits. */
+    CHECK_INT(st.inflight, 2);
+    CHECK(st.inflight_bytes > 2 * VALUE && st.inflight_bytes <= 3 * VALUE);
+    CHECK_INT(st.queued, N - 2);
+    RUN_UNTIL(b.n == N, 10000);
+    CHECK_INT(b.n, N);
+    CHECK_INT(b.bad, 0);
+    CHECK(b.max_inflight <= 2);
+    CHECK(b.max_bytes <= 3 * VALUE);
+    res big = {0}, small = {0};
+    zd_redis_cmd(r, cb, &big, "SET zdt:budget:big %b", value, sizeof(value));
+    zd_redis_cmd(r, cb, &small, "PING");
+    zd_redis_get_stats(r, &st);
+    CHECK_INT(st.inflight, 1);
+    CHECK(st.inflight_bytes > 4 * VALUE);
+    CHECK_INT(st.queued, 1);
+    RUN_UNTIL(big.calls && small.calls, 3000);
+    CHECK_INT(big.status, 0);
+    CHECK_STR(big.str, "OK");
+    CHECK_STR(small.str, "PONG");
+    zd_redis_get_stats(r, &st);
+    CHECK_INT(st.inflight_bytes, 0);
+    zd_redis_free(r);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -961,6 +1059,8 @@ int main(void)
     t_order();
     t_submit_in_callback();
     t_deadline();
+    t_deadline_from_send();
+    t_inflight_bytes();
     t_queue();
     t_connect_timeout();
     t_cancel();
