@@ -343,7 +343,9 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     svc->base = event_base_new();
-    if (!svc->base) {
+    /* Three priorities: every event gets the middle one, background timers (import slices)
+     * the last, so they run only in loop turns with nothing else to do (redis/timer.h). */
+    if (!svc->base || event_base_priority_init(svc->base, 3) != 0) {
         rc = die("%s", "cannot create the event loop");
         goto out;
     }
