@@ -193,20 +193,41 @@ static void handle_metrics(zd_req *req, void *udata)
         "Audience evaluations that failed (out of memory) and answered 500.",
         (long long)audience_failures);
 
-    zd_redis_stats rs = {0};
-    zd_redis_get_stats(svc->redis, &rs);
-    one(&m, "zhida_redis_inflight", "gauge",
-        "Commands sent on the API's Redis connection and not yet answered.", rs.inflight);
-    one(&m, "zhida_redis_queued", "gauge",
-        "Commands waiting for the API's Redis connection (busy or reconnecting).", rs.queued);
-    one(&m, "zhida_redis_reconnects_total", "counter",
-        "Successful reconnects of the API's Redis connection after the first connect.",
-        rs.reconnects);
-    one(&m, "zhida_redis_timeouts_total", "counter",
-        "Redis commands failed by their deadline (redis_client.deadline_ms).", rs.timeouts);
-    one(&m, "zhida_redis_errors_total", "counter",
-        "Redis error replies, plus commands failed by a lost connection or a full queue.",
-        rs.errors);
+    /* The API's connection and the bulk-import connection, by a conn label. */
+    zd_import_stats imp;
+    zd_api_import_stats(svc, &imp);
+    zd_redis_stats rs[2] = {{0}, imp.redis};
+    zd_redis_get_stats(svc->redis, &rs[0]);
+    static const char *const conn[2] = {"api", "import"};
+    static const struct {
+        const char *name, *type, *help;
+    } redis_families[6] = {
+        {"zhida_redis_inflight", "gauge", "Commands sent on a Redis connection, not yet answered."},
+        {"zhida_redis_inflight_bytes", "gauge",
+         "Bytes of the commands sent on a Redis connection, not yet answered."},
+        {"zhida_redis_queued", "gauge",
+         "Commands waiting for a Redis connection (busy, over its budget, or reconnecting)."},
+        {"zhida_redis_reconnects_total", "counter",
+         "Successful reconnects of a Redis connection after its first connect."},
+        {"zhida_redis_timeouts_total", "counter",
+         "Redis commands failed by their deadline (redis_client.deadline_ms)."},
+        {"zhida_redis_errors_total", "counter",
+         "Redis error replies, plus commands failed by a lost connection or a full queue."},
+    };
+    for (int f = 0; f < 6; f++) {
+        zd_metrics_family(&m, redis_families[f].name, redis_families[f].type,
+                          redis_families[f].help);
+        for (int c = 0; c < 2; c++) {
+            long v[6] = {rs[c].inflight,   rs[c].inflight_bytes, rs[c].queued,
+                         rs[c].reconnects, rs[c].timeouts,       rs[c].errors};
+            zd_metrics_int(&m, (const char *[]){"conn", conn[c], NULL}, v[f]);
+        }
+    }
+    one(&m, "zhida_imports_active", "gauge", "NDJSON imports being validated or written.",
+        imp.active);
+    one(&m, "zhida_import_batches_inflight", "gauge",
+        "Import batches sent to Redis and not yet answered, over all imports.",
+        imp.batches_inflight);
     zd_metrics_process(&m);
     if (m.failed)
         zd_req_reply_error(req, 500, "out_of_memory", "out of memory building /metrics");
@@ -359,6 +380,9 @@ int zd_service_start(zd_service *svc)
     svc->follower = zd_follower_new(svc->base, &fo);
     if (!svc->follower)
         return -ENOMEM;
+    int rc = zd_api_import_start(svc);
+    if (rc != 0)
+        return rc;
     svc->key_audit_ev = event_new(svc->base, -1, EV_PERSIST, key_audit_tick, svc);
     struct timeval every = {svc->cfg->key_audit_interval_s, 0};
     if (!svc->key_audit_ev || evtimer_add(svc->key_audit_ev, &every) != 0)
@@ -390,6 +414,8 @@ void zd_service_stop(zd_service *svc)
     /* Normally done already. When it was not (a second signal, a failed start), the records
      * are still queued, and freeing the Redis client then reports each as not appended. */
     zd_service_quiesce(svc);
+    /* Imports apply their answered batches to the follower's index: stop them first. */
+    zd_api_import_stop(svc);
     zd_follower_free(svc->follower);
     svc->follower = NULL;
     zd_store_free(svc->store);

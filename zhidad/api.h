@@ -3,6 +3,10 @@
 #define ZD_API_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "redis/redis.h"
 
 typedef struct zd_service zd_service;
 typedef struct zd_req zd_req;
@@ -20,6 +24,28 @@ int zd_api_audit_register(zd_service *svc);
 bool zd_api_list_query(zd_req *req, int *limit, const char **cursor);
 /* Answers 400 invalid_cursor: for a cursor that the store refuses. */
 void zd_api_reply_bad_cursor(zd_req *req);
+
+/* POST /v1/profiles:import (api_import.c): its route (registered by
+ * zd_api_profiles_register()), and its pacing and bulk Redis connection, started by
+ * zd_service_start() (0 or -ENOMEM) and stopped by zd_service_stop(), which answers imports
+ * still running with 503 "shutting_down". */
+int zd_api_import_register(zd_service *svc);
+int zd_api_import_start(zd_service *svc);
+void zd_api_import_stop(zd_service *svc);
+
+/* The index and audit side of an erasure (api_profiles.c), shared by DELETE and import's
+ * delete lines: applies it to this instance's index and records "profile.delete" by who/role
+ * (borrowed). old_json and entry are the store's answer, valid during its callback. */
+void zd_api_profile_erased(zd_service *svc, const char *who, const char *role, uint32_t gid,
+                           const char *old_json, size_t old_len, const char *entry, uint64_t epoch);
+
+/* For /metrics: imports being processed, their batches in flight, the bulk connection's
+ * Redis client counters. */
+typedef struct zd_import_stats {
+    long active, batches_inflight;
+    zd_redis_stats redis;
+} zd_import_stats;
+void zd_api_import_stats(const zd_service *svc, zd_import_stats *st);
 
 /* Records one audience evaluation's latency for /metrics. */
 void zd_api_observe_match(zd_service *svc, double ms);

@@ -1,12 +1,10 @@
-/* Profile endpoints (SPEC §2): PUT / GET / PATCH / DELETE /v1/profiles/{id} and the NDJSON
- * bulk import. Validation happens here, before anything reaches Redis, so a bad line or body
- * is never half-applied; the write itself is one atomic script (profiles/store.c). */
+/* Profile endpoints (SPEC §2): PUT / GET / PATCH / DELETE /v1/profiles/{id}; the NDJSON bulk
+ * import is in api_import.c. Validation happens here, before anything reaches Redis, so a bad
+ * body is never half-applied; the write itself is one atomic script (profiles/store.c). */
 #include <cjson/cJSON.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/log.h"
 #include "common/text.h"
@@ -21,8 +19,6 @@
 
 #define PATCH_RETRIES 5
 #define MERGE_PATCH "application/merge-patch+json"
-#define IMPORT_BATCH 200
-#define IMPORT_ERRORS_MAX 100
 
 /* The stored profile as answered to clients: {"id": ..., <document>, "version": n}. */
 static cJSON *profile_answer(const char *id, const char *json, size_t len, uint64_t version)
@@ -400,9 +396,8 @@ static void del_op_free(del_op *d)
     free(d);
 }
 
-/* Audit and index side of an erasure, shared with import's delete lines. */
-static void erased(zd_service *svc, const char *who, const char *role, uint32_t gid,
-                   const char *old_json, size_t old_len, const char *entry, uint64_t epoch)
+void zd_api_profile_erased(zd_service *svc, const char *who, const char *role, uint32_t gid,
+                           const char *old_json, size_t old_len, const char *entry, uint64_t epoch)
 {
     zd_follower_apply(svc->follower, gid, entry, epoch, old_json, old_len, NULL);
     /* The id itself may be an ID number: the audit names the erased profile only by its
@@ -439,7 +434,7 @@ static void del_done(int status, zd_del_outcome outcome, uint32_t gid, const cha
         else
             zd_req_reply_error(d->req, 404, "not_found", "no profile with this id");
     } else {
-        erased(d->svc, d->who, d->role, gid, old_json, old_len, entry, epoch);
+        zd_api_profile_erased(d->svc, d->who, d->role, gid, old_json, old_len, entry, epoch);
         cJSON *out = cJSON_CreateObject();
         cJSON_AddStringToObject(out, "id", id);
         cJSON_AddBoolToObject(out, "deleted", 1);
@@ -516,327 +511,6 @@ static void handle_delete(zd_req *req, void *udata)
     }
 }
 
-/* ---- NDJSON import ---------------------------------------------------------------------- */
-
-typedef struct import_batch {
-    struct import_op *op;
-    int n;
-    zd_profile *p[IMPORT_BATCH];
-    int line[IMPORT_BATCH];
-} import_batch;
-
-typedef struct import_op {
-    zd_service *svc;
-    zd_req *req;
-    int pending; /* batches in flight */
-    long imported, unchanged, failed, lines;
-    long deleted; /* profiles erased by "op": "delete" lines */
-    cJSON *errors;
-    int nerrors;
-    struct timespec t0;
-} import_op;
-
-static void import_error(import_op *op, int line, const char *id, const zd_error *e)
-{
-    op->failed++;
-    if (op->nerrors >= IMPORT_ERRORS_MAX)
-        return;
-    op->nerrors++;
-    cJSON *item = cJSON_CreateObject();
-    cJSON_AddNumberToObject(item, "line", line);
-    if (id)
-        cJSON_AddStringToObject(item, "id", id);
-    cJSON *ej = cJSON_AddObjectToObject(item, "error");
-    cJSON_AddStringToObject(ej, "code", e->code);
-    cJSON_AddStringToObject(ej, "message", e->message);
-    if (e->field[0])
-        cJSON_AddStringToObject(ej, "field", e->field);
-    cJSON_AddItemToArray(op->errors, item);
-}
-
-static void import_finish(import_op *op)
-{
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms =
-        (double)(t1.tv_sec - op->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - op->t0.tv_nsec) / 1e6;
-    cJSON *out = cJSON_CreateObject();
-    cJSON_AddNumberToObject(out, "lines", (double)op->lines);
-    cJSON_AddNumberToObject(out, "imported", (double)op->imported);
-    cJSON_AddNumberToObject(out, "deleted", (double)op->deleted);
-    cJSON_AddNumberToObject(out, "unchanged", (double)op->unchanged);
-    cJSON_AddNumberToObject(out, "failed", (double)op->failed);
-    cJSON_AddItemToObject(out, "errors", op->errors);
-    cJSON_AddNumberToObject(out, "took_ms", ms);
-    zd_req_log(op->req, ZD_LOG_INFO,
-               "import: %ld lines, %ld imported, %ld deleted, %ld unchanged, %ld failed in %.0f ms",
-               op->lines, op->imported, op->deleted, op->unchanged, op->failed, ms);
-    zd_req_reply_json(op->req, 200, out);
-    /* An import chunk churns through megabytes of parser objects; return them to the OS. */
-    malloc_trim(0);
-    free(op);
-}
-
-static void batch_free(import_batch *b)
-{
-    for (int i = 0; i < b->n; i++)
-        zd_profile_free(b->p[i]);
-    free(b);
-}
-
-static void import_batch_done(int status, const zd_put_result *res, int n, void *udata)
-{
-    import_batch *b = udata;
-    import_op *op = b->op;
-    for (int i = 0; i < b->n; i++) {
-        zd_error e;
-        if (status != 0) {
-            zd_error_set(&e, "store_unavailable", NULL,
-                         "the profile store did not answer (%s); the line may or may not have "
-                         "been applied: importing it again is safe",
-                         zd_strerror(status));
-            import_error(op, b->line[i], b->p[i]->id, &e);
-            continue;
-        }
-        switch (res[i].outcome) {
-        case ZD_PUT_CREATED:
-        case ZD_PUT_UPDATED:
-            zd_follower_apply(op->svc->follower, res[i].gid, res[i].entry, res[i].epoch,
-                              res[i].old_json, res[i].old_len, b->p[i]);
-            op->imported++;
-            break;
-        case ZD_PUT_UNCHANGED:
-            op->unchanged++;
-            break;
-        case ZD_PUT_FULL:
-            zd_error_set(&e, "partition_full", "id",
-                         "the profile's partition has used all its index ids");
-            import_error(op, b->line[i], b->p[i]->id, &e);
-            break;
-        case ZD_PUT_CONFLICT:
-            zd_error_set(&e, "conflict", "id", "concurrent write conflict");
-            import_error(op, b->line[i], b->p[i]->id, &e);
-            break;
-        }
-    }
-    batch_free(b);
-    if (--op->pending == 0)
-        import_finish(op);
-}
-
-static void import_flush(import_op *op, import_batch **slot, int part)
-{
-    import_batch *b = *slot;
-    *slot = NULL;
-    if (!b)
-        return;
-    op->pending++;
-    int rc = zd_store_put_batch(op->svc->store, part, b->p, b->n, NULL, import_batch_done, b);
-    if (rc != 0)
-        import_batch_done(rc, NULL, 0, b);
-}
-
-/* ---- import lines with "op" (bulk sync) ---- */
-
-typedef struct import_del {
-    import_op *op;
-    int line;
-    char id[ZD_ID_MAX + 1];
-} import_del;
-
-static void import_del_done(int status, zd_del_outcome outcome, uint32_t gid, const char *old_json,
-                            size_t old_len, const char *entry, uint64_t epoch, void *udata)
-{
-    import_del *d = udata;
-    import_op *op = d->op;
-    if (status != 0) {
-        zd_error e;
-        zd_error_set(&e, "store_unavailable", NULL,
-                     "the profile store did not answer (%s); the line may or may not have been "
-                     "applied: importing it again is safe",
-                     zd_strerror(status));
-        import_error(op, d->line, d->id, &e);
-    } else if (outcome == ZD_DEL_DELETED) {
-        const zd_apikey *k = zd_req_key(op->req);
-        erased(op->svc, k ? k->name : "-", k ? zd_role_name(k->role) : "none", gid, old_json,
-               old_len, entry, epoch);
-        op->deleted++;
-    } else {
-        op->unchanged++; /* nothing to delete: what the line asks for is already so */
-    }
-    free(d);
-    if (--op->pending == 0)
-        import_finish(op);
-}
-
-static void import_flush(import_op *op, import_batch **slot, int part);
-
-/* Erases profile id as line lineno asks. The lines before it that wrote the same partition go
- * first: their batch is sent now, ahead of the delete on the same Redis connection, so the
- * lines of one import apply in their order. */
-static void import_delete(import_op *op, import_batch **batches, const char *id, int lineno)
-{
-    int part = zd_partition_of(id, op->svc->cfg->partitions);
-    import_flush(op, &batches[part], part);
-    import_del *d = calloc(1, sizeof(*d));
-    zd_error e;
-    if (!d) {
-        zd_error_set(&e, "out_of_memory", NULL, "out of memory");
-        import_error(op, lineno, id, &e);
-        return;
-    }
-    d->op = op;
-    d->line = lineno;
-    snprintf(d->id, sizeof(d->id), "%s", id);
-    op->pending++;
-    int rc = zd_store_del(op->svc->store, id, NULL, import_del_done, d);
-    if (rc != 0)
-        import_del_done(rc, ZD_DEL_ABSENT, 0, NULL, 0, NULL, 0, d);
-}
-
-/* A line with a top-level "op" (docs/API.md, import): "delete" erases the profile its "id"
- * names (the line holds nothing else), "put" is a plain line. Returns 1 when the line was
- * dealt with here (a delete, or an error), 0 with *put (caller frees) for a valid "put" line,
- * -1 for a line without "op", which the caller validates as usual. */
-static int import_op_line(import_op *op, import_batch **batches, const char *s, size_t len,
-                          int lineno, zd_profile **put)
-{
-    *put = NULL;
-    /* Only a line that spells "op" is looked into before the usual validation. */
-    if (!memmem(s, len, "\"op\"", 4))
-        return -1;
-    cJSON *doc;
-    zd_error e;
-    if (zd_json_parse(s, len, op->svc->cfg->json_depth_max, &doc, &e) != 0)
-        return -1; /* the usual path reports the same error */
-    const cJSON *jop = cJSON_GetObjectItemCaseSensitive(doc, "op");
-    if (!cJSON_IsObject(doc) || !jop) {
-        cJSON_Delete(doc);
-        return -1;
-    }
-    const cJSON *jid = cJSON_GetObjectItemCaseSensitive(doc, "id");
-    const char *id = cJSON_IsString(jid) && zd_id_valid(jid->valuestring, strlen(jid->valuestring))
-                         ? jid->valuestring
-                         : NULL;
-    int rc = 1;
-    if (!cJSON_IsString(jop)) {
-        zd_error_set(&e, "invalid_type", "op", "\"op\" must be a string: \"put\" or \"delete\"");
-    } else if (strcmp(jop->valuestring, "put") == 0) {
-        cJSON_DeleteItemFromObjectCaseSensitive(doc, "op");
-        if (!cJSON_IsString(jid))
-            zd_error_set(&e, "missing_field", "id",
-                         "the profile must carry its id: a string \"id\"");
-        else if (!id)
-            zd_error_set(&e, "invalid_id", "id",
-                         "profile id must be 1-128 characters of [A-Za-z0-9_.:-]");
-        else if (zd_profile_from_json(op->svc->cfg->schema, id, doc, put, &e) == 0)
-            rc = 0;
-    } else if (strcmp(jop->valuestring, "delete") == 0) {
-        const cJSON *extra = doc->child;
-        while (extra && (strcmp(extra->string, "id") == 0 || strcmp(extra->string, "op") == 0))
-            extra = extra->next;
-        if (!cJSON_IsString(jid))
-            zd_error_set(&e, "missing_field", "id",
-                         "a delete line must carry the id to delete: a string \"id\"");
-        else if (!id)
-            zd_error_set(&e, "invalid_id", "id",
-                         "profile id must be 1-128 characters of [A-Za-z0-9_.:-]");
-        else if (extra)
-            zd_error_set(&e, "unknown_field", extra->string,
-                         "a delete line holds only \"id\" and \"op\", not \"%.64s\"",
-                         extra->string);
-        else
-            rc = 2;
-    } else {
-        zd_error_set(&e, "invalid_value", "op", "\"op\" must be \"put\" or \"delete\"");
-    }
-    if (rc == 2) {
-        import_delete(op, batches, id, lineno);
-        rc = 1;
-    } else if (rc == 1) {
-        import_error(op, lineno, id, &e);
-    }
-    cJSON_Delete(doc);
-    return rc;
-}
-
-/* Validates one NDJSON line, through the same validator as a PUT body, and adds it to its
- * partition's batch. */
-static void import_line(import_op *op, import_batch **batches, const char *s, size_t len,
-                        int lineno)
-{
-    zd_error e;
-    zd_profile *p;
-    char id[ZD_ID_MAX + 1];
-    int r = import_op_line(op, batches, s, len, lineno, &p);
-    if (r > 0)
-        return;
-    if (r < 0 && zd_profile_from_text(op->svc->cfg->schema, NULL, s, len,
-                                      op->svc->cfg->json_depth_max, &p, id, &e) != 0) {
-        import_error(op, lineno, id[0] ? id : NULL, &e);
-        return;
-    }
-    int part = zd_partition_of(p->id, op->svc->cfg->partitions);
-    if (!batches[part]) {
-        batches[part] = calloc(1, sizeof(import_batch));
-        if (!batches[part]) {
-            zd_error_set(&e, "out_of_memory", NULL, "out of memory");
-            import_error(op, lineno, p->id, &e);
-            zd_profile_free(p);
-            return;
-        }
-        batches[part]->op = op;
-    }
-    import_batch *b = batches[part];
-    b->p[b->n] = p;
-    b->line[b->n] = lineno;
-    if (++b->n == IMPORT_BATCH)
-        import_flush(op, &batches[part], part);
-}
-
-static void handle_import(zd_req *req, void *udata)
-{
-    zd_service *svc = udata;
-    size_t len;
-    const char *body = zd_req_body(req, &len);
-    if (!body)
-        return; /* zd_req_body answered (too large) */
-    import_op *op = calloc(1, sizeof(*op));
-    import_batch *batches[ZD_PARTITIONS_MAX] = {0};
-    if (!op || !(op->errors = cJSON_CreateArray())) {
-        free(op);
-        zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
-        return;
-    }
-    op->svc = svc;
-    op->req = req;
-    clock_gettime(CLOCK_MONOTONIC, &op->t0);
-    /* Hold one reference while lines are being queued so an early batch reply cannot finish
-     * the import before the last line is read. */
-    op->pending = 1;
-    int lineno = 0;
-    for (size_t pos = 0; pos < len;) {
-        const char *nl = memchr(body + pos, '\n', len - pos);
-        size_t end = nl ? (size_t)(nl - body) : len;
-        size_t l = end - pos;
-        lineno++;
-        if (l > 0 && body[pos + l - 1] == '\r')
-            l--;
-        bool blank = true;
-        for (size_t i = 0; i < l && blank; i++)
-            blank = body[pos + i] == ' ' || body[pos + i] == '\t';
-        if (!blank) {
-            op->lines++;
-            import_line(op, batches, body + pos, l, lineno);
-        }
-        pos = end + 1;
-    }
-    for (int p = 0; p < svc->cfg->partitions; p++)
-        import_flush(op, &batches[p], p);
-    if (--op->pending == 0)
-        import_finish(op);
-}
-
 int zd_api_profiles_register(zd_service *svc)
 {
     unsigned writers = ZD_ROLE_APP | ZD_ROLE_ADMIN;
@@ -845,9 +519,6 @@ int zd_api_profiles_register(zd_service *svc)
     rc |= zd_http_route(svc->http, "PATCH", "/v1/profiles/{id}", writers, handle_patch, svc);
     rc |= zd_http_route(svc->http, "GET", "/v1/profiles/{id}", writers, handle_get, svc);
     rc |= zd_http_route(svc->http, "DELETE", "/v1/profiles/{id}", writers, handle_delete, svc);
-    /* An import while not ready is refused whole (503 not_ready) rather than answered line by
-     * line with store_unavailable. */
-    rc |= zd_http_route_flags(svc->http, "POST", "/v1/profiles:import", writers,
-                              ZD_ROUTE_LARGE_BODY | ZD_ROUTE_NEEDS_READY, handle_import, svc);
+    rc |= zd_api_import_register(svc);
     return rc ? -EINVAL : 0;
 }

@@ -14,6 +14,7 @@ struct zd_index;
 struct zd_store;
 struct zd_follower;
 struct event;
+typedef struct zd_importer zd_importer;
 
 typedef struct zd_service {
     const zd_config *cfg;
@@ -25,6 +26,7 @@ typedef struct zd_service {
     struct zd_index *index;
     struct zd_store *store;
     struct zd_follower *follower;
+    zd_importer *importer;      /* NDJSON imports in progress and their Redis connection */
     struct event *key_audit_ev; /* sums API key use into the audit stream */
     struct event *scrub_ev;     /* removes erased profiles' change-stream entries */
     bool index_ready; /* /readyz answers 200 only when this is set and Redis is connected */
