@@ -153,3 +153,41 @@ def test_client_leaving_mid_import_stops_it_cleanly(fair, population):
     assert res["imported"] + res["unchanged"] == LINES
     st, got = z.call("GET", "/v1/profiles/gone-c0000001", key="app")
     assert st == 200 and got["kind"] == "citizen"
+
+
+def test_sigterm_mid_import_answers_503_and_stops_cleanly(tmp_path, population):
+    """Imports still running when the drain time (2 s) is over are answered 503
+    shutting_down with their counts; their batches in flight are cancelled, and zhidad still
+    exits 0 without leaks (checked by stop())."""
+    # A Redis of its own: loading the other tests' 500k profiles would take a while.
+    redis = RedisServer(str(tmp_path))
+    z = None
+    try:
+        z = Zhidad(str(tmp_path), redis.port, name="stopper", extra_config={"partitions": 16})
+        bodies = [population.replace(b'{"id":"', b'{"id":"stop%d-' % i) for i in range(2)]
+        results = [dict() for _ in bodies]
+        threads = [threading.Thread(target=post_import, args=(z.port, b, r))
+                   for b, r in zip(bodies, results)]
+        for t in threads:
+            t.start()
+
+        def importing():
+            st, text = z.call("GET", "/metrics", key=None)
+            return st == 200 and "zhida_imports_active 2" in text
+        wait_until(importing, timeout=60, step=0.01, what="both imports to start")
+    finally:
+        if z:
+            z.stop()
+        redis.stop()
+    for t in threads:
+        t.join()
+    stopped = 0
+    for r in results:
+        res = json.loads(r["body"])
+        if r["status"] == 503:
+            assert res["error"]["code"] == "shutting_down", res
+            assert "lines read" in res["error"]["message"]
+            stopped += 1
+        else:
+            assert r["status"] == 200 and res["failed"] == 0, res
+    assert stopped >= 1, "both imports finished within the drain time; use larger bodies"
