@@ -11,6 +11,7 @@
 #include "common/fault.h"
 #include "profiles/index_bitmap.h"
 #include "profiles/index_bsi.h"
+#include "profiles/index_chunk.h"
 #include "profiles/index_ids.h"
 #include "profiles/index_range.h"
 #include "profiles/index_thr.h"
@@ -192,8 +193,12 @@ static void remove_values(zd_ixattr *xa, uint32_t gid, const zd_value *ov, const
     case ZD_T_NUMBER:
     case ZD_T_DATE:
         if (!nv) {
+            /* The month bin to leave is that of the value the index holds, which a replayed
+             * change may not know. */
+            int64_t held;
+            bool had = zd_bsi_get(&xa->bsi, xa->exists, gid, &held);
             zd_bsi_remove(&xa->bsi, gid);
-            zd_thr_remove(&xa->thr, gid);
+            zd_thr_remove(&xa->thr, gid, had ? &held : NULL);
         }
         break;
     }
@@ -276,8 +281,10 @@ static void scrub_gid(zd_index *ix, uint32_t gid)
         for (int l = 0; l < ZD_CODE_LENS; l++)
             if (xa->lens[l])
                 roaring_bitmap_remove(xa->lens[l], gid);
+        int64_t held;
+        bool had = zd_bsi_get(&xa->bsi, xa->exists, gid, &held);
         zd_bsi_remove(&xa->bsi, gid);
-        zd_thr_remove(&xa->thr, gid);
+        zd_thr_remove(&xa->thr, gid, had ? &held : NULL);
         roaring_bitmap_remove(xa->exists, gid);
     }
 }
@@ -373,28 +380,42 @@ const roaring_bitmap_t *zd_index_code_len(const zd_index *ix, int attr, int len)
     return nonempty(xa->lens[len]);
 }
 
-/* exists restricted to within (NULL: all of it). */
-static roaring_bitmap_t *exists_within(const zd_ixattr *xa, const roaring_bitmap_t *within)
+roaring_bitmap_t *zd_index_between(const zd_index *ix, int attr, int64_t lo, int64_t hi,
+                                   const roaring_bitmap_t *within)
 {
-    return within ? roaring_bitmap_and(xa->exists, within) : roaring_bitmap_copy(xa->exists);
+    const zd_ixattr *xa = ixattr(ix, attr);
+    if (!xa || (xa->attr->type != ZD_T_NUMBER && xa->attr->type != ZD_T_DATE) || lo > hi)
+        return roaring_bitmap_create();
+    /* [lo, hi] is [lo, hi + 1), open at the ends of the int64 range. */
+    return zd_thr_between(&xa->thr, &xa->bsi, xa->exists, xa->attr->type == ZD_T_NUMBER,
+                          lo > INT64_MIN, lo, hi < INT64_MAX, hi + (hi < INT64_MAX), within);
 }
 
 roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_t v,
                                  const roaring_bitmap_t *within)
 {
-    const zd_ixattr *xa = ixattr(ix, attr);
-    if (!xa || (xa->attr->type != ZD_T_NUMBER && xa->attr->type != ZD_T_DATE))
-        return roaring_bitmap_create();
-    if (op == ZD_CMP_EQ || xa->thr.hi == xa->thr.lo)
-        return zd_bsi_range(&xa->bsi, xa->exists, op, v, within, NULL);
-    /* x <= v is x < v + 1 and x > v is x >= v + 1, so only LT and GE remain. */
-    if (op == ZD_CMP_LE || op == ZD_CMP_GT) {
+    switch (op) {
+    case ZD_CMP_LT:
+        if (v == INT64_MIN)
+            return roaring_bitmap_create();
+        return zd_index_between(ix, attr, INT64_MIN, v - 1, within);
+    case ZD_CMP_LE:
+        return zd_index_between(ix, attr, INT64_MIN, v, within);
+    case ZD_CMP_GT:
         if (v == INT64_MAX)
-            return op == ZD_CMP_LE ? exists_within(xa, within) : roaring_bitmap_create();
-        v++;
+            return roaring_bitmap_create();
+        return zd_index_between(ix, attr, v + 1, INT64_MAX, within);
+    case ZD_CMP_GE:
+        return zd_index_between(ix, attr, v, INT64_MAX, within);
+    case ZD_CMP_EQ:
+        return zd_index_between(ix, attr, v, v, within);
     }
-    return zd_thr_range(&xa->thr, &xa->bsi, xa->exists, xa->attr->type == ZD_T_NUMBER,
-                        op == ZD_CMP_GE || op == ZD_CMP_GT, v, within);
+    return roaring_bitmap_create();
+}
+
+roaring_bitmap_t *zd_index_union(const roaring_bitmap_t *const *bms, int n)
+{
+    return zd_chunk_union(bms, n);
 }
 
 const char *zd_index_id(const zd_index *ix, uint32_t gid)
@@ -454,6 +475,11 @@ static void stats_add(zd_stats_acc *a, const roaring_bitmap_t *bm)
     a->heap += bitmap_heap_bytes(bm);
 }
 
+static void stats_add_fn(const roaring_bitmap_t *bm, void *udata)
+{
+    stats_add(udata, bm);
+}
+
 void zd_index_get_stats(const zd_index *ix, zd_index_stats *st)
 {
     zd_stats_acc a = {0};
@@ -475,8 +501,9 @@ void zd_index_get_stats(const zd_index *ix, zd_index_stats *st)
             stats_add(&a, xa->bsi.slices[d]);
         for (int l = 0; l <= ZD_BSI_BITS; l++)
             stats_add(&a, xa->bsi.mags[l]);
-        for (int j = xa->thr.lo; j < xa->thr.hi; j++)
-            stats_add(&a, xa->thr.t[j].bm);
+        zd_thr_foreach_bitmap(&xa->thr, stats_add_fn, &a);
+        if (xa->thr.months)
+            tables += ZD_THR_MONTHS * sizeof(roaring_bitmap_t *) + ZD_MALLOC_OVERHEAD;
         if (xa->thr.nb > 0)
             tables +=
                 (uint64_t)xa->thr.cap * (sizeof(int64_t) + sizeof(zd_thr)) + 2 * ZD_MALLOC_OVERHEAD;

@@ -137,6 +137,18 @@ int zd_bsi_set(zd_bsi *b, const roaring_bitmap_t *members, uint32_t gid, int64_t
     return 0;
 }
 
+bool zd_bsi_get(const zd_bsi *b, const roaring_bitmap_t *members, uint32_t gid, int64_t *v)
+{
+    if (!roaring_bitmap_contains(members, gid))
+        return false;
+    uint64_t u = 0;
+    for (int i = 0; i < b->depth; i++)
+        if (roaring_bitmap_contains(b->slices[i], gid))
+            u |= (uint64_t)1 << i;
+    *v = (int64_t)((b->bbase + u) ^ ZD_SIGN_BIT);
+    return true;
+}
+
 void zd_bsi_remove(zd_bsi *b, uint32_t gid)
 {
     for (int i = 0; i < b->depth; i++)

@@ -3,6 +3,7 @@
 #ifndef ZD_INDEX_BSI_H
 #define ZD_INDEX_BSI_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <roaring/roaring.h>
@@ -41,6 +42,9 @@ static inline int zd_bit_length(uint64_t u)
 /* Stores v as gid's value (members: the attribute's exists, borrowed, not yet updated for this
  * call). When members says gid had a value, it is stored in *old. Returns 0 or -ENOMEM. */
 int zd_bsi_set(zd_bsi *b, const roaring_bitmap_t *members, uint32_t gid, int64_t v, int64_t *old);
+/* Reads gid's value back from the slices into *v; false when members (the attribute's exists)
+ * says gid has none. */
+bool zd_bsi_get(const zd_bsi *b, const roaring_bitmap_t *members, uint32_t gid, int64_t *v);
 /* Drops gid from every slice and class. */
 void zd_bsi_remove(zd_bsi *b, uint32_t gid);
 /* Frees every slice and class; the base becomes bbase (biased). */

@@ -10,197 +10,20 @@
  * slice, and Debian's generic build of CRoaring 0.2.66 (no POPCNT, no AVX) is slow at exactly
  * these operations: about 1 ms for one range over 500k members. So the evaluation runs one
  * 65536-gid chunk at a time instead, on word arrays covering just the words that hold members
- * (they stay in L1): bitset containers are read in place, array containers value by value.
- * The result chunk is appended to the output as a container. This reads CRoaring's container
- * structs directly (public headers of 0.2.x, but internals): revisit when CRoaring is
- * upgraded. */
+ * (they stay in L1): bitset containers are read in place, array containers value by value
+ * (index_chunk.h). The result chunk is appended to the output as a container.
+ *
+ * A cut (index_thr.c) settles most members through threshold boundaries and month bins before
+ * any slice is read: only the members of the bins the bounds fall in are compared, member by
+ * member when they are few. */
 #include "profiles/index_range.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <roaring/containers/containers.h>
-
 #include "profiles/index_bitmap.h"
-
-#define ZD_WORDS 1024 /* 64-bit words of one 65536-bit chunk */
-
-typedef struct zd_chunk {
-    const void *c; /* NULL: the bitmap has nothing in this chunk */
-    uint8_t type;
-} zd_chunk;
-
-/* The container of key k in bm (may be NULL), or {NULL}. *cursor only moves forward, which
- * keeps the search linear over the ascending chunks of one evaluation. */
-static zd_chunk chunk_at(const roaring_bitmap_t *bm, uint16_t k, int32_t *cursor)
-{
-    zd_chunk ch = {NULL, 0};
-    if (!bm)
-        return ch;
-    const roaring_array_t *ra = &bm->high_low_container;
-    int32_t i = *cursor;
-    while (i < ra->size && ra->keys[i] < k)
-        i++;
-    *cursor = i;
-    if (i < ra->size && ra->keys[i] == k) {
-        ch.type = ra->typecodes[i];
-        ch.c = container_unwrap_shared(ra->containers[i], &ch.type);
-    }
-    return ch;
-}
-
-/* The words [*lo, *hi) outside of which the chunk has no bits. */
-static void chunk_span(zd_chunk ch, size_t *lo, size_t *hi)
-{
-    *lo = *hi = 0;
-    if (ch.type == BITSET_CONTAINER_TYPE_CODE) {
-        const uint64_t *w = ((const bitset_container_t *)ch.c)->array;
-        size_t l = 0, h = ZD_WORDS;
-        while (l < h && !w[l])
-            l++;
-        while (h > l && !w[h - 1])
-            h--;
-        *lo = l;
-        *hi = h;
-    } else if (ch.type == ARRAY_CONTAINER_TYPE_CODE) {
-        const array_container_t *a = ch.c;
-        if (a->cardinality > 0) {
-            *lo = a->array[0] >> 6;
-            *hi = ((size_t)a->array[a->cardinality - 1] >> 6) + 1;
-        }
-    } else if (ch.type == RUN_CONTAINER_TYPE_CODE) {
-        const run_container_t *r = ch.c;
-        if (r->n_runs > 0) {
-            const rle16_t *last = &r->runs[r->n_runs - 1];
-            *lo = r->runs[0].value >> 6;
-            *hi = (((size_t)last->value + last->length) >> 6) + 1;
-        }
-    }
-}
-
-/* Roughly what visiting the chunk costs over words [lo, hi), in word operations. */
-static size_t chunk_cost(zd_chunk ch, size_t lo, size_t hi)
-{
-    if (!ch.c)
-        return 0;
-    if (ch.type == ARRAY_CONTAINER_TYPE_CODE)
-        return 2 * (size_t)((const array_container_t *)ch.c)->cardinality;
-    if (ch.type == RUN_CONTAINER_TYPE_CODE)
-        return (hi - lo) + 4 * (size_t)((const run_container_t *)ch.c)->n_runs;
-    return hi - lo;
-}
-
-/* The values of array a that fall in words [lo, hi), as indexes [*i0, *i1): values outside a
- * chunk's span are skipped by two binary searches, never visited. */
-static void array_span(const array_container_t *a, size_t lo, size_t hi, int32_t *i0, int32_t *i1)
-{
-    for (int side = 0; side < 2; side++) {
-        uint32_t key = (uint32_t)(side ? hi : lo) * 64;
-        int32_t l = 0, h = a->cardinality;
-        while (l < h) {
-            int32_t mid = l + (h - l) / 2;
-            if (a->array[mid] < key)
-                l = mid + 1;
-            else
-                h = mid;
-        }
-        *(side ? i1 : i0) = l;
-    }
-}
-
-/* Applies the values of array s to words [lo, hi): out[w] = old[w] & m, & ~m or | m, where m
- * is the mask of s in word w; words of out that s does not touch are left alone. The values of
- * one word are gathered into a register mask and each value stores the mask so far: every
- * store overwrites, so no value waits on the previous one's store to the same word (old and
- * out must differ), and there is no data-dependent branch. */
-enum { ARR_AND, ARR_ANDNOT, ARR_OR };
-
-static void array_apply(const array_container_t *s, int mode, const uint64_t *restrict old,
-                        uint64_t *restrict out, size_t lo, size_t hi)
-{
-    int32_t i0, i1;
-    array_span(s, lo, hi, &i0, &i1);
-    const uint16_t *a = s->array;
-    uint64_t m = 0;
-    unsigned cur = ~0u;
-#define ZD_ARRAY_LOOP(expr)                                                                        \
-    for (int32_t i = i0; i < i1; i++) {                                                            \
-        unsigned w = a[i] >> 6;                                                                    \
-        m = (w == cur ? m : 0) | (uint64_t)1 << (a[i] & 63);                                       \
-        cur = w;                                                                                   \
-        out[w] = (expr);                                                                           \
-    }
-    switch (mode) {
-    case ARR_AND:
-        ZD_ARRAY_LOOP(old[w] & m)
-        break;
-    case ARR_ANDNOT:
-        ZD_ARRAY_LOOP(old[w] & ~m)
-        break;
-    case ARR_OR:
-        ZD_ARRAY_LOOP(old[w] | m)
-        break;
-    }
-#undef ZD_ARRAY_LOOP
-}
-
-/* Words [lo, hi) of the chunk: a bitset's own array, anything else expanded into scratch.
- * NULL when the chunk is empty. */
-static const uint64_t *chunk_words(zd_chunk ch, uint64_t *scratch, size_t lo, size_t hi)
-{
-    if (!ch.c)
-        return NULL;
-    if (ch.type == BITSET_CONTAINER_TYPE_CODE)
-        return ((const bitset_container_t *)ch.c)->array;
-    memset(scratch + lo, 0, (hi - lo) * sizeof(uint64_t));
-    if (ch.type == ARRAY_CONTAINER_TYPE_CODE) {
-        const array_container_t *a = ch.c;
-        int32_t i0, i1;
-        array_span(a, lo, hi, &i0, &i1);
-        for (int32_t i = i0; i < i1; i++)
-            scratch[a->array[i] >> 6] |= (uint64_t)1 << (a->array[i] & 63);
-    } else if (ch.type == RUN_CONTAINER_TYPE_CODE) {
-        uint32_t from = (uint32_t)lo * 64, to = (uint32_t)hi * 64;
-        const run_container_t *r = ch.c;
-        for (int32_t i = 0; i < r->n_runs; i++) {
-            uint32_t a = r->runs[i].value, z = a + r->runs[i].length + 1; /* [a, z) */
-            a = a < from ? from : a;
-            z = z > to ? to : z;
-            while (a < z) {
-                /* Whole words where possible: runs cover long stretches after optimize. */
-                if ((a & 63) == 0 && z - a >= 64) {
-                    scratch[a >> 6] = ~(uint64_t)0;
-                    a += 64;
-                } else {
-                    scratch[a >> 6] |= (uint64_t)1 << (a & 63);
-                    a++;
-                }
-            }
-        }
-    }
-    return scratch;
-}
-
-/* dst[lo, hi) |= chunk (or &= ~chunk when clear); scratch may be overwritten. */
-static void chunk_merge(zd_chunk ch, bool clear, uint64_t *dst, uint64_t *scratch, size_t lo,
-                        size_t hi)
-{
-    if (!ch.c)
-        return;
-    if (ch.type == ARRAY_CONTAINER_TYPE_CODE) {
-        memcpy(scratch + lo, dst + lo, (hi - lo) * sizeof(uint64_t));
-        array_apply(ch.c, clear ? ARR_ANDNOT : ARR_OR, scratch, dst, lo, hi);
-        return;
-    }
-    const uint64_t *w = chunk_words(ch, scratch, lo, hi);
-    if (clear)
-        for (size_t j = lo; j < hi; j++)
-            dst[j] &= ~w[j];
-    else
-        for (size_t j = lo; j < hi; j++)
-            dst[j] |= w[j];
-}
+#include "profiles/index_chunk.h"
 
 /* One slice step over words [lo, hi). The words go two at a time through 128-bit vectors
  * (GNU C vector extension, SSE2 on any x86-64): gcc's -O2 does not vectorize these loops.
@@ -286,7 +109,7 @@ static void slice_step_sparse(int step, uint64_t **eq, uint64_t *acc, uint64_t *
         memcpy(t + lo, e + lo, (hi - lo) * sizeof(uint64_t));
     else
         memset(t + lo, 0, (hi - lo) * sizeof(uint64_t));
-    array_apply(s, clear ? ARR_ANDNOT : ARR_AND, e, t, lo, hi);
+    zd_array_apply(s, clear ? ZD_ARR_ANDNOT : ZD_ARR_AND, e, t, lo, hi);
     if (step == STEP_LT || step == STEP_GT)
         for (size_t j = lo; j < hi; j++)
             acc[j] |= e[j] & ~t[j];
@@ -294,72 +117,7 @@ static void slice_step_sparse(int step, uint64_t **eq, uint64_t *acc, uint64_t *
     *tmp = e;
 }
 
-static uint64_t popcount64(uint64_t x)
-{
-    x -= (x >> 1) & 0x5555555555555555ull;
-    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
-    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
-    return (x * 0x0101010101010101ull) >> 56;
-}
-
-/* Appends words [lo, hi) of res as the container of key k, as CRoaring would store it: an
- * array up to 4096 values, a bitset above. */
-static int append_chunk(roaring_bitmap_t *out, uint16_t k, const uint64_t *res, size_t lo,
-                        size_t hi)
-{
-    uint64_t card = 0;
-    for (size_t j = lo; j < hi; j++)
-        card += popcount64(res[j]);
-    if (card == 0)
-        return 0;
-    if (card > DEFAULT_MAX_SIZE) {
-        bitset_container_t *bc = bitset_container_create();
-        if (!bc)
-            return -ENOMEM;
-        memcpy(bc->array + lo, res + lo, (hi - lo) * sizeof(uint64_t));
-        bc->cardinality = (int32_t)card;
-        ra_append(&out->high_low_container, k, bc, BITSET_CONTAINER_TYPE_CODE);
-    } else {
-        array_container_t *ac = array_container_create_given_capacity((int32_t)card);
-        if (!ac)
-            return -ENOMEM;
-        int32_t n = 0;
-        for (size_t j = lo; j < hi; j++)
-            for (uint64_t x = res[j]; x; x &= x - 1)
-                ac->array[n++] = (uint16_t)(j * 64 + (size_t)__builtin_ctzll(x));
-        ac->cardinality = n;
-        ra_append(&out->high_low_container, k, ac, ARRAY_CONTAINER_TYPE_CODE);
-    }
-    return 0;
-}
-
-/* Whether bit x of chunk ch is set. */
-static bool chunk_has(zd_chunk ch, uint16_t x)
-{
-    if (!ch.c)
-        return false;
-    if (ch.type == BITSET_CONTAINER_TYPE_CODE)
-        return (((const bitset_container_t *)ch.c)->array[x >> 6] >> (x & 63)) & 1;
-    if (ch.type == ARRAY_CONTAINER_TYPE_CODE) {
-        const array_container_t *a = ch.c;
-        int32_t l = 0, h = a->cardinality;
-        while (l < h) {
-            int32_t mid = l + (h - l) / 2;
-            if (a->array[mid] < x)
-                l = mid + 1;
-            else
-                h = mid;
-        }
-        return l < a->cardinality && a->array[l] == x;
-    }
-    const run_container_t *rc = ch.c;
-    for (int32_t i = 0; i < rc->n_runs; i++)
-        if (x >= rc->runs[i].value && x - rc->runs[i].value <= rc->runs[i].length)
-            return true;
-    return false;
-}
-
-/* Per-call state of zd_index_range. */
+/* The state of one comparison with w over the bit slices (a range, or one bound of a bin). */
 typedef struct zd_range {
     const zd_bsi *b;
     zd_cmp op;
@@ -368,10 +126,53 @@ typedef struct zd_range {
     int lmin, lmax; /* the magnitude classes that can hold members of ex */
     int top;        /* the slices above hold w's bit for every member of ex: no step needed */
     bool want_lt, want_gt;
-    int32_t wcur, scur[ZD_BSI_BITS], mcur[ZD_BSI_BITS + 1];
-    /* Word buffers; only words inside the current chunk's span are ever written or read. */
-    uint64_t *ex, *eq, *acc, *tmp, *alt, *set;
+    int32_t scur[ZD_BSI_BITS], mcur[ZD_BSI_BITS + 1];
+    /* Word buffers, shared by the states of one evaluation; only words inside the current
+     * chunk's span are ever written or read. ex is the input. */
+    uint64_t *ex, *eq, *acc, *tmp, *alt;
 } zd_range;
+
+/* What range_init() found: compare member by member, or v lies outside what the slices can
+ * hold and every member compares the same way. */
+enum { RANGE_SLICES, RANGE_ALL, RANGE_NONE };
+
+/* Sets r up to compare with v by op, for members whose values lie in [min, max] (each end open
+ * without has_min / has_max; v inside). Word buffers and cursors are left to the caller. */
+static int range_init(zd_range *r, const zd_bsi *b, zd_cmp op, int64_t v, bool has_min, int64_t min,
+                      bool has_max, int64_t max)
+{
+    bool want_lt = op == ZD_CMP_LT || op == ZD_CMP_LE;
+    bool want_gt = op == ZD_CMP_GT || op == ZD_CMP_GE;
+    uint64_t bv = zd_biased(v);
+    bool all_greater = bv < b->bbase;
+    uint64_t w = bv - b->bbase;
+    bool all_less = !all_greater && b->depth < ZD_BSI_BITS && (w >> b->depth) != 0;
+    if (all_greater || all_less)
+        return (all_greater ? want_gt : want_lt) ? RANGE_ALL : RANGE_NONE;
+    r->b = b;
+    r->op = op;
+    r->w = w;
+    r->t = zd_bit_length(w);
+    r->want_lt = want_lt;
+    r->want_gt = want_gt;
+    r->lmin = 0;
+    r->lmax = b->depth; /* no offset is longer */
+    r->top = ZD_BSI_BITS - 1;
+    uint64_t ulo = has_min && zd_biased(min) > b->bbase ? zd_biased(min) - b->bbase : 0;
+    if (has_max) {
+        /* The members' offsets, and w among them, share every bit above the highest one in
+         * which the two ends differ; a narrow bin (a month of dates) leaves only its low
+         * slices. max >= v is not below the base. */
+        uint64_t uhi = zd_biased(max) - b->bbase;
+        r->top = zd_bit_length(ulo ^ uhi) - 1;
+        int l = zd_bit_length(uhi);
+        r->lmax = l < r->lmax ? l : r->lmax;
+    }
+    /* Classes wholly outside [min, max] hold none of the members: skip them. */
+    r->lmin = has_min ? zd_bit_length(ulo) : 0;
+    r->lmin = r->lmin < r->lmax ? r->lmin : r->lmax;
+    return RANGE_SLICES;
+}
 
 /* dst[lo, hi) &= the words of s's chunk k. */
 static void thrset_apply(const zd_thrset *s, int32_t *cursor, uint16_t k, uint64_t *dst,
@@ -383,12 +184,12 @@ static void thrset_apply(const zd_thrset *s, int32_t *cursor, uint16_t k, uint64
     }
     if (!s->bm)
         return;
-    zd_chunk ch = chunk_at(s->bm, k, cursor);
+    zd_chunk ch = zd_chunk_at(s->bm, k, cursor);
     if (!s->keep) {
-        chunk_merge(ch, true, dst, scratch, lo, hi);
+        zd_chunk_merge(ch, true, dst, scratch, lo, hi);
         return;
     }
-    const uint64_t *w = chunk_words(ch, scratch, lo, hi);
+    const uint64_t *w = zd_chunk_words(ch, scratch, lo, hi);
     if (!w)
         memset(dst + lo, 0, (hi - lo) * sizeof(uint64_t));
     else
@@ -405,15 +206,15 @@ static void range_side(zd_range *r, uint16_t k, size_t lo, size_t hi, bool withi
     size_t cost_side = 0, cost_rest = 0;
     int from = r->lmin, top = r->lmax;
     for (int l = from; l <= top; l++) {
-        mags[l] = chunk_at(r->b->mags[l], k, &r->mcur[l]);
+        mags[l] = zd_chunk_at(r->b->mags[l], k, &r->mcur[l]);
         bool side = r->want_lt ? l < r->t : l > r->t;
-        *(side ? &cost_side : &cost_rest) += chunk_cost(mags[l], lo, hi);
+        *(side ? &cost_side : &cost_rest) += zd_chunk_cost(mags[l], lo, hi);
     }
     if (cost_side <= cost_rest) {
         memset(r->acc + lo, 0, (hi - lo) * sizeof(uint64_t));
         for (int l = from; l <= top; l++)
             if (r->want_lt ? l < r->t : l > r->t)
-                chunk_merge(mags[l], false, r->acc, r->tmp, lo, hi);
+                zd_chunk_merge(mags[l], false, r->acc, r->tmp, lo, hi);
         if (within)
             for (size_t j = lo; j < hi; j++)
                 r->acc[j] &= r->ex[j];
@@ -421,29 +222,64 @@ static void range_side(zd_range *r, uint16_t k, size_t lo, size_t hi, bool withi
         memcpy(r->acc + lo, r->ex + lo, (hi - lo) * sizeof(uint64_t));
         for (int l = from; l <= top; l++)
             if (!(r->want_lt ? l < r->t : l > r->t))
-                chunk_merge(mags[l], true, r->acc, r->tmp, lo, hi);
+                zd_chunk_merge(mags[l], true, r->acc, r->tmp, lo, hi);
     }
 }
 
-/* A bin with few members in chunk k (r->ex): each member's offset is read back from the slices,
- * compared with w, and the wanted ones are added to r->set. Cheaper than slice-wide word
- * passes when the bin is a thin band of the values. */
-static void bin_by_member(zd_range *r, uint16_t k, size_t lo, size_t hi)
-{
+/* Member by member: the slices of chunk k that bin_keeps() reads. */
+typedef struct zd_memberwise {
     zd_chunk sl[ZD_BSI_BITS];
-    int depth = r->top + 1 < r->b->depth ? r->top + 1 : r->b->depth;
-    uint64_t w = depth < 64 ? r->w & (((uint64_t)1 << depth) - 1) : r->w;
-    for (int i = 0; i < depth; i++)
-        sl[i] = chunk_at(r->b->slices[i], k, &r->scur[i]);
+    const uint64_t *bits[ZD_BSI_BITS]; /* a bitset slice's words, read directly */
+    int depth;
+    uint64_t wge, wlt, weq;
+    bool ge, lt, eq;
+} zd_memberwise;
+
+/* Prepares reading offsets back from the slices of chunk k, for the comparisons of a bin (ge:
+ * value >= ge->w, lt: value < lt->w, eq: value == eq->w; each may be NULL, not all). The states
+ * share the bin, so their top is the same. */
+static void memberwise_init(zd_memberwise *mw, zd_range *ge, zd_range *lt, zd_range *eq, uint16_t k)
+{
+    zd_range *r = ge ? ge : lt ? lt : eq;
+    mw->depth = r->top + 1 < r->b->depth ? r->top + 1 : r->b->depth;
+    uint64_t mask = mw->depth < 64 ? ((uint64_t)1 << mw->depth) - 1 : ~(uint64_t)0;
+    mw->ge = ge != NULL;
+    mw->lt = lt != NULL;
+    mw->eq = eq != NULL;
+    mw->wge = ge ? ge->w & mask : 0;
+    mw->wlt = lt ? lt->w & mask : 0;
+    mw->weq = eq ? eq->w & mask : 0;
+    for (int i = 0; i < mw->depth; i++) {
+        mw->sl[i] = zd_chunk_at(r->b->slices[i], k, &r->scur[i]);
+        mw->bits[i] = mw->sl[i].c && mw->sl[i].type == BITSET_CONTAINER_TYPE_CODE
+                          ? ((const bitset_container_t *)mw->sl[i].c)->array
+                          : NULL;
+    }
+}
+
+/* Whether the member at low passes the comparisons: its offset is read back from the slices. */
+static bool memberwise_keeps(const zd_memberwise *mw, uint16_t low)
+{
+    uint64_t u = 0;
+    for (int i = 0; i < mw->depth; i++) {
+        uint64_t bit = mw->bits[i] ? (mw->bits[i][low >> 6] >> (low & 63)) & 1
+                                   : (uint64_t)zd_chunk_has(mw->sl[i], low);
+        u |= bit << i;
+    }
+    return (!mw->ge || u >= mw->wge) && (!mw->lt || u < mw->wlt) && (!mw->eq || u == mw->weq);
+}
+
+/* A bin with few members in chunk k (words bin): the members it keeps are added to out. Cheaper
+ * than slice-wide word passes when the bin is a thin band of the values. */
+static void bin_by_member(zd_range *ge, zd_range *lt, zd_range *eq, uint16_t k, const uint64_t *bin,
+                          uint64_t *out, size_t lo, size_t hi)
+{
+    zd_memberwise mw;
+    memberwise_init(&mw, ge, lt, eq, k);
     for (size_t j = lo; j < hi; j++)
-        for (uint64_t x = r->ex[j]; x; x &= x - 1) {
+        for (uint64_t x = bin[j]; x; x &= x - 1) {
             uint16_t low = (uint16_t)(j * 64 + (size_t)__builtin_ctzll(x));
-            uint64_t u = 0;
-            for (int i = 0; i < depth; i++)
-                u |= (uint64_t)chunk_has(sl[i], low) << i;
-            bool in = r->want_lt ? u < w : u >= w;
-            if (in)
-                r->set[j] |= (uint64_t)1 << (low & 63);
+            out[j] |= (uint64_t)memberwise_keeps(&mw, low) << (low & 63);
         }
 }
 
@@ -453,7 +289,8 @@ static uint64_t *range_chunk(zd_range *r, uint16_t k, size_t lo, size_t hi, bool
     const zd_bsi *b = r->b;
     uint64_t *eq = r->eq, *alt = r->alt, *acc = r->acc;
     memcpy(eq + lo, r->ex + lo, (hi - lo) * sizeof(uint64_t));
-    const uint64_t *own = chunk_words(chunk_at(b->mags[r->t], k, &r->mcur[r->t]), r->tmp, lo, hi);
+    const uint64_t *own =
+        zd_chunk_words(zd_chunk_at(b->mags[r->t], k, &r->mcur[r->t]), r->tmp, lo, hi);
     if (own)
         for (size_t j = lo; j < hi; j++)
             eq[j] &= own[j];
@@ -465,7 +302,7 @@ static uint64_t *range_chunk(zd_range *r, uint16_t k, size_t lo, size_t hi, bool
         bool one = (r->w >> i) & 1;
         int step =
             one ? (r->want_lt ? STEP_LT : STEP_KEEP_ONE) : (r->want_gt ? STEP_GT : STEP_KEEP_ZERO);
-        zd_chunk sch = chunk_at(b->slices[i], k, &r->scur[i]);
+        zd_chunk sch = zd_chunk_at(b->slices[i], k, &r->scur[i]);
         if (!sch.c) {
             /* Nobody in this chunk has the bit: a 0 in w changes nothing, a 1 makes every
              * remaining member less. */
@@ -481,7 +318,7 @@ static uint64_t *range_chunk(zd_range *r, uint16_t k, size_t lo, size_t hi, bool
             slice_step_sparse(step, &eq, acc, &alt, sch.c, lo, hi);
             continue;
         }
-        if (!slice_step(step, eq, acc, chunk_words(sch, r->tmp, lo, hi), lo, hi))
+        if (!slice_step(step, eq, acc, zd_chunk_words(sch, r->tmp, lo, hi), lo, hi))
             break;
     }
     if (!r->want_lt && !r->want_gt)
@@ -492,118 +329,283 @@ static uint64_t *range_chunk(zd_range *r, uint16_t k, size_t lo, size_t hi, bool
     return acc;
 }
 
-/* The members of exists with value `op` v, restricted to within. Without cut by the bit slices
- * alone; with one (op LT or GE), the settled members plus those of the bin the slices put on the
- * wanted side, one chunk at a time. */
-roaring_bitmap_t *zd_bsi_range(const zd_bsi *b, const roaring_bitmap_t *exists, zd_cmp op,
-                               int64_t v, const roaring_bitmap_t *within, zd_thrcut *cut)
-{
-    bool want_lt = op == ZD_CMP_LT || op == ZD_CMP_LE;
-    bool want_gt = op == ZD_CMP_GT || op == ZD_CMP_GE;
+/* Word buffers of one evaluation: 40-56 KiB, too big for every caller's stack, and small enough
+ * that malloc serves them from the heap without mapping fresh pages each time. */
+enum { BUF_BASE, BUF_EX, BUF_EQ, BUF_ACC, BUF_TMP, BUF_ALT, BUF_RES, BUF_N };
 
-    /* Values outside what the slices can hold compare the same way with every member (so the
-     * answer is the same with a cut or without). */
-    uint64_t bv = zd_biased(v);
-    bool all_greater = bv < b->bbase;
-    uint64_t w = bv - b->bbase;
-    bool all_less = !all_greater && b->depth < ZD_BSI_BITS && (w >> b->depth) != 0;
-    if (all_greater || all_less) {
-        if (all_greater ? !want_gt : !want_lt)
+static void range_buffers(zd_range *r, uint64_t *words)
+{
+    r->ex = words + BUF_EX * ZD_WORDS;
+    r->eq = words + BUF_EQ * ZD_WORDS;
+    r->acc = words + BUF_ACC * ZD_WORDS;
+    r->tmp = words + BUF_TMP * ZD_WORDS;
+    r->alt = words + BUF_ALT * ZD_WORDS;
+}
+
+/* The span [*lo, *hi) of exists' chunk e restricted to within, and its words (exists AND
+ * within) in base. False when the chunk has nothing to evaluate. */
+static bool chunk_base(const roaring_array_t *ex, int32_t e, const roaring_bitmap_t *within,
+                       int32_t *wcur, uint64_t *base, uint64_t *tmp, size_t *lo, size_t *hi)
+{
+    uint16_t k = ex->keys[e];
+    zd_chunk ech = {NULL, ex->typecodes[e]};
+    ech.c = container_unwrap_shared(ex->containers[e], &ech.type);
+    zd_chunk_span(ech, lo, hi);
+    zd_chunk wch = {NULL, 0};
+    if (within) {
+        wch = zd_chunk_at(within, k, wcur);
+        if (!wch.c)
+            return false;
+        size_t wlo, whi;
+        zd_chunk_span(wch, &wlo, &whi);
+        *lo = wlo > *lo ? wlo : *lo;
+        *hi = whi < *hi ? whi : *hi;
+    }
+    if (*lo >= *hi)
+        return false;
+    const uint64_t *ew = zd_chunk_words(ech, tmp, *lo, *hi);
+    memcpy(base + *lo, ew + *lo, (*hi - *lo) * sizeof(uint64_t));
+    if (within) {
+        const uint64_t *ww = zd_chunk_words(wch, tmp, *lo, *hi);
+        for (size_t j = *lo; j < *hi; j++)
+            base[j] &= ww[j];
+    }
+    return true;
+}
+
+roaring_bitmap_t *zd_bsi_range(const zd_bsi *b, const roaring_bitmap_t *exists, zd_cmp op,
+                               int64_t v, const roaring_bitmap_t *within)
+{
+    zd_range rs = {0}, *r = &rs;
+    int kind = range_init(r, b, op, v, false, 0, false, 0);
+    if (kind != RANGE_SLICES) {
+        if (kind == RANGE_NONE)
             return roaring_bitmap_create();
         return within ? roaring_bitmap_and(exists, within) : roaring_bitmap_copy(exists);
     }
-
-    /* 40 KiB of word buffers: too big for every caller's stack, and small enough that malloc
-     * serves them from the heap without mapping fresh pages each time. */
-    zd_range rs = {0}, *r = &rs;
-    uint64_t *words = malloc(6 * ZD_WORDS * sizeof(uint64_t));
+    uint64_t *words = malloc(BUF_N * ZD_WORDS * sizeof(uint64_t));
     roaring_bitmap_t *out = roaring_bitmap_create();
     if (!words || !out)
         goto fail;
-    r->ex = words;
-    r->eq = words + ZD_WORDS;
-    r->acc = words + 2 * ZD_WORDS;
-    r->tmp = words + 3 * ZD_WORDS;
-    r->alt = words + 4 * ZD_WORDS;
-    r->set = words + 5 * ZD_WORDS;
-    r->b = b;
-    r->op = op;
-    r->w = w;
-    r->t = zd_bit_length(w);
-    r->want_lt = want_lt;
-    r->want_gt = want_gt;
-    r->lmin = 0;
-    r->lmax = b->depth; /* no offset is longer */
-    r->top = ZD_BSI_BITS - 1;
-    if (cut && cut->has_hi) {
-        /* The bin's offsets, and w among them, share every bit above the highest one in which
-         * its two ends differ; a narrow bin (a year of dates) leaves only its low slices. */
-        uint64_t ulo =
-            cut->has_lo && zd_biased(cut->lo_v) > b->bbase ? zd_biased(cut->lo_v) - b->bbase : 0;
-        uint64_t uhi = zd_biased(cut->hi_v) - b->bbase; /* w, in the bin, is not below the base */
-        r->top = zd_bit_length(ulo ^ uhi) - 1;
-    }
-    if (cut) {
-        /* Classes wholly outside the bin hold none of its members: skip them. */
-        if (cut->has_lo && zd_biased(cut->lo_v) > b->bbase)
-            r->lmin = zd_bit_length(zd_biased(cut->lo_v) - b->bbase);
-        if (cut->has_hi) {
-            int l = zd_biased(cut->hi_v) > b->bbase ? zd_bit_length(zd_biased(cut->hi_v) - b->bbase)
-                                                    : 0;
-            r->lmax = l < r->lmax ? l : r->lmax;
-        }
-        r->lmin = r->lmin < r->lmax ? r->lmin : r->lmax;
-    }
+    range_buffers(r, words);
+    int32_t wcur = 0;
     const roaring_array_t *ex = &exists->high_low_container;
     for (int32_t e = 0; e < ex->size; e++) {
-        uint16_t k = ex->keys[e];
-        zd_chunk ech = {NULL, ex->typecodes[e]};
-        ech.c = container_unwrap_shared(ex->containers[e], &ech.type);
         size_t lo, hi;
-        chunk_span(ech, &lo, &hi);
-        zd_chunk wch = {NULL, 0};
-        if (within) {
-            wch = chunk_at(within, k, &r->wcur);
-            if (!wch.c)
-                continue;
-            size_t wlo, whi;
-            chunk_span(wch, &wlo, &whi);
-            lo = wlo > lo ? wlo : lo;
-            hi = whi < hi ? whi : hi;
+        if (!chunk_base(ex, e, within, &wcur, r->ex, r->tmp, &lo, &hi))
+            continue;
+        const uint64_t *res = range_chunk(r, ex->keys[e], lo, hi, within != NULL);
+        if (zd_chunk_append(out, ex->keys[e], res, lo, hi) < 0)
+            goto fail;
+    }
+    free(words);
+    return out;
+fail:
+    free(words);
+    zd_bm_free(out);
+    return NULL;
+}
+
+/* A bin of a cut, set up for one evaluation: its comparisons, or dead when they keep nobody. */
+typedef struct zd_binstate {
+    bool dead;
+    zd_range *ge, *lt, *eq; /* NULL: no such comparison (or every member passes it) */
+    zd_range st[2];
+    int32_t cur[2];
+} zd_binstate;
+
+static void bin_setup(zd_binstate *bs, const zd_bsi *b, const zd_cutbin *bin, uint64_t *words)
+{
+    memset(bs, 0, sizeof(*bs));
+    /* A bin of one value is one equality test, not two passes. */
+    bool one = bin->has_ge && bin->has_lt && bin->ge < INT64_MAX && bin->lt == bin->ge + 1;
+    struct {
+        bool has;
+        zd_cmp op;
+        int64_t v;
+        zd_range **slot;
+    } checks[2] = {
+        {bin->has_ge, one ? ZD_CMP_EQ : ZD_CMP_GE, bin->ge, one ? &bs->eq : &bs->ge},
+        {bin->has_lt && !one, ZD_CMP_LT, bin->lt, &bs->lt},
+    };
+    for (int c = 0; c < 2; c++) {
+        if (!checks[c].has)
+            continue;
+        zd_range *r = &bs->st[c];
+        int kind = range_init(r, b, checks[c].op, checks[c].v, bin->has_min, bin->min, bin->has_max,
+                              bin->max);
+        if (kind == RANGE_NONE)
+            bs->dead = true;
+        if (kind != RANGE_SLICES)
+            continue;
+        range_buffers(r, words);
+        *checks[c].slot = r;
+    }
+}
+
+/* Adds to res the members of bin bs (words bx) that its comparisons keep. */
+static void bin_chunk(zd_binstate *bs, uint16_t k, uint64_t *bx, uint64_t *res, size_t lo,
+                      size_t hi)
+{
+    size_t busy = 0;
+    for (size_t j = lo; j < hi; j++)
+        busy += bx[j] != 0;
+    if (busy == 0)
+        return;
+    if (!bs->ge && !bs->lt && !bs->eq) {
+        for (size_t j = lo; j < hi; j++)
+            res[j] |= bx[j];
+        return;
+    }
+    if (busy <= ZD_WORDS / 16) {
+        bin_by_member(bs->ge, bs->lt, bs->eq, k, bx, res, lo, hi);
+        return;
+    }
+    /* Word passes: each comparison reads ex (bx, then the previous result). */
+    zd_range *passes[3] = {bs->eq, bs->ge, bs->lt};
+    const uint64_t *w = bx;
+    for (int p = 0; p < 3; p++) {
+        if (!passes[p])
+            continue;
+        if (w != bx)
+            memcpy(bx + lo, w + lo, (hi - lo) * sizeof(uint64_t));
+        w = range_chunk(passes[p], k, lo, hi, true);
+    }
+    for (size_t j = lo; j < hi; j++)
+        res[j] |= w[j];
+}
+
+/* Adds to res the members of the array bin a (a month's) that bs keeps, those in mask only
+ * when mask is not NULL: value by value, without a pass over the chunk's words. */
+static void bin_array(zd_binstate *bs, uint16_t k, const array_container_t *a, const uint64_t *mask,
+                      uint64_t *res, size_t lo, size_t hi)
+{
+    int32_t i0, i1;
+    zd_array_span(a, lo, hi, &i0, &i1);
+    bool all = !bs->ge && !bs->lt && !bs->eq;
+    zd_memberwise mw;
+    if (!all)
+        memberwise_init(&mw, bs->ge, bs->lt, bs->eq, k);
+    for (int32_t i = i0; i < i1; i++) {
+        uint16_t x = a->array[i];
+        if (mask && !((mask[x >> 6] >> (x & 63)) & 1))
+            continue;
+        if (all || memberwise_keeps(&mw, x))
+            res[x >> 6] |= (uint64_t)1 << (x & 63);
+    }
+}
+
+/* The words of one chunk of a cut evaluation: ex (exists AND within) is made only when a set
+ * needs it; the stored sides, months and month bins hold members only. */
+typedef struct zd_cutchunk {
+    const roaring_array_t *ra; /* exists */
+    int32_t e;                 /* its container */
+    const roaring_bitmap_t *within;
+    int32_t *wcur;
+    uint64_t *base, *tmp;
+    bool have_base;
+    size_t lo, hi;
+} zd_cutchunk;
+
+static const uint64_t *cc_base(zd_cutchunk *cc)
+{
+    if (!cc->have_base) {
+        size_t lo, hi;
+        chunk_base(cc->ra, cc->e, cc->within, cc->wcur, cc->base, cc->tmp, &lo, &hi);
+        cc->have_base = true;
+    }
+    return cc->base;
+}
+
+/* res[lo, hi) = the members of the chunk in both core sets. Starting from a stored side that is
+ * kept copies only that side; ex is needed when neither is, or to apply within. */
+static void core_chunk(zd_cutchunk *cc, const zd_thrcut *cut, int32_t ccur[2], uint16_t k,
+                       uint64_t *res)
+{
+    size_t lo = cc->lo, hi = cc->hi;
+    int first = cut->core[0].bm && cut->core[0].keep   ? 0
+                : cut->core[1].bm && cut->core[1].keep ? 1
+                                                       : -1;
+    if (first < 0) {
+        memcpy(res + lo, cc_base(cc) + lo, (hi - lo) * sizeof(uint64_t));
+    } else {
+        const uint64_t *w =
+            zd_chunk_words(zd_chunk_at(cut->core[first].bm, k, &ccur[first]), cc->tmp, lo, hi);
+        if (w)
+            memcpy(res + lo, w + lo, (hi - lo) * sizeof(uint64_t));
+        else
+            memset(res + lo, 0, (hi - lo) * sizeof(uint64_t));
+        if (cc->within) {
+            const uint64_t *b = cc_base(cc);
+            for (size_t j = lo; j < hi; j++)
+                res[j] &= b[j];
         }
+    }
+    for (int c = 0; c < 2; c++)
+        if (c != first)
+            thrset_apply(&cut->core[c], &ccur[c], k, res, cc->tmp, lo, hi);
+}
+
+roaring_bitmap_t *zd_cut_range(const zd_bsi *b, const roaring_bitmap_t *exists,
+                               const roaring_bitmap_t *within, const zd_thrcut *cut)
+{
+    uint64_t *words = malloc(BUF_N * ZD_WORDS * sizeof(uint64_t));
+    roaring_bitmap_t *out = roaring_bitmap_create();
+    if (!words || !out)
+        goto fail;
+    uint64_t *bx = words + BUF_EX * ZD_WORDS, *res = words + BUF_RES * ZD_WORDS;
+    zd_binstate bins[2];
+    for (int i = 0; i < cut->nbins; i++)
+        bin_setup(&bins[i], b, &cut->bins[i], words);
+    bool core = !cut->core[0].none && !cut->core[1].none;
+    int32_t wcur = 0, ccur[2] = {0, 0}, mcur[ZD_CUT_MONTHS] = {0};
+    zd_cutchunk cc = {.ra = &exists->high_low_container,
+                      .within = within,
+                      .wcur = &wcur,
+                      .base = words + BUF_BASE * ZD_WORDS,
+                      .tmp = words + BUF_TMP * ZD_WORDS};
+    for (cc.e = 0; cc.e < cc.ra->size; cc.e++) {
+        uint16_t k = cc.ra->keys[cc.e];
+        zd_chunk ech = {NULL, cc.ra->typecodes[cc.e]};
+        ech.c = container_unwrap_shared(cc.ra->containers[cc.e], &ech.type);
+        zd_chunk_span(ech, &cc.lo, &cc.hi);
+        cc.have_base = false;
+        if (within) {
+            /* The span shrinks to within's, and ex is needed to apply it anyway. */
+            if (!chunk_base(cc.ra, cc.e, within, &wcur, cc.base, cc.tmp, &cc.lo, &cc.hi))
+                continue;
+            cc.have_base = true;
+        }
+        size_t lo = cc.lo, hi = cc.hi;
         if (lo >= hi)
             continue;
-        const uint64_t *ew = chunk_words(ech, r->tmp, lo, hi);
-        memcpy(r->ex + lo, ew + lo, (hi - lo) * sizeof(uint64_t));
-        if (within) {
-            const uint64_t *ww = chunk_words(wch, r->tmp, lo, hi);
-            for (size_t j = lo; j < hi; j++)
-                r->ex[j] &= ww[j];
-        }
-        const uint64_t *res;
-        if (!cut) {
-            res = range_chunk(r, k, lo, hi, within != NULL);
-        } else {
-            memcpy(r->set + lo, r->ex + lo, (hi - lo) * sizeof(uint64_t));
-            thrset_apply(&cut->settled, &cut->cur[0], k, r->set, r->tmp, lo, hi);
-            for (size_t j = lo; j < hi; j++)
-                r->ex[j] &= ~r->set[j];
-            thrset_apply(&cut->other, &cut->cur[1], k, r->ex, r->tmp, lo, hi);
-            size_t busy = 0;
-            for (size_t j = lo; j < hi; j++)
-                busy += r->ex[j] != 0;
-            res = r->set;
-            if (busy > 0 && busy <= ZD_WORDS / 16) {
-                bin_by_member(r, k, lo, hi);
-            } else if (busy > 0) {
-                /* range_chunk's result is one of its own buffers, never set. */
-                uint64_t *bin = range_chunk(r, k, lo, hi, true);
-                for (size_t j = lo; j < hi; j++)
-                    bin[j] |= r->set[j];
-                res = bin;
+        if (core)
+            core_chunk(&cc, cut, ccur, k, res);
+        else
+            memset(res + lo, 0, (hi - lo) * sizeof(uint64_t));
+        for (int m = 0; m < cut->nmonths; m++)
+            zd_chunk_or_masked(zd_chunk_at(cut->months[m], k, &mcur[m]), within ? cc.base : NULL,
+                               res, cc.tmp, lo, hi);
+        for (int i = 0; i < cut->nbins; i++) {
+            const zd_cutbin *cb = &cut->bins[i];
+            if (bins[i].dead)
+                continue;
+            /* A month bin (a kept stored set alone) goes value by value while it is sparse. */
+            if (cb->in[0].bm && cb->in[0].keep && !cb->in[1].bm && !cb->in[1].none) {
+                zd_chunk ch = zd_chunk_at(cb->in[0].bm, k, &bins[i].cur[0]);
+                if (!ch.c)
+                    continue;
+                if (ch.type == ARRAY_CONTAINER_TYPE_CODE) {
+                    bin_array(&bins[i], k, ch.c, within ? cc.base : NULL, res, lo, hi);
+                    continue;
+                }
             }
+            memcpy(bx + lo, cc_base(&cc) + lo, (hi - lo) * sizeof(uint64_t));
+            for (int c = 0; c < 2; c++)
+                thrset_apply(&cb->in[c], &bins[i].cur[c], k, bx, cc.tmp, lo, hi);
+            bin_chunk(&bins[i], k, bx, res, lo, hi);
         }
-        if (append_chunk(out, k, res, lo, hi) < 0)
+        if (zd_chunk_append(out, k, res, lo, hi) < 0)
             goto fail;
     }
     free(words);

@@ -49,13 +49,22 @@ typedef struct zd_thr {
     bool upper;
 } zd_thr;
 
+/* Month bins, dates only: months[i] holds the members whose date lies in the i-th calendar
+ * month from January of ZD_THR_DATE_FIRST (NULL when nobody's does). Unlike the boundaries they
+ * are equality-encoded, each member in one month: about 2 bytes per member. A date range settles
+ * the whole months between its bound and the boundaries around it by their union, which leaves
+ * the bit slices only the members of the bound's own month. */
+#define ZD_THR_MONTHS ((ZD_THR_DATE_LAST - ZD_THR_DATE_FIRST) * 12)
+
 typedef struct zd_thrs {
-    int nb;          /* canonical boundaries; 0 for attributes without thresholds */
-    int cap;         /* allocated entries of bounds and t */
-    int lo, hi;      /* active window */
-    int home;        /* where the empty window starts */
-    int64_t *bounds; /* nb scaled boundaries, ascending */
-    zd_thr *t;       /* nb entries */
+    int nb;                    /* canonical boundaries; 0 for attributes without thresholds */
+    int cap;                   /* allocated entries of bounds and t */
+    int lo, hi;                /* active window */
+    int home;                  /* where the empty window starts */
+    int64_t *bounds;           /* nb scaled boundaries, ascending */
+    zd_thr *t;                 /* nb entries */
+    roaring_bitmap_t **months; /* ZD_T_DATE: ZD_THR_MONTHS entries; NULL for numbers */
+    int64_t mfirst, mlast;     /* the days the month bins cover: [mfirst, mlast) */
 } zd_thrs;
 
 /* Sets up the boundaries of a ZD_T_NUMBER or ZD_T_DATE attribute a (borrowed for the call).
@@ -67,20 +76,27 @@ void zd_thr_clear(zd_thrs *th);
 void zd_thr_free(zd_thrs *th);
 /* The number of boundaries <= x. */
 int zd_thr_count_le(const zd_thrs *th, int64_t x);
-/* Moves gid's memberships from old (when had) to v. exists must already hold gid and the bit
- * slices b must hold v. Returns 0 or -ENOMEM. */
+/* Moves gid's memberships (boundaries and month bin) from old (when had) to v. exists must
+ * already hold gid and the bit slices b must hold v. Returns 0 or -ENOMEM. */
 int zd_thr_set(zd_thrs *th, const zd_bsi *b, const roaring_bitmap_t *exists, uint32_t gid, bool had,
                int64_t old, int64_t v);
-/* Drops gid from every boundary. */
-void zd_thr_remove(zd_thrs *th, uint32_t gid);
+/* Drops gid from every boundary and from the month bin of old, its value in the index (NULL
+ * when unknown: then from every month bin). */
+void zd_thr_remove(zd_thrs *th, uint32_t gid, const int64_t *old);
 /* After a bulk load: every boundary stores exactly its smaller side, run-optimized. */
 void zd_thr_optimize(zd_thrs *th, const roaring_bitmap_t *exists);
 
-/* The members of exists (the attribute's; b its slices) below w (upper false) or at or above
- * w (upper true), restricted to within when not NULL. number: the attribute is a ZD_T_NUMBER
- * (which may prefer the slices alone). Caller frees with roaring_bitmap_free(); NULL only on
- * ENOMEM. */
-roaring_bitmap_t *zd_thr_range(const zd_thrs *th, const zd_bsi *b, const roaring_bitmap_t *exists,
-                               bool number, bool upper, int64_t w, const roaring_bitmap_t *within);
+/* The members of exists (the attribute's; b its slices) with value >= a (when has_a) and < z
+ * (when has_z), restricted to within when not NULL: settled by the boundaries and month bins
+ * around the bounds, with the bit slices comparing only the members of the bins the bounds lie
+ * in. number: the attribute is a ZD_T_NUMBER (which may prefer the slices alone). Caller frees
+ * with roaring_bitmap_free(); NULL only on ENOMEM. */
+roaring_bitmap_t *zd_thr_between(const zd_thrs *th, const zd_bsi *b, const roaring_bitmap_t *exists,
+                                 bool number, bool has_a, int64_t a, bool has_z, int64_t z,
+                                 const roaring_bitmap_t *within);
+
+/* Calls fn for every bitmap the thresholds hold (statistics, optimize). */
+void zd_thr_foreach_bitmap(const zd_thrs *th, void (*fn)(const roaring_bitmap_t *bm, void *udata),
+                           void *udata);
 
 #endif
