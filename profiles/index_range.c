@@ -457,7 +457,10 @@ static void bin_chunk(zd_binstate *bs, uint16_t k, uint64_t *bx, uint64_t *res, 
             res[j] |= bx[j];
         return;
     }
-    if (busy <= ZD_WORDS / 16) {
+    /* Member by member reads up to top + 1 slices per member, each a binary search in an array
+     * slice: only for a narrow bin, which a word pass would not make cheaper. */
+    const zd_range *r = bs->ge ? bs->ge : bs->lt ? bs->lt : bs->eq;
+    if (busy <= ZD_WORDS / 16 && r->top < 16) {
         bin_by_member(bs->ge, bs->lt, bs->eq, k, bx, res, lo, hi);
         return;
     }

@@ -281,9 +281,6 @@ void zd_thr_remove(zd_thrs *th, uint32_t gid, const int64_t *old)
             th->t[j].n--;
     if (old)
         month_remove(th, month_of(th, *old), gid);
-    else
-        for (int m = 0; th->months && m < ZD_THR_MONTHS; m++)
-            month_remove(th, m, gid);
 }
 
 void zd_thr_optimize(zd_thrs *th, const roaring_bitmap_t *exists)

@@ -81,7 +81,7 @@ int zd_thr_count_le(const zd_thrs *th, int64_t x);
 int zd_thr_set(zd_thrs *th, const zd_bsi *b, const roaring_bitmap_t *exists, uint32_t gid, bool had,
                int64_t old, int64_t v);
 /* Drops gid from every boundary and from the month bin of old, its value in the index (NULL
- * when unknown: then from every month bin). */
+ * when it has none: a gid is in a month bin only while it has a value). */
 void zd_thr_remove(zd_thrs *th, uint32_t gid, const int64_t *old);
 /* After a bulk load: every boundary stores exactly its smaller side, run-optimized. */
 void zd_thr_optimize(zd_thrs *th, const roaring_bitmap_t *exists);
