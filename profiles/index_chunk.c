@@ -5,6 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <roaring/array_util.h>
+
+/* Most inputs of a union merged pairwise (more go through the bits). */
+#define ZD_UNION_MAX 16
+
 /* The words [*lo, *hi) outside of which the chunk has no bits. */
 void zd_chunk_span(zd_chunk ch, size_t *lo, size_t *hi)
 {
@@ -278,6 +283,54 @@ void zd_chunk_or_masked(zd_chunk ch, const uint64_t *mask, uint64_t *dst, uint64
         dst[j] |= w[j] & mask[j];
 }
 
+/* The union of m array containers by pairwise merges, when that beats setting their values
+ * as bits and extracting them again: a merge level costs about 0.9 ns per value, the bits
+ * about 1.4 ns per value plus a pass over the chunk's 1024 words (measured). Appends the
+ * result and returns 1, or returns 0 (not worth it, or not all arrays) or -ENOMEM. buf holds
+ * 2 x 4096 values. */
+static int merge_arrays(roaring_bitmap_t *out, uint16_t k, const zd_chunk *chs, int m,
+                        uint64_t *buf)
+{
+    size_t total = 0;
+    int levels = 0;
+    for (int i = 0; i < m; i++) {
+        if (m > ZD_UNION_MAX || chs[i].type != ARRAY_CONTAINER_TYPE_CODE)
+            return 0;
+        total += (size_t)((const array_container_t *)chs[i].c)->cardinality;
+    }
+    for (int w = 1; w < m; w *= 2)
+        levels++;
+    if (total > DEFAULT_MAX_SIZE || 9 * total * (size_t)levels > 12000 + 14 * total)
+        return 0;
+    /* Each level merges neighbours into the other half of buf; an odd one out is copied. */
+    const uint16_t *src[ZD_UNION_MAX];
+    size_t len[ZD_UNION_MAX];
+    for (int i = 0; i < m; i++) {
+        src[i] = ((const array_container_t *)chs[i].c)->array;
+        len[i] = (size_t)((const array_container_t *)chs[i].c)->cardinality;
+    }
+    uint16_t *half[2] = {(uint16_t *)buf, (uint16_t *)buf + DEFAULT_MAX_SIZE};
+    for (int h = 0; m > 1; h ^= 1) {
+        uint16_t *dst = half[h];
+        int n = 0;
+        for (int i = 0; i < m; i += 2) {
+            size_t l = i + 1 < m ? union_uint16(src[i], len[i], src[i + 1], len[i + 1], dst)
+                                 : (memcpy(dst, src[i], len[i] * sizeof(uint16_t)), len[i]);
+            src[n] = dst;
+            len[n++] = l;
+            dst += l;
+        }
+        m = n;
+    }
+    array_container_t *ac = array_container_create_given_capacity((int32_t)len[0]);
+    if (!ac)
+        return -ENOMEM;
+    memcpy(ac->array, src[0], len[0] * sizeof(uint16_t));
+    ac->cardinality = (int32_t)len[0];
+    ra_append(&out->high_low_container, k, ac, ARRAY_CONTAINER_TYPE_CODE);
+    return 1;
+}
+
 /* Union, one key at a time: a container only one input has is cloned; otherwise the inputs are
  * ORed into words over their joint span and appended as CRoaring would store the result.
  * Debian's CRoaring (no POPCNT) pays a software popcount over a whole bitset for every lazy
@@ -322,6 +375,11 @@ roaring_bitmap_t *zd_chunk_union(const roaring_bitmap_t *const *bms, int n)
             continue;
         }
         if (lo >= hi)
+            continue;
+        int rc = merge_arrays(out, (uint16_t)k, chs, m, words);
+        if (rc < 0)
+            goto fail;
+        if (rc > 0)
             continue;
         memset(words + lo, 0, (hi - lo) * sizeof(uint64_t));
         for (int i = 0; i < m; i++)
