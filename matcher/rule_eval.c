@@ -342,15 +342,26 @@ static bool leaf_interval(const ectx *e, const zd_rnode *n, int64_t *lo, int64_t
         }
         return true;
     }
+    /* Nothing is below INT64_MIN or above INT64_MAX: [1, 0] is empty. */
     switch (n->op) {
     case ZD_CMP_LT:
-        *hi = v == INT64_MIN ? (*lo = 1, 0) : v - 1;
+        if (v == INT64_MIN) {
+            *lo = 1;
+            *hi = 0;
+        } else {
+            *hi = v - 1;
+        }
         break;
     case ZD_CMP_LE:
         *hi = v;
         break;
     case ZD_CMP_GT:
-        *lo = v == INT64_MAX ? (*hi = 0, 1) : v + 1;
+        if (v == INT64_MAX) {
+            *lo = 1;
+            *hi = 0;
+        } else {
+            *lo = v + 1;
+        }
         break;
     case ZD_CMP_GE:
         *lo = v;
@@ -366,7 +377,9 @@ static bool leaf_interval(const ectx *e, const zd_rnode *n, int64_t *lo, int64_t
  * dates, evaluated as one interval rather than two ranges intersected. */
 static bres age_equal(ectx *e, int attr, int64_t years, const roaring_bitmap_t *hint)
 {
-    int64_t lo = (int64_t)age_threshold(e, years + 1) + 1, hi = age_threshold(e, years);
+    zd_rnode eq = {.kind = ZD_RN_LEAF, .form = ZD_RL_AGE_CMP, .op = ZD_CMP_EQ, .v = years};
+    int64_t lo, hi;
+    leaf_interval(e, &eq, &lo, &hi);
     return owned(e, zd_index_between(e->ix, attr, lo, hi, hint), hint != NULL);
 }
 

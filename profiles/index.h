@@ -1,8 +1,9 @@
 /* The in-memory inverted index: compressed bitmaps (CRoaring) over index ids (zd_gid).
  * One bitmap per keyword value, per tag, per code prefix at every level; bit-sliced bitmaps
- * for numbers and dates so that a range is a few bitmap operations, plus cumulative bitmaps
- * at round thresholds (numbers: 50, 300, 2000...; dates: 1 January of every second year) so
- * that only the members of the bin around a bound are compared slice by slice.
+ * for numbers and dates, plus cumulative bitmaps at round thresholds (numbers: 50, 300,
+ * 2000...; dates: 1 January of every second year) and, for dates, one bitmap per calendar
+ * month, so that a range settles nearly all members at once and compares only the members of
+ * the bins around its bounds slice by slice.
  * Plain C: no event loop, no Redis. Not thread-safe; zhidad uses it from its one event-loop
  * thread. */
 #ifndef ZD_INDEX_H

@@ -329,8 +329,8 @@ static uint64_t *range_chunk(zd_range *r, uint16_t k, size_t lo, size_t hi, bool
     return acc;
 }
 
-/* Word buffers of one evaluation: 40-56 KiB, too big for every caller's stack, and small enough
- * that malloc serves them from the heap without mapping fresh pages each time. */
+/* Word buffers of one evaluation: 56 KiB, too big for every caller's stack; kept per thread
+ * (zd_chunk_buffers). */
 enum { BUF_BASE, BUF_EX, BUF_EQ, BUF_ACC, BUF_TMP, BUF_ALT, BUF_RES, BUF_N };
 
 static void range_buffers(zd_range *r, uint64_t *words)
@@ -383,7 +383,7 @@ roaring_bitmap_t *zd_bsi_range(const zd_bsi *b, const roaring_bitmap_t *exists, 
             return roaring_bitmap_create();
         return within ? roaring_bitmap_and(exists, within) : roaring_bitmap_copy(exists);
     }
-    uint64_t *words = malloc(BUF_N * ZD_WORDS * sizeof(uint64_t));
+    uint64_t *words = zd_chunk_buffers(ZD_BUFFERS_RANGE, BUF_N * ZD_WORDS);
     roaring_bitmap_t *out = roaring_bitmap_create();
     if (!words || !out)
         goto fail;
@@ -398,10 +398,8 @@ roaring_bitmap_t *zd_bsi_range(const zd_bsi *b, const roaring_bitmap_t *exists, 
         if (zd_chunk_append(out, ex->keys[e], res, lo, hi) < 0)
             goto fail;
     }
-    free(words);
     return out;
 fail:
-    free(words);
     zd_bm_free(out);
     return NULL;
 }
@@ -552,7 +550,7 @@ static void core_chunk(zd_cutchunk *cc, const zd_thrcut *cut, int32_t ccur[2], u
 roaring_bitmap_t *zd_cut_range(const zd_bsi *b, const roaring_bitmap_t *exists,
                                const roaring_bitmap_t *within, const zd_thrcut *cut)
 {
-    uint64_t *words = malloc(BUF_N * ZD_WORDS * sizeof(uint64_t));
+    uint64_t *words = zd_chunk_buffers(ZD_BUFFERS_RANGE, BUF_N * ZD_WORDS);
     roaring_bitmap_t *out = roaring_bitmap_create();
     if (!words || !out)
         goto fail;
@@ -611,10 +609,8 @@ roaring_bitmap_t *zd_cut_range(const zd_bsi *b, const roaring_bitmap_t *exists,
         if (zd_chunk_append(out, k, res, lo, hi) < 0)
             goto fail;
     }
-    free(words);
     return out;
 fail:
-    free(words);
     zd_bm_free(out);
     return NULL;
 }
