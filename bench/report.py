@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Turns the raw "info"/"result" lines of a bench/run.sh output directory into the markdown
 report of docs/BENCHMARKS.md: one row per rule with zhida, PostgreSQL and Redis side by side,
-the ratios, a check that the three audiences agree, and the targets of SPEC §8."""
+the ratios, a check that the three audiences agree, and the targets of SPEC §8. Given several
+output directories (repeated runs on a shared machine), every figure is the median across the
+runs, and each ratio the median of the runs' own ratios (both engines of a ratio from one run)."""
 import argparse
 import os
 import statistics
@@ -36,6 +38,26 @@ def load_rules(path):
     return rules
 
 
+def median_result(lines):
+    """One result line standing for several runs: the median of each timing, all counts."""
+    out = dict(lines[-1])
+    for key in ("median_ms", "p95_ms", "server_median_ms"):
+        vals = [float(l[key]) for l in lines if key in l]
+        if vals:
+            out[key] = "%.6f" % statistics.median(vals)
+    out["counts"] = [int(l["count"]) for l in lines if "count" in l]
+    out["runs"] = lines
+    return out
+
+
+def run_ratio(slow, fast):
+    """The median over runs of slow/fast, each ratio from one run's two engines."""
+    by_run = {l["run"]: float(l["median_ms"]) for l in fast.get("runs", []) if "median_ms" in l}
+    ratios = [float(l["median_ms"]) / by_run[l["run"]] for l in slow.get("runs", [])
+              if "median_ms" in l and by_run.get(l["run"])]
+    return statistics.median(ratios) if ratios else None
+
+
 def fmt_ms(v):
     if v is None:
         return "—"
@@ -57,27 +79,33 @@ def fmt_int(v):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rules", required=True)
-    ap.add_argument("outdir")
+    ap.add_argument("outdir", nargs="+")
     args = ap.parse_args()
 
     info = {}
-    results = {e: {} for e in ENGINES}
-    for name in sorted(os.listdir(args.outdir)):
-        if not name.endswith(".txt") or name == "machine.txt":
-            continue
-        with open(os.path.join(args.outdir, name), encoding="utf-8") as f:
-            for line in f:
-                kind, kv = parse_kv(line.strip())
-                eng = kv.get("engine")
-                if kind == "info" and eng:
-                    info.setdefault(eng, {}).update(kv)
-                elif kind == "result" and eng in results:
-                    results[eng][kv["rule"]] = kv
+    # runs[e][rule] = one result line per run (in the order of the directories)
+    runs = {e: {} for e in ENGINES}
+    for run, outdir in enumerate(args.outdir):
+        for name in sorted(os.listdir(outdir)):
+            if not name.endswith(".txt") or name == "machine.txt":
+                continue
+            with open(os.path.join(outdir, name), encoding="utf-8") as f:
+                for line in f:
+                    kind, kv = parse_kv(line.strip())
+                    eng = kv.get("engine")
+                    if kind == "info" and eng:
+                        info.setdefault(eng, {}).update(kv)
+                    elif kind == "result" and eng in runs:
+                        kv["run"] = run
+                        runs[eng].setdefault(kv["rule"], []).append(kv)
+    results = {e: {r: median_result(v) for r, v in runs[e].items()} for e in ENGINES}
     machine = ""
-    mpath = os.path.join(args.outdir, "machine.txt")
+    mpath = os.path.join(args.outdir[0], "machine.txt")
     if os.path.exists(mpath):
         with open(mpath, encoding="utf-8") as f:
             machine = f.read()
+    if len(args.outdir) > 1:
+        machine += "runs: %d (every figure the median across the runs)\n" % len(args.outdir)
 
     rules = load_rules(args.rules)
     present = [e for e in ENGINES if results[e]]
@@ -103,11 +131,12 @@ def main():
     for r in rules:
         name = r["name"]
         counts = {}
+        distinct = set()
         for e in present:
             res = results[e].get(name)
-            if res and "count" in res:
-                counts[e] = int(res["count"])
-        distinct = set(counts.values())
+            if res and res.get("counts"):
+                counts[e] = res["counts"][-1]
+                distinct.update(res["counts"])
         if len(distinct) == 1:
             cnt = fmt_int(distinct.pop())
         elif not distinct:
@@ -133,8 +162,8 @@ def main():
         for e, acc in (("pg", pg_ratios), ("redis", redis_ratios)):
             if "zhida" in present and e in present:
                 o = results[e].get(name, {})
-                if zm and "median_ms" in o:
-                    ratio = float(o["median_ms"]) / zm
+                ratio = run_ratio(o, z) if zm and "median_ms" in o else None
+                if ratio:
                     acc.append(ratio)
                     row.append(fmt_ratio(ratio))
                 else:

@@ -126,6 +126,8 @@ BASELINE="$BUILD/bench/zd_bench_baseline"
     echo "redis: $(redis-server --version | sed 's/ sha=.*//')"
     echo "profiles: $N (seed $SEED), day $ZHIDA_TODAY"
     echo "command: bench/run.sh --n $N --seed $SEED --engines $ENGINES"
+    # The machine may be shared: the load averages say how much (read again at the end).
+    echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"
 } > "$OUT/machine.txt"
 cat "$OUT/machine.txt" >&2
 
@@ -266,6 +268,7 @@ EOF
 fi
 
 # ---- report ----
+echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)" >> "$OUT/machine.txt"
 status=0
 /usr/bin/python3 "$ROOT/bench/report.py" --rules "$RULES" "$OUT" > "$OUT/report.md" || status=$?
 cat "$OUT/report.md"

@@ -277,30 +277,21 @@ static bres union_of(ectx *e, bres *sets, int n)
         return (bres){0};
     if (k == 1)
         return sets[0];
-    /* OR into an owned member when there is one: saves one allocation and copy. */
-    for (size_t i = 0; i < k; i++) {
-        if (!sets[i].own)
-            continue;
-        for (size_t j = 0; j < k; j++)
-            if (j != i)
-                roaring_bitmap_or_inplace(sets[i].own, sets[j].bm);
-        bres out = sets[i];
-        out.sub = sub;
-        for (size_t j = 0; j < k; j++)
-            if (j != i)
-                bres_free(&sets[j]);
-        return out;
-    }
-    /* All borrowed from the index, which must not be modified: a fresh union. */
+    /* A fresh union, chunk by chunk (the index's bitmaps must not be modified); the owned
+     * members are freed after. */
     const roaring_bitmap_t **v = malloc(sizeof(*v) * k);
     if (!v) {
+        for (size_t i = 0; i < k; i++)
+            bres_free(&sets[i]);
         e->nomem = true;
         return (bres){0};
     }
     for (size_t i = 0; i < k; i++)
         v[i] = sets[i].bm;
-    bres out = owned(e, roaring_bitmap_or_many(k, v), sub);
+    bres out = owned(e, zd_index_union(v, (int)k), sub);
     free(v);
+    for (size_t i = 0; i < k; i++)
+        bres_free(&sets[i]);
     return out;
 }
 
@@ -319,35 +310,77 @@ static int32_t age_threshold(const ectx *e, int64_t years)
     return zd_date_age_threshold(e->today, (int)years);
 }
 
-/* Profiles with attribute `attr` whose age in full years is `op` years. */
-static bres age_range(ectx *e, int attr, zd_cmp op, int64_t years, const roaring_bitmap_t *hint)
+/* A NUM_CMP or AGE_CMP leaf as the values [*lo, *hi] of its attribute it selects (empty when
+ * *lo > *hi). An age bound is a date bound: age >= N <=> date <= threshold(N), and age < N <=>
+ * date > threshold(N). False for any other node. */
+static bool leaf_interval(const ectx *e, const zd_rnode *n, int64_t *lo, int64_t *hi)
 {
-    /* age >= N <=> birth <= threshold(N); age < N <=> birth > threshold(N). */
-    roaring_bitmap_t *bm = NULL;
-    switch (op) {
-    case ZD_CMP_GE:
-        bm = zd_index_range(e->ix, attr, ZD_CMP_LE, age_threshold(e, years), hint);
-        break;
-    case ZD_CMP_GT:
-        bm = zd_index_range(e->ix, attr, ZD_CMP_LE, age_threshold(e, years + 1), hint);
-        break;
+    if (n->kind != ZD_RN_LEAF || (n->form != ZD_RL_NUM_CMP && n->form != ZD_RL_AGE_CMP))
+        return false;
+    *lo = INT64_MIN;
+    *hi = INT64_MAX;
+    int64_t v = n->v;
+    if (n->form == ZD_RL_AGE_CMP) {
+        /* Ages are clamped by the compiler, so years + 1 and the thresholds fit. */
+        switch (n->op) {
+        case ZD_CMP_GE:
+            *hi = age_threshold(e, v);
+            break;
+        case ZD_CMP_GT:
+            *hi = age_threshold(e, v + 1);
+            break;
+        case ZD_CMP_LT:
+            *lo = (int64_t)age_threshold(e, v) + 1;
+            break;
+        case ZD_CMP_LE:
+            *lo = (int64_t)age_threshold(e, v + 1) + 1;
+            break;
+        case ZD_CMP_EQ:
+            *lo = (int64_t)age_threshold(e, v + 1) + 1;
+            *hi = age_threshold(e, v);
+            break;
+        }
+        return true;
+    }
+    /* Nothing is below INT64_MIN or above INT64_MAX: [1, 0] is empty. */
+    switch (n->op) {
     case ZD_CMP_LT:
-        bm = zd_index_range(e->ix, attr, ZD_CMP_GT, age_threshold(e, years), hint);
+        if (v == INT64_MIN) {
+            *lo = 1;
+            *hi = 0;
+        } else {
+            *hi = v - 1;
+        }
         break;
     case ZD_CMP_LE:
-        bm = zd_index_range(e->ix, attr, ZD_CMP_GT, age_threshold(e, years + 1), hint);
+        *hi = v;
         break;
-    case ZD_CMP_EQ: {
-        roaring_bitmap_t *ge =
-            zd_index_range(e->ix, attr, ZD_CMP_LE, age_threshold(e, years), hint);
-        if (!ge)
-            break;
-        bm = zd_index_range(e->ix, attr, ZD_CMP_GT, age_threshold(e, years + 1), ge);
-        roaring_bitmap_free(ge);
+    case ZD_CMP_GT:
+        if (v == INT64_MAX) {
+            *lo = 1;
+            *hi = 0;
+        } else {
+            *lo = v + 1;
+        }
+        break;
+    case ZD_CMP_GE:
+        *lo = v;
+        break;
+    case ZD_CMP_EQ:
+        *lo = *hi = v;
         break;
     }
-    }
-    return owned(e, bm, hint != NULL);
+    return true;
+}
+
+/* Profiles with attribute `attr` whose age in full years is exactly `years`: a one-year range of
+ * dates, evaluated as one interval rather than two ranges intersected. */
+static bres age_equal(ectx *e, int attr, int64_t years, const roaring_bitmap_t *hint)
+{
+    zd_rnode eq = {.kind = ZD_RN_LEAF, .form = ZD_RL_AGE_CMP, .op = ZD_CMP_EQ, .v = years};
+    int64_t lo, hi;
+    leaf_interval(e, &eq, &lo, &hi);
+    return owned(e, zd_index_between(e->ix, attr, lo, hi, hint), hint != NULL);
 }
 
 static bres leaf_set(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint)
@@ -369,11 +402,12 @@ static bres leaf_set(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint)
         out.bm = zd_index_keyword(ix, a, n->strs[0]);
         break;
     case ZD_RL_NUM_CMP:
-        out = owned(e, zd_index_range(ix, a, n->op, n->v, hint), hint != NULL);
+    case ZD_RL_AGE_CMP: {
+        int64_t lo, hi;
+        leaf_interval(e, n, &lo, &hi);
+        out = owned(e, zd_index_between(ix, a, lo, hi, hint), hint != NULL);
         break;
-    case ZD_RL_AGE_CMP:
-        out = age_range(e, a, n->op, n->v, hint);
-        break;
+    }
     case ZD_RL_STR_IN:
     case ZD_RL_CODE_IN:
     case ZD_RL_WITHIN:
@@ -401,9 +435,9 @@ static bres leaf_set(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint)
                         *s = owned(e, roaring_bitmap_and(pre, len), false);
                 }
             } else if (n->form == ZD_RL_NUM_IN) {
-                *s = owned(e, zd_index_range(ix, a, ZD_CMP_EQ, n->nums[i], hint), hint != NULL);
+                *s = owned(e, zd_index_between(ix, a, n->nums[i], n->nums[i], hint), hint != NULL);
             } else {
-                *s = age_range(e, a, ZD_CMP_EQ, n->nums[i], hint);
+                *s = age_equal(e, a, n->nums[i], hint);
             }
         }
         out = union_of(e, sets, n->nvals);
@@ -495,6 +529,8 @@ static int ranked_cmp(const void *a, const void *b)
     return x->i - y->i;
 }
 
+static void and_with(ectx *e, bres *run, bres r);
+
 /* Narrows the running result *run (not empty) of an AND by child k, evaluated with *run as its
  * hint: a `not` child subtracts from it instead of being complemented over the universe. */
 static void and_step(ectx *e, bres *run, const zd_rnode *k)
@@ -510,7 +546,13 @@ static void and_step(ectx *e, bres *run, const zd_rnode *k)
         bres_free(&r);
         return;
     }
-    bres r = eval(e, k, run->bm);
+    and_with(e, run, eval(e, k, run->bm));
+}
+
+/* Narrows the running result *run by r, a positive child's result evaluated with *run as its
+ * hint; takes r. */
+static void and_with(ectx *e, bres *run, bres r)
+{
     if (r.sub) {
         /* Already within the running result: it is the new running result. */
         r.sub = run->sub;
@@ -529,34 +571,98 @@ static void and_step(ectx *e, bres *run, const zd_rnode *k)
     }
 }
 
+/* Comparisons of one number or date attribute under an AND (`employees >= 50 and employees <
+ * 300`, `age(x) >= 18 and age(x) < 19`) are one interval of its values: evaluated once with both
+ * bounds, they cost about one range instead of two ranges and an intersection. head[i] is the
+ * first child of child i's group, or -1; lo, hi are the group's interval (at its head). */
+typedef struct andgroups {
+    int *head;
+    int64_t *lo, *hi;
+} andgroups;
+
+static bool group_ranges(const ectx *e, const zd_rnode *n, andgroups *g)
+{
+    g->head = malloc(sizeof(*g->head) * (size_t)n->nkids);
+    g->lo = malloc(sizeof(*g->lo) * (size_t)n->nkids);
+    g->hi = malloc(sizeof(*g->hi) * (size_t)n->nkids);
+    if (!g->head || !g->lo || !g->hi)
+        return false;
+    for (int i = 0; i < n->nkids; i++) {
+        g->head[i] = -1;
+        int64_t lo, hi;
+        if (!leaf_interval(e, n->kids[i], &lo, &hi))
+            continue;
+        int h = i;
+        for (int j = 0; j < i && h == i; j++)
+            if (g->head[j] == j && n->kids[j]->attr == n->kids[i]->attr)
+                h = j;
+        g->head[i] = h;
+        if (h == i) {
+            g->lo[i] = lo;
+            g->hi[i] = hi;
+        } else {
+            g->lo[h] = lo > g->lo[h] ? lo : g->lo[h];
+            g->hi[h] = hi < g->hi[h] ? hi : g->hi[h];
+        }
+    }
+    return true;
+}
+
+static void andgroups_free(andgroups *g)
+{
+    free(g->head);
+    free(g->lo);
+    free(g->hi);
+}
+
+/* Child i of an AND under hint: its group's interval when it heads one. */
+static bres eval_kid(ectx *e, const zd_rnode *n, const andgroups *g, int i,
+                     const roaring_bitmap_t *hint)
+{
+    if (g->head[i] != i)
+        return eval(e, n->kids[i], hint);
+    return owned(e, zd_index_between(e->ix, n->kids[i]->attr->index, g->lo[i], g->hi[i], hint),
+                 hint != NULL);
+}
+
 /* Intersects the children smallest estimate first, each evaluated with the running result as
  * its hint, and stops as soon as the running result is empty. */
 static bres eval_and(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint)
 {
     ranked *order = malloc(sizeof(*order) * (size_t)n->nkids);
-    if (!order) {
+    andgroups g = {0};
+    if (!order || !group_ranges(e, n, &g)) {
+        free(order);
+        andgroups_free(&g);
         e->nomem = true;
         return (bres){0};
     }
     int npos = 0, nneg = n->nkids;
     for (int i = 0; i < n->nkids; i++) {
         const zd_rnode *k = n->kids[i];
-        /* Positive children first, ranked; the negations go last, in source order. */
+        /* Positive children first, ranked; the negations go last, in source order. The other
+         * members of an interval's group are evaluated with its head. */
+        if (g.head[i] >= 0 && g.head[i] != i)
+            continue;
         if (k->kind == ZD_RN_NOT)
             order[--nneg] = (ranked){UINT64_MAX, i};
         else
             order[npos++] = (ranked){estimate(e, k), i};
     }
     qsort(order, (size_t)npos, sizeof(*order), ranked_cmp);
+    /* Skipped group members leave a gap between the positives and the negations. */
+    int nneg_n = n->nkids - nneg;
+    memmove(order + npos, order + nneg, sizeof(*order) * (size_t)nneg_n);
+    int nitems = npos + nneg_n;
 
     bres run = {0};
     bool started = false;
-    for (int j = 0; j < n->nkids && !e->nomem; j++) {
+    for (int j = 0; j < nitems && !e->nomem; j++) {
         const zd_rnode *k = n->kids[order[j].i];
         if (!started) {
             started = true;
             if (k->kind != ZD_RN_NOT) {
-                run = eval(e, k, hint);
+                run = eval_kid(e, n, &g, order[j].i, hint);
                 if (is_empty(run.bm))
                     break;
                 continue;
@@ -567,11 +673,15 @@ static bres eval_and(ectx *e, const zd_rnode *n, const roaring_bitmap_t *hint)
             if (is_empty(run.bm))
                 break;
         }
-        and_step(e, &run, k);
+        if (k->kind == ZD_RN_NOT)
+            and_step(e, &run, k);
+        else
+            and_with(e, &run, eval_kid(e, n, &g, order[j].i, run.bm));
         if (is_empty(run.bm))
             break;
     }
     free(order);
+    andgroups_free(&g);
     if (e->nomem)
         bres_free(&run);
     return run;

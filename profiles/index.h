@@ -1,8 +1,9 @@
 /* The in-memory inverted index: compressed bitmaps (CRoaring) over index ids (zd_gid).
  * One bitmap per keyword value, per tag, per code prefix at every level; bit-sliced bitmaps
- * for numbers and dates so that a range is a few bitmap operations, plus cumulative bitmaps
- * at round thresholds (numbers: 50, 300, 2000...; dates: 1 January of every second year) so
- * that only the members of the bin around a bound are compared slice by slice.
+ * for numbers and dates, plus cumulative bitmaps at round thresholds (numbers: 50, 300,
+ * 2000...; dates: 1 January of every second year) and, for dates, one bitmap per calendar
+ * month, so that a range settles nearly all members at once and compares only the members of
+ * the bins around its bounds slice by slice.
  * Plain C: no event loop, no Redis. Not thread-safe; zhidad uses it from its one event-loop
  * thread. */
 #ifndef ZD_INDEX_H
@@ -58,6 +59,18 @@ const roaring_bitmap_t *zd_index_code_len(const zd_index *ix, int attr, int len)
  * NULL only on ENOMEM. */
 roaring_bitmap_t *zd_index_range(const zd_index *ix, int attr, zd_cmp op, int64_t v,
                                  const roaring_bitmap_t *within);
+
+/* ZD_T_NUMBER or ZD_T_DATE: a new bitmap of profiles having attr with lo <= value <= hi,
+ * restricted to within as for zd_index_range(). One evaluation for both bounds: cheaper than
+ * two ranges intersected (an age equality is a one-year date range). Caller frees with
+ * roaring_bitmap_free(). NULL only on ENOMEM. */
+roaring_bitmap_t *zd_index_between(const zd_index *ix, int attr, int64_t lo, int64_t hi,
+                                   const roaring_bitmap_t *within);
+
+/* The union of bms[0..n) (borrowed; NULL entries are empty sets), evaluated one chunk at a
+ * time on plain words: the OR-lists of rules over index bitmaps. Caller frees with
+ * roaring_bitmap_free(); NULL only on ENOMEM. */
+roaring_bitmap_t *zd_index_union(const roaring_bitmap_t *const *bms, int n);
 
 /* The profile id string of gid, or NULL if gid is not live. Borrowed. */
 const char *zd_index_id(const zd_index *ix, uint32_t gid);

@@ -1227,6 +1227,92 @@ static void test_property(void)
     zd_index_free(ix);
 }
 
+/* Range comparisons of one attribute under an AND are evaluated as one interval, age
+ * equalities as one-year date intervals, and OR-lists as chunk-wise unions: random rules of
+ * those shapes over a dense population (one chunk: bitset containers, month bins with many
+ * members) on several days, checked like the property test. */
+static void test_intervals(void)
+{
+    rng_state = UINT64_C(0x5eed1e7e) * UINT64_C(0x9E3779B97F4A7C15) + 1;
+    enum { N = 9000, RULES = 400 };
+    zd_index *ix = zd_index_new(schema);
+    slot *slots = calloc(N, sizeof(*slots));
+    char id[32];
+    for (int i = 0; i < N; i++) {
+        slots[i].gid = zd_gid(3, (uint32_t)i);
+        snprintf(id, sizeof(id), "q%06d", i);
+        slots[i].p = rand_profile(id);
+        CHECK_INT(zd_index_put(ix, slots[i].gid, NULL, slots[i].p), 0);
+    }
+    zd_index_optimize(ix);
+    static const char *const ops[] = {">=", ">", "<", "<="};
+    static const char *const dated[] = {"birth_date", "founded"};
+    sbuf b = {0};
+    int failures = 0;
+    for (int k = 0; k < RULES && failures <= 5; k++) {
+        b.len = 0;
+        sb_add(&b, "%s", "");
+        const char *d = dated[rn(2)];
+        char d1[16], d2[16];
+        switch (rn(7)) {
+        case 0:
+            sb_add(&b, "age(%s) = %d", d, rn(100));
+            break;
+        case 1:
+            sb_add(&b, "age(%s) in [%d, %d, %d]", d, rn(90), rn(90), rn(90));
+            break;
+        case 2:
+            sb_add(&b, "employees %s %d and employees %s %d", ops[rn(4)], rn(12) * 25, ops[rn(4)],
+                   rn(600));
+            break;
+        case 3:
+            sb_add(&b, "age(%s) %s %d and age(%s) %s %d", d, ops[rn(4)], rn(80), d, ops[rn(4)],
+                   rn(80));
+            break;
+        case 4:
+            /* Whole months, or any days, as plain date bounds, mixed with an age bound. */
+            rand_date(d1, 1940, 2020);
+            rand_date(d2, 1940, 2020);
+            if (chance(50)) {
+                d1[8] = d2[8] = '0';
+                d1[9] = d2[9] = '1';
+            }
+            sb_add(&b, "%s >= \"%s\" and %s < \"%s\" and age(%s) %s %d", d, d1, d, d2, d,
+                   ops[rn(4)], rn(60));
+            break;
+        case 5:
+            sb_add(&b, "not (employees >= %d and employees < %d) and kind = \"enterprise\"",
+                   rn(300), rn(600));
+            break;
+        default:
+            sb_add(&b,
+                   "(age(%s) > %d and age(%s) <= %d) or tags has \"%s\" or industry in [\"C\", "
+                   "\"I\"] or region within [\"3301\", \"3302\"]",
+                   d, rn(50), d, rn(90), tags[rn(N_OF(tags))]);
+            break;
+        }
+        if (chance(30)) {
+            sb_add(&b, " and ");
+            rand_leaf(&b);
+        }
+        zd_rule *r = compile(b.s);
+        CHECK(r != NULL);
+        if (!r)
+            continue;
+        static const int md[][2] = {{2, 28}, {2, 29}, {3, 1}, {7, 1}, {12, 31}, {1, 1}, {6, 15}};
+        int j = rn(N_OF(md)), y = md[j][0] == 2 && md[j][1] == 29 ? 2024 : 2019 + rn(8);
+        int bad = check_audience(r, ix, slots, N, zd_date_from_ymd(y, md[j][0], md[j][1]), b.s);
+        failures += bad;
+        CHECK(!bad);
+        zd_rule_free(r);
+    }
+    free(b.s);
+    for (int i = 0; i < N; i++)
+        zd_profile_free(slots[i].p);
+    free(slots);
+    zd_index_free(ix);
+}
+
 int main(void)
 {
     schema = zd_schema_default();
@@ -1239,6 +1325,7 @@ int main(void)
     test_semantics();
     test_clause_shapes();
     test_property();
+    test_intervals();
     zd_schema_free(schema);
     return check_report("rule");
 }
