@@ -42,7 +42,7 @@ check_lib() { # header-prefix allowed-file-regex
   done
 }
 check_lib hiredis '^redis/redis\.c$'
-check_lib event2 '^(redis/(redis|timer)\.c|zhidad/(http|http_conn|http_req|main|api)\.c|zhidad/http_private\.h|gateway/.*_ev\.c)$'
+check_lib event2 '^(redis/(redis|timer)\.c|zhidad/(http|http_conn|http_req|main)\.c|zhidad/http_private\.h|gateway/.*_ev\.c)$'
 check_lib curl '^(gateway/.*\.c|client/(zhida|import)\.c)$'
 
 # common/ is libc only.

@@ -1,6 +1,5 @@
 /* The HTTP API's wiring: registers every resource's routes, starts the profile store and the
  * change-stream follower, and serves /metrics and the audit stream. */
-#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "common/notify.h"
 #include "profiles/follower.h"
 #include "profiles/store.h"
+#include "redis/timer.h"
 #include "zhidad/api.h"
 #include "zhidad/audit.h"
 #include "zhidad/http.h"
@@ -44,7 +44,7 @@ static void audit_key_use(const zd_apikey *key, const zd_key_uses *uses, void *u
     zd_audit(svc->redis, "key.use", key->name, zd_role_name(key->role), counts);
 }
 
-static void key_audit_tick(evutil_socket_t fd, short what, void *arg)
+static void key_audit_tick(void *arg)
 {
     zd_service *svc = arg;
     zd_http_key_uses(svc->http, true, audit_key_use, svc);
@@ -282,7 +282,7 @@ static void scrub_done(int status, long long deleted, int partition, void *udata
                  deleted, partition);
 }
 
-static void scrub_tick(evutil_socket_t fd, short what, void *arg)
+static void scrub_tick(void *arg)
 {
     zd_service *svc = arg;
     long long cutoff = zd_unix_ms() - svc->cfg->erase_grace_s * 1000LL;
@@ -309,7 +309,7 @@ static void redis_incompatible(const char *version, void *udata)
     zd_error_log("Redis %s at %s is older than 7.0, which zhida requires: stopping", version,
                  svc->cfg->redis);
     svc->exit_status = 1;
-    event_base_loopbreak(svc->base);
+    svc->stop_loop(svc);
 }
 
 /* Redis must keep what zhida writes (profiles/durability.h). "require": at start-up zhidad
@@ -351,7 +351,7 @@ static void redis_durability(const zd_durability *d, bool first_on_connection, v
                      "anyway: stopping",
                      what, fix);
         svc->exit_status = 1;
-        event_base_loopbreak(svc->base);
+        svc->stop_loop(svc);
     } else if (require) {
         zd_error_log("%s; not ready until it does (%s, or \"redis_durability\": \"warn\")", what,
                      fix);
@@ -383,29 +383,25 @@ int zd_service_start(zd_service *svc)
     int rc = zd_api_import_start(svc);
     if (rc != 0)
         return rc;
-    svc->key_audit_ev = event_new(svc->base, -1, EV_PERSIST, key_audit_tick, svc);
-    struct timeval every = {svc->cfg->key_audit_interval_s, 0};
-    if (!svc->key_audit_ev || evtimer_add(svc->key_audit_ev, &every) != 0)
+    svc->key_audit_t = zd_timer_new(svc->base, key_audit_tick, svc);
+    svc->scrub_t = zd_timer_new(svc->base, scrub_tick, svc);
+    if (!svc->key_audit_t || !svc->scrub_t)
         return -ENOMEM;
-    svc->scrub_ev = event_new(svc->base, -1, EV_PERSIST, scrub_tick, svc);
-    struct timeval scrub_every = {SCRUB_INTERVAL_S, 0};
-    if (!svc->scrub_ev || evtimer_add(svc->scrub_ev, &scrub_every) != 0)
-        return -ENOMEM;
+    zd_timer_arm(svc->key_audit_t, svc->cfg->key_audit_interval_s * 1000L, 1);
+    zd_timer_arm(svc->scrub_t, SCRUB_INTERVAL_S * 1000L, 1);
     return 0;
 }
 
 void zd_service_quiesce(zd_service *svc)
 {
     /* No new maintenance commands: the stop waits for the API connection to fall idle. */
-    if (svc->scrub_ev) {
-        event_free(svc->scrub_ev);
-        svc->scrub_ev = NULL;
-    }
-    if (svc->key_audit_ev) {
+    zd_timer_free(svc->scrub_t);
+    svc->scrub_t = NULL;
+    if (svc->key_audit_t) {
         /* The last interval's counts; main.c then runs the loop until Redis has answered. */
-        event_free(svc->key_audit_ev);
-        svc->key_audit_ev = NULL;
-        key_audit_tick(-1, 0, svc);
+        zd_timer_free(svc->key_audit_t);
+        svc->key_audit_t = NULL;
+        key_audit_tick(svc);
     }
 }
 

@@ -202,6 +202,11 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
     zd_config_free(next);
 }
 
+static void stop_loop(zd_service *svc)
+{
+    event_base_loopbreak(svc->base);
+}
+
 /* Exit statuses (sysexits.h values, so operators' tools know them). */
 enum { EXIT_USAGE = 64, EXIT_CONFIG = 78 };
 
@@ -351,6 +356,7 @@ int main(int argc, char **argv)
     }
     zd_redis_opts ro = zd_config_redis_opts(cfg, "main");
     /* --print-routes needs the routes only: no connection to Redis. */
+    svc->stop_loop = stop_loop;
     svc->redis = print_routes ? NULL : zd_redis_new(svc->base, &ro);
     svc->http = zd_http_new(svc->base, cfg);
     if ((!svc->redis && !print_routes) || !svc->http) {

@@ -13,7 +13,7 @@ struct event_base;
 struct zd_index;
 struct zd_store;
 struct zd_follower;
-struct event;
+struct zd_timer;
 typedef struct zd_importer zd_importer;
 
 typedef struct zd_service {
@@ -26,9 +26,11 @@ typedef struct zd_service {
     struct zd_index *index;
     struct zd_store *store;
     struct zd_follower *follower;
-    zd_importer *importer;      /* NDJSON imports in progress and their Redis connection */
-    struct event *key_audit_ev; /* sums API key use into the audit stream */
-    struct event *scrub_ev;     /* removes erased profiles' change-stream entries */
+    zd_importer *importer;        /* NDJSON imports in progress and their Redis connection */
+    struct zd_timer *key_audit_t; /* sums API key use into the audit stream */
+    struct zd_timer *scrub_t;     /* removes erased profiles' change-stream entries */
+    /* Set by main.c: ends the event loop (the service cannot run; exit_status says why). */
+    void (*stop_loop)(struct zd_service *svc);
     bool index_ready; /* /readyz answers 200 only when this is set and Redis is connected */
     bool stopping;    /* set when SIGTERM/SIGINT arrived */
     int exit_status;  /* non-zero: the service stopped the loop because it cannot run */
