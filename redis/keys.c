@@ -34,6 +34,29 @@ const char *zd_key_meta(int partition, char *buf)
     return buf;
 }
 
+const char *zd_key_policy(zd_policy_key k, const char *policy_id, char *buf)
+{
+    static const char *const suffix[] = {
+        [ZD_PK_META] = "meta", [ZD_PK_FUNNEL] = "funnel", [ZD_PK_AUD] = "aud",
+        [ZD_PK_WORK] = "work", [ZD_PK_STATE] = "st",      [ZD_PK_RETRY] = "retry",
+        [ZD_PK_DEAD] = "dead", [ZD_PK_PACE] = "pace",
+    };
+    snprintf(buf, ZD_POLICY_KEY_MAX, "zd:{d:%.64s}:%s", policy_id, suffix[k]);
+    return buf;
+}
+
+const char *zd_key_inbox(int partition, const char *profile_id, char *buf)
+{
+    snprintf(buf, ZD_INBOX_KEY_MAX, "zd:{p%d}:inbox:%.128s", partition, profile_id);
+    return buf;
+}
+
+const char *zd_key_inbox_order(int partition, const char *profile_id, char *buf)
+{
+    snprintf(buf, ZD_INBOX_KEY_MAX, "zd:{p%d}:inboxz:%.128s", partition, profile_id);
+    return buf;
+}
+
 int zd_key_changes_partition(const char *key, size_t len)
 {
     static const char pre[] = "zd:{p", post[] = "}:changes";

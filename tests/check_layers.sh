@@ -16,12 +16,13 @@ files() { all_files | grep -E "^$1.*\.(c|h)$"; }
 
 # folder -> folders whose headers it must not include
 declare -A forbidden=(
-  [common]="redis profiles matcher gateway zhidad client"
-  [redis]="profiles matcher gateway zhidad client"
-  [profiles]="matcher gateway zhidad client"
-  [matcher]="gateway zhidad client"
-  [gateway]="redis profiles matcher zhidad client"
-  [include]="common redis profiles matcher gateway zhidad client"
+  [common]="redis profiles matcher gateway delivery zhidad client"
+  [redis]="profiles matcher gateway delivery zhidad client"
+  [profiles]="matcher gateway delivery zhidad client"
+  [matcher]="gateway delivery zhidad client"
+  [gateway]="redis profiles matcher delivery zhidad client"
+  [delivery]="zhidad client"
+  [include]="common redis profiles matcher gateway delivery zhidad client"
 )
 for folder in "${!forbidden[@]}"; do
   for f in $(files "$folder/"); do

@@ -1,0 +1,75 @@
+/* The configured gateway instances, created once from the config's "gateways" section. */
+#include "delivery/gateways.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+struct zd_gateways {
+    int n;
+    zd_gateway **g;
+};
+
+int zd_gateways_new(const zd_gw_host *host, const cJSON *config, zd_redis *redis, zd_gateways **out,
+                    char *err, size_t errlen)
+{
+    (void)redis; /* the inbox type (delivery/inbox.c) writes through it */
+    *out = NULL;
+    zd_gateways *gs = calloc(1, sizeof(*gs));
+    if (!gs)
+        return -ENOMEM;
+    int n = config ? cJSON_GetArraySize(config) : 0;
+    if (n > 0 && !(gs->g = calloc((size_t)n, sizeof(*gs->g)))) {
+        free(gs);
+        return -ENOMEM;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, config)
+    {
+        int rc = zd_gateway_new(host, e->string, e, &gs->g[gs->n], err, errlen);
+        if (rc) {
+            zd_gateways_free(gs);
+            return rc;
+        }
+        gs->n++;
+    }
+    *out = gs;
+    return 0;
+}
+
+int zd_gateways_count(const zd_gateways *gs)
+{
+    return gs ? gs->n : 0;
+}
+
+zd_gateway *zd_gateways_at(const zd_gateways *gs, int i)
+{
+    return gs && i >= 0 && i < gs->n ? gs->g[i] : NULL;
+}
+
+int zd_gateways_index(const zd_gateways *gs, const char *name)
+{
+    for (int i = 0; gs && i < gs->n; i++) {
+        if (strcmp(zd_gateway_name(gs->g[i]), name) == 0)
+            return i;
+    }
+    return -1;
+}
+
+zd_gateway *zd_gateways_find(const zd_gateways *gs, const char *name)
+{
+    return zd_gateways_at(gs, zd_gateways_index(gs, name));
+}
+
+void zd_gateways_free(zd_gateways *gs)
+{
+    if (!gs)
+        return;
+    for (int i = 0; i < gs->n; i++)
+        zd_gateway_free(gs->g[i]);
+    free(gs->g);
+    free(gs);
+}

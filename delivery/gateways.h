@@ -1,0 +1,35 @@
+/* The configured gateway instances: every entry of the config's "gateways" section created once
+ * at service start (webhook, inbox, later plugins), looked up by name by the workers and by
+ * POST /v1/gateways/{name}:test. The index of a gateway (zd_gateways_index) is stable for the
+ * life of the set. */
+#ifndef ZD_DELIVERY_GATEWAYS_H
+#define ZD_DELIVERY_GATEWAYS_H
+
+#include <stddef.h>
+
+#include <zhida/gateway.h>
+
+#include "gateway/gateway.h"
+
+struct cJSON;
+typedef struct zd_redis zd_redis;
+typedef struct zd_gateways zd_gateways;
+
+/* Creates an instance of every gateway of config (the "gateways" object, borrowed; NULL or
+ * empty: none). host is borrowed and outlives the set; redis (borrowed, may be NULL in unit
+ * tests) is what the built-in inbox writes to. Returns 0 and *out, or a negative code with a
+ * message in err naming the gateway. */
+int zd_gateways_new(const zd_gw_host *host, const struct cJSON *config, zd_redis *redis,
+                    zd_gateways **out, char *err, size_t errlen);
+
+/* Number of gateways; the gateway with index i (0 <= i < count), or by name (NULL if none). */
+int zd_gateways_count(const zd_gateways *gs);
+zd_gateway *zd_gateways_at(const zd_gateways *gs, int i);
+zd_gateway *zd_gateways_find(const zd_gateways *gs, const char *name);
+/* The index of gateway `name`, or -1. */
+int zd_gateways_index(const zd_gateways *gs, const char *name);
+
+/* Frees every instance (their queued and in-flight batches fail with -ECANCELED). NULL: no-op. */
+void zd_gateways_free(zd_gateways *gs);
+
+#endif
