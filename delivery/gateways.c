@@ -8,9 +8,12 @@
 
 #include <cjson/cJSON.h>
 
+#include "common/log.h"
+
 struct zd_gateways {
     int n;
-    zd_gateway **g;
+    char **names;   /* every configured name, in config order */
+    zd_gateway **g; /* NULL for a type that has not landed yet */
 };
 
 int zd_gateways_new(const zd_gw_host *host, const cJSON *config, zd_redis *redis, zd_gateways **out,
@@ -22,19 +25,31 @@ int zd_gateways_new(const zd_gw_host *host, const cJSON *config, zd_redis *redis
     if (!gs)
         return -ENOMEM;
     int n = config ? cJSON_GetArraySize(config) : 0;
-    if (n > 0 && !(gs->g = calloc((size_t)n, sizeof(*gs->g)))) {
-        free(gs);
+    if (n > 0 && (!(gs->g = calloc((size_t)n, sizeof(*gs->g))) ||
+                  !(gs->names = calloc((size_t)n, sizeof(*gs->names))))) {
+        zd_gateways_free(gs);
         return -ENOMEM;
     }
     const cJSON *e;
     cJSON_ArrayForEach(e, config)
     {
+        if (!(gs->names[gs->n] = strdup(e->string))) {
+            zd_gateways_free(gs);
+            return -ENOMEM;
+        }
         int rc = zd_gateway_new(host, e->string, e, &gs->g[gs->n], err, errlen);
+        gs->n++;
+        if (rc == -ENOTSUP) {
+            /* A built-in type that has not landed (sms_http, smtp): the config stays valid and
+             * the gateway keeps its name and index, unavailable; its notices fail permanently
+             * (a fallback chain moves on). */
+            zd_log(ZD_LOG_WARN, "%s; its notices fail permanently", err);
+            continue;
+        }
         if (rc) {
             zd_gateways_free(gs);
             return rc;
         }
-        gs->n++;
     }
     *out = gs;
     return 0;
@@ -50,10 +65,15 @@ zd_gateway *zd_gateways_at(const zd_gateways *gs, int i)
     return gs && i >= 0 && i < gs->n ? gs->g[i] : NULL;
 }
 
+const char *zd_gateways_name(const zd_gateways *gs, int i)
+{
+    return gs && i >= 0 && i < gs->n ? gs->names[i] : NULL;
+}
+
 int zd_gateways_index(const zd_gateways *gs, const char *name)
 {
     for (int i = 0; gs && i < gs->n; i++) {
-        if (strcmp(zd_gateway_name(gs->g[i]), name) == 0)
+        if (strcmp(gs->names[i], name) == 0)
             return i;
     }
     return -1;
@@ -68,8 +88,11 @@ void zd_gateways_free(zd_gateways *gs)
 {
     if (!gs)
         return;
-    for (int i = 0; i < gs->n; i++)
+    for (int i = 0; i < gs->n; i++) {
         zd_gateway_free(gs->g[i]);
+        free(gs->names[i]);
+    }
     free(gs->g);
+    free(gs->names);
     free(gs);
 }

@@ -22,9 +22,12 @@ typedef struct zd_gateways zd_gateways;
 int zd_gateways_new(const zd_gw_host *host, const struct cJSON *config, zd_redis *redis,
                     zd_gateways **out, char *err, size_t errlen);
 
-/* Number of gateways; the gateway with index i (0 <= i < count), or by name (NULL if none). */
+/* Number of configured gateways; the gateway with index i (0 <= i < count), or by name: NULL
+ * when there is none, or when its type has not landed yet (then zd_gateways_index() still
+ * finds the name: such a gateway is configured but unavailable). */
 int zd_gateways_count(const zd_gateways *gs);
 zd_gateway *zd_gateways_at(const zd_gateways *gs, int i);
+const char *zd_gateways_name(const zd_gateways *gs, int i);
 zd_gateway *zd_gateways_find(const zd_gateways *gs, const char *name);
 /* The index of gateway `name`, or -1. */
 int zd_gateways_index(const zd_gateways *gs, const char *name);

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/notify.h"
+#include "delivery/gateways.h"
 #include "profiles/follower.h"
 #include "profiles/store.h"
 #include "redis/timer.h"
@@ -383,6 +384,14 @@ int zd_service_start(zd_service *svc)
     int rc = zd_api_import_start(svc);
     if (rc != 0)
         return rc;
+    char err[320];
+    zd_gateway_host_init(&svc->gw_host, svc->base);
+    rc =
+        zd_gateways_new(&svc->gw_host, cfg->gateways, svc->redis, &svc->gateways, err, sizeof(err));
+    if (rc != 0) {
+        zd_log(ZD_LOG_ERROR, "gateways: %s", err);
+        return rc;
+    }
     svc->key_audit_t = zd_timer_new(svc->base, key_audit_tick, svc);
     svc->scrub_t = zd_timer_new(svc->base, scrub_tick, svc);
     if (!svc->key_audit_t || !svc->scrub_t)
@@ -412,6 +421,8 @@ void zd_service_stop(zd_service *svc)
     zd_service_quiesce(svc);
     /* Imports apply their answered batches to the follower's index: stop them first. */
     zd_api_import_stop(svc);
+    zd_gateways_free(svc->gateways);
+    svc->gateways = NULL;
     zd_follower_free(svc->follower);
     svc->follower = NULL;
     zd_store_free(svc->store);

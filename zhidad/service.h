@@ -9,11 +9,14 @@
 #include "zhidad/http.h"
 #include "redis/redis.h"
 
+#include <zhida/gateway.h>
+
 struct event_base;
 struct zd_index;
 struct zd_store;
 struct zd_follower;
 struct zd_timer;
+struct zd_gateways;
 typedef struct zd_importer zd_importer;
 
 typedef struct zd_service {
@@ -29,6 +32,8 @@ typedef struct zd_service {
     zd_importer *importer;        /* NDJSON imports in progress and their Redis connection */
     struct zd_timer *key_audit_t; /* sums API key use into the audit stream */
     struct zd_timer *scrub_t;     /* removes erased profiles' change-stream entries */
+    zd_gw_host gw_host;           /* what gateways get from zhidad (loop, log, clocks) */
+    struct zd_gateways *gateways; /* every configured gateway, created once */
     /* Set by main.c: ends the event loop (the service cannot run; exit_status says why). */
     void (*stop_loop)(struct zd_service *svc);
     bool index_ready; /* /readyz answers 200 only when this is set and Redis is connected */
