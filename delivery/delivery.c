@@ -19,7 +19,7 @@ struct zd_delivery {
     dl_engine e;
 };
 
-static const double latency_le[] = {0.05, 0.1, 0.25, 0.5, 1,   2.5,  5,    10,
+static const double latency_le[] = {0.05, 0.1, 0.25, 0.5, 1,    2.5,   5,    10,
                                     30,   60,  300,  900, 3600, 14400, 86400};
 static const zd_hist_bounds latency_bounds = {latency_le, 15};
 
@@ -141,8 +141,8 @@ static void doc_read(zd_redis *r, int status, const zd_reply *reply, void *udata
     pol->doc_busy = false;
     dl_policy_unref(pol);
     size_t len = 0;
-    const char *s = status == 0 && zd_reply_is(reply, ZD_REPLY_STRING) ? zd_reply_str(reply, &len)
-                                                                       : NULL;
+    const char *s =
+        status == 0 && zd_reply_is(reply, ZD_REPLY_STRING) ? zd_reply_str(reply, &len) : NULL;
     if (!s || pol->p)
         return;
     zd_policy *p = NULL;
@@ -283,9 +283,8 @@ static void gateway_setup(dl_engine *e)
 {
     for (int i = 0; i < e->ngw; i++) {
         const char *name = zd_gateways_name(e->o.gateways, i);
-        const cJSON *c = e->o.gateways_cfg
-                             ? cJSON_GetObjectItemCaseSensitive(e->o.gateways_cfg, name)
-                             : NULL;
+        const cJSON *c =
+            e->o.gateways_cfg ? cJSON_GetObjectItemCaseSensitive(e->o.gateways_cfg, name) : NULL;
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "type");
         const cJSON *conc = cJSON_GetObjectItemCaseSensitive(c, "concurrency");
         bool webhook = cJSON_IsString(t) && strcmp(t->valuestring, "webhook") == 0;
@@ -298,9 +297,9 @@ static void gateway_setup(dl_engine *e)
 int zd_delivery_new(const zd_delivery_opts *o, zd_delivery **out)
 {
     *out = NULL;
-    if (!o->base || !o->consumer || !o->consumer[0] || strlen(o->consumer) >= 128 ||
-        o->chunk < 1 || o->claim_idle_ms < 100 || o->inflight < 1 || o->lease_ms < 100 ||
-        o->poll_ms < 1 || o->partitions < 1)
+    if (!o->base || !o->consumer || !o->consumer[0] || strlen(o->consumer) >= 128 || o->chunk < 1 ||
+        o->claim_idle_ms < 100 || o->inflight < 1 || o->lease_ms < 100 || o->poll_ms < 1 ||
+        o->partitions < 1)
         return -EINVAL;
     zd_delivery *d = calloc(1, sizeof(*d));
     if (!d)
@@ -428,8 +427,8 @@ void zd_delivery_metrics(const zd_delivery *d, zd_metrics *m)
          "Work entries pending (read, not acknowledged) over the active policies, refreshed "
          "every few seconds.",
          e ? e->queue_pending : 0},
-        {"zhida_delivery_chunks_inflight", "gauge",
-         "Work entries this instance is processing now.", e ? e->inflight : 0},
+        {"zhida_delivery_chunks_inflight", "gauge", "Work entries this instance is processing now.",
+         e ? e->inflight : 0},
         {"zhida_delivery_scheduler_leader", "gauge",
          "1 while this instance holds the scheduler lease.", e && e->leader ? 1 : 0},
     };

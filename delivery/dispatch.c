@@ -59,7 +59,8 @@ static const char settle_script[] =
     "    if withdrawn then from = 'withdrawn' end\n"
     "    local nb, ng, na, to, code = 'x', g, a, 'dead', 4\n"
     "    if withdrawn then\n"
-    "      if o == 'd' then nb, to, code = 'd', 'delivered', 1 else nb, to, code = 'w', nil, 6 end\n"
+    "      if o == 'd' then nb, to, code = 'd', 'delivered', 1 else nb, to, code = 'w', nil, 6 "
+    "end\n"
     "    elseif o == 'd' then\n"
     "      nb, to, code = 'd', 'delivered', 1\n"
     "    elseif o == 'n' then\n"
@@ -98,7 +99,8 @@ static const char pace_script[] =
     "if not tokens then tokens, ts = cap, now end\n"
     "tokens = math.min(cap, tokens + math.max(0, now - ts) * rate / 60000)\n"
     "local wait = 0\n"
-    "if tokens >= n then tokens = tokens - n else wait = math.ceil((n - tokens) * 60000 / rate) end\n"
+    "if tokens >= n then tokens = tokens - n else wait = math.ceil((n - tokens) * 60000 / rate) "
+    "end\n"
     "redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)\n"
     "return wait\n";
 
@@ -118,8 +120,8 @@ struct dl_job {
     char id[48];
     int n;
     dl_item *items;
-    int ops;       /* Redis commands and batches outstanding, plus 1 while routing */
-    bool abandon;  /* end without XACK: the entry stays pending and is reclaimed */
+    int ops;      /* Redis commands and batches outstanding, plus 1 while routing */
+    bool abandon; /* end without XACK: the entry stays pending and is reclaimed */
     bool acked;
     int64_t t0_ms;
     dl_job *next;
@@ -328,13 +330,14 @@ static void settled(zd_redis *r, int status, const zd_reply *reply, void *udata)
     dl_batch *b = c->b;
     dl_job *j = b->job;
     dl_engine *e = j->e;
-    bool ok = status == 0 && zd_reply_is(reply, ZD_REPLY_ARRAY) &&
-              zd_reply_len(reply) == (size_t)b->n;
+    bool ok =
+        status == 0 && zd_reply_is(reply, ZD_REPLY_ARRAY) && zd_reply_len(reply) == (size_t)b->n;
     if (!ok && !e->freeing)
         zd_warn("delivery: policy %s: settling %d notices failed (%s); entry %s is reclaimed later",
                 j->pol->id, b->n,
-                status ? zd_strerror(status) : zd_reply_str(reply, NULL) ? zd_reply_str(reply, NULL)
-                                                                         : "bad answer",
+                status                      ? zd_strerror(status)
+                : zd_reply_str(reply, NULL) ? zd_reply_str(reply, NULL)
+                                            : "bad answer",
                 j->id);
     for (int k = 0; ok && k < b->n; k++) {
         long long code = zd_reply_int(zd_reply_at(reply, (size_t)k));
@@ -740,8 +743,8 @@ static void states_read(zd_redis *r, int status, const zd_reply *reply, void *ud
 {
     (void)r;
     dl_job *j = udata;
-    if (status != 0 || !zd_reply_is(reply, ZD_REPLY_ARRAY) ||
-        zd_reply_len(reply) != (size_t)j->n || j->e->stopping) {
+    if (status != 0 || !zd_reply_is(reply, ZD_REPLY_ARRAY) || zd_reply_len(reply) != (size_t)j->n ||
+        j->e->stopping) {
         j->abandon = true;
         job_done_op(j);
         return;
@@ -797,8 +800,8 @@ static int parse_entry(dl_job *j, const zd_reply *fields)
             if (end == c || dense > ZD_DENSE_MAX || p < 0 || p >= ZD_PARTITIONS_MAX)
                 return -EINVAL;
             for (int r = 0; r < nroutes; r++)
-                j->items[j->n++] = (dl_item){.gid = zd_gid(p, (uint32_t)dense), .route = r,
-                                             .exp_att = 1};
+                j->items[j->n++] =
+                    (dl_item){.gid = zd_gid(p, (uint32_t)dense), .route = r, .exp_att = 1};
             c = *end == ',' ? end + 1 : end;
         }
         return 0;

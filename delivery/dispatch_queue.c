@@ -23,38 +23,38 @@ static const char mover_script[] =
     "return #m\n";
 
 /* Stream ids compared as numbers (Lua), shared by the two scripts below. */
-#define LUA_ID_LT                                                                              \
-    "local function idlt(a, b)\n"                                                              \
-    "  local am, as = string.match(a, '^(%d+)-(%d+)$')\n"                                      \
-    "  local bm, bs = string.match(b, '^(%d+)-(%d+)$')\n"                                      \
-    "  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)\n"              \
-    "  return am < bm or (am == bm and as < bs)\n"                                             \
-    "end\n"                                                                                    \
-    "local function group_last(key)\n"                                                         \
-    "  local g = redis.pcall('XINFO', 'GROUPS', key)\n"                                        \
-    "  if type(g) ~= 'table' or g.err then return nil end\n"                                   \
-    "  for _, grp in ipairs(g) do\n"                                                           \
-    "    local name, last\n"                                                                   \
-    "    for j = 1, #grp, 2 do\n"                                                              \
-    "      if grp[j] == 'name' then name = grp[j+1] end\n"                                     \
-    "      if grp[j] == 'last-delivered-id' then last = grp[j+1] end\n"                        \
-    "    end\n"                                                                                \
-    "    if name == 'zd' then return last end\n"                                               \
-    "  end\n"                                                                                  \
-    "  return nil\n"                                                                           \
+#define LUA_ID_LT                                                                                  \
+    "local function idlt(a, b)\n"                                                                  \
+    "  local am, as = string.match(a, '^(%d+)-(%d+)$')\n"                                          \
+    "  local bm, bs = string.match(b, '^(%d+)-(%d+)$')\n"                                          \
+    "  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)\n"                  \
+    "  return am < bm or (am == bm and as < bs)\n"                                                 \
+    "end\n"                                                                                        \
+    "local function group_last(key)\n"                                                             \
+    "  local g = redis.pcall('XINFO', 'GROUPS', key)\n"                                            \
+    "  if type(g) ~= 'table' or g.err then return nil end\n"                                       \
+    "  for _, grp in ipairs(g) do\n"                                                               \
+    "    local name, last\n"                                                                       \
+    "    for j = 1, #grp, 2 do\n"                                                                  \
+    "      if grp[j] == 'name' then name = grp[j+1] end\n"                                         \
+    "      if grp[j] == 'last-delivered-id' then last = grp[j+1] end\n"                            \
+    "    end\n"                                                                                    \
+    "    if name == 'zd' then return last end\n"                                                   \
+    "  end\n"                                                                                      \
+    "  return nil\n"                                                                               \
     "end\n"
 
 /* KEYS work. Redis 7.0 trims pending entries too (no ACKED mode before 8.2), so MINID is the
  * smallest of the oldest pending id and the id after the group's last-delivered-id: only
  * entries acknowledged by the group go. */
-static const char trim_script[] = LUA_ID_LT
-    "local last = group_last(KEYS[1])\n"
-    "if not last then return 0 end\n"
-    "local ms, seq = string.match(last, '^(%d+)-(%d+)$')\n"
-    "local minid = ms .. '-' .. (tonumber(seq) + 1)\n"
-    "local p = redis.call('XPENDING', KEYS[1], 'zd')\n"
-    "if tonumber(p[1]) > 0 and idlt(p[2], minid) then minid = p[2] end\n"
-    "return redis.call('XTRIM', KEYS[1], 'MINID', minid)\n";
+static const char trim_script[] =
+    LUA_ID_LT "local last = group_last(KEYS[1])\n"
+              "if not last then return 0 end\n"
+              "local ms, seq = string.match(last, '^(%d+)-(%d+)$')\n"
+              "local minid = ms .. '-' .. (tonumber(seq) + 1)\n"
+              "local p = redis.call('XPENDING', KEYS[1], 'zd')\n"
+              "if tonumber(p[1]) > 0 and idlt(p[2], minid) then minid = p[2] end\n"
+              "return redis.call('XTRIM', KEYS[1], 'MINID', minid)\n";
 
 /* KEYS meta funnel retry work; ARGV nroutes now final expected-status. Done when every chunk
  * is written, no notice is pending in the funnel, no retry is scheduled and the stream holds
@@ -156,8 +156,14 @@ static void read_more(dl_engine *e, dl_policy *pol)
         return;
     char work[ZD_POLICY_KEY_MAX], count[16];
     snprintf(count, sizeof(count), "%d", free > 64 ? 64 : free);
-    const char *argv[] = {"XREADGROUP", "GROUP", "zd",    e->consumer, "COUNT",
-                          count,        "STREAMS", dl_key(pol, ZD_PK_WORK, work),
+    const char *argv[] = {"XREADGROUP",
+                          "GROUP",
+                          "zd",
+                          e->consumer,
+                          "COUNT",
+                          count,
+                          "STREAMS",
+                          dl_key(pol, ZD_PK_WORK, work),
                           pol->own_done ? ">" : pol->own_after};
     if (zd_redis_cmdargv(e->redis, read_reply, pol, 9, argv, NULL) == 0) {
         pol->reading = true;
@@ -181,8 +187,9 @@ static void move_retries(dl_engine *e, dl_policy *pol)
         return;
     char retry[ZD_POLICY_KEY_MAX], work[ZD_POLICY_KEY_MAX], now[24];
     snprintf(now, sizeof(now), "%lld", (long long)zd_unix_ms());
-    const char *argv[] = {"EVAL", mover_script, "2", dl_key(pol, ZD_PK_RETRY, retry),
-                          dl_key(pol, ZD_PK_WORK, work), now, "500"};
+    const char *argv[] = {
+        "EVAL", mover_script, "2", dl_key(pol, ZD_PK_RETRY, retry), dl_key(pol, ZD_PK_WORK, work),
+        now,    "500"};
     if (zd_redis_cmdargv(e->redis, moved, pol, 7, argv, NULL) == 0) {
         pol->mover_busy = true;
         dl_policy_ref(pol);
@@ -252,7 +259,7 @@ static void maintain(dl_engine *e, dl_policy *pol)
     if (pol->maint_busy)
         return;
     char work[ZD_POLICY_KEY_MAX], meta[ZD_POLICY_KEY_MAX], funnel[ZD_POLICY_KEY_MAX],
-        retry[ZD_POLICY_KEY_MAX], nr[8], now[24];
+        retry[ZD_POLICY_KEY_MAX], nr[12], now[24];
     dl_key(pol, ZD_PK_WORK, work);
     const char *targv[] = {"EVAL", trim_script, "1", work};
     zd_redis_cmdargv(e->redis, ignore, NULL, 4, targv, NULL);
@@ -341,8 +348,10 @@ static void autoclaim(dl_engine *e, dl_policy *pol)
     char work[ZD_POLICY_KEY_MAX], idle[16], count[16];
     snprintf(idle, sizeof(idle), "%d", e->o.claim_idle_ms);
     snprintf(count, sizeof(count), "%d", free > 64 ? 64 : free);
-    const char *argv[] = {"XAUTOCLAIM", dl_key(pol, ZD_PK_WORK, work), "zd", e->consumer, idle,
-                          pol->claim_cursor, "COUNT", count};
+    const char *argv[] = {"XAUTOCLAIM", dl_key(pol, ZD_PK_WORK, work),
+                          "zd",         e->consumer,
+                          idle,         pol->claim_cursor,
+                          "COUNT",      count};
     if (zd_redis_cmdargv(e->redis, claimed, pol, 8, argv, NULL) == 0) {
         pol->reading = true;
         dl_policy_ref(pol);

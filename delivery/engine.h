@@ -33,18 +33,18 @@ typedef struct dl_policy {
     long chunks, fanned;
     char job[128]; /* fan-out job holder */
     int64_t job_until;
-    bool seen;         /* in the last read of the active set */
-    bool meta_busy;    /* a meta read in flight */
-    bool doc_busy;     /* a doc read in flight */
-    bool fanning;      /* this instance runs its fan-out now */
-    bool reading;      /* an XREADGROUP or XAUTOCLAIM in flight */
-    bool mover_busy;   /* the retry mover in flight */
-    bool maint_busy;   /* trim, queue stats or the done check in flight */
-    bool own_done;     /* the start-up read of our own pending entries (from 0) is over */
-    char own_after[48];     /* where that read goes on */
-    char claim_cursor[48];  /* the XAUTOCLAIM cursor */
-    int inflight;           /* entries of this policy in progress here */
-    long pending_entries;   /* XPENDING summary, for metrics */
+    bool seen;             /* in the last read of the active set */
+    bool meta_busy;        /* a meta read in flight */
+    bool doc_busy;         /* a doc read in flight */
+    bool fanning;          /* this instance runs its fan-out now */
+    bool reading;          /* an XREADGROUP or XAUTOCLAIM in flight */
+    bool mover_busy;       /* the retry mover in flight */
+    bool maint_busy;       /* trim, queue stats or the done check in flight */
+    bool own_done;         /* the start-up read of our own pending entries (from 0) is over */
+    char own_after[48];    /* where that read goes on */
+    char claim_cursor[48]; /* the XAUTOCLAIM cursor */
+    int inflight;          /* entries of this policy in progress here */
+    long pending_entries;  /* XPENDING summary, for metrics */
     int64_t oldest_pending_ms;
     int refs; /* async operations and jobs that point here */
     struct dl_policy *next;

@@ -143,11 +143,18 @@ static int fan_chunk(fan_job *f, long k)
         len += (size_t)sprintf(csv + len, i ? ",%u" : "%u", ids[i]);
     char meta[ZD_POLICY_KEY_MAX], work[ZD_POLICY_KEY_MAX], ks[24], until[24], ps[8];
     snprintf(ks, sizeof(ks), "%ld", k);
-    snprintf(until, sizeof(until), "%lld",
-             (long long)(zd_unix_ms() + e->o.claim_idle_ms));
+    snprintf(until, sizeof(until), "%lld", (long long)(zd_unix_ms() + e->o.claim_idle_ms));
     snprintf(ps, sizeof(ps), "%d", p);
-    const char *argv[] = {"EVAL", fan_script, "2", dl_key(f->pol, ZD_PK_META, meta),
-                          dl_key(f->pol, ZD_PK_WORK, work), e->consumer, ks, until, ps, csv};
+    const char *argv[] = {"EVAL",
+                          fan_script,
+                          "2",
+                          dl_key(f->pol, ZD_PK_META, meta),
+                          dl_key(f->pol, ZD_PK_WORK, work),
+                          e->consumer,
+                          ks,
+                          until,
+                          ps,
+                          csv};
     rc = zd_redis_cmdargv(e->redis, fan_written, f, 10, argv, NULL);
 out:
     if (it)
@@ -190,8 +197,8 @@ static void frozen(zd_redis *r, int status, const zd_reply *reply, void *udata)
     long long v = status == 0 && zd_reply_is(reply, ZD_REPLY_INTEGER) ? zd_reply_int(reply) : -3;
     if (v != 1) {
         if (v != 0 && !f->e->freeing)
-            zd_warn("delivery: policy %s: could not freeze its audience (%s); retried",
-                    f->pol->id, v == -1 ? "audience writes failed" : "Redis failed");
+            zd_warn("delivery: policy %s: could not freeze its audience (%s); retried", f->pol->id,
+                    v == -1 ? "audience writes failed" : "Redis failed");
         fan_free(f);
         return;
     }
@@ -220,7 +227,7 @@ static void freeze(fan_job *f, uint64_t matched)
     const char *argv[2 + 2 * ZD_PARTITIONS_MAX];
     size_t argl[2 + 2 * ZD_PARTITIONS_MAX];
     char *blobs[ZD_PARTITIONS_MAX] = {0};
-    char pnames[ZD_PARTITIONS_MAX][8];
+    char pnames[ZD_PARTITIONS_MAX][12];
     argv[0] = "HSET";
     argv[1] = aud;
     argl[0] = 4;
@@ -249,14 +256,14 @@ static void freeze(fan_job *f, uint64_t matched)
     for (int p = 0; p < ZD_PARTITIONS_MAX; p++)
         free(blobs[p]);
     if (rc == 0) {
-        char now[24], m[24], chunks[24], nroutes[8], np[8];
+        char now[24], m[24], chunks[24], nroutes[12], np[12];
         snprintf(now, sizeof(now), "%lld", (long long)zd_unix_ms());
         snprintf(m, sizeof(m), "%llu", (unsigned long long)matched);
         snprintf(chunks, sizeof(chunks), "%ld", count_chunks(f));
         snprintf(nroutes, sizeof(nroutes), "%d", f->pol->p->nroutes);
         snprintf(np, sizeof(np), "%d", nparts);
-        const char *fargv[] = {"EVAL", freeze_script, "4",    meta,    funnel, aud, work,
-                               e->consumer, now,      m,       chunks, nroutes, np};
+        const char *fargv[] = {"EVAL",      freeze_script, "4", meta,   funnel,  aud, work,
+                               e->consumer, now,           m,   chunks, nroutes, np};
         rc = zd_redis_cmdargv(e->redis, frozen, f, 13, fargv, NULL);
     }
     if (rc != 0) {
@@ -298,11 +305,11 @@ static void segments_loaded(int status, const zd_segment *segs, int n, void *uda
     zd_rule_error err;
     if (zd_rule_compile(e->o.schema, text, strlen(text), seg_lookup, &ss, &rule, &err) != 0) {
         /* The API compiled it at create; a segment changed or was deleted since. */
-        zd_warn("delivery: policy %s: its rule no longer compiles (%s): matches nobody",
-                f->pol->id, err.message);
+        zd_warn("delivery: policy %s: its rule no longer compiles (%s): matches nobody", f->pol->id,
+                err.message);
     }
-    roaring_bitmap_t *aud = rule ? zd_rule_audience(rule, ix, zd_date_today(e->o.timezone))
-                                 : roaring_bitmap_create();
+    roaring_bitmap_t *aud =
+        rule ? zd_rule_audience(rule, ix, zd_date_today(e->o.timezone)) : roaring_bitmap_create();
     zd_rule_free(rule);
     if (!aud) {
         zd_warn("delivery: policy %s: out of memory computing its audience", f->pol->id);
@@ -333,8 +340,7 @@ static void segments_loaded(int status, const zd_segment *segs, int n, void *uda
         fan_free(f);
         return;
     }
-    zd_info("delivery: policy %s: %llu profiles matched", f->pol->id,
-            (unsigned long long)matched);
+    zd_info("delivery: policy %s: %llu profiles matched", f->pol->id, (unsigned long long)matched);
     freeze(f, matched);
 }
 
@@ -360,13 +366,13 @@ static void aud_read(zd_redis *r, int status, const zd_reply *reply, void *udata
         }
     }
     if (count_chunks(f) != f->pol->chunks) {
-        zd_warn("delivery: policy %s: its frozen audience does not give its %ld chunks",
-                f->pol->id, f->pol->chunks);
+        zd_warn("delivery: policy %s: its frozen audience does not give its %ld chunks", f->pol->id,
+                f->pol->chunks);
         fan_free(f);
         return;
     }
-    zd_info("delivery: policy %s: resuming fan-out at chunk %ld of %ld", f->pol->id,
-            f->pol->fanned, f->pol->chunks);
+    zd_info("delivery: policy %s: resuming fan-out at chunk %ld of %ld", f->pol->id, f->pol->fanned,
+            f->pol->chunks);
     fan_start(f, f->pol->fanned);
 }
 
@@ -407,8 +413,8 @@ void dl_fanout_maybe(dl_engine *e, dl_policy *pol)
     char meta[ZD_POLICY_KEY_MAX], ns[24], until[24];
     snprintf(ns, sizeof(ns), "%lld", (long long)now);
     snprintf(until, sizeof(until), "%lld", (long long)(now + e->o.claim_idle_ms));
-    const char *argv[] = {"EVAL", claim_script, "1", dl_key(pol, ZD_PK_META, meta),
-                          e->consumer, ns, until};
+    const char *argv[] = {"EVAL",      claim_script, "1",  dl_key(pol, ZD_PK_META, meta),
+                          e->consumer, ns,           until};
     if (zd_redis_cmdargv(e->redis, claimed, f, 7, argv, NULL) != 0)
         fan_free(f);
 }

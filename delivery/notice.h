@@ -21,7 +21,6 @@ struct cJSON;
  * ZD_NOTICE_ID_MAX); every other string of *out is borrowed from p or the arguments and valid
  * as long as they are. Returns 0, or -EINVAL when the id does not fit. */
 int zd_notice_build(const zd_policy *p, const char *profile_id, const struct cJSON *profile_doc,
-                    const char *gateway, const char *to, int attempt, zd_notice *out,
-                    char *idbuf);
+                    const char *gateway, const char *to, int attempt, zd_notice *out, char *idbuf);
 
 #endif

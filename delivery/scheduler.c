@@ -17,10 +17,9 @@ static const char acquire_script[] =
     "return f\n";
 
 /* KEYS lease; ARGV "<consumer>/<fence>" lease_ms: renews only our own lease. */
-static const char renew_script[] =
-    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
-    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-    "return 1\n";
+static const char renew_script[] = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end\n"
+                                   "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+                                   "return 1\n";
 
 /* KEYS meta; ARGV fence now. A deposed leader (a lower token than the one a successor already
  * used on this policy) cannot start it. */
@@ -72,8 +71,8 @@ void dl_scheduler_tick(void *udata)
         const char *argv[] = {"EVAL", renew_script, "1", ZD_KEY_POLICY_LEASE, me, ms};
         rc = zd_redis_cmdargv(e->redis, lease_reply, e, 6, argv, NULL);
     } else {
-        const char *argv[] = {"EVAL",          acquire_script, "2", ZD_KEY_POLICY_LEASE,
-                              ZD_KEY_POLICY_FENCE, e->consumer, ms};
+        const char *argv[] = {
+            "EVAL", acquire_script, "2", ZD_KEY_POLICY_LEASE, ZD_KEY_POLICY_FENCE, e->consumer, ms};
         rc = zd_redis_cmdargv(e->redis, lease_reply, e, 7, argv, NULL);
     }
     if (rc == 0)

@@ -64,7 +64,15 @@ typedef struct zd_config {
     int redis_queue_max;             /* 100000 commands waiting while over inflight/disconnected */
     int redis_reconnect_min_ms, redis_reconnect_max_ms; /* 100, 5000 */
 
-    char log_level[16];  /* "info" */
+    /* "delivery": {...} (docs/CONFIG.md) */
+    char delivery_consumer[128]; /* "" = "<hostname>-<listen port>", filled at service start */
+    int delivery_chunk;          /* 500 profiles per fan-out chunk */
+    int delivery_claim_idle_ms;  /* 60000: above every gateway's timeout */
+    int delivery_inflight;       /* 32 work entries in progress per instance */
+    int delivery_lease_ms;       /* 5000: the scheduler lease */
+    int delivery_poll_ms;        /* 100: the sweep interval */
+    bool delivery_enabled;       /* true; false = an API-only instance */
+    char log_level[16];          /* "info" */
     char log_format[16]; /* "auto": journal priorities under systemd, else text; or "json" */
 } zd_config;
 
