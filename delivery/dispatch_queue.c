@@ -77,6 +77,7 @@ static const char done_script[] = LUA_ID_LT
     "  local top = redis.call('XREVRANGE', KEYS[4], '+', '-', 'COUNT', 1)\n"
     "  if top[1] and (not last or idlt(last, top[1][1])) then return 0 end\n"
     "end\n"
+    "redis.call('XTRIM', KEYS[4], 'MAXLEN', 0)\n"
     "redis.call('HSET', KEYS[1], 'status', ARGV[3], 'done_ms', ARGV[2])\n"
     "return 1\n";
 
