@@ -154,14 +154,16 @@ typedef void (*zd_dead_list_cb)(int status, const zd_dead_letter *items, int n,
 int zd_dead_list(zd_redis *r, const char *policy, const char *scope, const char *gateway,
                  const char *cursor, int limit, zd_dead_list_cb cb, void *udata);
 
-/* Replays dead letters of one policy: every entry (gateway NULL, gid_route NULL), those of
- * one gateway, or those whose "<gid>.<route>" is in gid_routes[0..n) (borrowed). Per entry,
- * in one script on the policy's slot: state x -> q on the same gwi, attempt 1 (log kept),
- * funnel dead -> queued, ZADD retry now, XDEL from dead; status done -> dispatching (then SADD
- * active). A withdrawn policy replays nothing. cb gets status 0 and how many were replayed. */
+/* Replays dead letters: those of `policy`, or (policy NULL) of every policy of `scope` (NULL:
+ * every scope), keeping only gateway's when gateway is not NULL, and only the notices named in
+ * wants[0..nwants) ("<gid>.<route>:<gateway>", borrowed) when nwants > 0. Per entry, in one
+ * script on the policy's slot: state x -> q on the same gwi, attempt 1 (log kept), funnel dead
+ * -> queued, ZADD retry now, XDEL from dead; status done -> dispatching (then SADD active). A
+ * withdrawn policy replays nothing. cb gets status 0 and how many were replayed (-ENOENT: the
+ * named policy does not exist or is not of scope). */
 typedef void (*zd_replay_cb)(int status, long long replayed, void *udata);
-int zd_dead_replay(zd_redis *r, const char *policy, const char *gateway,
-                   const char *const *gid_routes, int n, int64_t now_ms, zd_replay_cb cb,
+int zd_dead_replay(zd_redis *r, const char *policy, const char *scope, const char *gateway,
+                   const char *const *wants, int nwants, int64_t now_ms, zd_replay_cb cb,
                    void *udata);
 
 /* All entry points return 0 (cb will be called exactly once) or a negative code (it will not). */

@@ -267,6 +267,8 @@ int zd_api_register(zd_service *svc)
     if (rc == 0)
         rc = zd_api_policies_register(svc);
     if (rc == 0)
+        rc = zd_api_deadletters_register(svc);
+    if (rc == 0)
         rc = zd_http_route(svc->http, "GET", "/metrics", 0, handle_metrics, svc);
     return rc;
 }

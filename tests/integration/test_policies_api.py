@@ -368,10 +368,12 @@ def test_deliveries_before_matching(zd):
 # ---- dead letters: input -------------------------------------------------------------------
 
 def test_deadletters_input(zd):
+    st, res = zd.call("POST", "/v1/policies", doc(id="pa-dlin"))
+    assert st in (200, 202), res
     st, res = zd.call("GET", "/v1/deadletters")
     assert st == 200, res
-    assert res["deadletters"] == [] and res["next_cursor"] is None
-    st, res = zd.call("GET", "/v1/deadletters?policy=pa-shape&gateway=zlb")
+    assert isinstance(res["deadletters"], list) and "next_cursor" in res
+    st, res = zd.call("GET", "/v1/deadletters?policy=pa-dlin&gateway=zlb")
     assert st == 200 and res["deadletters"] == []
     st, res = zd.call("GET", "/v1/deadletters?policy=bad%20id")
     assert st == 400 and res["error"]["code"] == "invalid_id"
@@ -381,18 +383,174 @@ def test_deadletters_input(zd):
     assert st == 404
     st, res = zd.call("GET", "/v1/deadletters?cursor=zzz")
     assert st == 400 and res["error"]["code"] == "invalid_cursor"
-    for body, field in [({}, ""), ({"policy": "pa-shape", "gateway": "zlb"}, ""),
+    for body, field in [({}, ""), ({"policy": "pa-dlin", "gateway": "zlb"}, ""),
                         ({"ids": []}, "ids"), ({"ids": ["nope"]}, "ids"),
                         ({"ids": [1]}, "ids"), ({"gateway": "fax"}, "gateway"),
                         ({"policy": 5}, "policy"), ({"what": 1}, "what")]:
         st, res = zd.call("POST", "/v1/deadletters:replay", body)
         assert st == 400, (body, res)
-        assert res["error"]["field"] == field, (body, res)
-    st, res = zd.call("POST", "/v1/deadletters:replay", {"policy": "pa-shape"})
+        assert res["error"].get("field", "") == field, (body, res)
+    st, res = zd.call("POST", "/v1/deadletters:replay", {"policy": "pa-dlin"})
     assert st == 200 and res == {"replayed": 0}, res
     st, res = zd.call("POST", "/v1/deadletters:replay", {"gateway": "zlb"})
     assert st == 200 and res["replayed"] == 0, res
-    st, res = zd.call("POST", "/v1/deadletters:replay", {"ids": ["pa-shape:pa-hz1:zlb"]})
+    st, res = zd.call("POST", "/v1/deadletters:replay", {"ids": ["pa-dlin:pa-hz1:zlb"]})
     assert st == 200 and res["replayed"] == 0, res
-    st, res = zd.call("POST", "/v1/deadletters:replay", {"policy": "pa-shape"}, key="viewer")
+    st, res = zd.call("POST", "/v1/deadletters:replay", {"policy": "pa-dlin"}, key="viewer")
     assert st == 403
+
+
+# ---- dead letters, deliveries and replay on state planted as the workers write it ------------
+# (docs/DESIGN.md "Delivery": notice state "<b>|<gwi>|<attempt>|<log>", funnel "<r>:<bucket>",
+# dead entries "n <gid.route.gwi.attempt> g h e t", aud = partition -> portable roaring).
+
+def gid_of(redis, pid):
+    r = redis.client()
+    try:
+        for part in range(4):
+            v = r("HGET", "zd:{p%d}:profiles" % part, pid)
+            if v:
+                return part << 26 | int(v.split(",", 1)[0])
+    finally:
+        r.close()
+    raise AssertionError("no profile " + pid)
+
+
+def roaring_of(values):
+    """CRoaring's portable format, array containers only (no run containers)."""
+    import struct
+    groups = {}
+    for v in sorted(values):
+        groups.setdefault(v >> 16, []).append(v & 0xffff)
+    out = struct.pack("<II", 12346, len(groups))
+    for k, lows in sorted(groups.items()):
+        out += struct.pack("<HH", k, len(lows) - 1)
+    off = len(out) + 4 * len(groups)
+    for k, lows in sorted(groups.items()):
+        out += struct.pack("<I", off)
+        off += 2 * len(lows)
+    for k, lows in sorted(groups.items()):
+        out += b"".join(struct.pack("<H", x) for x in lows)
+    return out
+
+
+def plant_dead(zd, redis, pid, profiles, gateway="zlb"):
+    """Publishes pid (routes inbox, [zlb, sms]), then makes it look done: every recipient
+    delivered on route 0 and dead on route 1 at `gateway`."""
+    st, res = zd.call("POST", "/v1/policies", doc(id=pid))
+    assert st == 202, res
+    gids = [gid_of(redis, p) for p in profiles]
+    gwi = ["zlb", "sms"].index(gateway)
+    r = redis.client()
+    try:
+        meta, funnel = "zd:{d:%s}:meta" % pid, "zd:{d:%s}:funnel" % pid
+        r("HSET", meta, "status", "done", "matched", len(gids), "done_ms", 1)
+        r("HSET", funnel, "0:queued", 0, "0:delivered", len(gids), "0:by:inbox", len(gids),
+          "1:queued", 0, "1:dead", len(gids))
+        for part in {g >> 26 for g in gids}:
+            r("HSET", "zd:{d:%s}:aud" % pid, str(part),
+              roaring_of([g & ((1 << 26) - 1) for g in gids if g >> 26 == part]))
+        for g in gids:
+            r("HSET", "zd:{d:%s}:st" % pid, "%d.0" % g, "d|0|1|1780000000000,0,d,0")
+            r("HSET", "zd:{d:%s}:st" % pid, "%d.1" % g,
+              "x|%d|3|1780000000000,%d,t,503;1780000001000,%d,t,500;1780000003000,%d,p,410"
+              % (gwi, gwi, gwi, gwi))
+            r("XADD", "zd:{d:%s}:dead" % pid, "*", "n", "%d.1.%d.3" % (g, gwi), "g", gateway,
+              "h", "410", "e", "HTTP 410", "t", "1780000003000")
+        r("SREM", "zd:{pol}:active", pid)
+    finally:
+        r.close()
+    return gids
+
+
+def test_deadletters_list_deliveries_and_replay(zd, redis):
+    gids = plant_dead(zd, redis, "pa-dl", ["pa-hz1", "pa-hz2"])
+    st, got = zd.call("GET", "/v1/policies/pa-dl")
+    assert st == 200 and got["status"] == "done"
+    check_funnel(got)
+    assert got["routes"][1]["dead"] == 2 and got["routes"][0]["delivered_by"] == {"inbox": 2}
+
+    st, dl = zd.call("GET", "/v1/policies/pa-dl/deliveries/pa-hz1")
+    assert st == 200, dl
+    assert dl["routes"][0]["status"] == "delivered" and dl["routes"][0]["gateway"] == "inbox"
+    r1 = dl["routes"][1]
+    assert r1["route"] == ["zlb", "sms"] and r1["status"] == "dead" and r1["gateway"] == "zlb"
+    assert r1["notice"] == "pa-dl:pa-hz1:zlb"
+    assert [a["http_status"] for a in r1["attempts"]] == [503, 500, 410]
+    assert [a["outcome"] for a in r1["attempts"]] == ["transient", "transient", "permanent"]
+    assert r1["attempts"][0] == {"at": "2026-05-28T20:26:40.000Z", "gateway": "zlb",
+                                 "outcome": "transient", "http_status": 503}
+    st, res = zd.call("GET", "/v1/policies/pa-dl/deliveries/pa-nb1")
+    assert st == 404 and res["error"]["code"] == "not_reached", res
+
+    st, page = zd.call("GET", "/v1/deadletters?policy=pa-dl")
+    assert st == 200, page
+    items = page["deadletters"]
+    assert {i["id"] for i in items} == {"pa-dl:pa-hz1:zlb", "pa-dl:pa-hz2:zlb"}
+    assert all(i["attempts"] == 3 and i["http_status"] == 410 and i["gateway"] == "zlb"
+               and i["detail"] == "HTTP 410" and i["policy"] == "pa-dl" for i in items)
+    st, page = zd.call("GET", "/v1/deadletters?policy=pa-dl&gateway=sms")
+    assert page["deadletters"] == []
+    # Across policies, a page at a time.
+    st, page = zd.call("GET", "/v1/deadletters?limit=1")
+    assert st == 200 and len(page["deadletters"]) == 1 and page["next_cursor"]
+    st, page2 = zd.call("GET", "/v1/deadletters?limit=5&cursor=" + page["next_cursor"])
+    assert st == 200, page2
+    assert {i["id"] for i in page["deadletters"] + page2["deadletters"]} >= {
+        "pa-dl:pa-hz1:zlb", "pa-dl:pa-hz2:zlb"}
+    # A viewer may read them, a publisher of another scope never sees them.
+    st, page = zd.call("GET", "/v1/deadletters", key="viewer")
+    assert st == 200 and len(page["deadletters"]) >= 2
+    st, page = zd.call("GET", "/v1/deadletters", key="nb")
+    assert st == 200 and page["deadletters"] == []
+
+    # Replay one by its notice id, then the rest by policy.
+    st, res = zd.call("POST", "/v1/deadletters:replay", {"ids": ["pa-dl:pa-hz1:zlb"]})
+    assert st == 200 and res == {"replayed": 1}, res
+    st, got = zd.call("GET", "/v1/policies/pa-dl")
+    assert got["status"] == "dispatching"
+    assert got["routes"][1]["dead"] == 1 and got["routes"][1]["pending"]["queued"] == 1
+    check_funnel(got)
+    st, dl = zd.call("GET", "/v1/policies/pa-dl/deliveries/pa-hz1")
+    assert dl["routes"][1]["status"] == "queued" and len(dl["routes"][1]["attempts"]) == 3
+    st, res = zd.call("POST", "/v1/deadletters:replay", {"policy": "pa-dl"})
+    assert st == 200 and res == {"replayed": 1}, res
+    st, res = zd.call("POST", "/v1/deadletters:replay", {"policy": "pa-dl"})
+    assert res == {"replayed": 0}
+    r = redis.client()
+    try:
+        assert r("XLEN", "zd:{d:pa-dl}:dead") == 0
+        assert sorted(r("ZRANGE", "zd:{d:pa-dl}:retry", 0, -1)) == sorted(
+            "%d.1.0.1" % g for g in gids)
+        assert r("SISMEMBER", "zd:{pol}:active", "pa-dl") == 1
+    finally:
+        r.close()
+    st, got = zd.call("GET", "/v1/policies/pa-dl")
+    assert got["routes"][1]["dead"] == 0 and got["routes"][1]["pending"]["queued"] == 2
+    check_funnel(got)
+    st, audit = zd.call("GET", "/v1/audit?action=deadletter.replay")
+    assert any(a["target"] == "policy:pa-dl" for a in audit["records"]), audit
+
+    # By gateway, across policies: a publisher only replays its own scope's.
+    plant_dead(zd, redis, "pa-dl2", ["pa-hz3"], gateway="sms")
+    st, res = zd.call("POST", "/v1/deadletters:replay", {"gateway": "sms"}, key="nb")
+    assert st == 200 and res == {"replayed": 0}, res
+    st, res = zd.call("POST", "/v1/deadletters:replay", {"gateway": "zlb"})
+    assert res == {"replayed": 0}, res
+    st, res = zd.call("POST", "/v1/deadletters:replay", {"gateway": "sms"})
+    assert res == {"replayed": 1}, res
+
+    # Withdrawing a dispatching policy moves every pending notice to withdrawn.
+    st, res = zd.call("POST", "/v1/policies/pa-dl:withdraw")
+    assert st == 200 and res["was"] == "dispatching"
+    st, got = zd.call("GET", "/v1/policies/pa-dl")
+    assert got["routes"][1]["withdrawn"] == 2 and got["routes"][1]["pending"]["queued"] == 0
+    check_funnel(got)
+    st, dl = zd.call("GET", "/v1/policies/pa-dl/deliveries/pa-hz2")
+    assert dl["routes"][1]["status"] == "withdrawn"
+    r = redis.client()
+    try:
+        assert r("EXISTS", "zd:{d:pa-dl}:retry") == 0
+        assert r("SISMEMBER", "zd:{pol}:active", "pa-dl") == 0
+    finally:
+        r.close()
