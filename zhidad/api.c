@@ -16,6 +16,7 @@
 #include "profiles/store.h"
 #include "redis/timer.h"
 #include "zhidad/api.h"
+#include "zhidad/api_policies.h"
 #include "zhidad/audit.h"
 #include "zhidad/http.h"
 #include "zhidad/service.h"
@@ -267,6 +268,10 @@ int zd_api_register(zd_service *svc)
         rc = zd_api_rules_register(svc);
     if (rc == 0)
         rc = zd_api_audit_register(svc);
+    if (rc == 0)
+        rc = zd_api_policies_register(svc);
+    if (rc == 0)
+        rc = zd_api_deadletters_register(svc);
     if (rc == 0)
         rc = zd_http_route(svc->http, "GET", "/metrics", 0, handle_metrics, svc);
     return rc;

@@ -340,6 +340,19 @@ static int parse_limits(zd_config *c, const cJSON *o, char *err, size_t errlen)
     return 0;
 }
 
+/* "delivery": {...} (docs/CONFIG.md). */
+static int parse_delivery(zd_config *c, const cJSON *o, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"dry_run_read_max", NULL};
+    if (!cJSON_IsObject(o))
+        return seterr(err, errlen, "\"delivery\" must be an object");
+    if (check_keys(o, "delivery", keys, err, errlen) ||
+        get_int_field(o, "delivery", "dry_run_read_max", 1, 10000000, &c->dry_run_read_max, err,
+                      errlen))
+        return -EINVAL;
+    return 0;
+}
+
 static int parse_redis_client(zd_config *c, const cJSON *o, char *err, size_t errlen)
 {
     static const char *const keys[] = {"deadline_ms", "max_inflight",     "max_inflight_bytes",
@@ -613,6 +626,7 @@ static void set_defaults(zd_config *c)
     c->max_connections = 1024;
     c->rule_max_cost = 1000;
     c->breakdown_max_groups = 100;
+    c->dry_run_read_max = 200000;
     c->redis_deadline_ms = 5000;
     c->redis_max_inflight = 1024;
     c->redis_max_inflight_bytes = 4 << 20;
@@ -642,6 +656,7 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
                                        "change_stream_maxlen",
                                        "limits",
                                        "redis_client",
+                                       "delivery",
                                        "log_level",
                                        "log_format",
                                        "key_audit_interval_s",
@@ -707,6 +722,9 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
         return seterr(err, errlen,
                       "\"limits.import_body_max\" must be at least "
                       "\"limits.body_max\"");
+    if ((o = cJSON_GetObjectItemCaseSensitive(root, "delivery")) &&
+        parse_delivery(c, o, err, errlen))
+        return -EINVAL;
     if ((o = cJSON_GetObjectItemCaseSensitive(root, "redis_client")) &&
         parse_redis_client(c, o, err, errlen))
         return -EINVAL;

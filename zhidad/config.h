@@ -57,6 +57,8 @@ typedef struct zd_config {
     /* bounds of the work of one rule request */
     int rule_max_cost;        /* 1000: a compiled rule's cost after segment expansion */
     int breakdown_max_groups; /* 100: groups per preview breakdown dimension */
+    /* "delivery": {...} */
+    int dry_run_read_max; /* 200000: a dry run reads at most this many recipients' contacts */
     /* "redis_client": {...} */
     int redis_deadline_ms;           /* 5000: per command */
     int redis_max_inflight;          /* 1024 */
