@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "common/date.h"
 #include "common/text.h"
+#include "delivery/delivery.h"
 #include "delivery/policy_store.h"
 #include "profiles/follower.h"
 #include "profiles/index.h"
@@ -179,6 +180,7 @@ static void replay_op_free(replay_op *op)
 static void replay_answer(replay_op *op)
 {
     zd_audit_req(op->svc->redis, op->req, "deadletter.replay", op->target);
+    zd_delivery_kick(op->svc->delivery, NULL);
     cJSON *out = cJSON_CreateObject();
     cJSON_AddNumberToObject(out, "replayed", (double)op->replayed);
     zd_req_reply_json(op->req, 200, out);

@@ -11,6 +11,7 @@
 
 #include "common/clock.h"
 #include "common/date.h"
+#include "delivery/delivery.h"
 #include "delivery/policy.h"
 #include "delivery/policy_store.h"
 #include "matcher/rule.h"
@@ -280,6 +281,8 @@ static void pub_created(int status, zd_create_outcome outcome, zd_policy_status 
     } else {
         if (outcome == ZD_CREATE_CREATED)
             zd_audit_req(op->svc->redis, op->req, "policy.publish", op->p->id);
+        /* The engine's next sweep would find it too; this saves up to a poll interval. */
+        zd_delivery_kick(op->svc->delivery, op->p->id);
         cJSON *out = cJSON_CreateObject();
         cJSON_AddStringToObject(out, "id", op->p->id);
         cJSON_AddStringToObject(out, "status", zd_policy_status_name(now));
@@ -486,6 +489,8 @@ static void wd_done(int status, zd_withdraw_outcome outcome, zd_policy_status wa
                                  extra);
     } else {
         zd_audit_req(op->svc->redis, op->req, "policy.withdraw", op->id);
+        /* So that batches queued here for it are dropped at once, not after a poll. */
+        zd_delivery_kick(op->svc->delivery, op->id);
         cJSON *out = cJSON_CreateObject();
         cJSON_AddStringToObject(out, "id", op->id);
         cJSON_AddStringToObject(out, "status", "withdrawn");

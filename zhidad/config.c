@@ -340,19 +340,6 @@ static int parse_limits(zd_config *c, const cJSON *o, char *err, size_t errlen)
     return 0;
 }
 
-/* "delivery": {...} (docs/CONFIG.md). */
-static int parse_delivery(zd_config *c, const cJSON *o, char *err, size_t errlen)
-{
-    static const char *const keys[] = {"dry_run_read_max", NULL};
-    if (!cJSON_IsObject(o))
-        return seterr(err, errlen, "\"delivery\" must be an object");
-    if (check_keys(o, "delivery", keys, err, errlen) ||
-        get_int_field(o, "delivery", "dry_run_read_max", 1, 10000000, &c->dry_run_read_max, err,
-                      errlen))
-        return -EINVAL;
-    return 0;
-}
-
 static int parse_redis_client(zd_config *c, const cJSON *o, char *err, size_t errlen)
 {
     static const char *const keys[] = {"deadline_ms", "max_inflight",     "max_inflight_bytes",
@@ -391,7 +378,8 @@ static int parse_delivery(zd_config *c, const cJSON *o, char *err, size_t errlen
         get_int_field(o, p, "inflight", 1, 10000, &c->delivery_inflight, err, errlen) ||
         get_int_field(o, p, "lease_ms", 300, 600000, &c->delivery_lease_ms, err, errlen) ||
         get_int_field(o, p, "poll_ms", 10, 60000, &c->delivery_poll_ms, err, errlen) ||
-        get_bool(o, p, "enabled", &c->delivery_enabled, err, errlen))
+        get_bool(o, p, "enabled", &c->delivery_enabled, err, errlen) ||
+        get_int_field(o, p, "dry_run_read_max", 1, 10000000, &c->dry_run_read_max, err, errlen))
         return -EINVAL;
     for (const char *s = c->delivery_consumer; *s; s++)
         if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.' && *s != ':')
@@ -663,7 +651,6 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
                                        "erase_grace_s",
                                        "metrics_key_names",
                                        "redis_durability",
-                                       "delivery",
                                        NULL};
     if (!cJSON_IsObject(root))
         return seterr(err, errlen, "the top level must be a JSON object");
@@ -756,9 +743,6 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
     }
     c->gateways = g;
     if (check_gateways(g, err, errlen))
-        return -EINVAL;
-    if ((o = cJSON_GetObjectItemCaseSensitive(root, "delivery")) &&
-        parse_delivery(c, o, err, errlen))
         return -EINVAL;
     if (check_claim_idle(c, err, errlen))
         return -EINVAL;
