@@ -364,8 +364,9 @@ static int parse_redis_client(zd_config *c, const cJSON *o, char *err, size_t er
 
 static int parse_delivery(zd_config *c, const cJSON *o, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"consumer", "chunk",   "claim_idle_ms", "inflight",
-                                       "lease_ms", "poll_ms", "enabled",       NULL};
+    static const char *const keys[] = {"consumer",         "chunk",    "claim_idle_ms",
+                                       "inflight",         "lease_ms", "poll_ms",
+                                       "dry_run_read_max", "enabled",  NULL};
     const char *p = "delivery";
     if (!cJSON_IsObject(o))
         return seterr(err, errlen, "\"delivery\" must be an object");

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import citizen, enterprise
+from conftest import Zhidad, citizen, enterprise
 
 POP = {
     "pa-hz1": enterprise(region="330106", employees=40, tags=["hightech"]),
@@ -19,6 +19,15 @@ POP = {
     "pa-wz1": citizen(region="330302001", birth="1950-01-01", tags=["retired"]),
 }
 HIGHTECH = {"pa-hz1", "pa-hz2", "pa-hz3", "pa-nb1"}
+
+
+@pytest.fixture(scope="module")
+def zd(tmpdir_mod, redis):
+    # These tests plant notice states by hand (docs/DESIGN.md): an API-only instance, so that
+    # no delivery engine acts on them (tests/integration/test_dispatch.py runs the engine).
+    z = Zhidad(tmpdir_mod, redis.port, extra_config={"delivery": {"enabled": False}})
+    yield z
+    z.stop()
 
 
 @pytest.fixture(scope="module", autouse=True)
