@@ -435,9 +435,21 @@ static void gw_enqueue(dl_engine *e, dl_batch *b)
 
 static void pace_try(dl_batch *b);
 
+static void paced_unlink(dl_engine *e, dl_batch *b)
+{
+    for (dl_batch **pp = &e->paced; *pp; pp = &(*pp)->next)
+        if (*pp == b) {
+            *pp = b->next;
+            b->next = NULL;
+            return;
+        }
+}
+
 static void pace_due(void *udata)
 {
-    pace_try(udata);
+    dl_batch *b = udata;
+    paced_unlink(b->job->e, b);
+    pace_try(b);
 }
 
 static void paced(zd_redis *r, int status, const zd_reply *reply, void *udata)
@@ -458,6 +470,8 @@ static void paced(zd_redis *r, int status, const zd_reply *reply, void *udata)
         batch_end(b, true);
         return;
     }
+    b->next = e->paced;
+    e->paced = b;
     zd_timer_arm(b->pace_t, (long)wait, 0);
 }
 
@@ -493,6 +507,15 @@ static void batch_submit(dl_batch *b)
 
 void dl_dispatch_drop_queued(dl_engine *e, dl_policy *pol)
 {
+    for (dl_batch **pp = &e->paced; *pp;) {
+        dl_batch *b = *pp;
+        if (!pol || b->job->pol == pol) {
+            *pp = b->next;
+            batch_end(b, !pol || e->stopping);
+            continue;
+        }
+        pp = &b->next;
+    }
     for (int gi = 0; gi < e->ngw; gi++) {
         dl_gwq *q = &e->gwq[gi];
         dl_batch **pp = &q->head;

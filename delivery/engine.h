@@ -64,7 +64,8 @@ struct dl_engine {
     zd_redis *redis;
     zd_timer *tick_t, *claim_t, *lease_t;
     dl_policy *policies;
-    dl_job *jobs; /* entries in progress, for the heartbeat */
+    dl_job *jobs;    /* entries in progress, for the heartbeat */
+    dl_batch *paced; /* batches waiting for their policy's pace tokens (on a timer) */
     int ngw;
     dl_gwq *gwq;
     int inflight; /* entries in progress */
