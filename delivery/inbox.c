@@ -109,8 +109,8 @@ static const char funnel_script[] =
     "for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end\n"
     "return 1\n";
 
-int zd_inbox_eval(zd_inbox *ib, const char *script, int nkeys, const char *const *keys,
-                  int nargs, const char *const *args, zd_redis_cb cb, void *udata)
+int zd_inbox_eval(zd_inbox *ib, const char *script, int nkeys, const char *const *keys, int nargs,
+                  const char *const *args, zd_redis_cb cb, void *udata)
 {
     int argc = 3 + nkeys + nargs;
     const char **argv = calloc((size_t)argc, sizeof(*argv));
@@ -306,9 +306,9 @@ typedef struct op {
     int npols;
     long long unread;
     bool more;
-    bool first;     /* read / feedback: the first read of the item */
-    char prev[16];  /* feedback before: "", "useful", "not_useful" */
-    bool useful;    /* feedback given */
+    bool first;    /* read / feedback: the first read of the item */
+    char prev[16]; /* feedback before: "", "useful", "not_useful" */
+    bool useful;   /* feedback given */
 } op;
 
 static void op_free(op *o)
@@ -522,8 +522,8 @@ static void op_count(op *o)
             continue;
         /* At most 3 fields per item. */
         int cap = 3 * o->nitems, n = 0;
-        char (*fields)[48] = calloc((size_t)cap, sizeof(*fields));
-        char (*deltas)[8] = calloc((size_t)cap, sizeof(*deltas));
+        char(*fields)[48] = calloc((size_t)cap, sizeof(*fields));
+        char(*deltas)[8] = calloc((size_t)cap, sizeof(*deltas));
         const char **args = calloc((size_t)cap * 2, sizeof(*args));
         if (!fields || !deltas || !args) {
             free(fields);
@@ -553,7 +553,8 @@ static void op_count(op *o)
         char meta[ZD_POLICY_KEY_MAX], funnel[ZD_POLICY_KEY_MAX];
         const char *keys[2] = {zd_key_policy(ZD_PK_META, o->pols[p].id, meta),
                                zd_key_policy(ZD_PK_FUNNEL, o->pols[p].id, funnel)};
-        if (n > 0 && zd_inbox_eval(o->ib, funnel_script, 2, keys, 2 * n, args, funnel_reply, o) == 0)
+        if (n > 0 &&
+            zd_inbox_eval(o->ib, funnel_script, 2, keys, 2 * n, args, funnel_reply, o) == 0)
             o->pending++;
         free(fields);
         free(deltas);
@@ -762,8 +763,8 @@ int zd_inbox_list(zd_inbox *ib, const char *profile, const char *cursor, int lim
     return op_start(o, list_script, 3, args);
 }
 
-static int mark(zd_inbox *ib, op_kind kind, const char *profile, const char *notice,
-                bool useful, const char *reason, zd_inbox_answer_cb cb, void *udata)
+static int mark(zd_inbox *ib, op_kind kind, const char *profile, const char *notice, bool useful,
+                const char *reason, zd_inbox_answer_cb cb, void *udata)
 {
     op *o = op_new(ib, kind, profile, cb, udata);
     if (!o)

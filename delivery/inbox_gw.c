@@ -42,7 +42,7 @@ typedef struct gw_batch {
     inbox_gw *gw; /* NULL once cancelled by destroy(): replies then only free it */
     size_t n;
     zd_gw_result *res;
-    int pending; /* scripts not answered yet */
+    int pending;         /* scripts not answered yet */
     bool test, test_any; /* test_any: a test without a profile (only "does Redis answer") */
     zd_gw_done_fn done;
     zd_gw_test_fn tdone;
@@ -200,7 +200,7 @@ static int send_part(inbox_gw *gw, gw_batch *b, const zd_notice *notices, int pa
                      const size_t *idx, int k, bool dry, long long now)
 {
     int nkeys = 1 + 2 * k, nargs = 2 + 3 * k;
-    char (*keybuf)[ZD_INBOX_KEY_MAX] = calloc((size_t)nkeys, sizeof(*keybuf));
+    char(*keybuf)[ZD_INBOX_KEY_MAX] = calloc((size_t)nkeys, sizeof(*keybuf));
     const char **keys = calloc((size_t)nkeys, sizeof(*keys));
     const char **args = calloc((size_t)nargs, sizeof(*args));
     char **items = calloc((size_t)k + 1, sizeof(*items));
@@ -315,8 +315,7 @@ static void batch_link(inbox_gw *gw, gw_batch *b)
     gw->batches = b;
 }
 
-static int gw_send(void *inst, const zd_notice *notices, size_t n, zd_gw_done_fn done,
-                   void *udata)
+static int gw_send(void *inst, const zd_notice *notices, size_t n, zd_gw_done_fn done, void *udata)
 {
     inbox_gw *gw = inst;
     if (gw->dying)

@@ -17,7 +17,7 @@ struct zd_inbox {
 /* Sends EVAL script with the nkeys keys, then the nargs arguments (all borrowed; the
  * command copies them). cb as zd_redis_cmd's: exactly once, never from inside this call.
  * Returns 0 or a negative code (cb will not run). */
-int zd_inbox_eval(zd_inbox *ib, const char *script, int nkeys, const char *const *keys,
-                  int nargs, const char *const *args, zd_redis_cb cb, void *udata);
+int zd_inbox_eval(zd_inbox *ib, const char *script, int nkeys, const char *const *keys, int nargs,
+                  const char *const *args, zd_redis_cb cb, void *udata);
 
 #endif

@@ -98,7 +98,8 @@ static void handle_test(zd_req *req, void *udata)
         const cJSON *m;
         cJSON_ArrayForEach(m, body)
         {
-            if (strcmp(m->string, "to") && strcmp(m->string, "title") && strcmp(m->string, "body")) {
+            if (strcmp(m->string, "to") && strcmp(m->string, "title") &&
+                strcmp(m->string, "body")) {
                 zd_error err;
                 zd_error_set(&err, "unknown_field", m->string,
                              "unknown member \"%.64s\" (a test takes \"to\", \"title\", \"body\")",
@@ -157,6 +158,6 @@ static void handle_test(zd_req *req, void *udata)
 
 int zd_api_gateways_register(zd_service *svc)
 {
-    return zd_http_route(svc->http, "POST", "/v1/gateways/{name}:test",
-                         ZD_ROLE_ADMIN | ZD_ROLE_APP, handle_test, svc);
+    return zd_http_route(svc->http, "POST", "/v1/gateways/{name}:test", ZD_ROLE_ADMIN | ZD_ROLE_APP,
+                         handle_test, svc);
 }

@@ -109,7 +109,8 @@ static void handle_feedback(zd_req *req, void *udata)
                          m->string);
     }
     if (!bad && !useful)
-        bad = zd_error_set(&err, "missing_field", "useful", "\"useful\" (true or false) is required");
+        bad =
+            zd_error_set(&err, "missing_field", "useful", "\"useful\" (true or false) is required");
     else if (!bad && !cJSON_IsBool(useful))
         bad = zd_error_set(&err, "invalid_type", "useful", "\"useful\" must be true or false");
     else if (!bad && reason && !cJSON_IsString(reason) && !cJSON_IsNull(reason))
@@ -123,9 +124,9 @@ static void handle_feedback(zd_req *req, void *udata)
         return;
     }
     const char *why = cJSON_IsString(reason) ? reason->valuestring : "";
-    started(req, zd_inbox_feedback(svc->inbox, zd_req_param(req, "id"),
-                                   zd_req_param(req, "notice_id"), cJSON_IsTrue(useful), why,
-                                   answered, req));
+    started(req,
+            zd_inbox_feedback(svc->inbox, zd_req_param(req, "id"), zd_req_param(req, "notice_id"),
+                              cJSON_IsTrue(useful), why, answered, req));
     cJSON_Delete(body);
 }
 
