@@ -26,7 +26,9 @@
 
 /* ARGV: profile id, limit, cursor score ('' = first page), cursor notice id. Newest first;
  * ties in arrival ms are ordered by notice id descending, as ZREVRANGE orders them, and the
- * cursor (score, id) continues right after the last item handed out. Returns {'absent'} or
+ * cursor (score, id) continues right after the last item handed out (items are only ever
+ * removed all at once, with the profile, so the cursor's item is still there). Returns {'absent'}
+ * or
  * {'ok', unread, more (0/1), ids, scores, items}. */
 static const char list_script[] =
     "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {'absent'} end\n"
@@ -39,8 +41,13 @@ static const char list_script[] =
     "  take(redis.call('ZREVRANGE', KEYS[3], 0, limit, 'WITHSCORES'))\n"
     "else\n"
     "  local s, m = ARGV[3], ARGV[4]\n"
-    "  for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', KEYS[3], s, s)) do\n"
-    "    if id < m and #ids <= limit then ids[#ids + 1] = id; scores[#scores + 1] = s end\n"
+    "  -- The tie group comes in Redis's byte order; Lua's < would compare by the server's\n"
+    "  -- locale (Redis sets LC_COLLATE), so the cursor's place is found by equality.\n"
+    "  local tie = redis.call('ZREVRANGEBYSCORE', KEYS[3], s, s)\n"
+    "  local from = #tie + 1\n"
+    "  for i, id in ipairs(tie) do if id == m then from = i + 1; break end end\n"
+    "  for i = from, #tie do\n"
+    "    if #ids <= limit then ids[#ids + 1] = tie[i]; scores[#scores + 1] = s end\n"
     "  end\n"
     "  if #ids <= limit then\n"
     "    take(redis.call('ZREVRANGEBYSCORE', KEYS[3], '(' .. s, '-inf', 'WITHSCORES', 'LIMIT', 0,\n"

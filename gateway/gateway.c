@@ -27,11 +27,12 @@ static const struct builtin {
     const char *name;
     const zd_gateway_type *type;
     bool own_options;
+    const char *made_by; /* NULL type: the layer that creates its instances, or NULL */
 } builtins[] = {
-    {"webhook", &zd_webhook_type, true},
-    {"inbox", NULL, false},
-    {"sms_http", NULL, true},
-    {"smtp", NULL, true},
+    {"webhook", &zd_webhook_type, true, NULL},
+    {"inbox", NULL, false, "delivery/ (delivery/gateways.c)"},
+    {"sms_http", NULL, true, NULL},
+    {"smtp", NULL, true, NULL},
 };
 #define NBUILTINS (sizeof(builtins) / sizeof(builtins[0]))
 
@@ -255,7 +256,12 @@ int zd_gateway_new(const zd_gw_host *host, const char *name, const cJSON *opts, 
     if (rc)
         return rc;
     if (!t) {
-        fail(err, errlen, "gateways.%s: the %s gateway type is not implemented yet", name, b->name);
+        if (b->made_by)
+            fail(err, errlen, "gateways.%s: %s gateways are created by %s", name, b->name,
+                 b->made_by);
+        else
+            fail(err, errlen, "gateways.%s: the %s gateway type is not implemented yet", name,
+                 b->name);
         return -ENOTSUP;
     }
     zd_gateway *g = calloc(1, sizeof(*g));
@@ -294,7 +300,7 @@ int zd_gateway_adopt(const char *name, const cJSON *opts, const zd_gateway_type 
     const struct builtin *b = NULL;
     const zd_gateway_type *found = NULL;
     int rc = check_shared(name, opts, &retry, &b, &found, err, errlen);
-    if (rc == 0 && (!b || b->type || strcmp(b->name, t->name) != 0))
+    if (rc == 0 && (!b || b->type || !b->made_by || strcmp(b->name, t->name) != 0))
         rc = fail(err, errlen, "gateways.%s: not a gateway of type %s", name, t->name);
     zd_gateway *g = NULL;
     if (rc == 0 && (!(g = calloc(1, sizeof(*g))) || !(g->name = strdup(name)))) {
