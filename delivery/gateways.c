@@ -2,6 +2,7 @@
 #include "delivery/gateways.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/log.h"
+#include "delivery/inbox.h"
 
 struct zd_gateways {
     int n;
@@ -16,10 +18,35 @@ struct zd_gateways {
     zd_gateway **g; /* NULL for a type that has not landed yet */
 };
 
-int zd_gateways_new(const zd_gw_host *host, const cJSON *config, zd_redis *redis, zd_gateways **out,
+/* The inbox type writes to Redis, which gateway/ may not know: its instances are made here
+ * and handed to the host (zd_gateway_adopt). */
+static int new_inbox(zd_inbox *inbox, const char *name, const cJSON *opts, zd_gateway **out,
+                     char *err, size_t errlen)
+{
+    int rc = zd_gateway_check(name, opts, err, errlen);
+    if (rc)
+        return rc;
+    if (!inbox) {
+        snprintf(err, errlen, "gateways.%s: no inbox store to write to", name);
+        return -ENOTSUP;
+    }
+    void *inst;
+    if ((rc = zd_inbox_gateway_new(inbox, name, &inst))) {
+        snprintf(err, errlen, "gateways.%s: out of memory", name);
+        return rc;
+    }
+    return zd_gateway_adopt(name, opts, &zd_inbox_type, inst, out, err, errlen);
+}
+
+static bool is_inbox(const cJSON *opts)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(opts, "type");
+    return cJSON_IsString(t) && strcmp(t->valuestring, zd_inbox_type.name) == 0;
+}
+
+int zd_gateways_new(const zd_gw_host *host, const cJSON *config, zd_inbox *inbox, zd_gateways **out,
                     char *err, size_t errlen)
 {
-    (void)redis; /* the inbox type (delivery/inbox.c) writes through it */
     *out = NULL;
     zd_gateways *gs = calloc(1, sizeof(*gs));
     if (!gs)
@@ -37,7 +64,8 @@ int zd_gateways_new(const zd_gw_host *host, const cJSON *config, zd_redis *redis
             zd_gateways_free(gs);
             return -ENOMEM;
         }
-        int rc = zd_gateway_new(host, e->string, e, &gs->g[gs->n], err, errlen);
+        int rc = is_inbox(e) ? new_inbox(inbox, e->string, e, &gs->g[gs->n], err, errlen)
+                             : zd_gateway_new(host, e->string, e, &gs->g[gs->n], err, errlen);
         gs->n++;
         if (rc == -ENOTSUP) {
             /* A built-in type that has not landed (sms_http, smtp): the config stays valid and

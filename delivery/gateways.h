@@ -12,14 +12,15 @@
 #include "gateway/gateway.h"
 
 struct cJSON;
-typedef struct zd_redis zd_redis;
+typedef struct zd_inbox zd_inbox;
 typedef struct zd_gateways zd_gateways;
 
 /* Creates an instance of every gateway of config (the "gateways" object, borrowed; NULL or
- * empty: none). host is borrowed and outlives the set; redis (borrowed, may be NULL in unit
- * tests) is what the built-in inbox writes to. Returns 0 and *out, or a negative code with a
- * message in err naming the gateway. */
-int zd_gateways_new(const zd_gw_host *host, const struct cJSON *config, zd_redis *redis,
+ * empty: none). host is borrowed and outlives the set; inbox (borrowed, outlives the set; may
+ * be NULL in unit tests, then "inbox" gateways are configured but unavailable) is what the
+ * built-in inbox type writes to (delivery/inbox.h). Returns 0 and *out, or a negative code
+ * with a message in err naming the gateway. */
+int zd_gateways_new(const zd_gw_host *host, const struct cJSON *config, zd_inbox *inbox,
                     zd_gateways **out, char *err, size_t errlen);
 
 /* Number of configured gateways; the gateway with index i (0 <= i < count), or by name: NULL

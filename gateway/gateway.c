@@ -18,17 +18,21 @@
 
 #define TYPES_MAX 32
 
-/* Built-in type names. A NULL type has not landed yet: its name is reserved and its shared
- * options are checked; own_options says whether it may have others (inbox has none). */
+/* Built-in type names. A NULL type is not created here: either it has not landed yet (sms_http,
+ * smtp) or a layer above creates its instances and hands them over with zd_gateway_adopt()
+ * (inbox: it writes to Redis, which gateway/ may not include; delivery/inbox.c). Its name is
+ * reserved and its shared options are checked; own_options says whether it may have others
+ * (inbox has none). */
 static const struct builtin {
     const char *name;
     const zd_gateway_type *type;
     bool own_options;
+    const char *made_by; /* NULL type: the layer that creates its instances, or NULL */
 } builtins[] = {
-    {"webhook", &zd_webhook_type, true},
-    {"inbox", NULL, false},
-    {"sms_http", NULL, true},
-    {"smtp", NULL, true},
+    {"webhook", &zd_webhook_type, true, NULL},
+    {"inbox", NULL, false, "delivery/ (delivery/gateways.c)"},
+    {"sms_http", NULL, true, NULL},
+    {"smtp", NULL, true, NULL},
 };
 #define NBUILTINS (sizeof(builtins) / sizeof(builtins[0]))
 
@@ -252,7 +256,12 @@ int zd_gateway_new(const zd_gw_host *host, const char *name, const cJSON *opts, 
     if (rc)
         return rc;
     if (!t) {
-        fail(err, errlen, "gateways.%s: the %s gateway type is not implemented yet", name, b->name);
+        if (b->made_by)
+            fail(err, errlen, "gateways.%s: %s gateways are created by %s", name, b->name,
+                 b->made_by);
+        else
+            fail(err, errlen, "gateways.%s: the %s gateway type is not implemented yet", name,
+                 b->name);
         return -ENOTSUP;
     }
     zd_gateway *g = calloc(1, sizeof(*g));
@@ -281,6 +290,35 @@ fail:
         free(g->name);
     free(g);
     return rc;
+}
+
+int zd_gateway_adopt(const char *name, const cJSON *opts, const zd_gateway_type *t, void *inst,
+                     zd_gateway **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    zd_gateway_retry retry;
+    const struct builtin *b = NULL;
+    const zd_gateway_type *found = NULL;
+    int rc = check_shared(name, opts, &retry, &b, &found, err, errlen);
+    if (rc == 0 && (!b || b->type || !b->made_by || strcmp(b->name, t->name) != 0))
+        rc = fail(err, errlen, "gateways.%s: not a gateway of type %s", name, t->name);
+    zd_gateway *g = NULL;
+    if (rc == 0 && (!(g = calloc(1, sizeof(*g))) || !(g->name = strdup(name)))) {
+        rc = -ENOMEM;
+        fail(err, errlen, "out of memory");
+    }
+    if (rc) {
+        if (g)
+            free(g->name);
+        free(g);
+        t->destroy(inst);
+        return rc;
+    }
+    g->type = t;
+    g->inst = inst;
+    g->retry = retry;
+    *out = g;
+    return 0;
 }
 
 const char *zd_gateway_name(const zd_gateway *g)

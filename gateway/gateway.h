@@ -43,10 +43,20 @@ void zd_gateway_host_init(zd_gw_host *h, void *event_base);
 
 /* Creates gateway `name` from its config entry opts (borrowed; checked as by
  * zd_gateway_check). host is borrowed and must outlive the gateway. Returns 0 and *out
- * (caller frees with zd_gateway_free()), -ENOTSUP for a built-in type not implemented yet,
- * or another negative code; err says why. */
+ * (caller frees with zd_gateway_free()), -ENOTSUP for a built-in type the host cannot create
+ * (not implemented yet, or provided by a layer above: see zd_gateway_adopt), or another
+ * negative code; err says why. */
 int zd_gateway_new(const zd_gw_host *host, const char *name, const struct cJSON *opts,
                    zd_gateway **out, char *err, size_t errlen);
+
+/* Wraps an instance the caller created of built-in type t: for the types whose instances
+ * need what gateway/ may not hold, so that a layer above creates them — the inbox, which
+ * writes to Redis (delivery/inbox.h). opts (borrowed) is the gateway's config entry, checked
+ * as by zd_gateway_check; its "type" must be a reserved built-in name equal to t->name. t is
+ * borrowed (static); inst is taken over: on success g frees it with t->destroy, on failure it
+ * is destroyed at once. Returns 0 and *out, or -EINVAL with err. */
+int zd_gateway_adopt(const char *name, const struct cJSON *opts, const zd_gateway_type *t,
+                     void *inst, zd_gateway **out, char *err, size_t errlen);
 
 const char *zd_gateway_name(const zd_gateway *g);
 const char *zd_gateway_type_name(const zd_gateway *g);

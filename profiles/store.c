@@ -109,8 +109,9 @@ static const char put_script[] = LUA_HELPERS
     "if cn ~= cn0 then redis.call('HSET', KEYS[4], 'n', cn) end\n"
     "return {epoch, out}\n";
 
-/* KEYS: profiles hash, change stream, erasure set, meta hash. ARGV: maxlen, id, epoch
- * candidate, expected version ('' = any). Returns {epoch} when there is no such profile,
+/* KEYS: profiles hash, change stream, erasure set, meta hash, the profile's inbox hash and
+ * inbox order zset (delivery/inbox.c; same slot). ARGV: maxlen, id, epoch candidate, expected
+ * version ('' = any). The inbox goes with the profile (SPEC §2, erasure). Returns {epoch} when there is no such profile,
  * {epoch, 'conflict', version} when another version is stored, else {epoch, dense, old indexed
  * document, entry id}. The dense id goes into the erasure set with the time of the delete:
  * zd_store_scrub() later removes every change-stream entry of it, once the followers have read
@@ -124,6 +125,7 @@ static const char del_script[] = LUA_HELPERS
     "local oldidx = indexed(old)\n"
     "cn = cn + 1\n"
     "redis.call('HDEL', KEYS[1], ARGV[2])\n"
+    "redis.call('DEL', KEYS[5], KEYS[6])\n"
     "local sid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'op', 'del',\n"
     "                       'id', ARGV[2], 'd', dense, 'n', cn, 'e', epoch, 'old', oldidx)\n"
     "redis.call('HSET', KEYS[4], 'n', cn)\n"
@@ -543,17 +545,25 @@ static void del_done(script_call *c, int status, const zd_reply *reply)
 
 int zd_store_del(zd_store *st, const char *id, const char *expect, zd_store_del_cb cb, void *udata)
 {
-    /* EVALSHA sha 4 profiles changes erase meta maxlen id epoch expect */
+    /* EVALSHA sha 6 profiles changes erase meta inbox inboxz maxlen id epoch expect */
     static const key_fn keys[] = {zd_key_profiles, zd_key_changes, zd_key_erase, zd_key_meta};
     int partition = zd_partition_of(id, st->partitions);
-    script_call *c = call_begin(st, SCRIPT_DEL, 11, partition, keys, 4, (void *)cb, udata);
+    script_call *c = call_begin(st, SCRIPT_DEL, 13, partition, keys, 4, (void *)cb, udata);
     if (!c)
         return -ENOMEM;
     c->done = del_done;
-    int rc = call_argll(c, 7, st->maxlen);
-    rc |= call_arg(c, 8, id, strlen(id));
-    rc |= call_arg_epoch(c, 9);
-    rc |= call_arg(c, 10, expect ? expect : "", expect ? strlen(expect) : 0);
+    char key[ZD_INBOX_KEY_MAX];
+    free(c->argv[2]);
+    c->argv[2] = NULL;
+    int rc = call_argll(c, 2, 6);
+    zd_key_inbox(partition, id, key);
+    rc |= call_arg(c, 7, key, strlen(key));
+    zd_key_inbox_order(partition, id, key);
+    rc |= call_arg(c, 8, key, strlen(key));
+    rc |= call_argll(c, 9, st->maxlen);
+    rc |= call_arg(c, 10, id, strlen(id));
+    rc |= call_arg_epoch(c, 11);
+    rc |= call_arg(c, 12, expect ? expect : "", expect ? strlen(expect) : 0);
     return call_finish(c, rc);
 }
 

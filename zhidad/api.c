@@ -12,6 +12,7 @@
 #include "common/notify.h"
 #include "delivery/delivery.h"
 #include "delivery/gateways.h"
+#include "delivery/inbox.h"
 #include "profiles/follower.h"
 #include "profiles/store.h"
 #include "redis/timer.h"
@@ -273,6 +274,10 @@ int zd_api_register(zd_service *svc)
     if (rc == 0)
         rc = zd_api_deadletters_register(svc);
     if (rc == 0)
+        rc = zd_api_inbox_register(svc);
+    if (rc == 0)
+        rc = zd_api_gateways_register(svc);
+    if (rc == 0)
         rc = zd_http_route(svc->http, "GET", "/metrics", 0, handle_metrics, svc);
     return rc;
 }
@@ -436,8 +441,11 @@ int zd_service_start(zd_service *svc)
         return rc;
     char err[320];
     zd_gateway_host_init(&svc->gw_host, svc->base);
+    svc->inbox = zd_inbox_new(svc->redis, cfg->partitions);
+    if (!svc->inbox)
+        return -ENOMEM;
     rc =
-        zd_gateways_new(&svc->gw_host, cfg->gateways, svc->redis, &svc->gateways, err, sizeof(err));
+        zd_gateways_new(&svc->gw_host, cfg->gateways, svc->inbox, &svc->gateways, err, sizeof(err));
     if (rc != 0) {
         zd_log(ZD_LOG_ERROR, "gateways: %s", err);
         return rc;
@@ -481,6 +489,8 @@ void zd_service_stop(zd_service *svc)
     svc->gateways = NULL;
     zd_delivery_free(svc->delivery);
     svc->delivery = NULL;
+    zd_inbox_free(svc->inbox);
+    svc->inbox = NULL;
     zd_follower_free(svc->follower);
     svc->follower = NULL;
     zd_store_free(svc->store);

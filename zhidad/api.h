@@ -16,6 +16,10 @@ typedef struct zd_req zd_req;
 int zd_api_profiles_register(zd_service *svc);
 int zd_api_rules_register(zd_service *svc);
 int zd_api_audit_register(zd_service *svc);
+/* GET /v1/profiles/{id}/inbox and the item actions (api_inbox.c). */
+int zd_api_inbox_register(zd_service *svc);
+/* POST /v1/gateways/{name}:test (api_gateways.c). */
+int zd_api_gateways_register(zd_service *svc);
 
 /* List endpoints (api_list.c): reads the `limit` (1..ZD_LIST_LIMIT_MAX, default
  * ZD_LIST_LIMIT_DEFAULT) and `cursor` (NULL when absent; borrowed from the request) query

@@ -607,3 +607,37 @@ def test_console_operations_answer_as_documented(zd, doc):
     exchange(zd, doc, "GET", "/v1/audit", key="hz", expect=403)
     st, e = exchange(zd, doc, "GET", "/v1/audit?cursor=x-1", expect=400)
     assert e["error"]["code"] == "invalid_cursor", e
+
+
+def test_inbox_and_gateway_test_answer_as_documented(zd, doc):
+    from test_inbox import notice, send
+    exchange(zd, doc, "PUT", "/v1/profiles/oa-ib", citizen(), key="app", expect=200)
+    exchange(zd, doc, "GET", "/v1/profiles/oa-ib/inbox", key="app", expect=200)
+    send(zd.redis_port, [[notice("oa-p", "oa-ib"), notice("oa-q", "oa-ib")]])
+    st, page = exchange(zd, doc, "GET", "/v1/profiles/oa-ib/inbox?limit=1", expect=200)
+    assert page["next_cursor"] and len(page["items"]) == 1
+    exchange(zd, doc, "GET", "/v1/profiles/oa-ib/inbox?cursor=" + page["next_cursor"],
+             expect=200)
+    exchange(zd, doc, "POST", "/v1/profiles/oa-ib/inbox/oa-p:oa-ib:inbox:read", key="app",
+             expect=200)
+    body = {"useful": False, "reason": "不相关"}
+    fb_op = find_operation(doc, "POST", "/v1/profiles/oa-ib/inbox/oa-q:oa-ib:inbox:feedback")
+    check_request_body(doc, fb_op, body)
+    check_request_body(doc, fb_op, {"useful": 1}, valid=False)
+    check_request_body(doc, fb_op, {"useful": True, "why": ""}, valid=False)
+    gt_op = find_operation(doc, "POST", "/v1/gateways/inbox:test")
+    check_request_body(doc, gt_op, {"to": "oa-ib"})
+    check_request_body(doc, gt_op, {"url": "http://x"}, valid=False)
+    exchange(zd, doc, "POST", "/v1/profiles/oa-ib/inbox/oa-q:oa-ib:inbox:feedback", body,
+             key="app", expect=200)
+    exchange(zd, doc, "POST", "/v1/profiles/oa-ib/inbox:read-all", key="app", expect=200)
+    exchange(zd, doc, "POST", "/v1/profiles/oa-ib/inbox/oa-x:oa-ib:inbox:read", expect=404)
+    exchange(zd, doc, "POST", "/v1/profiles/oa-ib/inbox/oa-q:oa-ib:inbox:feedback",
+             {"useful": 1}, expect=400)
+    exchange(zd, doc, "GET", "/v1/profiles/oa-nobody/inbox", expect=404)
+    exchange(zd, doc, "GET", "/v1/profiles/oa-ib/inbox?cursor=bad", expect=400)
+    exchange(zd, doc, "GET", "/v1/profiles/oa-ib/inbox", key="viewer", expect=403)
+    exchange(zd, doc, "POST", "/v1/gateways/inbox:test", {"to": "oa-ib"}, key="app", expect=200)
+    exchange(zd, doc, "POST", "/v1/gateways/sms:test", expect=409)
+    exchange(zd, doc, "POST", "/v1/gateways/nope:test", expect=404)
+    exchange(zd, doc, "DELETE", "/v1/profiles/oa-ib", key="app", expect=200)

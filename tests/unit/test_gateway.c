@@ -121,7 +121,7 @@ static void test_registry(void)
 {
     CHECK(zd_gateway_type_find("webhook") != NULL);
     CHECK_STR(zd_gateway_type_find("webhook")->name, "webhook");
-    CHECK(zd_gateway_type_find("inbox") == NULL); /* reserved, not implemented yet */
+    CHECK(zd_gateway_type_find("inbox") == NULL); /* reserved: made by delivery/ */
     CHECK(zd_gateway_type_find("fax") == NULL);
     char err[256];
     zd_gateway_type t = *zd_gateway_type_find("webhook");
@@ -184,9 +184,52 @@ static void test_instance(void)
     g = (zd_gateway *)1;
     CHECK_INT(zd_gateway_new(&host, "inbox", o, &g, err, sizeof(err)), -ENOTSUP);
     CHECK(g == NULL);
+    CHECK(strstr(err, "created by delivery/") != NULL);
+    cJSON_Delete(o);
+    o = cJSON_Parse("{\"type\": \"sms_http\"}");
+    CHECK_INT(zd_gateway_new(&host, "sms", o, &g, err, sizeof(err)), -ENOTSUP);
     CHECK(strstr(err, "not implemented yet") != NULL);
     cJSON_Delete(o);
     event_base_free(base);
+}
+
+/* zd_gateway_adopt: a layer above hands over an instance of a reserved built-in type. */
+static int destroyed;
+static void count_destroy(void *inst)
+{
+    destroyed++;
+}
+
+static void test_adopt(void)
+{
+    static zd_gateway_type inbox;
+    inbox = *zd_gateway_type_find("webhook");
+    inbox.name = "inbox";
+    inbox.destroy = count_destroy;
+    char err[256];
+    zd_gateway *g = NULL;
+    cJSON *o = cJSON_Parse("{\"type\": \"inbox\", \"max_attempts\": 3}");
+    CHECK_INT(zd_gateway_adopt("box", o, &inbox, (void *)&inbox, &g, err, sizeof(err)), 0);
+    CHECK(g != NULL);
+    if (g) {
+        CHECK_STR(zd_gateway_name(g), "box");
+        CHECK_STR(zd_gateway_type_name(g), "inbox");
+        CHECK_INT(zd_gateway_retry_opts(g)->max_attempts, 3);
+    }
+    zd_gateway_free(g);
+    CHECK_INT(destroyed, 1);
+    cJSON_Delete(o);
+    /* Only for the reserved name of the type, and the instance is destroyed on refusal. */
+    o = cJSON_Parse("{\"type\": \"sms_http\"}");
+    CHECK_INT(zd_gateway_adopt("box", o, &inbox, (void *)&inbox, &g, err, sizeof(err)), -EINVAL);
+    CHECK(g == NULL);
+    CHECK_INT(destroyed, 2);
+    cJSON_Delete(o);
+    o = cJSON_Parse("{\"type\": \"inbox\", \"url\": \"http://x\"}");
+    CHECK_INT(zd_gateway_adopt("box", o, &inbox, (void *)&inbox, &g, err, sizeof(err)), -EINVAL);
+    CHECK(strstr(err, "gateways.box.url") != NULL);
+    CHECK_INT(destroyed, 3);
+    cJSON_Delete(o);
 }
 
 int main(void)
@@ -194,5 +237,6 @@ int main(void)
     test_checks();
     test_registry();
     test_instance();
+    test_adopt();
     return check_report("gateway");
 }
