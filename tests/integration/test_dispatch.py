@@ -167,8 +167,8 @@ def test_every_matched_profile_receives_exactly_once(tmpdir_mod, redis, rx):
         ids = add_profiles(z, "once", 40, "d_once", contacts={"zlb": "ent-1", "zlb3": "ent-3"})
         add_profiles(z, "other", 5, "d_other")
         # No profile has a zlb2 contact: the second route's chain moves on to zlb3.
-        publish(z, redis, "p-once", "d_once", ["zlb", ["zlb2", "zlb3"]])
-        meta, routes = wait_status(redis, "p-once", 2, ("done",))
+        publish(z, redis, "p-once", "d_once", ["zlb", ["zlb2", "zlb3"], "inbox"])
+        meta, routes = wait_status(redis, "p-once", 3, ("done",))
         assert int(meta["matched"]) == 40
         got = received(rx, "p-once")
         want = {"p-once:%s:%s" % (i, g) for i in ids for g in ("zlb", "zlb3")}
@@ -176,6 +176,9 @@ def test_every_matched_profile_receives_exactly_once(tmpdir_mod, redis, rx):
         assert all(v == 1 for v in got.values()), got
         assert routes[0]["delivered"] == 40 and routes[0]["by"] == {"zlb": 40}, routes
         assert routes[1]["delivered"] == 40 and routes[1]["by"] == {"zlb3": 40}, routes
+        assert routes[2]["delivered"] == 40 and routes[2]["by"] == {"inbox": 40}, routes
+        st, box = z.call("GET", "/v1/profiles/%s/inbox" % ids[0], key="app")
+        assert st == 200 and "p-once:%s:inbox" % ids[0] in json.dumps(box), box
         assert not deliveries(rx, "p-once", "/ok/2")
         for _, n in deliveries(rx, "p-once", "/ok"):
             assert n["to"] == "ent-" + n["gateway"][-1:].replace("b", "1")
