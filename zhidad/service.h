@@ -39,7 +39,7 @@ typedef struct zd_service {
     /* The delivery engine (fan-out, workers, scheduler) on its own Redis connection; NULL with
      * "delivery": {"enabled": false}. API handlers call zd_delivery_kick() after a create. */
     struct zd_delivery *delivery;
-    struct zd_inbox *inbox;       /* profiles' inboxes: the inbox gateways and the inbox API */
+    struct zd_inbox *inbox; /* profiles' inboxes: the inbox gateways and the inbox API */
     /* Set by main.c: ends the event loop (the service cannot run; exit_status says why). */
     void (*stop_loop)(struct zd_service *svc);
     bool index_ready; /* /readyz answers 200 only when this is set and Redis is connected */
