@@ -2,6 +2,7 @@
 #include "common/date.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,4 +117,77 @@ int32_t zd_date_today(const char *tz)
     struct tm tmv;
     localtime_r(&now, &tmv);
     return zd_date_from_ymd(tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday);
+}
+
+/* ---- RFC 3339 times ---- */
+
+static bool digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+int zd_rfc3339_parse(const char *s, int64_t *ms)
+{
+    /* YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM); the offset is required, so the instant never
+     * depends on the server's time zone. */
+    size_t len = strlen(s);
+    int y, mo, d, h, mi, sec, oh = 0, om = 0;
+    if (len < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
+        !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &h) ||
+        s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &sec))
+        return -EINVAL;
+    char ymd[11];
+    snprintf(ymd, sizeof(ymd), "%.10s", s);
+    int32_t days;
+    if (zd_date_parse(ymd, &days) != 0 || h > 23 || mi > 59 || sec > 60)
+        return -EINVAL;
+    if (sec == 60) /* a leap second: the next instant */
+        sec = 59;
+    const char *p = s + 19;
+    int frac_ms = 0;
+    if (*p == '.') {
+        p++;
+        int n = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (n < 3)
+                frac_ms = frac_ms * 10 + (*p - '0');
+            n++;
+            p++;
+        }
+        if (n == 0 || n > 9)
+            return -EINVAL;
+        for (; n < 3; n++)
+            frac_ms *= 10;
+    }
+    int sign = 0;
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+        sign = 0;
+    } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && digits(p + 1, 2, &oh) && p[3] == ':' &&
+               digits(p + 4, 2, &om) && oh <= 23 && om <= 59) {
+        sign = *p == '+' ? 1 : -1;
+    } else {
+        return -EINVAL;
+    }
+    int64_t t = (int64_t)days * 86400 + h * 3600 + mi * 60 + sec;
+    t -= sign * (oh * 3600 + om * 60);
+    *ms = t * 1000 + frac_ms;
+    return 0;
+}
+
+void zd_rfc3339_format(int64_t ms, char out[32])
+{
+    int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    int64_t rem = secs - days * 86400;
+    int y, m, d;
+    zd_date_to_ymd((int32_t)days, &y, &m, &d);
+    snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", y, m, d, (int)(rem / 3600),
+             (int)(rem / 60 % 60), (int)(rem % 60), (int)(ms - secs * 1000));
 }

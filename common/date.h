@@ -24,4 +24,10 @@ int32_t zd_date_age_threshold(int32_t today, int years);
  * ZHIDA_TODAY=YYYY-MM-DD overrides it (tests and reproducible demos). */
 int32_t zd_date_today(const char *tz);
 
+/* An RFC 3339 time with its offset required ("2021-06-01T09:00:00+08:00", "...Z", fractions of
+ * a second to ms) into Unix milliseconds: 0 or -EINVAL. */
+int zd_rfc3339_parse(const char *s, int64_t *ms);
+/* Unix milliseconds as "YYYY-MM-DDTHH:MM:SS.mmmZ" into out (32 bytes). */
+void zd_rfc3339_format(int64_t ms, char out[32]);
+
 #endif

@@ -84,4 +84,7 @@ int zd_policy_from_stored(const char *json, size_t len, zd_policy **out);
 
 void zd_policy_free(zd_policy *p);
 
+/* Whether s[0..len) is a policy id: 1-ZD_POLICY_ID_MAX characters of [A-Za-z0-9._-]. */
+bool zd_policy_id_valid(const char *s, size_t len);
+
 #endif

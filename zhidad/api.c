@@ -4,17 +4,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/notify.h"
+#include "delivery/delivery.h"
 #include "delivery/gateways.h"
 #include "delivery/inbox.h"
 #include "profiles/follower.h"
 #include "profiles/store.h"
 #include "redis/timer.h"
 #include "zhidad/api.h"
+#include "zhidad/api_policies.h"
 #include "zhidad/audit.h"
 #include "zhidad/http.h"
 #include "zhidad/service.h"
@@ -198,9 +201,10 @@ static void handle_metrics(zd_req *req, void *udata)
     /* The API's connection and the bulk-import connection, by a conn label. */
     zd_import_stats imp;
     zd_api_import_stats(svc, &imp);
-    zd_redis_stats rs[2] = {{0}, imp.redis};
+    zd_redis_stats rs[3] = {{0}, imp.redis, {0}};
     zd_redis_get_stats(svc->redis, &rs[0]);
-    static const char *const conn[2] = {"api", "import"};
+    zd_delivery_redis_stats(svc->delivery, &rs[2]);
+    static const char *const conn[3] = {"api", "import", "delivery"};
     static const struct {
         const char *name, *type, *help;
     } redis_families[6] = {
@@ -219,7 +223,7 @@ static void handle_metrics(zd_req *req, void *udata)
     for (int f = 0; f < 6; f++) {
         zd_metrics_family(&m, redis_families[f].name, redis_families[f].type,
                           redis_families[f].help);
-        for (int c = 0; c < 2; c++) {
+        for (int c = 0; c < 3; c++) {
             long v[6] = {rs[c].inflight,   rs[c].inflight_bytes, rs[c].queued,
                          rs[c].reconnects, rs[c].timeouts,       rs[c].errors};
             zd_metrics_int(&m, (const char *[]){"conn", conn[c], NULL}, v[f]);
@@ -230,6 +234,7 @@ static void handle_metrics(zd_req *req, void *udata)
     one(&m, "zhida_import_batches_inflight", "gauge",
         "Import batches sent to Redis and not yet answered, over all imports.",
         imp.batches_inflight);
+    zd_delivery_metrics(svc->delivery, &m);
     zd_metrics_process(&m);
     if (m.failed)
         zd_req_reply_error(req, 500, "out_of_memory", "out of memory building /metrics");
@@ -264,6 +269,10 @@ int zd_api_register(zd_service *svc)
         rc = zd_api_rules_register(svc);
     if (rc == 0)
         rc = zd_api_audit_register(svc);
+    if (rc == 0)
+        rc = zd_api_policies_register(svc);
+    if (rc == 0)
+        rc = zd_api_deadletters_register(svc);
     if (rc == 0)
         rc = zd_api_inbox_register(svc);
     if (rc == 0)
@@ -367,6 +376,47 @@ static void redis_durability(const zd_durability *d, bool first_on_connection, v
     }
 }
 
+/* The delivery engine on a connection of its own, named by delivery.consumer (default
+ * "<hostname>-<listen port>": stable across restarts, so that a restarted instance finds its
+ * own pending work entries). */
+static int delivery_start(zd_service *svc)
+{
+    const zd_config *cfg = svc->cfg;
+    char consumer[192];
+    if (cfg->delivery_consumer[0]) {
+        snprintf(consumer, sizeof(consumer), "%s", cfg->delivery_consumer);
+    } else {
+        char host[64] = "zhidad";
+        if (gethostname(host, sizeof(host)) != 0)
+            snprintf(host, sizeof(host), "zhidad");
+        host[sizeof(host) - 1] = '\0';
+        const char *port = strrchr(cfg->listen, ':');
+        snprintf(consumer, sizeof(consumer), "%s-%s", host, port ? port + 1 : "0");
+    }
+    zd_delivery_opts o = {
+        .base = svc->base,
+        .redis = zd_config_redis_opts(cfg, "delivery"),
+        .schema = cfg->schema,
+        .follower = svc->follower,
+        .gateways = svc->gateways,
+        .gateways_cfg = cfg->gateways,
+        .timezone = cfg->timezone,
+        .consumer = consumer,
+        .partitions = cfg->partitions,
+        .chunk = cfg->delivery_chunk,
+        .claim_idle_ms = cfg->delivery_claim_idle_ms,
+        .inflight = cfg->delivery_inflight,
+        .lease_ms = cfg->delivery_lease_ms,
+        .poll_ms = cfg->delivery_poll_ms,
+    };
+    int rc = zd_delivery_new(&o, &svc->delivery);
+    if (rc == 0)
+        rc = zd_delivery_start(svc->delivery);
+    if (rc != 0)
+        zd_log(ZD_LOG_ERROR, "delivery: cannot start (%s)", zd_strerror(rc));
+    return rc;
+}
+
 int zd_service_start(zd_service *svc)
 {
     svc->redis_durable = -1;
@@ -400,6 +450,8 @@ int zd_service_start(zd_service *svc)
         zd_log(ZD_LOG_ERROR, "gateways: %s", err);
         return rc;
     }
+    if (cfg->delivery_enabled && (rc = delivery_start(svc)) != 0)
+        return rc;
     svc->key_audit_t = zd_timer_new(svc->base, key_audit_tick, svc);
     svc->scrub_t = zd_timer_new(svc->base, scrub_tick, svc);
     if (!svc->key_audit_t || !svc->scrub_t)
@@ -411,6 +463,8 @@ int zd_service_start(zd_service *svc)
 
 void zd_service_quiesce(zd_service *svc)
 {
+    /* No new work entries; those in progress stay pending in Redis for the restart. */
+    zd_delivery_stop(svc->delivery);
     /* No new maintenance commands: the stop waits for the API connection to fall idle. */
     zd_timer_free(svc->scrub_t);
     svc->scrub_t = NULL;
@@ -429,8 +483,12 @@ void zd_service_stop(zd_service *svc)
     zd_service_quiesce(svc);
     /* Imports apply their answered batches to the follower's index: stop them first. */
     zd_api_import_stop(svc);
+    /* The gateways first: their batches' callbacks (cancelled) still reach the engine. */
+    zd_delivery_stop(svc->delivery);
     zd_gateways_free(svc->gateways);
     svc->gateways = NULL;
+    zd_delivery_free(svc->delivery);
+    svc->delivery = NULL;
     zd_inbox_free(svc->inbox);
     svc->inbox = NULL;
     zd_follower_free(svc->follower);

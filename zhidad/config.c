@@ -362,6 +362,55 @@ static int parse_redis_client(zd_config *c, const cJSON *o, char *err, size_t er
     return 0;
 }
 
+static int parse_delivery(zd_config *c, const cJSON *o, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"consumer",         "chunk",    "claim_idle_ms",
+                                       "inflight",         "lease_ms", "poll_ms",
+                                       "dry_run_read_max", "enabled",  NULL};
+    const char *p = "delivery";
+    if (!cJSON_IsObject(o))
+        return seterr(err, errlen, "\"delivery\" must be an object");
+    if (check_keys(o, p, keys, err, errlen) ||
+        get_str(o, p, "consumer", c->delivery_consumer, sizeof(c->delivery_consumer), err,
+                errlen) ||
+        get_int_field(o, p, "chunk", 1, 10000, &c->delivery_chunk, err, errlen) ||
+        get_int_field(o, p, "claim_idle_ms", 1000, 86400000, &c->delivery_claim_idle_ms, err,
+                      errlen) ||
+        get_int_field(o, p, "inflight", 1, 10000, &c->delivery_inflight, err, errlen) ||
+        get_int_field(o, p, "lease_ms", 300, 600000, &c->delivery_lease_ms, err, errlen) ||
+        get_int_field(o, p, "poll_ms", 10, 60000, &c->delivery_poll_ms, err, errlen) ||
+        get_bool(o, p, "enabled", &c->delivery_enabled, err, errlen) ||
+        get_int_field(o, p, "dry_run_read_max", 1, 10000000, &c->dry_run_read_max, err, errlen))
+        return -EINVAL;
+    for (const char *s = c->delivery_consumer; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.' && *s != ':')
+            return seterr(err, errlen,
+                          "\"delivery.consumer\" must be characters of A-Z a-z 0-9 - _ . :");
+    return 0;
+}
+
+/* An entry in progress is heartbeated, but one whose instance died is reclaimed after
+ * claim_idle_ms: that must exceed the longest a gateway may take over one batch, or a slow
+ * answer would be sent again by another instance while the first still waits for it. */
+static int check_claim_idle(const zd_config *c, char *err, size_t errlen)
+{
+    const cJSON *g;
+    cJSON_ArrayForEach(g, c->gateways)
+    {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(g, "timeout_ms");
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(g, "type");
+        double ms = cJSON_IsNumber(t) ? t->valuedouble
+                    : cJSON_IsString(type) && strcmp(type->valuestring, "inbox") != 0 ? 10000
+                                                                                      : 0;
+        if ((double)c->delivery_claim_idle_ms <= ms)
+            return seterr(err, errlen,
+                          "\"delivery.claim_idle_ms\" (%d) must exceed the timeout of gateway "
+                          "\"%s\" (%.0f ms)",
+                          c->delivery_claim_idle_ms, g->string, ms);
+    }
+    return 0;
+}
+
 static bool gateway_name_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -566,6 +615,7 @@ static void set_defaults(zd_config *c)
     c->max_connections = 1024;
     c->rule_max_cost = 1000;
     c->breakdown_max_groups = 100;
+    c->dry_run_read_max = 200000;
     c->redis_deadline_ms = 5000;
     c->redis_max_inflight = 1024;
     c->redis_max_inflight_bytes = 4 << 20;
@@ -574,6 +624,12 @@ static void set_defaults(zd_config *c)
     c->redis_reconnect_max_ms = 5000;
     c->key_audit_interval_s = 60;
     c->erase_grace_s = 10;
+    c->delivery_chunk = 500;
+    c->delivery_claim_idle_ms = 60000;
+    c->delivery_inflight = 32;
+    c->delivery_lease_ms = 5000;
+    c->delivery_poll_ms = 100;
+    c->delivery_enabled = true;
 }
 
 static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
@@ -589,6 +645,7 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
                                        "change_stream_maxlen",
                                        "limits",
                                        "redis_client",
+                                       "delivery",
                                        "log_level",
                                        "log_format",
                                        "key_audit_interval_s",
@@ -653,6 +710,9 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
         return seterr(err, errlen,
                       "\"limits.import_body_max\" must be at least "
                       "\"limits.body_max\"");
+    if ((o = cJSON_GetObjectItemCaseSensitive(root, "delivery")) &&
+        parse_delivery(c, o, err, errlen))
+        return -EINVAL;
     if ((o = cJSON_GetObjectItemCaseSensitive(root, "redis_client")) &&
         parse_redis_client(c, o, err, errlen))
         return -EINVAL;
@@ -684,6 +744,8 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
     }
     c->gateways = g;
     if (check_gateways(g, err, errlen))
+        return -EINVAL;
+    if (check_claim_idle(c, err, errlen))
         return -EINVAL;
 
     int ngw = cJSON_GetArraySize(g);

@@ -57,6 +57,8 @@ typedef struct zd_config {
     /* bounds of the work of one rule request */
     int rule_max_cost;        /* 1000: a compiled rule's cost after segment expansion */
     int breakdown_max_groups; /* 100: groups per preview breakdown dimension */
+    /* "delivery": {...} */
+    int dry_run_read_max; /* 200000: a dry run reads at most this many recipients' contacts */
     /* "redis_client": {...} */
     int redis_deadline_ms;           /* 5000: per command */
     int redis_max_inflight;          /* 1024 */
@@ -64,7 +66,15 @@ typedef struct zd_config {
     int redis_queue_max;             /* 100000 commands waiting while over inflight/disconnected */
     int redis_reconnect_min_ms, redis_reconnect_max_ms; /* 100, 5000 */
 
-    char log_level[16];  /* "info" */
+    /* "delivery": {...} (docs/CONFIG.md) */
+    char delivery_consumer[128]; /* "" = "<hostname>-<listen port>", filled at service start */
+    int delivery_chunk;          /* 500 profiles per fan-out chunk */
+    int delivery_claim_idle_ms;  /* 60000: above every gateway's timeout */
+    int delivery_inflight;       /* 32 work entries in progress per instance */
+    int delivery_lease_ms;       /* 5000: the scheduler lease */
+    int delivery_poll_ms;        /* 100: the sweep interval */
+    bool delivery_enabled;       /* true; false = an API-only instance */
+    char log_level[16];          /* "info" */
     char log_format[16]; /* "auto": journal priorities under systemd, else text; or "json" */
 } zd_config;
 

@@ -17,6 +17,7 @@ struct zd_store;
 struct zd_follower;
 struct zd_timer;
 struct zd_gateways;
+struct zd_delivery;
 struct zd_inbox;
 typedef struct zd_importer zd_importer;
 
@@ -35,7 +36,10 @@ typedef struct zd_service {
     struct zd_timer *scrub_t;     /* removes erased profiles' change-stream entries */
     zd_gw_host gw_host;           /* what gateways get from zhidad (loop, log, clocks) */
     struct zd_gateways *gateways; /* every configured gateway, created once */
-    struct zd_inbox *inbox;       /* profiles' inboxes: the inbox gateways and the inbox API */
+    /* The delivery engine (fan-out, workers, scheduler) on its own Redis connection; NULL with
+     * "delivery": {"enabled": false}. API handlers call zd_delivery_kick() after a create. */
+    struct zd_delivery *delivery;
+    struct zd_inbox *inbox; /* profiles' inboxes: the inbox gateways and the inbox API */
     /* Set by main.c: ends the event loop (the service cannot run; exit_status says why). */
     void (*stop_loop)(struct zd_service *svc);
     bool index_ready; /* /readyz answers 200 only when this is set and Redis is connected */

@@ -6,6 +6,9 @@ secret's Standard Webhooks signature verifies) and answers as its path says:
   /status/<N>             status N with a small JSON body
   /retry-after/<value>    429 with Retry-After: <value> (URL-decoded)
   /failed                 200 {"failed": [...]} from the receiver's `failed` dict id -> permanent
+                          (True, False, or an int n: transient for the first n times it is seen)
+  /flaky/<n>/<status>     status while any notice of the batch was seen at most n times, then 200
+  /ra-once/<value>        429 with Retry-After: <value> the first time a notice is seen, then 200
   /slow/<ms>              200 after <ms> ms (past a client's timeout)
   /close                  reads the request, closes the connection without answering
   /echo                   401 whose body repeats the notice, contact included
@@ -42,6 +45,7 @@ class Receiver:
         self.secrets = list(secrets)
         self.requests = []
         self.failed = {}
+        self.seen = {}  # notice id -> requests that carried it
         self.lock = threading.Lock()
         self.active = 0
         self.max_active = 0
@@ -95,8 +99,13 @@ class Receiver:
                     rec["json"] = json.loads(body)
                 except ValueError:
                     rec["json"] = None
+                ids = [x.get("id") for x in (rec["json"] or {}).get("notices", [])] \
+                    if isinstance(rec["json"], dict) else []
                 with receiver.lock:
                     receiver.requests.append(rec)
+                    for i in ids:
+                        receiver.seen[i] = receiver.seen.get(i, 0) + 1
+                    times = [receiver.seen[i] for i in ids]
                 mode = parts[0]
                 if mode == "ok":
                     delay = int(query.get("delay_ms", ["0"])[0])
@@ -108,10 +117,24 @@ class Receiver:
                 elif mode == "retry-after":
                     self.answer(429, b"{}", [("Retry-After", urllib.parse.unquote(parts[1]))])
                 elif mode == "failed":
-                    ids = [x["id"] for x in rec["json"]["notices"]]
-                    failed = [{"id": i, "permanent": receiver.failed[i]} for i in ids
-                              if i in receiver.failed]
+                    failed = []
+                    for i, n in zip(ids, times):
+                        f = receiver.failed.get(i)
+                        if f is True or f is False:
+                            failed.append({"id": i, "permanent": f})
+                        elif isinstance(f, int) and n <= f:
+                            failed.append({"id": i, "permanent": False})
                     self.answer(200, json.dumps({"failed": failed}).encode())
+                elif mode == "flaky":
+                    if times and min(times) <= int(parts[1]):
+                        self.answer(int(parts[2]), b'{"error": "flaky"}')
+                    else:
+                        self.answer(200)
+                elif mode == "ra-once":
+                    if times and min(times) == 1:
+                        self.answer(429, b"{}", [("Retry-After", urllib.parse.unquote(parts[1]))])
+                    else:
+                        self.answer(200)
                 elif mode == "slow":
                     time.sleep(int(parts[1]) / 1000)
                     try:

@@ -494,8 +494,46 @@ static void test_example_config(void)
     zd_config_free(c);
 }
 
+/* "delivery": defaults, values, and claim_idle_ms above every gateway's timeout. */
+static void test_delivery(void)
+{
+    zd_config *c = load("{}");
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_STR(c->delivery_consumer, "");
+        CHECK_INT(c->delivery_chunk, 500);
+        CHECK_INT(c->delivery_claim_idle_ms, 60000);
+        CHECK_INT(c->delivery_inflight, 32);
+        CHECK_INT(c->delivery_lease_ms, 5000);
+        CHECK_INT(c->delivery_poll_ms, 100);
+        CHECK(c->delivery_enabled);
+        zd_config_free(c);
+    }
+    c = load("{\"delivery\": {\"consumer\": \"a-1\", \"chunk\": 7, \"enabled\": false,"
+             " \"claim_idle_ms\": 20000, \"inflight\": 3, \"lease_ms\": 900, \"poll_ms\": 20}}");
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_STR(c->delivery_consumer, "a-1");
+        CHECK_INT(c->delivery_chunk, 7);
+        CHECK_INT(c->delivery_claim_idle_ms, 20000);
+        CHECK_INT(c->delivery_inflight, 3);
+        CHECK_INT(c->delivery_lease_ms, 900);
+        CHECK_INT(c->delivery_poll_ms, 20);
+        CHECK(!c->delivery_enabled);
+        zd_config_free(c);
+    }
+    EXPECT_ERROR("{\"delivery\": {\"chunks\": 5}}", "unknown key \"delivery.chunks\"");
+    EXPECT_ERROR("{\"delivery\": {\"chunk\": 0}}", "\"delivery.chunk\" must be an integer");
+    EXPECT_ERROR("{\"delivery\": {\"consumer\": \"a b\"}}", "delivery.consumer");
+    EXPECT_ERROR("{\"delivery\": {\"claim_idle_ms\": 5000}, \"gateways\": {\"zlb\": "
+                 "{\"type\": \"webhook\", \"url\": \"http://127.0.0.1:9/\", \"secret\": "
+                 "\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", \"timeout_ms\": 8000}}}",
+                 "must exceed the timeout of gateway \"zlb\" (8000 ms)");
+}
+
 int main(void)
 {
+    test_delivery();
     test_defaults();
     test_full();
     test_env_password();
