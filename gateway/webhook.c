@@ -270,10 +270,14 @@ static CURL *new_easy(webhook *w)
      * for a slot in our own queue, not in libcurl's. */
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, w->o.timeout_ms);
-    /* HTTP/2 where TLS offers it (ALPN), HTTP/1.1 on plain http; wait for a connection that
-     * may multiplex rather than open another one. */
+    /* HTTP/2 where TLS offers it (ALPN), HTTP/1.1 on plain http. Over TLS, wait for a
+     * connection that may multiplex rather than open another one: ALPN tells at connect time.
+     * Never on plain http, which cannot multiplex: there libcurl learns the protocol only from
+     * the first answer, and every other request would wait for it (behind a slow receiver,
+     * one request at a time, their timeouts running). */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    if (strncmp(w->o.url, "https:", 6) == 0)
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (w->o.ca_file)
         curl_easy_setopt(e, CURLOPT_CAINFO, w->o.ca_file);

@@ -172,6 +172,16 @@ def test_concurrency_limit_is_respected(rx):
     assert rx.max_active >= 2
 
 
+def test_slow_first_answer_does_not_hold_back_the_others(rx):
+    # Plain http never multiplexes: requests must not wait for the first answer to learn that
+    # (CURLOPT_PIPEWAIT did, so a slow receiver saw one request at a time and the others'
+    # timeouts ran while they waited inside libcurl).
+    batches = [[notice(i)] for i in range(3)]
+    res, final = run(opts(rx.url("/ok?delay_ms=1500"), batch=1, concurrency=3), batches)
+    assert all(outcomes(res[i]) == ["delivered"] for i in range(3))
+    assert rx.max_active == 3
+
+
 def test_rate_limit_is_respected(rx):
     # 20 requests per second with a bucket of 2: 30 requests need at least (30 - 2) / 20 s.
     batches = [[notice(i)] for i in range(30)]
