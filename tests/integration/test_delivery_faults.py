@@ -217,9 +217,11 @@ def test_redis_killed_and_restarted_from_its_aof_mid_dispatch(env):
     assert z.proc.poll() is None
 
 
-def test_receiver_down_then_500s_then_back(env):
-    """Connection refused for a while, then 500s, then 200 again: retries with back-off
-    deliver everything; nothing goes dead (max_attempts is high)."""
+def test_receiver_down_then_500s_then_lost_answers_then_back(env):
+    """Connection refused for a while, then 500s, then requests taken but never answered (a
+    lost 200: the sender must retry, the receiver gets duplicates), then 200 again: retries
+    with back-off deliver everything; nothing goes dead (max_attempts is high); duplicates
+    are counted and reported."""
     tmp, redis, rx, zds = env
     z = start_zd(tmp, redis, rx)
     zds.append(z)
@@ -228,26 +230,28 @@ def test_receiver_down_then_500s_then_back(env):
     publish(z, "rx-down", rule)
     wait_received(rx, "rx-down", 1000, procs=[z])
     rx.down()
-    # While down the funnel shows notices retrying (the sends failed and were rescheduled).
-    saw_retrying = []
 
+    # While down the funnel shows notices retrying (the sends failed and were rescheduled).
     def retrying():
         st, doc = get_policy(z, "rx-down")
-        n = doc["funnel"]["pending"]["retrying"] if st == 200 else 0
-        saw_retrying.append(n)
-        return n > 0
-    wait_until(retrying, timeout=60, step=0.1, what="notices retrying while the receiver "
-               "is down")
+        return st == 200 and doc["funnel"]["pending"]["retrying"] > 0
+    wait_until(retrying, timeout=60, step=0.1,
+               what="notices retrying while the receiver is down")
     time.sleep(2)
     rx.up()
     rx.set_mode("status", 500)
-    seen_before = len(rx.seen)
-    wait_until(lambda: len(rx.seen) > seen_before + 3, timeout=60,
+    seen = len(rx.seen)
+    wait_until(lambda: len(rx.seen) > seen + 3 * BATCH, timeout=60,
                what="zhidad to retry against the 500s")
-    time.sleep(1)
+    rx.set_mode("drop")
+    n = len(rx.accepted)
+    wait_until(lambda: len(rx.accepted) > n + 3 * BATCH, timeout=60,
+               what="requests whose answer is lost")
     rx.set_mode(None)
     r = finish(z, redis, rx, "rx-down", audience, "receiver_down")
     assert r.funnel["dead"] == 0, r
+    # The lost answers' notices came again: counted, not hidden.
+    assert r.duplicates > 0, r
 
 
 def test_two_instances_share_a_dispatch_and_one_is_killed(env):

@@ -15,6 +15,9 @@ Run-time modes (set from the test while zhidad sends; they apply whatever the pa
                           connection refused; up() listens again on the same port
   set_mode("slow", ms)    every request is answered (as its path says) after ms
   set_mode("status", N)   every request is answered N (e.g. 500) with a small JSON body
+  set_mode("drop")        every request is taken (its notices count as accepted) and its
+                          connection closed without an answer: the sender must retry, so
+                          the receiver gets duplicates (what a lost 200 looks like)
   set_mode(None)          back to the path's answer
 Every notice of a request the receiver answered 2xx (minus its `failed` list) is appended to
 `accepted` as (notice id, verified by every secret, monotonic time, request headers); every
@@ -144,6 +147,10 @@ class Receiver:
                 elif override and override[0] == "status":
                     self.answer(override[1], b'{"error": "as the test asked"}')
                     return
+                elif override and override[0] == "drop":
+                    receiver._record(rec, 200, b"{}")
+                    self.close_connection = True
+                    return
                 mode = parts[0]
                 if mode == "ok":
                     delay = int(query.get("delay_ms", ["0"])[0])
@@ -208,8 +215,8 @@ class Receiver:
                     self.accepted.append((nid, ok, rec["time"], rec["headers"]))
 
     def set_mode(self, mode, value=None):
-        """None (answer as the path says), "slow" (value ms before answering) or "status"
-        (answer value to everything)."""
+        """None (answer as the path says), "slow" (value ms before answering), "status"
+        (answer value to everything) or "drop" (take the notices, close without answering)."""
         with self.lock:
             self.mode = None if mode is None else (mode, value)
 
