@@ -261,3 +261,44 @@ def assert_ok(r, matched=True):
     if matched:
         assert r.matched == r.audience, "matched %s != expected audience %s: %s" % (
             r.matched, r.audience, r)
+
+
+class FunnelWatcher:
+    """Samples GET /v1/policies/{id} in a thread while a test runs its faults and records
+    every sample whose funnel does not add up (SPEC §4: "at every moment"). `zds` is a
+    callable returning the zhidads to ask (whichever are up); failed requests (an instance
+    being killed or restarted) are skipped."""
+
+    def __init__(self, zds, policy, key="admin", interval=0.1):
+        import threading
+        self.zds, self.policy, self.key, self.interval = zds, policy, key, interval
+        self.samples = 0
+        self.bad = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping.is_set():
+            for z in list(self.zds()):
+                try:
+                    if z.proc is None or z.proc.poll() is not None:
+                        continue
+                    st, doc = get_policy(z, self.policy, self.key)
+                except (OSError, ValueError):
+                    continue
+                if st != 200 or not isinstance(doc, dict):
+                    continue
+                self.samples += 1
+                p = funnel_problems(doc)
+                if p and len(self.bad) < 20:
+                    self.bad.append((z.name, doc.get("status"), p))
+            self.stopping.wait(self.interval)
+
+    def stop(self):
+        """Stops sampling; asserts every sample added up and returns the number taken."""
+        self.stopping.set()
+        self.thread.join(timeout=30)
+        print("funnel samples: %d, not adding up: %d" % (self.samples, len(self.bad)))
+        assert not self.bad, "the funnel did not add up: %s" % self.bad
+        return self.samples

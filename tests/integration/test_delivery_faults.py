@@ -19,7 +19,8 @@ import time
 import pytest
 
 from conftest import RedisServer, Zhidad, wait_until, free_port
-from delivery_check import assert_ok, check, get_policy, wait_drained, xpending
+from delivery_check import (FunnelWatcher, assert_ok, check, get_policy, wait_drained,
+                            xpending)
 from webhook_receiver import Receiver
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -132,8 +133,10 @@ def env(tmp_path):
     redis.stop()
 
 
-def finish(z, redis, rx, pid, audience, name, timeout=300):
+def finish(z, redis, rx, pid, audience, name, timeout=300, watcher=None):
     doc = wait_drained(z, rc_of(redis), pid, timeout=timeout)
+    if watcher:
+        assert watcher.stop() > 0
     r = check(z, rc_of(redis), pid, audience, ["zlb"], list(rx.accepted), doc=doc, name=name)
     assert_ok(r)
     return r
@@ -187,6 +190,7 @@ def test_sigkill_zhidad_mid_dispatch_then_restart(env):
     rule, audience = import_population(z)
     rx.set_mode("slow", SLOW_MS)
     publish(z, "kill-zhidad", rule)
+    w = FunnelWatcher(lambda: [z], "kill-zhidad")
     wait_received(rx, "kill-zhidad", N_MATCH * 3 // 10, procs=[z])
     kill9(z)
     at_kill = received(rx, "kill-zhidad")
@@ -194,7 +198,7 @@ def test_sigkill_zhidad_mid_dispatch_then_restart(env):
     pending_at_kill = xpending(rc, "kill-zhidad")
     rc.close()
     z.start()
-    r = finish(z, redis, rx, "kill-zhidad", audience, "sigkill_zhidad")
+    r = finish(z, redis, rx, "kill-zhidad", audience, "sigkill_zhidad", watcher=w)
     print("sigkill_zhidad: received %d before the kill, %d entries pending then"
           % (at_kill, pending_at_kill))
     assert at_kill < N_MATCH, "the kill came after the dispatch: nothing was tested"
@@ -207,12 +211,13 @@ def test_redis_killed_and_restarted_from_its_aof_mid_dispatch(env):
     rule, audience = import_population(z)
     rx.set_mode("slow", SLOW_MS)
     publish(z, "kill-redis", rule)
+    w = FunnelWatcher(lambda: [z], "kill-redis")
     wait_received(rx, "kill-redis", N_MATCH * 3 // 10, procs=[z])
     redis.stop(signal.SIGKILL)
     at_kill = received(rx, "kill-redis")
     time.sleep(1.0)  # zhidad's sends and settles now fail against a dead Redis
     redis.start()  # same port, same dir: loads the AOF
-    finish(z, redis, rx, "kill-redis", audience, "sigkill_redis")
+    finish(z, redis, rx, "kill-redis", audience, "sigkill_redis", watcher=w)
     assert at_kill < N_MATCH, "the kill came after the dispatch: nothing was tested"
     assert z.proc.poll() is None
 
@@ -228,6 +233,7 @@ def test_receiver_down_then_500s_then_lost_answers_then_back(env):
     rule, audience = import_population(z, n_match=5000, n_other=500)
     rx.set_mode("slow", 20)
     publish(z, "rx-down", rule)
+    w = FunnelWatcher(lambda: [z], "rx-down")
     wait_received(rx, "rx-down", 1000, procs=[z])
     rx.down()
 
@@ -248,7 +254,7 @@ def test_receiver_down_then_500s_then_lost_answers_then_back(env):
     wait_until(lambda: len(rx.accepted) > n + 3 * BATCH, timeout=60,
                what="requests whose answer is lost")
     rx.set_mode(None)
-    r = finish(z, redis, rx, "rx-down", audience, "receiver_down")
+    r = finish(z, redis, rx, "rx-down", audience, "receiver_down", watcher=w)
     assert r.funnel["dead"] == 0, r
     # The lost answers' notices came again: counted, not hidden.
     assert r.duplicates > 0, r
@@ -264,6 +270,7 @@ def test_two_instances_share_a_dispatch_and_one_is_killed(env):
                == N_MATCH, timeout=60, what="the second instance's index")
     rx.set_mode("slow", SLOW_MS)
     publish(a, "two-inst", rule)
+    w = FunnelWatcher(lambda: [a, b], "two-inst")
 
     def by_instance():
         c = {}
@@ -294,7 +301,7 @@ def test_two_instances_share_a_dispatch_and_one_is_killed(env):
                               victim_name, 0)
     rc.close()
     before = by_instance()
-    r = finish(survivor, redis, rx, "two-inst", audience, "two_instances")
+    r = finish(survivor, redis, rx, "two-inst", audience, "two_instances", watcher=w)
     after = by_instance()
     print("two_instances: killed %s holding %d work entries; delivered per instance before "
           "the kill %s, after %s" % (victim_name, victim_pending, before, after))
@@ -326,13 +333,14 @@ def test_scheduler_leader_killed_the_other_starts_the_policy(env):
         ".%03dZ" % (publish_at_ms % 1000)
     res = publish(other, "sched", rule, publish_at=publish_at)
     assert res["status"] == "scheduled", res
+    w = FunnelWatcher(lambda: [a, b], "sched")
     kill9(leader)
     # The survivor takes the lease with a higher fence and starts the policy when due.
     wait_until(lambda: (rc("GET", LEASE) or "").startswith(other.name + "/"), timeout=60,
                what="the other instance to take the lease")
     new_fence = int(rc("GET", LEASE).rsplit("/", 1)[1])
     assert new_fence > int(fence)
-    r = finish(other, redis, rx, "sched", audience, "scheduler_leader_killed")
+    r = finish(other, redis, rx, "sched", audience, "scheduler_leader_killed", watcher=w)
     meta_pub = rc("HGET", "zd:{d:sched}:meta", "publish_at_ms")
     started = rc("HGET", "zd:{d:sched}:meta", "started_ms")
     rc.close()
@@ -348,6 +356,7 @@ def test_withdraw_mid_dispatch_stops_new_sends(env):
     rule, audience = import_population(z)
     rx.set_mode("slow", SLOW_MS)
     publish(z, "withdraw-mid", rule)
+    w = FunnelWatcher(lambda: [z], "withdraw-mid")
     wait_received(rx, "withdraw-mid", N_MATCH // 5, procs=[z])
     st, res = z.call("POST", "/v1/policies/withdraw-mid:withdraw")
     assert st in (200, 202), (st, res)
@@ -361,6 +370,7 @@ def test_withdraw_mid_dispatch_stops_new_sends(env):
         return time.monotonic() - last > 3
     wait_until(quiet, timeout=120, step=0.2, what="the receiver's arrivals to stop")
     doc = wait_drained(z, rc_of(redis), "withdraw-mid", timeout=120)
+    assert w.stop() > 0
     assert doc["status"] == "withdrawn", doc
     late = [s for s in list(rx.seen)[seen_at_withdraw:] if s[0].startswith("withdraw-mid:")
             and s[2] > t_withdraw]
