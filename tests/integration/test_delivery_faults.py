@@ -385,3 +385,36 @@ def test_withdraw_mid_dispatch_stops_new_sends(env):
     assert_ok(r)
     assert r.funnel["withdrawn"] > 0 and r.funnel["withdrawn"] + r.funnel["delivered"] == \
         N_MATCH, r
+
+
+def test_sigkill_zhidad_during_fan_out_and_twice_more_while_sending(env):
+    """Small fan-out chunks make the fan-out itself long enough to be hit: the first kill
+    lands while chunks are still being written (0 < fanned < chunks), the restarted instance
+    resumes the fan-out from meta.fanned; two more kills land while sending."""
+    tmp, redis, rx, zds = env
+    z = start_zd(tmp, redis, rx, delivery={"chunk": 50})
+    zds.append(z)
+    rule, audience = import_population(z)
+    rx.set_mode("slow", SLOW_MS)
+    publish(z, "kill-fanout", rule)
+    w = FunnelWatcher(lambda: [z], "kill-fanout")
+    rc = redis.client()
+    meta = "zd:{d:kill-fanout}:meta"
+
+    def fanning():
+        f, c = rc("HMGET", meta, "fanned", "chunks")
+        return c is not None and f is not None and 0 < int(f) < int(c)
+    wait_until(fanning, timeout=120, step=0.005, what="the fan-out to be under way")
+    kill9(z)
+    fanned, chunks = rc("HMGET", meta, "fanned", "chunks")
+    z.start()
+    kills = ["fan-out %s/%s chunks" % (fanned, chunks)]
+    for frac in (4, 7):
+        wait_received(rx, "kill-fanout", N_MATCH * frac // 10, procs=[z])
+        kill9(z)
+        kills.append("%d received" % received(rx, "kill-fanout"))
+        z.start()
+    rc.close()
+    r = finish(z, redis, rx, "kill-fanout", audience, "sigkill_fanout_and_sends", watcher=w)
+    print("sigkill x3: kills at %s; duplicates %d" % (kills, r.duplicates))
+    assert int(fanned) < int(chunks)
