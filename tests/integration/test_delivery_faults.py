@@ -418,3 +418,34 @@ def test_sigkill_zhidad_during_fan_out_and_twice_more_while_sending(env):
     r = finish(z, redis, rx, "kill-fanout", audience, "sigkill_fanout_and_sends", watcher=w)
     print("sigkill x3: kills at %s; duplicates %d" % (kills, r.duplicates))
     assert int(fanned) < int(chunks)
+
+
+def test_redis_killed_while_notices_wait_for_retry_and_zhidad_killed_too(env):
+    """The receiver answers 500 so notices pile up in the retry zset; Redis is SIGKILLed and
+    restarted from its AOF, then zhidad is SIGKILLed and restarted, then the receiver heals:
+    the retries survive both (they live in Redis, written with appendfsync always)."""
+    tmp, redis, rx, zds = env
+    z = start_zd(tmp, redis, rx)
+    zds.append(z)
+    rule, audience = import_population(z, n_match=5000, n_other=500, prefix="r")
+    rx.set_mode("slow", 20)
+    publish(z, "retry-kill", rule)
+    w = FunnelWatcher(lambda: [z], "retry-kill")
+    wait_received(rx, "retry-kill", 1500, procs=[z])
+    rx.set_mode("status", 500)
+    rc = redis.client()
+    wait_until(lambda: int(rc("ZCARD", "zd:{d:retry-kill}:retry")) >= 2 * BATCH, timeout=60,
+               what="notices waiting in the retry zset")
+    rc.close()
+    redis.stop(signal.SIGKILL)
+    time.sleep(0.5)
+    redis.start()
+    rc = redis.client()
+    in_retry = int(rc("ZCARD", "zd:{d:retry-kill}:retry"))
+    rc.close()
+    kill9(z)
+    z.start()
+    rx.set_mode(None)
+    r = finish(z, redis, rx, "retry-kill", audience, "retry_zset_across_kills", watcher=w)
+    print("retry across kills: %d retries in the zset after the Redis restart" % in_retry)
+    assert r.funnel["dead"] == 0, r
