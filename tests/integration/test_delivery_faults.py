@@ -449,3 +449,24 @@ def test_redis_killed_while_notices_wait_for_retry_and_zhidad_killed_too(env):
     r = finish(z, redis, rx, "retry-kill", audience, "retry_zset_across_kills", watcher=w)
     print("retry across kills: %d retries in the zset after the Redis restart" % in_retry)
     assert r.funnel["dead"] == 0, r
+
+
+def test_redis_stalled_past_the_command_deadline_mid_dispatch(env):
+    """SIGSTOP of redis-server for longer than redis_client.deadline_ms: zhidad's commands
+    time out (their outcome unknown), the connections are closed and reopened; after SIGCONT
+    the dispatch finishes with nothing lost."""
+    tmp, redis, rx, zds = env
+    z = start_zd(tmp, redis, rx)
+    zds.append(z)
+    rule, audience = import_population(z, n_match=10000, n_other=1000, prefix="t")
+    rx.set_mode("slow", SLOW_MS)
+    publish(z, "stall", rule)
+    w = FunnelWatcher(lambda: [z], "stall")
+    wait_received(rx, "stall", 3000, procs=[z])
+    redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(5)  # past deadline_ms (3000)
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    r = finish(z, redis, rx, "stall", audience, "redis_stalled", watcher=w)
+    assert r.received_distinct == 10000
