@@ -246,8 +246,8 @@ def test_receiver_down_then_500s_then_lost_answers_then_back(env):
     time.sleep(2)
     rx.up()
     rx.set_mode("status", 500)
-    seen = len(rx.seen)
-    wait_until(lambda: len(rx.seen) > seen + 3 * BATCH, timeout=60,
+    seen = len(rx.arrivals)
+    wait_until(lambda: len(rx.arrivals) > seen + 3 * BATCH, timeout=60,
                what="zhidad to retry against the 500s")
     rx.set_mode("drop")
     n = len(rx.accepted)
@@ -362,17 +362,17 @@ def test_withdraw_mid_dispatch_stops_new_sends(env):
     assert st in (200, 202), (st, res)
     t_withdraw = time.monotonic()
     at_withdraw = received(rx, "withdraw-mid")
-    seen_at_withdraw = len(rx.seen)
+    seen_at_withdraw = len(rx.arrivals)
 
     # The arrivals stop: bounded wait for 3 s without any new request.
     def quiet():
-        last = max([s[2] for s in list(rx.seen)] or [0])
+        last = max([s[2] for s in list(rx.arrivals)] or [0])
         return time.monotonic() - last > 3
     wait_until(quiet, timeout=120, step=0.2, what="the receiver's arrivals to stop")
     doc = wait_drained(z, rc_of(redis), "withdraw-mid", timeout=120)
     assert w.stop() > 0
     assert doc["status"] == "withdrawn", doc
-    late = [s for s in list(rx.seen)[seen_at_withdraw:] if s[0].startswith("withdraw-mid:")
+    late = [s for s in list(rx.arrivals)[seen_at_withdraw:] if s[0].startswith("withdraw-mid:")
             and s[2] > t_withdraw]
     print("withdraw: %d notices received before the withdraw answer, %d arrived after it "
           "(in flight), funnel %s" % (at_withdraw, len(late), doc["funnel"]))

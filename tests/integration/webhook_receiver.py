@@ -21,8 +21,8 @@ Run-time modes (set from the test while zhidad sends; they apply whatever the pa
   set_mode(None)          back to the path's answer
 Every notice of a request the receiver answered 2xx (minus its `failed` list) is appended to
 `accepted` as (notice id, verified by every secret, monotonic time, request headers); every
-notice of every request, whatever the answer, to `seen`. tests/integration/delivery_check.py
-compares them with who was matched.
+notice of every request, whatever the answer, to `arrivals`. tests/integration/
+delivery_check.py compares them with who was matched.
 """
 import base64
 import hashlib
@@ -63,7 +63,7 @@ class Receiver:
     def __init__(self, secrets=(), keep_requests=True):
         self.secrets = list(secrets)
         self.requests = []
-        self.keep_requests = keep_requests  # False: only `accepted` and `seen` (large runs)
+        self.keep_requests = keep_requests  # False: only `accepted` and `arrivals` (large runs)
         self.failed = {}
         self.lock = threading.Lock()
         self.active = 0
@@ -74,7 +74,7 @@ class Receiver:
         self.downs = 0  # down() calls: a request that outlived one is not answered
         self.socks = set()  # open connections, cut by down()
         self.accepted = []  # (notice id, verified, time, headers) of notices answered 2xx
-        self.seen = []  # (notice id, verified, time, status answered or None)
+        self.arrivals = []  # (notice id, verified, time, status answered or None)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -217,7 +217,7 @@ class Receiver:
         with self.lock:
             for n in notices:
                 nid = n.get("id") if isinstance(n, dict) else None
-                self.seen.append((nid, ok, rec["time"], status))
+                self.arrivals.append((nid, ok, rec["time"], status))
                 if status is not None and 200 <= status < 300 and nid not in failed:
                     self.accepted.append((nid, ok, rec["time"], rec["headers"]))
 
