@@ -12,11 +12,26 @@ secret's Standard Webhooks signature verifies) and answers as its path says:
   /slow/<ms>              200 after <ms> ms (past a client's timeout)
   /close                  reads the request, closes the connection without answering
   /echo                   401 whose body repeats the notice, contact included
+
+Run-time modes (set from the test while zhidad sends; they apply whatever the path):
+  down()                  stops listening and cuts every open connection, so zhidad sees
+                          connection refused; up() listens again on the same port
+  set_mode("slow", ms)    every request is answered (as its path says) after ms
+  set_mode("status", N)   every request is answered N (e.g. 500) with a small JSON body
+  set_mode("drop")        every request is taken (its notices count as accepted) and its
+                          connection closed without an answer: the sender must retry, so
+                          the receiver gets duplicates (what a lost 200 looks like)
+  set_mode(None)          back to the path's answer
+Every notice of a request the receiver answered 2xx (minus its `failed` list) is appended to
+`accepted` as (notice id, verified by every secret, monotonic time, request headers); every
+notice of every request, whatever the answer, to `arrivals`. tests/integration/delivery_check.py
+compares them with who was matched.
 """
 import base64
 import hashlib
 import hmac
 import json
+import socket
 import socketserver
 import threading
 import time
@@ -39,17 +54,31 @@ class _Server(socketserver.ThreadingMixIn, HTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
+    def handle_error(self, request, client_address):
+        # A sender killed mid-request (the fault tests do that) resets its connections.
+        import sys
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class Receiver:
-    def __init__(self, secrets=()):
+    def __init__(self, secrets=(), keep_requests=True):
         self.secrets = list(secrets)
         self.requests = []
+        self.keep_requests = keep_requests  # False: only `accepted` and `arrivals` (large runs)
         self.failed = {}
         self.seen = {}  # notice id -> requests that carried it
         self.lock = threading.Lock()
         self.active = 0
         self.max_active = 0
         self.connections = 0
+        self.mode = None  # None, ("slow", ms) or ("status", N): see set_mode()
+        self.is_down = False
+        self.downs = 0  # down() calls: a request that outlived one is not answered
+        self.socks = set()  # open connections, cut by down()
+        self.accepted = []  # (notice id, verified, time, headers) of notices answered 2xx
+        self.arrivals = []  # (notice id, verified, time, status answered or None)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,11 +89,21 @@ class Receiver:
                 with receiver.lock:
                     receiver.connections += 1
                     self.conn_no = receiver.connections
+                    receiver.socks.add(self.connection)
+
+            def finish(self):
+                with receiver.lock:
+                    receiver.socks.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:
+                    pass
 
             def log_message(self, *args):
                 pass
 
             def answer(self, status, body=b"{}", headers=()):
+                receiver._record(self.rec, status, body)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -99,13 +138,35 @@ class Receiver:
                     rec["json"] = json.loads(body)
                 except ValueError:
                     rec["json"] = None
+                self.rec = rec
                 ids = [x.get("id") for x in (rec["json"] or {}).get("notices", [])] \
                     if isinstance(rec["json"], dict) else []
                 with receiver.lock:
-                    receiver.requests.append(rec)
+                    if receiver.keep_requests:
+                        receiver.requests.append(rec)
                     for i in ids:
                         receiver.seen[i] = receiver.seen.get(i, 0) + 1
                     times = [receiver.seen[i] for i in ids]
+                    override = receiver.mode
+                    downs = receiver.downs
+                if receiver.is_down:
+                    # Went down while this request was on its way: no answer.
+                    receiver._record(rec, None, b"")
+                    self.close_connection = True
+                    return
+                if override and override[0] == "slow":
+                    time.sleep(override[1] / 1000)
+                    if receiver.is_down or receiver.downs != downs:
+                        receiver._record(rec, None, b"")
+                        self.close_connection = True
+                        return
+                elif override and override[0] == "status":
+                    self.answer(override[1], b'{"error": "as the test asked"}')
+                    return
+                elif override and override[0] == "drop":
+                    receiver._record(rec, 200, b"{}")
+                    self.close_connection = True
+                    return
                 mode = parts[0]
                 if mode == "ok":
                     delay = int(query.get("delay_ms", ["0"])[0])
@@ -142,6 +203,7 @@ class Receiver:
                     except OSError:
                         pass
                 elif mode == "close":
+                    receiver._record(rec, None, b"")
                     self.close_connection = True
                 elif mode == "echo":
                     self.answer(401, json.dumps({"error": "bad signature",
@@ -150,14 +212,78 @@ class Receiver:
                 else:
                     self.answer(404)
 
-        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.handler = Handler
+        self.port = 0
+        self._listen()
+
+    def _listen(self):
+        self.server = _Server(("127.0.0.1", self.port), self.handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def _record(self, rec, status, body):
+        """Notes the notices of a request once, as it is answered (status None: not at all)."""
+        if rec.get("recorded"):
+            return
+        rec["recorded"] = True
+        notices = rec["json"].get("notices") if isinstance(rec["json"], dict) else None
+        if not isinstance(notices, list):
+            return
+        ok = all(rec["verified"]) and bool(rec["verified"] or not self.secrets)
+        failed = set()
+        if status is not None and 200 <= status < 300:
+            try:
+                failed = {f["id"] for f in json.loads(body).get("failed", [])}
+            except (ValueError, AttributeError, KeyError, TypeError):
+                failed = set()
+        with self.lock:
+            for n in notices:
+                nid = n.get("id") if isinstance(n, dict) else None
+                self.arrivals.append((nid, ok, rec["time"], status))
+                if status is not None and 200 <= status < 300 and nid not in failed:
+                    self.accepted.append((nid, ok, rec["time"], rec["headers"]))
+
+    def set_mode(self, mode, value=None):
+        """None (answer as the path says), "slow" (value ms before answering), "status"
+        (answer value to everything) or "drop" (take the notices, close without answering)."""
+        with self.lock:
+            self.mode = None if mode is None else (mode, value)
+
+    def down(self):
+        """Connection refused from now on: the listener is closed and every open connection
+        cut (a request being read or slowed gets no answer)."""
+        self.is_down = True
+        with self.lock:
+            self.downs += 1
+        self.server.shutdown()
+        self.server.server_close()
+        with self.lock:
+            socks = list(self.socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def up(self):
+        """Listens again on the same port."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self._listen()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.is_down = False
 
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.port, path)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        if not self.is_down:
+            self.server.shutdown()
+            self.server.server_close()
+        self.is_down = True

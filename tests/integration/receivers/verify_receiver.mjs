@@ -7,7 +7,8 @@
 // Each SECRET ("whsec_...") must verify the request on its own (a key rotation sends one
 // signature per secret). Answers 200 when every secret verifies, else 401 with the library's
 // message. Prints "listening" once ready, then one JSON line per request:
-// {"id", "verified": [bool per secret], "errors", "notices", "http", "session"}.
+// {"id", "verified": [bool per secret], "errors", "notices", "ids" (the notice ids), "http",
+// "session"}.
 // With --tls it serves HTTPS with HTTP/2 offered through ALPN (HTTP/1.1 still allowed), and
 // "session" numbers the TLS connections, so a test can count how many were opened.
 import { readFileSync } from "node:fs";
@@ -52,8 +53,11 @@ function handle(req, res) {
       }
     }
     let notices = 0;
+    let ids = [];
     try {
-      notices = JSON.parse(body).notices.length;
+      const list = JSON.parse(body).notices;
+      notices = list.length;
+      ids = list.map((n) => n.id);
     } catch (e) {
       errors.push("body is not {\"notices\": [...]}");
     }
@@ -61,7 +65,7 @@ function handle(req, res) {
     const session = req.socket && req.socket.zdSession !== undefined ? req.socket.zdSession
       : (req.stream && req.stream.session && req.stream.session.socket.zdSession);
     process.stdout.write(JSON.stringify({
-      id: headers["webhook-id"], verified, errors, notices, http: req.httpVersion, session,
+      id: headers["webhook-id"], verified, errors, notices, ids, http: req.httpVersion, session,
       idempotency_key: req.headers["idempotency-key"] || null,
     }) + "\n");
     res.writeHead(ok ? 200 : 401, { "content-type": "application/json" });
