@@ -317,11 +317,29 @@ static int settle_args(dl_batch *b, const zd_gw_result *res, int64_t now, char *
     return argc;
 }
 
+/* A settle whose outcome is unknown (timed out, connection lost) is sent again: the script is
+ * idempotent (a notice whose state moved is left alone), and giving up would leave the entry
+ * to be reclaimed and its notices sent again — a Redis stall of a few seconds re-sent 40 % of
+ * a dispatch that way. Each try waits at most the client's deadline, queued while Redis is
+ * away; after SETTLE_TRIES the entry is left to the reclaim. */
+#define SETTLE_TRIES 4
+
 typedef struct settle_call {
     dl_batch *b;
     int64_t at_ms; /* when the receiver accepted */
     bool sent;     /* went through a gateway (stale results count as duplicate sends) */
+    int tries;
+    int argc;
+    char **argv;
 } settle_call;
+
+static void settle_call_free(settle_call *c)
+{
+    for (int k = 0; k < c->argc; k++)
+        free(c->argv[k]);
+    free(c->argv);
+    free(c);
+}
 
 static void settled(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
@@ -332,6 +350,12 @@ static void settled(zd_redis *r, int status, const zd_reply *reply, void *udata)
     dl_engine *e = j->e;
     bool ok =
         status == 0 && zd_reply_is(reply, ZD_REPLY_ARRAY) && zd_reply_len(reply) == (size_t)b->n;
+    bool unknown = status == -ETIMEDOUT || status == -ECONNRESET || status == -EAGAIN;
+    if (!ok && unknown && !e->freeing && !e->stopping && c->tries < SETTLE_TRIES) {
+        c->tries++;
+        if (zd_redis_cmdargv(e->redis, settled, c, c->argc, (const char **)c->argv, NULL) == 0)
+            return;
+    }
     if (!ok && !e->freeing)
         zd_warn("delivery: policy %s: settling %d notices failed (%s); entry %s is reclaimed later",
                 j->pol->id, b->n,
@@ -341,7 +365,8 @@ static void settled(zd_redis *r, int status, const zd_reply *reply, void *udata)
                 j->id);
     for (int k = 0; ok && k < b->n; k++) {
         long long code = zd_reply_int(zd_reply_at(reply, (size_t)k));
-        if (code == 0 && c->sent)
+        /* After a retried settle, "moved already" may be our own first try. */
+        if (code == 0 && c->sent && c->tries == 0)
             e->stale++;
         else if (code == 1)
             dl_observe_latency(e, j->pol->started_ms, c->at_ms);
@@ -350,7 +375,7 @@ static void settled(zd_redis *r, int status, const zd_reply *reply, void *udata)
         else if (code == 4)
             e->dead++;
     }
-    free(c);
+    settle_call_free(c);
     batch_end(b, !ok);
 }
 
@@ -367,13 +392,17 @@ static void settle(dl_batch *b, const zd_gw_result *res)
         c->b = b;
         c->at_ms = zd_unix_ms();
         c->sent = res != NULL;
+        c->argc = argc;
+        c->argv = argv;
         rc = zd_redis_cmdargv(e->redis, settled, c, argc, (const char **)argv, NULL);
+    } else {
+        for (int k = 0; k < argc; k++)
+            free(argv[k]);
+        free(argv);
     }
-    for (int k = 0; k < argc; k++)
-        free(argv[k]);
-    free(argv);
     if (rc != 0) {
-        free(c);
+        if (c)
+            settle_call_free(c);
         batch_end(b, true);
     }
 }
