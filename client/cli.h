@@ -18,6 +18,9 @@ int zd_cli_call(const zd_cli *c, const char *method, const char *path, const cha
                 long *status, zd_buf *resp);
 /* One request whose answer is printed: a 2xx as JSON, or through render for tables, on stdout;
  * anything else on stderr. Returns the exit status. */
+/* s percent-encoded for a URL path segment or query value (client/zhida.c). Caller frees with
+ * free(); exits with ZD_EXIT_LOCAL when memory runs out. */
+char *zd_cli_escape(const char *s);
 typedef struct cJSON cJSON;
 int zd_cli_request(const zd_cli *c, const char *method, const char *path, const char *body,
                    size_t len, void (*render)(const zd_cli *c, FILE *f, const cJSON *ans));
@@ -75,6 +78,9 @@ int zd_cli_call(const zd_cli *c, const char *method, const char *path, const cha
                 long *status, zd_buf *resp);
 /* One request whose answer is printed: a 2xx as JSON, or through render for tables, on stdout;
  * anything else on stderr. Returns the exit status. */
+/* s percent-encoded for a URL path segment or query value (client/zhida.c). Caller frees with
+ * free(); exits with ZD_EXIT_LOCAL when memory runs out. */
+char *zd_cli_escape(const char *s);
 typedef struct cJSON cJSON;
 int zd_cli_request(const zd_cli *c, const char *method, const char *path, const char *body,
                    size_t len, void (*render)(const zd_cli *c, FILE *f, const cJSON *ans));

@@ -3,7 +3,6 @@
 #include "client/policies.h"
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,15 +14,13 @@
 
 static char *escaped_path(const char *prefix, const char *id, const char *suffix)
 {
-    char *esc = curl_easy_escape(NULL, id, 0);
-    if (!esc)
-        zd_cli_oom();
+    char *esc = zd_cli_escape(id);
     size_t n = strlen(prefix) + strlen(esc) + strlen(suffix) + 1;
     char *p = malloc(n);
     if (!p)
         zd_cli_oom();
     snprintf(p, n, "%s%s%s", prefix, esc, suffix);
-    curl_free(esc);
+    free(esc);
     return p;
 }
 
@@ -190,12 +187,10 @@ int zd_dlq_list(const zd_cli *c, const char *policy, const char *gateway)
     for (int i = 0; i < 2; i++) {
         if (!vals[i])
             continue;
-        char *esc = curl_easy_escape(NULL, vals[i], 0);
-        if (!esc)
-            zd_cli_oom();
+        char *esc = zd_cli_escape(vals[i]);
         size_t l = strlen(path);
         snprintf(path + l, sizeof(path) - l, "&%s=%s", names[i], esc);
-        curl_free(esc);
+        free(esc);
     }
     return zd_cli_request(c, "GET", path, NULL, 0, render_dlq);
 }

@@ -568,6 +568,16 @@ static int request(const zd_cli *c, const char *method, const char *path, const 
     return ret;
 }
 
+char *zd_cli_escape(const char *s)
+{
+    char *esc = curl_easy_escape(NULL, s, 0);
+    char *copy = esc ? strdup(esc) : NULL;
+    curl_free(esc);
+    if (!copy)
+        zd_cli_oom();
+    return copy;
+}
+
 int zd_cli_call(const zd_cli *c, const char *method, const char *path, const char *body, size_t len,
                 long *status, zd_buf *resp)
 {
