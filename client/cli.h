@@ -12,6 +12,19 @@
 /* meson passes the project version; a build without it still says what it is. */
 #ifndef ZHIDA_VERSION
 #define ZHIDA_VERSION "unknown"
+/* One synchronous request (client/zhida.c): 0 with *status and the answer appended to resp, or
+ * ZD_EXIT_TRANSPORT after printing why there is none. body may be NULL. */
+int zd_cli_call(const zd_cli *c, const char *method, const char *path, const char *body, size_t len,
+                long *status, zd_buf *resp);
+/* One request whose answer is printed: a 2xx as JSON, or through render for tables, on stdout;
+ * anything else on stderr. Returns the exit status. */
+/* s percent-encoded for a URL path segment or query value (client/zhida.c). Caller frees with
+ * free(); exits with ZD_EXIT_LOCAL when memory runs out. */
+char *zd_cli_escape(const char *s);
+typedef struct cJSON cJSON;
+int zd_cli_request(const zd_cli *c, const char *method, const char *path, const char *body,
+                   size_t len, void (*render)(const zd_cli *c, FILE *f, const cJSON *ans));
+
 #endif
 
 /* Exit statuses (documented in `zhida --help` and docs/CLI.md). */
@@ -58,5 +71,18 @@ int zd_cli_exit_for_status(long status);
  * "zhida: WHAT: HTTP 400 code: message (field ..., line 1, column 7)". what names the
  * request ("POST /v1/rules:preview"); body[0..len) is the answer, borrowed. */
 int zd_cli_http_error(const zd_cli *c, const char *what, long status, const char *body, size_t len);
+
+/* One synchronous request (client/zhida.c): 0 with *status and the answer appended to resp, or
+ * ZD_EXIT_TRANSPORT after printing why there is none. body may be NULL. */
+int zd_cli_call(const zd_cli *c, const char *method, const char *path, const char *body, size_t len,
+                long *status, zd_buf *resp);
+/* One request whose answer is printed: a 2xx as JSON, or through render for tables, on stdout;
+ * anything else on stderr. Returns the exit status. */
+/* s percent-encoded for a URL path segment or query value (client/zhida.c). Caller frees with
+ * free(); exits with ZD_EXIT_LOCAL when memory runs out. */
+char *zd_cli_escape(const char *s);
+typedef struct cJSON cJSON;
+int zd_cli_request(const zd_cli *c, const char *method, const char *path, const char *body,
+                   size_t len, void (*render)(const zd_cli *c, FILE *f, const cJSON *ans));
 
 #endif

@@ -23,6 +23,7 @@
 #include "client/cli.h"
 #include "client/import.h"
 #include "client/output.h"
+#include "client/policies.h"
 #include "client/population.h"
 #include "zhida/limits.h"
 
@@ -58,6 +59,15 @@ static void usage(FILE *f)
         "  demo-population [--n N | --citizens N --enterprises N] [--seed S]\n"
         "      a synthetic Zhejiang population as NDJSON (--n alone: 70%% citizens, 30%%\n"
         "      enterprises; default --n 10000)\n"
+        "  publish FILE|-\n"
+        "      publish a policy document (JSON, docs/API.md); \"dry_run\": true only counts\n"
+        "  status ID\n"
+        "      a policy's funnel: JSON when stdout is not a terminal, else a table redrawn\n"
+        "      every second until the policy is done or withdrawn\n"
+        "  withdraw ID\n"
+        "  dlq list [--policy P] [--gateway G]\n"
+        "  dlq replay --policy P | --gateway G | NOTICE_ID...\n"
+        "      dead letters: list them, or send them again\n"
         "  A RULE written as @FILE is read from FILE (@- reads stdin).\n"
         "\n"
         "options:\n"
@@ -110,8 +120,12 @@ typedef enum command {
     CMD_PROFILE = 1 << 3,
     CMD_IMPORT = 1 << 4,
     CMD_DEMO = 1 << 5,
+    CMD_PUBLISH = 1 << 6,
+    CMD_STATUS = 1 << 7,
+    CMD_WITHDRAW = 1 << 8,
+    CMD_DLQ = 1 << 9,
 } command;
-#define CMD_ALL 0xff
+#define CMD_ALL 0x3ff
 
 static const struct {
     const char *name;
@@ -119,6 +133,8 @@ static const struct {
 } commands[] = {
     {"preview", CMD_PREVIEW}, {"explain", CMD_EXPLAIN}, {"segment", CMD_SEGMENT},
     {"profile", CMD_PROFILE}, {"import", CMD_IMPORT},   {"demo-population", CMD_DEMO},
+    {"publish", CMD_PUBLISH}, {"status", CMD_STATUS},   {"withdraw", CMD_WITHDRAW},
+    {"dlq", CMD_DLQ},
 };
 
 enum {
@@ -132,6 +148,8 @@ enum {
     OPT_ENTERPRISES,
     OPT_N,
     OPT_SEED,
+    OPT_POLICY,
+    OPT_GATEWAY,
 };
 
 static const struct option longopts[] = {
@@ -149,6 +167,8 @@ static const struct option longopts[] = {
     {"enterprises", required_argument, NULL, OPT_ENTERPRISES},
     {"n", required_argument, NULL, OPT_N},
     {"seed", required_argument, NULL, OPT_SEED},
+    {"policy", required_argument, NULL, OPT_POLICY},
+    {"gateway", required_argument, NULL, OPT_GATEWAY},
     {NULL, 0, NULL, 0},
 };
 
@@ -166,12 +186,15 @@ static const struct {
     {OPT_ENTERPRISES, "--enterprises", CMD_DEMO},
     {OPT_N, "--n", CMD_DEMO},
     {OPT_SEED, "--seed", CMD_DEMO},
+    {OPT_POLICY, "--policy", CMD_DLQ},
+    {OPT_GATEWAY, "--gateway", CMD_DLQ},
 };
 
 typedef struct opts {
     const char *url, *key_file, *output;
     const char *sample, *chunk, *citizens, *enterprises, *n, *seed; /* as given */
     const char *breakdown_limit;
+    const char *policy, *gateway;                    /* dlq */
     const char *breakdown[ZD_PREVIEW_BREAKDOWN_MAX]; /* distinct fields, in order */
     int nbreakdown;
     char *breakdown_copy[16]; /* the --breakdown arguments split in place; freed at exit */
@@ -272,6 +295,12 @@ static int parse_args(int argc, char **argv, opts *o)
             break;
         case OPT_SEED:
             o->seed = optarg;
+            break;
+        case OPT_POLICY:
+            o->policy = optarg;
+            break;
+        case OPT_GATEWAY:
+            o->gateway = optarg;
             break;
         case ':':
             return usage_error("option %s needs a value", argv[optind - 1]);
@@ -539,6 +568,28 @@ static int request(const zd_cli *c, const char *method, const char *path, const 
     return ret;
 }
 
+char *zd_cli_escape(const char *s)
+{
+    char *esc = curl_easy_escape(NULL, s, 0);
+    char *copy = esc ? strdup(esc) : NULL;
+    curl_free(esc);
+    if (!copy)
+        zd_cli_oom();
+    return copy;
+}
+
+int zd_cli_call(const zd_cli *c, const char *method, const char *path, const char *body, size_t len,
+                long *status, zd_buf *resp)
+{
+    return http_call(c, method, path, body, len, status, resp);
+}
+
+int zd_cli_request(const zd_cli *c, const char *method, const char *path, const char *body,
+                   size_t len, void (*render)(const zd_cli *c, FILE *f, const cJSON *ans))
+{
+    return request(c, method, path, body, len, render);
+}
+
 /* Sends a cJSON body (takes ownership of j). */
 static int request_json(const zd_cli *c, const char *method, const char *path, cJSON *j,
                         render_fn render)
@@ -770,6 +821,18 @@ static int cmd_demo_population(const zd_cli *c, const opts *o, int nargs)
     return 0;
 }
 
+static int cmd_dlq(const zd_cli *c, const opts *o, char **args, int nargs)
+{
+    const char *op = nargs > 0 ? args[0] : "";
+    if (strcmp(op, "list") == 0 && nargs == 1)
+        return zd_dlq_list(c, o->policy, o->gateway);
+    int given = (o->policy != NULL) + (o->gateway != NULL) + (nargs > 1);
+    if (strcmp(op, "replay") == 0 && given == 1)
+        return zd_dlq_replay(c, o->policy, o->gateway, args + 1, nargs - 1);
+    return usage_error("dlq: usage: dlq list [--policy P] [--gateway G] | dlq replay (--policy "
+                       "P | --gateway G | NOTICE_ID...)");
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
 /* Checks that every command option given belongs to cmd. */
@@ -798,6 +861,17 @@ static int run(const opts *o, command cmd, zd_cli *c)
         return cmd_import(c, o, args, nargs);
     case CMD_DEMO:
         return cmd_demo_population(c, o, nargs);
+    case CMD_PUBLISH:
+        if (nargs != 1)
+            return usage_error("publish: usage: publish FILE|-");
+        return zd_policy_publish(c, args[0]);
+    case CMD_STATUS:
+    case CMD_WITHDRAW:
+        if (nargs != 1)
+            return usage_error("%s: usage: %s ID", o->pos[0], o->pos[0]);
+        return cmd == CMD_STATUS ? zd_policy_status(c, args[0]) : zd_policy_withdraw(c, args[0]);
+    case CMD_DLQ:
+        return cmd_dlq(c, o, args, nargs);
     }
     return ZD_EXIT_USAGE;
 }

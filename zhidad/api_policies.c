@@ -273,7 +273,6 @@ static void pub_created(int status, zd_create_outcome outcome, zd_policy_status 
     } else if (outcome == ZD_CREATE_CONFLICT) {
         cJSON *extra = cJSON_CreateObject();
         cJSON_AddStringToObject(extra, "field", "id");
-        cJSON_AddStringToObject(extra, "id", op->p->id);
         zd_req_reply_error_extra(op->req, 409, "conflict",
                                  "a policy with this id and another body exists; choose another "
                                  "id (or leave it out to have one generated)",

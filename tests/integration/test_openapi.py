@@ -641,3 +641,42 @@ def test_inbox_and_gateway_test_answer_as_documented(zd, doc):
     exchange(zd, doc, "POST", "/v1/gateways/sms:test", expect=409)
     exchange(zd, doc, "POST", "/v1/gateways/nope:test", expect=404)
     exchange(zd, doc, "DELETE", "/v1/profiles/oa-ib", key="app", expect=200)
+
+
+def test_policy_operations_answer_as_documented(zd, doc):
+    """Policies and dead letters (issue #6)."""
+    exchange(zd, doc, "PUT", "/v1/profiles/op-e1", enterprise(region="330106"), key="app",
+             expect=200)
+    pub = find_operation(doc, "POST", "/v1/policies")
+    body = {"id": "op-p1", "title": "t", "rule": "exists region", "routes": ["inbox", ["zlb", "sms"]],
+            "templates": {"default": {"title": "{{policy.title}}"}}, "deadline": "2026-07-01",
+            "publish_at": "2099-01-01T00:00:00+08:00", "pace": 60, "urgent": False}
+    check_request_body(doc, pub, body)
+    check_request_body(doc, pub, dict(body, colour=1), valid=False)
+    check_request_body(doc, pub, dict(body, routes=[]), valid=False)
+    st, res = exchange(zd, doc, "POST", "/v1/policies", body, key="hz", expect=202)
+    assert res["status"] == "scheduled"
+    st, res = exchange(zd, doc, "POST", "/v1/policies", body, key="hz", expect=200)
+    exchange(zd, doc, "POST", "/v1/policies", dict(body, title="u"), key="hz", expect=409)
+    exchange(zd, doc, "POST", "/v1/policies", dict(body, routes=["fax"]), expect=400)
+    exchange(zd, doc, "POST", "/v1/policies", dict(body, rule="employees <"), expect=400)
+    st, res = exchange(zd, doc, "POST", "/v1/policies", dict(body, id="op-dry", dry_run=True),
+                       expect=200)
+    assert res["status"] == "dry_run"
+    exchange(zd, doc, "POST", "/v1/policies", body, key="viewer", expect=403)
+    st, res = exchange(zd, doc, "GET", "/v1/policies/op-p1", key="viewer", expect=200)
+    exchange(zd, doc, "GET", "/v1/policies/op-p1", key="nb", expect=404)
+    st, res = exchange(zd, doc, "GET", "/v1/policies?limit=1&status=scheduled", expect=200)
+    exchange(zd, doc, "GET", "/v1/policies?status=x", expect=400)
+    exchange(zd, doc, "GET", "/v1/policies/op-p1/deliveries/op-e1", expect=404)
+    exchange(zd, doc, "GET", "/v1/deadletters?policy=op-p1&gateway=zlb", expect=200)
+    exchange(zd, doc, "GET", "/v1/deadletters?gateway=fax", expect=400)
+    rp = find_operation(doc, "POST", "/v1/deadletters:replay")
+    check_request_body(doc, rp, {"policy": "op-p1"})
+    check_request_body(doc, rp, {"policy": "op-p1", "gateway": "zlb"}, valid=False)
+    st, res = exchange(zd, doc, "POST", "/v1/deadletters:replay", {"ids": ["op-p1:op-e1:zlb"]},
+                       expect=200)
+    exchange(zd, doc, "POST", "/v1/deadletters:replay", {}, expect=400)
+    st, res = exchange(zd, doc, "POST", "/v1/policies/op-p1:withdraw", key="hz", expect=200)
+    st, res = exchange(zd, doc, "POST", "/v1/policies/op-p1:withdraw", key="hz", expect=409)
+    assert res["error"]["status"] == "withdrawn"

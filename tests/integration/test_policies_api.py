@@ -563,3 +563,51 @@ def test_deadletters_list_deliveries_and_replay(zd, redis):
         assert r("SISMEMBER", "zd:{pol}:active", "pa-dl") == 0
     finally:
         r.close()
+
+
+# ---- the command-line client ---------------------------------------------------------------
+
+def zhida(zd, *args, key="admin", stdin=None):
+    import os
+    import subprocess
+    from conftest import KEYS, ZHIDA
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZHIDA_")}
+    env.update(ZHIDA_URL="http://127.0.0.1:%d" % zd.port, ZHIDA_KEY=KEYS.get(key, key))
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+    return subprocess.run(["" + ZHIDA] + list(args), env=env, input=stdin, capture_output=True,
+                          timeout=120)
+
+
+def test_cli_publish_status_withdraw_dlq(zd, redis):
+    body = json.dumps(doc(id="pa-cli", publish_at="2099-01-01T00:00:00Z"),
+                      ensure_ascii=False).encode()
+    p = zhida(zd, "publish", "-", stdin=body)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == {"id": "pa-cli", "status": "scheduled"}
+    p = zhida(zd, "publish", "-", stdin=body.replace(b"s\"", b"t\"", 1))
+    assert p.returncode == 3, p.stderr  # 409: another body
+    p = zhida(zd, "status", "pa-cli")
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)
+    assert got["status"] == "scheduled"
+    check_funnel(got)
+    p = zhida(zd, "withdraw", "pa-cli")
+    assert p.returncode == 0 and json.loads(p.stdout)["status"] == "withdrawn", p.stderr
+    p = zhida(zd, "withdraw", "pa-cli")
+    assert p.returncode == 3 and b"policy_finished" in p.stderr
+    p = zhida(zd, "status", "pa-nothing-here")
+    assert p.returncode == 3
+    plant_dead(zd, redis, "pa-cli2", ["pa-hz1"])
+    p = zhida(zd, "dlq", "list", "--policy", "pa-cli2")
+    assert p.returncode == 0, p.stderr
+    assert [d["id"] for d in json.loads(p.stdout)["deadletters"]] == ["pa-cli2:pa-hz1:zlb"]
+    p = zhida(zd, "dlq", "list", "--gateway", "sms", "--policy", "pa-cli2")
+    assert json.loads(p.stdout)["deadletters"] == []
+    p = zhida(zd, "dlq", "replay", "--policy", "pa-cli2", "pa-cli2:pa-hz1:zlb")
+    assert p.returncode == 2  # exactly one way of choosing
+    p = zhida(zd, "dlq", "replay", "pa-cli2:pa-hz1:zlb")
+    assert p.returncode == 0 and json.loads(p.stdout) == {"replayed": 1}, p.stderr
+    p = zhida(zd, "publish", "/nonexistent/file.json")
+    assert p.returncode == 2
+    p = zhida(zd, "status", "pa-cli", "--policy", "x")
+    assert p.returncode == 2
