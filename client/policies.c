@@ -136,7 +136,9 @@ int zd_policy_status(const zd_cli *c, const char *id)
         print_funnel(stdout, ans);
         fflush(stdout);
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(ans, "status");
+        /* "active": dispatched, and kept for reverse matching until its deadline. */
         bool final = cJSON_IsString(st) && (strcmp(st->valuestring, "done") == 0 ||
+                                            strcmp(st->valuestring, "active") == 0 ||
                                             strcmp(st->valuestring, "withdrawn") == 0);
         cJSON_Delete(ans);
         if (final)
