@@ -52,6 +52,25 @@ def redis_info(port):
     return out
 
 
+def redis_cmd(port, *args):
+    """One command to a Redis on 127.0.0.1; its answer is read and dropped."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        msg = b"*%d\r\n" % len(args) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(x), x.encode()) for x in args)
+        s.sendall(msg)
+        s.recv(65536)
+
+
+def commandstats(info):
+    """cmdstat_* of INFO all: command -> (calls, usec)."""
+    out = {}
+    for k, v in info.items():
+        if k.startswith("cmdstat_"):
+            f = dict(x.split("=") for x in v.split(","))
+            out[k[8:]] = (int(f["calls"]), int(f["usec"]))
+    return out
+
+
 def proc_cpu(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -88,6 +107,9 @@ def watch(a):
     s0 = http_json(stats_url)
     cpu0 = {p: proc_cpu(p) for p in pids}
     rss_peak = {p: 0 for p in pids}
+    if a.redis_port:
+        # Per-command times of this run only (INFO commandstats): where Redis spends its CPU.
+        redis_cmd(a.redis_port, "CONFIG", "RESETSTAT")
     r0 = redis_info(a.redis_port) if a.redis_port else None
     if r0:
         res["redis_used_memory_before"] = int(r0["used_memory"])
@@ -160,6 +182,10 @@ def watch(a):
         r1 = redis_info(a.redis_port)
         res["redis_used_memory_peak"] = rpeak["used_memory"]
         res["redis_rss_peak"] = rpeak["used_memory_rss"]
+        cs = commandstats(r1)
+        res["redis_commands"] = {k: {"calls": c, "usec": u, "usec_per_call": round(u / c, 2)}
+                                 for k, (c, u) in sorted(cs.items(), key=lambda x: -x[1][1])
+                                 if c}
         res["redis_cpu_s"] = round(
             float(r1["used_cpu_user"]) + float(r1["used_cpu_sys"]) -
             float(r0["used_cpu_user"]) - float(r0["used_cpu_sys"]), 3)
@@ -216,6 +242,16 @@ def report(a):
         print("| %s | %s | %s → %s | %s |" % (name, mib(rss), mib(r["redis_used_memory_before"]),
                                              mib(r["redis_used_memory_peak"]),
                                              mib(r["redis_rss_peak"])))
+    print()
+    for name, r in runs.items():
+        cs = r.get("redis_commands")
+        if not cs or not name.startswith(("zhida", "bullmq")) or not r.get("received"):
+            continue
+        total = sum(c["usec"] for c in cs.values())
+        top = sorted(cs.items(), key=lambda x: -x[1]["usec"])[:6]
+        print("- Redis command time in %s: %.2f s, %.1f µs per notice; top: %s" % (
+            name, total / 1e6, total / r["received"],
+            ", ".join("%s %d calls %.1f s" % (k, c["calls"], c["usec"] / 1e6) for k, c in top)))
     print()
     b1 = rates.get("zhida-batch1")
     peer = rates.get("bullmq")
