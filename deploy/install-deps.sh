@@ -52,6 +52,18 @@ openapi_deps() {
   fi
 }
 
+# The dispatch benchmark's peer (bench/bullmq: BullMQ, ioredis, undici), exactly as locked in
+# package-lock.json, with --bench.
+bench_npm_deps() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/bench/bullmq"
+  [[ "${1:-}" == "--bench" ]] || return 0
+  if [[ ! -d $dir/node_modules || $dir/package-lock.json -nt $dir/node_modules ]]; then
+    echo "install-deps: npm ci in bench/bullmq"
+    (cd "$dir" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error) && touch "$dir/node_modules"
+  fi
+}
+
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -60,6 +72,7 @@ if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#PKGS[@]} packages present"
   openapi_deps
   npm_deps
+  bench_npm_deps "${1:-}"
   exit 0
 fi
 
@@ -80,4 +93,5 @@ if [[ " ${missing[*]} " == *" prometheus "* ]] && [[ -d /run/systemd/system ]]; 
   $SUDO systemctl disable --now prometheus.service >/dev/null 2>&1 || true
 fi
 npm_deps
+bench_npm_deps "${1:-}"
 echo "install-deps: done"
