@@ -19,6 +19,7 @@
 #include "profiles/follower.h"
 #include "profiles/profile.h"
 #include "profiles/store.h"
+#include "redis/script.h"
 
 /* Per notice, ARGV: field route exp_gwi exp_attempt gwi outcome http delay max_attempts
  * chain_len gateway detail. KEYS meta funnel st retry dead. ARGV[1] = now.
@@ -28,7 +29,8 @@
 static const char settle_script[] =
     "local now = tonumber(ARGV[1])\n"
     "local withdrawn = redis.call('HGET', KEYS[1], 'status') == 'withdrawn'\n"
-    "local out = {}\n"
+    "local out, inc, first = {}, {}, false\n"
+    "local function add(k, d) inc[k] = (inc[k] or 0) + d end\n"
     "local i = 2\n"
     "while i + 11 <= #ARGV do\n"
     "  local f, r = ARGV[i], ARGV[i+1]\n"
@@ -73,20 +75,22 @@ static const char settle_script[] =
     "      redis.call('ZADD', KEYS[4], now, f .. '.' .. ng .. '.1')\n"
     "    end\n"
     "    if code == 1 then\n"
-    "      redis.call('HINCRBY', KEYS[2], r .. ':by:' .. gw, 1)\n"
-    "      redis.call('HSETNX', KEYS[1], 'first_ms', now)\n"
+    "      add(r .. ':by:' .. gw, 1)\n"
+    "      first = true\n"
     "    elseif code == 4 then\n"
     "      redis.call('XADD', KEYS[5], '*', 'n', f .. '.' .. g .. '.' .. a, 'g', gw, 'h', http,\n"
     "        'e', det, 't', now)\n"
     "    end\n"
     "    if to and to ~= from then\n"
-    "      redis.call('HINCRBY', KEYS[2], r .. ':' .. from, -1)\n"
-    "      redis.call('HINCRBY', KEYS[2], r .. ':' .. to, 1)\n"
+    "      add(r .. ':' .. from, -1)\n"
+    "      add(r .. ':' .. to, 1)\n"
     "    end\n"
     "    redis.call('HSET', KEYS[3], f, nb .. '|' .. ng .. '|' .. na .. '|' .. log)\n"
     "    out[#out+1] = code\n"
     "  end\n"
     "end\n"
+    "for k, d in pairs(inc) do if d ~= 0 then redis.call('HINCRBY', KEYS[2], k, d) end end\n"
+    "if first then redis.call('HSETNX', KEYS[1], 'first_ms', now) end\n"
     "return out\n";
 
 /* KEYS pace; ARGV now per_min n cap: a token bucket shared by the instances. 0 = take n now,
@@ -353,7 +357,7 @@ static void settled(zd_redis *r, int status, const zd_reply *reply, void *udata)
     bool unknown = status == -ETIMEDOUT || status == -ECONNRESET || status == -EAGAIN;
     if (!ok && unknown && !e->freeing && !e->stopping && c->tries < SETTLE_TRIES) {
         c->tries++;
-        if (zd_redis_cmdargv(e->redis, settled, c, c->argc, (const char **)c->argv, NULL) == 0)
+        if (zd_redis_eval(e->redis, settled, c, c->argc, (const char **)c->argv, NULL) == 0)
             return;
     }
     if (!ok && !e->freeing)
@@ -394,7 +398,7 @@ static void settle(dl_batch *b, const zd_gw_result *res)
         c->sent = res != NULL;
         c->argc = argc;
         c->argv = argv;
-        rc = zd_redis_cmdargv(e->redis, settled, c, argc, (const char **)argv, NULL);
+        rc = zd_redis_eval(e->redis, settled, c, argc, (const char **)argv, NULL);
     } else {
         for (int k = 0; k < argc; k++)
             free(argv[k]);
@@ -520,7 +524,7 @@ static void pace_try(dl_batch *b)
     snprintf(cap, sizeof(cap), "%d", b->n);
     const char *argv[] = {"EVAL", pace_script, "1", dl_key(j->pol, ZD_PK_PACE, key),
                           now,    rate,        n,   cap};
-    if (zd_redis_cmdargv(e->redis, paced, b, 8, argv, NULL) != 0)
+    if (zd_redis_eval(e->redis, paced, b, 8, argv, NULL) != 0)
         batch_end(b, true);
 }
 

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "delivery/dispatch.h"
 #include "profiles/follower.h"
+#include "redis/script.h"
 
 /* KEYS retry work; ARGV now limit: due retries become one entry, atomically (a crash between
  * a ZREM and an XADD done apart would lose them). */
@@ -191,7 +192,7 @@ static void move_retries(dl_engine *e, dl_policy *pol)
     const char *argv[] = {
         "EVAL", mover_script, "2", dl_key(pol, ZD_PK_RETRY, retry), dl_key(pol, ZD_PK_WORK, work),
         now,    "500"};
-    if (zd_redis_cmdargv(e->redis, moved, pol, 7, argv, NULL) == 0) {
+    if (zd_redis_eval(e->redis, moved, pol, 7, argv, NULL) == 0) {
         pol->mover_busy = true;
         dl_policy_ref(pol);
     }
@@ -263,7 +264,7 @@ static void maintain(dl_engine *e, dl_policy *pol)
         retry[ZD_POLICY_KEY_MAX], nr[12], now[24];
     dl_key(pol, ZD_PK_WORK, work);
     const char *targv[] = {"EVAL", trim_script, "1", work};
-    zd_redis_cmdargv(e->redis, ignore, NULL, 4, targv, NULL);
+    zd_redis_eval(e->redis, ignore, NULL, 4, targv, NULL);
     if (zd_redis_cmd(e->redis, pending_read, pol, "XPENDING %s zd", work) == 0)
         dl_policy_ref(pol);
     const char *final = final_status(e, pol);
@@ -283,7 +284,7 @@ static void maintain(dl_engine *e, dl_policy *pol)
                           now,
                           final,
                           expect};
-    if (zd_redis_cmdargv(e->redis, done_reply, pol, 11, argv, NULL) == 0) {
+    if (zd_redis_eval(e->redis, done_reply, pol, 11, argv, NULL) == 0) {
         pol->maint_busy = true;
         dl_policy_ref(pol);
     }

@@ -16,6 +16,7 @@
 #include "matcher/segment_store.h"
 #include "profiles/follower.h"
 #include "profiles/profile.h"
+#include "redis/script.h"
 
 /* The job is ours when it is free, expired, or already ours (a restart with the same name). */
 static const char claim_script[] =
@@ -155,7 +156,7 @@ static int fan_chunk(fan_job *f, long k)
                           until,
                           ps,
                           csv};
-    rc = zd_redis_cmdargv(e->redis, fan_written, f, 10, argv, NULL);
+    rc = zd_redis_eval(e->redis, fan_written, f, 10, argv, NULL);
 out:
     if (it)
         roaring_free_uint32_iterator(it);
@@ -264,7 +265,7 @@ static void freeze(fan_job *f, uint64_t matched)
         snprintf(np, sizeof(np), "%d", nparts);
         const char *fargv[] = {"EVAL",      freeze_script, "4", meta,   funnel,  aud, work,
                                e->consumer, now,           m,   chunks, nroutes, np};
-        rc = zd_redis_cmdargv(e->redis, frozen, f, 13, fargv, NULL);
+        rc = zd_redis_eval(e->redis, frozen, f, 13, fargv, NULL);
     }
     if (rc != 0) {
         zd_warn("delivery: policy %s: could not write its audience (%s)", f->pol->id,
@@ -415,6 +416,6 @@ void dl_fanout_maybe(dl_engine *e, dl_policy *pol)
     snprintf(until, sizeof(until), "%lld", (long long)(now + e->o.claim_idle_ms));
     const char *argv[] = {"EVAL",      claim_script, "1",  dl_key(pol, ZD_PK_META, meta),
                           e->consumer, ns,           until};
-    if (zd_redis_cmdargv(e->redis, claimed, f, 7, argv, NULL) != 0)
+    if (zd_redis_eval(e->redis, claimed, f, 7, argv, NULL) != 0)
         fan_free(f);
 }

@@ -16,6 +16,7 @@
 #include "delivery/inbox_private.h"
 #include "profiles/profile.h"
 #include "redis/keys.h"
+#include "redis/script.h"
 
 /* How long a policy's status and routes are trusted: a withdraw shows in inboxes within this. */
 #define POLICY_TTL_MS 2000
@@ -132,7 +133,7 @@ int zd_inbox_eval(zd_inbox *ib, const char *script, int nkeys, const char *const
         argv[3 + i] = keys[i];
     for (int i = 0; i < nargs; i++)
         argv[3 + nkeys + i] = args[i];
-    int rc = zd_redis_cmdargv(ib->redis, cb, udata, argc, argv, NULL);
+    int rc = zd_redis_eval(ib->redis, cb, udata, argc, argv, NULL);
     free(argv);
     return rc;
 }

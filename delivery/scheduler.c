@@ -8,6 +8,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "delivery/engine.h"
+#include "redis/script.h"
 
 /* KEYS lease fence; ARGV consumer lease_ms. A free lease is taken with the next token. */
 static const char acquire_script[] =
@@ -69,11 +70,11 @@ void dl_scheduler_tick(void *udata)
         char me[160];
         snprintf(me, sizeof(me), "%s/%lld", e->consumer, e->fence);
         const char *argv[] = {"EVAL", renew_script, "1", ZD_KEY_POLICY_LEASE, me, ms};
-        rc = zd_redis_cmdargv(e->redis, lease_reply, e, 6, argv, NULL);
+        rc = zd_redis_eval(e->redis, lease_reply, e, 6, argv, NULL);
     } else {
         const char *argv[] = {
             "EVAL", acquire_script, "2", ZD_KEY_POLICY_LEASE, ZD_KEY_POLICY_FENCE, e->consumer, ms};
-        rc = zd_redis_cmdargv(e->redis, lease_reply, e, 7, argv, NULL);
+        rc = zd_redis_eval(e->redis, lease_reply, e, 7, argv, NULL);
     }
     if (rc == 0)
         e->lease_busy = true;
@@ -106,6 +107,6 @@ void dl_scheduler_maybe_start(dl_engine *e, dl_policy *pol)
     snprintf(fence, sizeof(fence), "%lld", e->fence);
     snprintf(ns, sizeof(ns), "%lld", (long long)now);
     const char *argv[] = {"EVAL", start_script, "1", dl_key(pol, ZD_PK_META, meta), fence, ns};
-    if (zd_redis_cmdargv(e->redis, started, pol, 6, argv, NULL) == 0)
+    if (zd_redis_eval(e->redis, started, pol, 6, argv, NULL) == 0)
         dl_policy_ref(pol);
 }

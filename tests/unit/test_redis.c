@@ -25,6 +25,7 @@
 #include "tests/unit/check.h"
 #include "profiles/follower.h"
 #include "redis/redis.h"
+#include "redis/script.h"
 
 /* Every wait in this file is bounded; this catches anything that is not. */
 #define WATCHDOG_S 90
@@ -969,6 +970,59 @@ static void t_deadline_from_send(void)
     zd_redis_free(r);
 }
 
+/* Scripts go by SHA-1: the first call of a script Redis does not know is answered NOSCRIPT and
+ * sent again with its text; later calls send only the SHA-1 — also after SCRIPT FLUSH, when
+ * the fallback loads it again. */
+static const char echo_script[] = "return {KEYS[1], ARGV[1], ARGV[2]}";
+
+static void t_eval_by_sha(void)
+{
+    zd_redis_opts o = {.addr = addr_of(&srv), .name = "t"};
+    zd_redis *r = zd_redis_new(base, &o);
+    if (!r) {
+        CHECK(r != NULL);
+        return;
+    }
+    RUN_UNTIL(zd_redis_ready(r), 3000);
+    char sha[41];
+    zd_script_sha1(echo_script, strlen(echo_script), sha);
+    res flush = {0}, exists = {0};
+    zd_redis_cmd(r, cb, &flush, "SCRIPT FLUSH");
+    RUN_UNTIL(flush.calls, 3000);
+    for (int round = 0; round < 3; round++) {
+        res a = {0};
+        const char *argv[] = {"EVAL", echo_script, "1", "k", "v1", "v 2"};
+        size_t len[] = {4, strlen(echo_script), 1, 1, 2, 3};
+        CHECK_INT(zd_redis_eval(r, cb, &a, 6, argv, round == 1 ? len : NULL), 0);
+        RUN_UNTIL(a.calls, 3000);
+        CHECK_INT(a.status, 0);
+        CHECK_INT(a.type, ZD_REPLY_ARRAY);
+        if (round == 1) {
+            res f = {0};
+            zd_redis_cmd(r, cb, &f, "SCRIPT FLUSH");
+            RUN_UNTIL(f.calls, 3000);
+        }
+    }
+    /* Loaded by the fallback, under the name EVALSHA used. */
+    zd_redis_cmd(r, cb, &exists, "SCRIPT EXISTS %s", sha);
+    RUN_UNTIL(exists.calls, 3000);
+    CHECK_INT(exists.type, ZD_REPLY_ARRAY);
+    res arr = {0};
+    const char *argv[] = {"EVALSHA", sha, "1", "k", "a", "b"};
+    zd_redis_cmdargv(r, cb, &arr, 6, argv, NULL);
+    RUN_UNTIL(arr.calls, 3000);
+    CHECK_INT(arr.type, ZD_REPLY_ARRAY);
+    /* A script error is the caller's answer, not retried. */
+    static const char bad_script[] = "return redis.call('NOSUCHCOMMAND')";
+    res bad = {0};
+    const char *bargv[] = {"EVAL", bad_script, "0"};
+    CHECK_INT(zd_redis_eval(r, cb, &bad, 3, bargv, NULL), 0);
+    RUN_UNTIL(bad.calls, 3000);
+    CHECK_INT(bad.type, ZD_REPLY_ERROR);
+    CHECK(strstr(bad.str, "NOSCRIPT") == NULL);
+    zd_redis_free(r);
+}
+
 typedef struct budget {
     zd_redis *r;
     int n, bad;
@@ -1071,6 +1125,7 @@ int main(void)
     t_restart();
     t_stall();
     t_version();
+    t_eval_by_sha();
     event_base_free(base);
     stop_all();
     return check_report("redis");
