@@ -247,29 +247,78 @@ static void batch_end(dl_batch *b, bool abandon)
     job_done_op(j);
 }
 
-static int settle_args(dl_batch *b, const zd_gw_result *res, int64_t now, char ***argvp)
+/* ---- settling ------------------------------------------------------------------------------
+ * A batch's results become a "part": 12 arguments per notice for the settle script. Parts are
+ * not sent one by one: those that arrive in the same loop turn are settled together, one
+ * script call per policy (at most SETTLE_MAX notices each), so at batch 1 Redis runs one
+ * script per loop turn instead of one per notice (the script's fixed cost was most of Redis's
+ * work per notice). */
+#define SETTLE_MAX 1000
+
+/* A settle whose outcome is unknown (timed out, connection lost) is sent again: the script is
+ * idempotent (a notice whose state moved is left alone), and giving up would leave the entries
+ * to be reclaimed and their notices sent again — a Redis stall of a few seconds re-sent 40 % of
+ * a dispatch that way. Each try waits at most the client's deadline, queued while Redis is
+ * away; after SETTLE_TRIES the entries are left to the reclaim. */
+#define SETTLE_TRIES 4
+
+struct dl_settle_part {
+    dl_batch *b;
+    int64_t at_ms; /* when the receiver accepted */
+    bool sent;     /* went through a gateway (stale results count as duplicate sends) */
+    int nargs;     /* 12 per notice */
+    char **args;   /* owned until moved into a call */
+    dl_settle_part *next;
+};
+
+typedef struct settle_call {
+    dl_engine *e;
+    dl_settle_part *parts; /* in argument order */
+    int notices;
+    int tries;
+    int argc;
+    char **argv; /* owned */
+} settle_call;
+
+static void settle_part_free(dl_settle_part *p)
+{
+    for (int k = 0; p->args && k < p->nargs; k++)
+        free(p->args[k]);
+    free(p->args);
+    free(p);
+}
+
+static void settle_call_free(settle_call *c)
+{
+    for (int k = 0; k < c->argc; k++)
+        free(c->argv[k]);
+    free(c->argv);
+    while (c->parts) {
+        dl_settle_part *p = c->parts;
+        c->parts = p->next;
+        settle_part_free(p);
+    }
+    free(c);
+}
+
+/* The 12 arguments of each notice of batch b: res (n results of a gateway) or NULL for a
+ * settle-only batch. Returns the part, or NULL on ENOMEM. */
+static dl_settle_part *settle_part_new(dl_batch *b, const zd_gw_result *res)
 {
     dl_job *j = b->job;
     dl_engine *e = j->e;
-    int argc = 9 + 12 * b->n;
-    char **argv = calloc((size_t)argc, sizeof(char *));
-    if (!argv)
-        return -ENOMEM;
-    char meta[ZD_POLICY_KEY_MAX], funnel[ZD_POLICY_KEY_MAX], st[ZD_POLICY_KEY_MAX],
-        retry[ZD_POLICY_KEY_MAX], dead[ZD_POLICY_KEY_MAX];
-    const char *head[] = {"EVAL",
-                          settle_script,
-                          "5",
-                          dl_key(j->pol, ZD_PK_META, meta),
-                          dl_key(j->pol, ZD_PK_FUNNEL, funnel),
-                          dl_key(j->pol, ZD_PK_STATE, st),
-                          dl_key(j->pol, ZD_PK_RETRY, retry),
-                          dl_key(j->pol, ZD_PK_DEAD, dead)};
+    dl_settle_part *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->b = b;
+    p->at_ms = zd_unix_ms();
+    p->sent = res != NULL;
+    p->nargs = 12 * b->n;
+    if (!(p->args = calloc((size_t)p->nargs, sizeof(char *)))) {
+        free(p);
+        return NULL;
+    }
     int a = 0;
-    for (; a < 8; a++)
-        argv[a] = strdup(head[a]);
-    if (asprintf(&argv[a++], "%lld", (long long)now) < 0)
-        argv[a - 1] = NULL;
     for (int k = 0; k < b->n; k++) {
         dl_item *it = &j->items[b->idx[k]];
         const zd_policy_route *route = &j->pol->p->routes[it->route];
@@ -298,62 +347,31 @@ static int settle_args(dl_batch *b, const zd_gw_result *res, int64_t now, char *
             detail = "no contact";
         }
         int maxa = g ? zd_gateway_retry_opts(g)->max_attempts : 1;
-        if (asprintf(&argv[a++], "%u.%d", it->gid, it->route) < 0 ||
-            asprintf(&argv[a++], "%d", it->route) < 0 ||
-            asprintf(&argv[a++], "%d", it->exp_gwi) < 0 ||
-            asprintf(&argv[a++], "%d", it->exp_att) < 0 ||
-            asprintf(&argv[a++], "%d", it->gwi) < 0 || asprintf(&argv[a++], "%c", o) < 0 ||
-            asprintf(&argv[a++], "%d", http) < 0 || asprintf(&argv[a++], "%ld", delay) < 0 ||
-            asprintf(&argv[a++], "%d", maxa) < 0 || asprintf(&argv[a++], "%d", route->n) < 0 ||
-            !(argv[a++] = strdup(route->gateways[it->gwi])) || !(argv[a++] = strdup(detail))) {
-            argv[a - 1] = NULL;
-            break;
+        if (asprintf(&p->args[a++], "%u.%d", it->gid, it->route) < 0 ||
+            asprintf(&p->args[a++], "%d", it->route) < 0 ||
+            asprintf(&p->args[a++], "%d", it->exp_gwi) < 0 ||
+            asprintf(&p->args[a++], "%d", it->exp_att) < 0 ||
+            asprintf(&p->args[a++], "%d", it->gwi) < 0 || asprintf(&p->args[a++], "%c", o) < 0 ||
+            asprintf(&p->args[a++], "%d", http) < 0 || asprintf(&p->args[a++], "%ld", delay) < 0 ||
+            asprintf(&p->args[a++], "%d", maxa) < 0 ||
+            asprintf(&p->args[a++], "%d", route->n) < 0 ||
+            !(p->args[a++] = strdup(route->gateways[it->gwi])) ||
+            !(p->args[a++] = strdup(detail))) {
+            p->args[a - 1] = NULL;
+            settle_part_free(p);
+            return NULL;
         }
     }
-    for (int k = 0; k < argc; k++)
-        if (!argv[k]) {
-            for (int m = 0; m < argc; m++)
-                free(argv[m]);
-            free(argv);
-            return -ENOMEM;
-        }
-    *argvp = argv;
-    return argc;
-}
-
-/* A settle whose outcome is unknown (timed out, connection lost) is sent again: the script is
- * idempotent (a notice whose state moved is left alone), and giving up would leave the entry
- * to be reclaimed and its notices sent again — a Redis stall of a few seconds re-sent 40 % of
- * a dispatch that way. Each try waits at most the client's deadline, queued while Redis is
- * away; after SETTLE_TRIES the entry is left to the reclaim. */
-#define SETTLE_TRIES 4
-
-typedef struct settle_call {
-    dl_batch *b;
-    int64_t at_ms; /* when the receiver accepted */
-    bool sent;     /* went through a gateway (stale results count as duplicate sends) */
-    int tries;
-    int argc;
-    char **argv;
-} settle_call;
-
-static void settle_call_free(settle_call *c)
-{
-    for (int k = 0; k < c->argc; k++)
-        free(c->argv[k]);
-    free(c->argv);
-    free(c);
+    return p;
 }
 
 static void settled(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     (void)r;
     settle_call *c = udata;
-    dl_batch *b = c->b;
-    dl_job *j = b->job;
-    dl_engine *e = j->e;
-    bool ok =
-        status == 0 && zd_reply_is(reply, ZD_REPLY_ARRAY) && zd_reply_len(reply) == (size_t)b->n;
+    dl_engine *e = c->e;
+    bool ok = status == 0 && zd_reply_is(reply, ZD_REPLY_ARRAY) &&
+              zd_reply_len(reply) == (size_t)c->notices;
     bool unknown = status == -ETIMEDOUT || status == -ECONNRESET || status == -EAGAIN;
     if (!ok && unknown && !e->freeing && !e->stopping && c->tries < SETTLE_TRIES) {
         c->tries++;
@@ -361,54 +379,143 @@ static void settled(zd_redis *r, int status, const zd_reply *reply, void *udata)
             return;
     }
     if (!ok && !e->freeing)
-        zd_warn("delivery: policy %s: settling %d notices failed (%s); entry %s is reclaimed later",
-                j->pol->id, b->n,
+        zd_warn("delivery: policy %s: settling %d notices failed (%s); their entries are "
+                "reclaimed later",
+                c->parts->b->job->pol->id, c->notices,
                 status                      ? zd_strerror(status)
                 : zd_reply_str(reply, NULL) ? zd_reply_str(reply, NULL)
-                                            : "bad answer",
-                j->id);
-    for (int k = 0; ok && k < b->n; k++) {
-        long long code = zd_reply_int(zd_reply_at(reply, (size_t)k));
-        /* After a retried settle, "moved already" may be our own first try. */
-        if (code == 0 && c->sent && c->tries == 0)
-            e->stale++;
-        else if (code == 1)
-            dl_observe_latency(e, j->pol->started_ms, c->at_ms);
-        else if (code == 2)
-            e->retries++;
-        else if (code == 4)
-            e->dead++;
+                                            : "bad answer");
+    size_t at = 0;
+    while (c->parts) {
+        dl_settle_part *p = c->parts;
+        c->parts = p->next;
+        dl_batch *b = p->b;
+        dl_job *j = b->job;
+        for (int k = 0; ok && k < b->n; k++, at++) {
+            long long code = zd_reply_int(zd_reply_at(reply, at));
+            /* After a retried settle, "moved already" may be our own first try. */
+            if (code == 0 && p->sent && c->tries == 0)
+                e->stale++;
+            else if (code == 1)
+                dl_observe_latency(e, j->pol->started_ms, p->at_ms);
+            else if (code == 2)
+                e->retries++;
+            else if (code == 4)
+                e->dead++;
+        }
+        settle_part_free(p);
+        batch_end(b, !ok);
     }
     settle_call_free(c);
-    batch_end(b, !ok);
+}
+
+/* Sends the parts of policy pol (taken out of e's list, at most SETTLE_MAX notices) in one
+ * script call. */
+static void settle_flush_one(dl_engine *e, dl_policy *pol)
+{
+    settle_call *c = calloc(1, sizeof(*c));
+    dl_settle_part **tail = c ? &c->parts : NULL;
+    int nargs = 0;
+    for (dl_settle_part **pp = &e->settle_head; c && *pp;) {
+        dl_settle_part *p = *pp;
+        if (p->b->job->pol != pol || (c->notices > 0 && c->notices + p->b->n > SETTLE_MAX)) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        p->next = NULL;
+        *tail = p;
+        tail = &p->next;
+        c->notices += p->b->n;
+        nargs += p->nargs;
+    }
+    if (!c) {
+        /* ENOMEM: every part of this policy ends unacknowledged (reclaimed later). */
+        for (dl_settle_part **pp = &e->settle_head; *pp;) {
+            dl_settle_part *p = *pp;
+            if (p->b->job->pol != pol) {
+                pp = &p->next;
+                continue;
+            }
+            *pp = p->next;
+            dl_batch *b = p->b;
+            settle_part_free(p);
+            batch_end(b, true);
+        }
+        return;
+    }
+    c->e = e;
+    e->settle_notices -= c->notices;
+    char meta[ZD_POLICY_KEY_MAX], funnel[ZD_POLICY_KEY_MAX], st[ZD_POLICY_KEY_MAX],
+        retry[ZD_POLICY_KEY_MAX], dead[ZD_POLICY_KEY_MAX], now[24];
+    snprintf(now, sizeof(now), "%lld", (long long)zd_unix_ms());
+    const char *head[] = {"EVAL",
+                          settle_script,
+                          "5",
+                          dl_key(pol, ZD_PK_META, meta),
+                          dl_key(pol, ZD_PK_FUNNEL, funnel),
+                          dl_key(pol, ZD_PK_STATE, st),
+                          dl_key(pol, ZD_PK_RETRY, retry),
+                          dl_key(pol, ZD_PK_DEAD, dead),
+                          now};
+    int rc = -ENOMEM;
+    c->argv = calloc((size_t)(9 + nargs), sizeof(char *));
+    if (c->argv) {
+        bool nomem = false;
+        for (int a = 0; a < 9; a++)
+            nomem |= !(c->argv[c->argc++] = strdup(head[a]));
+        for (dl_settle_part *p = c->parts; p; p = p->next) {
+            /* Move the strings: the call owns them from here. */
+            memcpy(c->argv + c->argc, p->args, (size_t)p->nargs * sizeof(char *));
+            c->argc += p->nargs;
+            free(p->args);
+            p->args = NULL;
+        }
+        if (!nomem)
+            rc = zd_redis_eval(e->redis, settled, c, c->argc, (const char **)c->argv, NULL);
+    }
+    if (rc != 0) {
+        while (c->parts) {
+            dl_settle_part *p = c->parts;
+            c->parts = p->next;
+            dl_batch *b = p->b;
+            settle_part_free(p);
+            batch_end(b, true);
+        }
+        settle_call_free(c);
+    }
+}
+
+static void settle_flush(void *udata)
+{
+    dl_engine *e = udata;
+    while (e->settle_head)
+        settle_flush_one(e, e->settle_head->b->job->pol);
+    e->settle_tail = NULL;
 }
 
 /* Settles a batch: res (n results of a gateway, valid during the call) or NULL for a
- * settle-only batch. */
+ * settle-only batch. The part waits for the end of this loop turn (or SETTLE_MAX notices). */
 static void settle(dl_batch *b, const zd_gw_result *res)
 {
     dl_engine *e = b->job->e;
-    char **argv = NULL;
-    int argc = settle_args(b, res, zd_unix_ms(), &argv);
-    settle_call *c = argc > 0 ? calloc(1, sizeof(*c)) : NULL;
-    int rc = -ENOMEM;
-    if (c) {
-        c->b = b;
-        c->at_ms = zd_unix_ms();
-        c->sent = res != NULL;
-        c->argc = argc;
-        c->argv = argv;
-        rc = zd_redis_eval(e->redis, settled, c, argc, (const char **)argv, NULL);
-    } else {
-        for (int k = 0; k < argc; k++)
-            free(argv[k]);
-        free(argv);
-    }
-    if (rc != 0) {
-        if (c)
-            settle_call_free(c);
+    dl_settle_part *p = settle_part_new(b, res);
+    if (!p || (!e->settle_t && !(e->settle_t = zd_timer_new(e->o.base, settle_flush, e)))) {
+        if (p)
+            settle_part_free(p);
         batch_end(b, true);
+        return;
     }
+    if (e->settle_tail)
+        e->settle_tail->next = p;
+    else
+        e->settle_head = p;
+    e->settle_tail = p;
+    e->settle_notices += b->n;
+    if (e->settle_notices >= SETTLE_MAX)
+        settle_flush(e);
+    else
+        zd_timer_arm(e->settle_t, 0, 0);
 }
 
 static void batch_sent(int status, const zd_gw_result *results, size_t n, void *udata)
@@ -540,6 +647,22 @@ static void batch_submit(dl_batch *b)
 
 void dl_dispatch_drop_queued(dl_engine *e, dl_policy *pol)
 {
+    if (!pol && e->freeing) {
+        /* Results not settled: their entries stay pending and are reclaimed. */
+        while (e->settle_head) {
+            dl_settle_part *p = e->settle_head;
+            e->settle_head = p->next;
+            dl_batch *b = p->b;
+            settle_part_free(p);
+            batch_end(b, true);
+        }
+        e->settle_tail = NULL;
+        e->settle_notices = 0;
+        zd_timer_free(e->settle_t);
+        e->settle_t = NULL;
+    } else if (!pol) {
+        settle_flush(e); /* stopping: record what the receivers answered while Redis is there */
+    }
     for (dl_batch **pp = &e->paced; *pp;) {
         dl_batch *b = *pp;
         if (!pol || b->job->pol == pol) {

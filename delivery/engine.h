@@ -17,6 +17,7 @@
 
 struct cJSON;
 typedef struct dl_engine dl_engine;
+typedef struct dl_settle_part dl_settle_part;
 typedef struct dl_job dl_job;
 typedef struct dl_batch dl_batch;
 
@@ -66,6 +67,10 @@ struct dl_engine {
     dl_policy *policies;
     dl_job *jobs;    /* entries in progress, for the heartbeat */
     dl_batch *paced; /* batches waiting for their policy's pace tokens (on a timer) */
+    /* Results waiting to be settled together at the end of the loop turn (dispatch.c). */
+    dl_settle_part *settle_head, *settle_tail;
+    int settle_notices;
+    zd_timer *settle_t;
     int ngw;
     dl_gwq *gwq;
     int inflight; /* entries in progress */
