@@ -253,7 +253,7 @@ static void batch_end(dl_batch *b, bool abandon)
  * script call per policy (at most SETTLE_MAX notices each), so at batch 1 Redis runs one
  * script per loop turn instead of one per notice (the script's fixed cost was most of Redis's
  * work per notice). */
-#define SETTLE_MAX 1000
+#define SETTLE_MAX 256
 
 /* A settle whose outcome is unknown (timed out, connection lost) is sent again: the script is
  * idempotent (a notice whose state moved is left alone), and giving up would leave the entries
