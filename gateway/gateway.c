@@ -73,6 +73,11 @@ static const struct builtin *builtin_named(const char *name)
     return NULL;
 }
 
+bool zd_gateway_type_builtin(const char *name)
+{
+    return builtin_named(name) != NULL;
+}
+
 const zd_gateway_type *zd_gateway_type_find(const char *name)
 {
     const struct builtin *b = builtin_named(name);

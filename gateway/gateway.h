@@ -5,6 +5,7 @@
 #ifndef ZD_GATEWAY_H
 #define ZD_GATEWAY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <zhida/gateway.h>
@@ -24,6 +25,10 @@ typedef struct zd_gateway_retry {
 
 /* The type registered under name (borrowed, static), or NULL. */
 const zd_gateway_type *zd_gateway_type_find(const char *name);
+
+/* Whether name is one of the built-in type names (webhook, inbox, sms_http, smtp), which no
+ * plugin may take. */
+bool zd_gateway_type_builtin(const char *name);
 
 /* Adds a type (borrowed: it must outlive every use, as a plugin's static table does).
  * -EINVAL with a message in err for another ABI version, a missing callback or an empty
