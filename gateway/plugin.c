@@ -185,8 +185,7 @@ int zd_gateway_plugins_load(const char *dir, char *err, size_t errlen)
 {
     DIR *d = opendir(dir);
     if (!d)
-        return fail(err, errlen, -errno, "cannot read the plugin dir %s: %s", dir,
-                    strerror(errno));
+        return fail(err, errlen, -errno, "cannot read the plugin dir %s: %s", dir, strerror(errno));
     char **names = NULL;
     size_t n = 0, cap = 0;
     int rc = 0;

@@ -38,8 +38,8 @@ static const struct {
     const char *name;
     zd_sms_field field;
 } placeholders[] = {
-    {"to", ZD_SMS_TO},         {"body", ZD_SMS_BODY},     {"id", ZD_SMS_ID},
-    {"title", ZD_SMS_TITLE},   {"policy", ZD_SMS_POLICY}, {"url", ZD_SMS_URL},
+    {"to", ZD_SMS_TO},       {"body", ZD_SMS_BODY},     {"id", ZD_SMS_ID},
+    {"title", ZD_SMS_TITLE}, {"policy", ZD_SMS_POLICY}, {"url", ZD_SMS_URL},
 };
 #define NPLACEHOLDERS (sizeof(placeholders) / sizeof(placeholders[0]))
 
@@ -98,10 +98,11 @@ static int compile(zd_sms_http_opts *o, const char *pfx, char *err, size_t errle
                 f = placeholders[i].field;
         }
         if (f == ZD_SMS_LITERAL)
-            return fail(err, errlen,
-                        "\"%sbody\": unknown placeholder \"{{%.*s}}\" at byte %zu (known: to, body, "
-                        "id, title, policy, url)",
-                        pfx, (int)(nl > 32 ? 32 : nl), s + 2, at);
+            return fail(
+                err, errlen,
+                "\"%sbody\": unknown placeholder \"{{%.*s}}\" at byte %zu (known: to, body, "
+                "id, title, policy, url)",
+                pfx, (int)(nl > 32 ? 32 : nl), s + 2, at);
         o->pieces[o->npieces++] = (zd_sms_piece){f, NULL, 0};
         s = close + 2;
     }
@@ -188,8 +189,7 @@ static int get_number(const cJSON *obj, const char *pfx, const char *name, doubl
     return 0;
 }
 
-static int get_auth(const cJSON *v, const char *pfx, zd_sms_http_opts *o, char *err,
-                    size_t errlen)
+static int get_auth(const cJSON *v, const char *pfx, zd_sms_http_opts *o, char *err, size_t errlen)
 {
     /* The value is a secret: messages name the key, never quote it. */
     const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
@@ -213,16 +213,22 @@ static int get_auth(const cJSON *v, const char *pfx, zd_sms_http_opts *o, char *
 
 /* A notice whose strings need escaping, for the JSON template check. */
 static const zd_notice sample = {
-    .id = "p:e1:sms", .policy = "p", .profile = "e1", .gateway = "sms", .to = "1\"\\3",
-    .title = "t\"\n", .body = "b\"\\\n\t<&>", .url = "https://x/?a=1&b=\"", .category = "c",
+    .id = "p:e1:sms",
+    .policy = "p",
+    .profile = "e1",
+    .gateway = "sms",
+    .to = "1\"\\3",
+    .title = "t\"\n",
+    .body = "b\"\\\n\t<&>",
+    .url = "https://x/?a=1&b=\"",
+    .category = "c",
 };
 
 int zd_sms_http_opts_parse(const char *options_json, const char *pfx, zd_sms_http_opts *o,
                            char *err, size_t errlen)
 {
-    static const char *const keys[] = {"url",    "method",     "auth_header", "format",
-                                       "body",   "answer",     "timeout_ms",  "concurrency",
-                                       "rate",   NULL};
+    static const char *const keys[] = {"url",    "method",     "auth_header", "format", "body",
+                                       "answer", "timeout_ms", "concurrency", "rate",   NULL};
     memset(o, 0, sizeof(*o));
     o->timeout_ms = 10000;
     o->concurrency = 16;
@@ -253,8 +259,8 @@ int zd_sms_http_opts_parse(const char *options_json, const char *pfx, zd_sms_htt
     }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "url");
     if (!cJSON_IsString(v)) {
-        rc = fail(err, errlen, "\"%surl\" is required: the provider's http:// or https:// URL",
-                  pfx);
+        rc =
+            fail(err, errlen, "\"%surl\" is required: the provider's http:// or https:// URL", pfx);
         goto fail;
     }
     if ((rc = check_url(v->valuestring, pfx, err, errlen)))
@@ -513,11 +519,11 @@ void zd_sms_http_classify(const zd_sms_http_opts *o, int curl_rc, long http_stat
             *c = '?';
     if (!have) {
         r->outcome = ZD_GW_TRANSIENT;
-        snprintf(r->detail, sizeof(r->detail), "HTTP %ld without %.40s in the answer",
-                 http_status, o->answer_field);
+        snprintf(r->detail, sizeof(r->detail), "HTTP %ld without %.40s in the answer", http_status,
+                 o->answer_field);
     } else if (listed(o->delivered, o->ndelivered, text)) {
-        snprintf(r->detail, sizeof(r->detail), "HTTP %ld, %.40s %s", http_status,
-                 o->answer_field, shown);
+        snprintf(r->detail, sizeof(r->detail), "HTTP %ld, %.40s %s", http_status, o->answer_field,
+                 shown);
     } else if (listed(o->permanent, o->npermanent, text)) {
         r->outcome = ZD_GW_PERMANENT;
         snprintf(r->detail, sizeof(r->detail), "HTTP %ld, %.40s %s: refused", http_status,

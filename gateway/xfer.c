@@ -275,8 +275,8 @@ zd_xfer_q *zd_xfer_q_new(const zd_gw_host *host, const zd_xfer_ops *ops, void *o
     return q;
 }
 
-static int submit(zd_xfer_q *q, void *job, zd_gw_done_fn done, zd_gw_test_fn test_done,
-                  void *udata, const zd_gw_result *decided)
+static int submit(zd_xfer_q *q, void *job, zd_gw_done_fn done, zd_gw_test_fn test_done, void *udata,
+                  const zd_gw_result *decided)
 {
     if (q->dying) {
         q->ops->job_free(job);

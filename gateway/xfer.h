@@ -17,8 +17,8 @@ typedef struct zd_xfer_q zd_xfer_q;
 /* A finished transfer as the type sees it (valid only during finish()). */
 typedef struct zd_xfer_end {
     int curl_rc;
-    long status;             /* CURLINFO_RESPONSE_CODE: HTTP status or last SMTP reply code */
-    const char *answer;      /* the first bytes of the answer body, NUL-terminated */
+    long status;        /* CURLINFO_RESPONSE_CODE: HTTP status or last SMTP reply code */
+    const char *answer; /* the first bytes of the answer body, NUL-terminated */
     size_t answer_len;
     const char *retry_after; /* NULL when the answer had none */
 } zd_xfer_end;

@@ -635,26 +635,16 @@ static void set_defaults(zd_config *c)
 
 static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"listen",
-                                       "redis",
-                                       "redis_password",
-                                       "api_keys",
-                                       "timezone",
-                                       "schema",
-                                       "gateways",
-                                       "plugin_dir",
-                                       "partitions",
-                                       "change_stream_maxlen",
-                                       "limits",
-                                       "redis_client",
-                                       "delivery",
-                                       "log_level",
-                                       "log_format",
-                                       "key_audit_interval_s",
-                                       "erase_grace_s",
-                                       "metrics_key_names",
-                                       "redis_durability",
-                                       NULL};
+    static const char *const keys[] = {"listen",           "redis",
+                                       "redis_password",   "api_keys",
+                                       "timezone",         "schema",
+                                       "gateways",         "plugin_dir",
+                                       "partitions",       "change_stream_maxlen",
+                                       "limits",           "redis_client",
+                                       "delivery",         "log_level",
+                                       "log_format",       "key_audit_interval_s",
+                                       "erase_grace_s",    "metrics_key_names",
+                                       "redis_durability", NULL};
     if (!cJSON_IsObject(root))
         return seterr(err, errlen, "the top level must be a JSON object");
     if (check_keys(root, "", keys, err, errlen))

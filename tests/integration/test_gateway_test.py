@@ -23,7 +23,7 @@ def env(tmpdir_mod):
 
     gateways = {"hook": hook("/ok"), "down": hook("/status/500"), "gone": hook("/status/404"),
                 "slow": hook("/slow/3000", timeout_ms=300), "hangup": hook("/close"),
-                "echo": hook("/echo"), "inbox": {"type": "inbox"}, "sms": {"type": "sms_http"}}
+                "echo": hook("/echo"), "inbox": {"type": "inbox"}, "sms": {"type": "sms_http", "url": "http://127.0.0.1:9/sms", "format": "form", "body": "to={{to}}&text={{body}}"}}
     r = RedisServer(tmpdir_mod)
     z = Zhidad(tmpdir_mod, r.port, name="gwtest", extra_config={"gateways": gateways})
     yield rx, z, r

@@ -35,8 +35,8 @@ struct tgw {
     const zd_gw_host *host;
     batch *pending;
     zd_gw_stats st;
-    int depth;  /* > 0 while a callback runs */
-    int dying;  /* destroy() was called from a callback */
+    int depth; /* > 0 while a callback runs */
+    int dying; /* destroy() was called from a callback */
 };
 
 static void unlink_batch(tgw *g, batch *b)
@@ -202,7 +202,7 @@ const zd_gateway_type *const *zd_gateway_plugin_types(unsigned host_abi_version)
 {
     static const zd_gateway_type *const types[] = {&tgw_type, NULL};
 #ifdef TEST_REFUSE
-    return NULL;
+    return host_abi_version == 0 ? types : NULL;
 #else
     /* A real plugin returns NULL for a host version it was not built for; the wrong-ABI test
      * build returns its table anyway, so that the host's own check is what refuses it. */
