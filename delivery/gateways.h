@@ -1,7 +1,7 @@
 /* The configured gateway instances: every entry of the config's "gateways" section created once
- * at service start (webhook, inbox, sms_http, smtp, plugin types), looked up by name by the workers and by
- * POST /v1/gateways/{name}:test. The index of a gateway (zd_gateways_index) is stable for the
- * life of the set. */
+ * at service start (webhook, inbox, sms_http, smtp, plugin types), looked up by name by the workers
+ * and by POST /v1/gateways/{name}:test. The index of a gateway (zd_gateways_index) is stable for
+ * the life of the set. */
 #ifndef ZD_DELIVERY_GATEWAYS_H
 #define ZD_DELIVERY_GATEWAYS_H
 

@@ -262,8 +262,7 @@ int zd_gateway_new(const zd_gw_host *host, const char *name, const cJSON *opts, 
     if (rc)
         return rc;
     if (!t) {
-        fail(err, errlen, "gateways.%s: %s gateways are created by %s", name, b->name,
-             b->made_by);
+        fail(err, errlen, "gateways.%s: %s gateways are created by %s", name, b->name, b->made_by);
         return -ENOTSUP;
     }
     zd_gateway *g = calloc(1, sizeof(*g));
