@@ -150,7 +150,7 @@ if ! skip zhida; then
   "api_keys": [ {"name": "bench", "role": "admin", "key": "$ZHIDA_KEY"} ],
   "gateways": { "zlb": {"type": "webhook", "url": "$HOOK", "secret": "$SECRET",
                         "batch": $1, "concurrency": $CONC},
-                "inbox": {"type": "inbox"}, "sms": {"type": "sms_http"}, "email": {"type": "smtp"} } }
+                "inbox": {"type": "inbox"}, "sms": {"type": "sms_http", "url": "http://127.0.0.1:9/sms", "format": "form", "body": "to={{to}}&text={{body}}"}, "email": {"type": "smtp", "url": "smtp://127.0.0.1:9", "from": "noreply@example.gov.cn"} } }
 EOF
     }
     start_zhidad() { # batch

@@ -94,7 +94,7 @@ class Daemons:
                # A throwaway redis-server without AOF: zhidad's durability check is off.
                "redis_durability": "off",
                "gateways": {"zlb": {"type": "webhook"}, "inbox": {"type": "inbox"},
-                            "sms": {"type": "sms_http"}, "email": {"type": "smtp"}}}
+                            "sms": {"type": "sms_http", "url": "http://127.0.0.1:9/sms", "format": "form", "body": "to={{to}}&text={{body}}"}, "email": {"type": "smtp", "url": "smtp://127.0.0.1:9", "from": "noreply@example.gov.cn"}}}
         cfg.update(json.loads(args.extra_config))
         self.config = os.path.join(tmp, "zhida.json")
         with open(self.config, "w") as f:

@@ -205,7 +205,7 @@ if has http; then
   "gateways": { "zlb": {"type": "webhook", "url": "http://127.0.0.1:9/zhida-bench",
                         "secret": "whsec_$(head -c 32 /dev/urandom | base64 -w0)"},
                 "inbox": {"type": "inbox"},
-                "sms": {"type": "sms_http"}, "email": {"type": "smtp"} } }
+                "sms": {"type": "sms_http", "url": "http://127.0.0.1:9/sms", "format": "form", "body": "to={{to}}&text={{body}}"}, "email": {"type": "smtp", "url": "smtp://127.0.0.1:9", "from": "noreply@example.gov.cn"} } }
 EOF
     chmod 600 "$CONF"
     URL="http://127.0.0.1:$ZPORT"

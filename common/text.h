@@ -30,4 +30,26 @@ int zd_decimal_parse(const char *s, size_t len, int decimals, int64_t *scaled, i
  * -ERANGE (overflow). */
 int zd_double_to_scaled(double v, int decimals, int64_t *scaled);
 
+/* What an SMS text costs. GSM-7 (3GPP TS 23.038 default alphabet) holds 160 septets in one
+ * message and 153 per part of a concatenated one (the user data header takes the rest); a
+ * character of the extension table (^ { } \ [ ~ ] | € and form feed) takes two septets. A text
+ * with any other character goes as UCS-2 (UTF-16): 70 units single, 67 per part, a code point
+ * above U+FFFF taking two. A two-unit character is never split between parts, so parts are
+ * packed greedily as the handset does. */
+#define ZD_SMS_GSM7_SINGLE 160
+#define ZD_SMS_GSM7_PART 153
+#define ZD_SMS_UCS2_SINGLE 70
+#define ZD_SMS_UCS2_PART 67
+
+struct zd_sms_count {
+    size_t chars; /* Unicode code points (what a person counts as characters) */
+    size_t units; /* GSM-7 septets or UCS-2 16-bit units, whichever encoding is used */
+    bool ucs2;    /* false: fits the GSM-7 alphabet; true: needs UCS-2 */
+    int segments; /* messages billed; an empty text still is one message */
+};
+
+/* Counts s[0..len), which must be valid UTF-8 (returns -EINVAL otherwise, *out untouched).
+ * Returns 0 and fills *out. */
+int zd_sms_count(const char *s, size_t len, struct zd_sms_count *out);
+
 #endif

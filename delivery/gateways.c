@@ -1,4 +1,5 @@
-/* The configured gateway instances, created once from the config's "gateways" section. */
+/* The configured gateway instances, created once from the config's "gateways" section (the
+ * built-in types, and plugin types registered by the loader before the config was checked). */
 #include "delivery/gateways.h"
 
 #include <errno.h>
@@ -15,7 +16,7 @@
 struct zd_gateways {
     int n;
     char **names;   /* every configured name, in config order */
-    zd_gateway **g; /* NULL for a type that has not landed yet */
+    zd_gateway **g; /* one per name; every configured type is available */
 };
 
 /* The inbox type writes to Redis, which gateway/ may not know: its instances are made here
@@ -67,13 +68,6 @@ int zd_gateways_new(const zd_gw_host *host, const cJSON *config, zd_inbox *inbox
         int rc = is_inbox(e) ? new_inbox(inbox, e->string, e, &gs->g[gs->n], err, errlen)
                              : zd_gateway_new(host, e->string, e, &gs->g[gs->n], err, errlen);
         gs->n++;
-        if (rc == -ENOTSUP) {
-            /* A built-in type that has not landed (sms_http, smtp): the config stays valid and
-             * the gateway keeps its name and index, unavailable; its notices fail permanently
-             * (a fallback chain moves on). */
-            zd_log(ZD_LOG_WARN, "%s; its notices fail permanently", err);
-            continue;
-        }
         if (rc) {
             zd_gateways_free(gs);
             return rc;

@@ -1,7 +1,7 @@
 /* The configured gateway instances: every entry of the config's "gateways" section created once
- * at service start (webhook, inbox, later plugins), looked up by name by the workers and by
- * POST /v1/gateways/{name}:test. The index of a gateway (zd_gateways_index) is stable for the
- * life of the set. */
+ * at service start (webhook, inbox, sms_http, smtp, plugin types), looked up by name by the workers
+ * and by POST /v1/gateways/{name}:test. The index of a gateway (zd_gateways_index) is stable for
+ * the life of the set. */
 #ifndef ZD_DELIVERY_GATEWAYS_H
 #define ZD_DELIVERY_GATEWAYS_H
 
@@ -24,8 +24,7 @@ int zd_gateways_new(const zd_gw_host *host, const struct cJSON *config, zd_inbox
                     zd_gateways **out, char *err, size_t errlen);
 
 /* Number of configured gateways; the gateway with index i (0 <= i < count), or by name: NULL
- * when there is none, or when its type has not landed yet (then zd_gateways_index() still
- * finds the name: such a gateway is configured but unavailable). */
+ * when there is none. */
 int zd_gateways_count(const zd_gateways *gs);
 zd_gateway *zd_gateways_at(const zd_gateways *gs, int i);
 const char *zd_gateways_name(const zd_gateways *gs, int i);

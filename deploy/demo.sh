@@ -72,7 +72,7 @@ cat >"$VAR/zhida.json" <<JSON
   ],
   "gateways": {"zlb": {"type": "webhook", "url": "http://127.0.0.1:$WPORT/zhida-demo",
                        "secret": "$ZLB_SECRET"}, "inbox": {"type": "inbox"},
-               "sms": {"type": "sms_http"}, "email": {"type": "smtp"}},
+               "sms": {"type": "sms_http", "url": "http://127.0.0.1:9/sms", "format": "form", "body": "to={{to}}&text={{body}}"}, "email": {"type": "smtp", "url": "smtp://127.0.0.1:9", "from": "noreply@example.gov.cn"}},
   "timezone": "Asia/Shanghai"
 }
 JSON

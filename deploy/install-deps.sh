@@ -9,7 +9,7 @@ PKGS=(
   libssl-dev openssl
   redis-server
   clang libclang-rt-14-dev clang-format
-  python3 python3-pytest
+  python3 python3-pytest python3-aiosmtpd
   prometheus
   curl ca-certificates git systemd
 )

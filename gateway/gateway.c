@@ -14,25 +14,26 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "gateway/sms_http.h"
+#include "gateway/smtp.h"
 #include "gateway/webhook.h"
 
 #define TYPES_MAX 32
 
-/* Built-in type names. A NULL type is not created here: either it has not landed yet (sms_http,
- * smtp) or a layer above creates its instances and hands them over with zd_gateway_adopt()
- * (inbox: it writes to Redis, which gateway/ may not include; delivery/inbox.c). Its name is
- * reserved and its shared options are checked; own_options says whether it may have others
- * (inbox has none). */
+/* Built-in type names. A NULL type is not created here: a layer above creates its instances and
+ * hands them over with zd_gateway_adopt() (inbox: it writes to Redis, which gateway/ may not
+ * include; delivery/inbox.c). Its name is reserved and its shared options are checked;
+ * own_options says whether it may have others (inbox has none). */
 static const struct builtin {
     const char *name;
     const zd_gateway_type *type;
     bool own_options;
-    const char *made_by; /* NULL type: the layer that creates its instances, or NULL */
+    const char *made_by; /* NULL type: the layer that creates its instances */
 } builtins[] = {
     {"webhook", &zd_webhook_type, true, NULL},
     {"inbox", NULL, false, "delivery/ (delivery/gateways.c)"},
-    {"sms_http", NULL, true, NULL},
-    {"smtp", NULL, true, NULL},
+    {"sms_http", &zd_sms_http_type, true, NULL},
+    {"smtp", &zd_smtp_type, true, NULL},
 };
 #define NBUILTINS (sizeof(builtins) / sizeof(builtins[0]))
 
@@ -71,6 +72,11 @@ static const struct builtin *builtin_named(const char *name)
             return &builtins[i];
     }
     return NULL;
+}
+
+bool zd_gateway_type_builtin(const char *name)
+{
+    return builtin_named(name) != NULL;
 }
 
 const zd_gateway_type *zd_gateway_type_find(const char *name)
@@ -256,12 +262,7 @@ int zd_gateway_new(const zd_gw_host *host, const char *name, const cJSON *opts, 
     if (rc)
         return rc;
     if (!t) {
-        if (b->made_by)
-            fail(err, errlen, "gateways.%s: %s gateways are created by %s", name, b->name,
-                 b->made_by);
-        else
-            fail(err, errlen, "gateways.%s: the %s gateway type is not implemented yet", name,
-                 b->name);
+        fail(err, errlen, "gateways.%s: %s gateways are created by %s", name, b->name, b->made_by);
         return -ENOTSUP;
     }
     zd_gateway *g = calloc(1, sizeof(*g));

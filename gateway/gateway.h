@@ -1,10 +1,11 @@
-/* The gateway host: the registry of gateway types (built in now, plugins with the plugin
- * loader), the options every type shares (retries), start-up checks of the config's
+/* The gateway host: the registry of gateway types (built in, and plugins registered by
+ * gateway/plugin.h), the options every type shares (retries), start-up checks of the config's
  * "gateways" section, and zd_gateway, one configured gateway instance, through which the
  * delivery code sends batches. The ABI the types implement is include/zhida/gateway.h. */
 #ifndef ZD_GATEWAY_H
 #define ZD_GATEWAY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <zhida/gateway.h>
@@ -25,6 +26,10 @@ typedef struct zd_gateway_retry {
 /* The type registered under name (borrowed, static), or NULL. */
 const zd_gateway_type *zd_gateway_type_find(const char *name);
 
+/* Whether name is one of the built-in type names (webhook, inbox, sms_http, smtp), which no
+ * plugin may take. */
+bool zd_gateway_type_builtin(const char *name);
+
 /* Adds a type (borrowed: it must outlive every use, as a plugin's static table does).
  * -EINVAL with a message in err for another ABI version, a missing callback or an empty
  * name; -EEXIST when the name is taken. For the plugin loader. */
@@ -32,9 +37,8 @@ int zd_gateway_type_register(const zd_gateway_type *t, char *err, size_t errlen)
 
 /* Checks one entry of the config's "gateways" object: name, opts (borrowed) the value,
  * {"type": ..., options}. Unknown types, unknown keys and bad values are errors naming the
- * key ("gateways.zlb.batch"); for built-in types whose implementation has not landed yet
- * (sms_http, smtp) only the shared options are checked. 0, or -EINVAL with a message in err
- * (never a secret). */
+ * key ("gateways.zlb.batch"). Plugin types must be registered first (gateway/plugin.h).
+ * 0, or -EINVAL with a message in err (never a secret). */
 int zd_gateway_check(const char *name, const struct cJSON *opts, char *err, size_t errlen);
 
 /* A host on event_base (a struct event_base *, borrowed) logging through common/log.h with
@@ -44,7 +48,7 @@ void zd_gateway_host_init(zd_gw_host *h, void *event_base);
 /* Creates gateway `name` from its config entry opts (borrowed; checked as by
  * zd_gateway_check). host is borrowed and must outlive the gateway. Returns 0 and *out
  * (caller frees with zd_gateway_free()), -ENOTSUP for a built-in type the host cannot create
- * (not implemented yet, or provided by a layer above: see zd_gateway_adopt), or another
+ * (provided by a layer above: see zd_gateway_adopt), or another
  * negative code; err says why. */
 int zd_gateway_new(const zd_gw_host *host, const char *name, const struct cJSON *opts,
                    zd_gateway **out, char *err, size_t errlen);

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/text.h"
 #include "gateway/gateway.h"
+#include "gateway/plugin.h"
 #include "profiles/json.h"
 
 #define CONFIG_FILE_MAX (16 * 1024 * 1024)
@@ -634,25 +635,16 @@ static void set_defaults(zd_config *c)
 
 static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"listen",
-                                       "redis",
-                                       "redis_password",
-                                       "api_keys",
-                                       "timezone",
-                                       "schema",
-                                       "gateways",
-                                       "partitions",
-                                       "change_stream_maxlen",
-                                       "limits",
-                                       "redis_client",
-                                       "delivery",
-                                       "log_level",
-                                       "log_format",
-                                       "key_audit_interval_s",
-                                       "erase_grace_s",
-                                       "metrics_key_names",
-                                       "redis_durability",
-                                       NULL};
+    static const char *const keys[] = {"listen",           "redis",
+                                       "redis_password",   "api_keys",
+                                       "timezone",         "schema",
+                                       "gateways",         "plugin_dir",
+                                       "partitions",       "change_stream_maxlen",
+                                       "limits",           "redis_client",
+                                       "delivery",         "log_level",
+                                       "log_format",       "key_audit_interval_s",
+                                       "erase_grace_s",    "metrics_key_names",
+                                       "redis_durability", NULL};
     if (!cJSON_IsObject(root))
         return seterr(err, errlen, "the top level must be a JSON object");
     if (check_keys(root, "", keys, err, errlen))
@@ -731,6 +723,18 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
         return -EINVAL;
     if (zd_log_format_parse(c->log_format, &fmt) != 0)
         return seterr(err, errlen, "\"log_format\" must be one of auto, text, journal, json");
+
+    /* Plugins first: their types must be known before the gateways using them are checked.
+     * Loading is idempotent per file, so a reload (SIGHUP) loads only files added since. */
+    if (get_str(root, "", "plugin_dir", c->plugin_dir, sizeof(c->plugin_dir), err, errlen))
+        return -EINVAL;
+    if (c->plugin_dir[0]) {
+        if (c->plugin_dir[0] != '/')
+            return seterr(err, errlen, "\"plugin_dir\" must be an absolute path");
+        char perr[512];
+        if (zd_gateway_plugins_load(c->plugin_dir, perr, sizeof(perr)) != 0)
+            return seterr(err, errlen, "\"plugin_dir\": %s", perr);
+    }
 
     /* Without a "gateways" section the inbox, which needs no options, is the one channel. */
     cJSON *g = cJSON_DetachItemFromObjectCaseSensitive(root, "gateways");

@@ -40,6 +40,7 @@ typedef struct zd_config {
     char timezone[64];         /* "Asia/Shanghai" */
     zd_schema *schema;         /* from "schema" + gateway names (zd_schema_from_json) */
     cJSON *gateways;           /* the raw "gateways" object, kept for the delivery issue */
+    char plugin_dir[512];      /* "plugin_dir": gateway plugins (.so) loaded at start; "" none */
     int partitions;            /* "partitions", default 16, 1..ZD_PARTITIONS_MAX */
     long change_stream_maxlen; /* per partition, default 10000 */
     int key_audit_interval_s;  /* how often API key use is summed into the audit stream: 60 */

@@ -13,7 +13,7 @@
 
 /* Bumped on every change to a struct or a function signature below. The host accepts a type
  * only when its abi_version equals the host's ZD_GATEWAY_ABI_VERSION. */
-#define ZD_GATEWAY_ABI_VERSION 1
+#define ZD_GATEWAY_ABI_VERSION 2
 
 /* A plugin .so exports one function of type zd_gateway_plugin_fn under this name; it returns
  * the types the plugin implements (a NULL-terminated array, static storage) or NULL when it
@@ -101,6 +101,8 @@ typedef struct zd_gw_stats {
     long transient;
     long permanent;
     long connects; /* connections opened (keep-alive reuse keeps this far below requests) */
+    long segments; /* SMS segments (billed messages) of the delivered notices: sms_http and any
+                    * SMS plugin; 0 for other types (added in ABI version 2) */
 } zd_gw_stats;
 
 /* A gateway type: a versioned table of callbacks. An instance is an opaque void * made by

@@ -179,7 +179,7 @@ class Zhidad:
             "gateways": {"zlb": {"type": "webhook", "url": "http://127.0.0.1:9/zhida-tests",
                                  "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
                          "inbox": {"type": "inbox"},
-                         "sms": {"type": "sms_http"}, "email": {"type": "smtp"}},
+                         "sms": {"type": "sms_http", "url": "http://127.0.0.1:9/sms", "format": "form", "body": "to={{to}}&text={{body}}"}, "email": {"type": "smtp", "url": "smtp://127.0.0.1:9", "from": "noreply@example.gov.cn"}},
             "redis_durability": "warn",
         }
         if extra_config:

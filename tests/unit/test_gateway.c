@@ -55,7 +55,14 @@ static void test_checks(void)
               "\"max_attempts\": 3, \"retry_base_ms\": 200, \"retry_max_ms\": 60000, "
               "\"headers\": {\"Authorization\": \"Bearer abc\", \"X-Env\": \"prod\"}}");
     EXPECT_OK("{\"type\": \"inbox\", \"max_attempts\": 2}");
-    EXPECT_OK("{\"type\": \"sms_http\", \"url\": \"anything until the type lands\"}");
+    EXPECT_OK("{\"type\": \"sms_http\", \"url\": \"http://127.0.0.1:9/sms\", \"body\": "
+              "\"{\\\"to\\\": \\\"{{to}}\\\"}\"}");
+    EXPECT_ERROR("{\"type\": \"sms_http\", \"url\": \"anything\"}", "\"gateways.zlb.url\"");
+    EXPECT_ERROR(
+        "{\"type\": \"sms_http\", \"url\": \"http://x/\", \"body\": \"{{to}}\", \"bdy\": 1}",
+        "unknown key \"gateways.zlb.bdy\" (did you mean \"body\"?)");
+    EXPECT_ERROR("{\"type\": \"smtp\", \"url\": \"http://x/\", \"from\": \"a@b.cn\"}",
+                 "\"gateways.zlb.url\" must be an smtp:// or smtps:// URL");
 
     EXPECT_ERROR("{\"type\": \"fax\"}", "\"gateways.zlb.type\": unknown gateway type \"fax\"");
     EXPECT_ERROR("{\"type\": \"fax\"}", "webhook, inbox, sms_http, smtp");
@@ -186,9 +193,10 @@ static void test_instance(void)
     CHECK(g == NULL);
     CHECK(strstr(err, "created by delivery/") != NULL);
     cJSON_Delete(o);
-    o = cJSON_Parse("{\"type\": \"sms_http\"}");
-    CHECK_INT(zd_gateway_new(&host, "sms", o, &g, err, sizeof(err)), -ENOTSUP);
-    CHECK(strstr(err, "not implemented yet") != NULL);
+    o = cJSON_Parse("{\"type\": \"smtp\", \"url\": \"smtp://127.0.0.1:9\", \"from\": "
+                    "\"noreply@example.gov.cn\"}");
+    CHECK_INT(zd_gateway_new(&host, "email", o, &g, err, sizeof(err)), 0);
+    zd_gateway_free(g);
     cJSON_Delete(o);
     event_base_free(base);
 }
