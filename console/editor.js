@@ -8,6 +8,11 @@ import { label } from './names.js';
 
 const DIMENSIONS = ['region', 'scale', 'industry'];
 
+function scaleName(code) {
+  const s = t('scale.' + code);
+  return s === 'scale.' + code ? code : s;
+}
+
 // The API counts positions in bytes of UTF-8; the textarea in UTF-16 code units.
 export function charIndex(text, bytePos) {
   let b = 0;
@@ -96,6 +101,7 @@ export function mountRules(root, session, state) {
 
   function showError(text, e) {
     clear(errBox).hidden = false;
+    root.classList.add('stale');
     const err = e.error || {};
     const inRule = err.position !== undefined && !err.segment;
     paint(text, inRule ? err : null);
@@ -144,9 +150,10 @@ export function mountRules(root, session, state) {
       seed = r.seed ?? null;
       paint(text, null);
       errBox.hidden = true;
+      root.classList.remove('stale');
       count.textContent = t('rules.count', num(r.count));
       count.dataset.count = String(r.count);
-      took.textContent = t('rules.took', r.took_ms);
+      took.textContent = t('rules.took', Number(r.took_ms).toFixed(2));
       renderClauses(r);
       renderCharts(r);
       renderSample(r.sample || []);
@@ -188,11 +195,15 @@ export function mountRules(root, session, state) {
     DIMENSIONS.forEach((d, k) => {
       const groups = (r.breakdown || {})[breakdown[k]] || {};
       const field = d === 'scale' ? null : d;
-      const labels = Object.keys(groups).map((code) => (field ? label(field, code) : code));
+      const full = Object.keys(groups).map((code) =>
+        (field ? label(field, code) : d === 'scale' ? scaleName(code) : code));
+      // Long industry names would be cut by the axis: the chart shows the start, the
+      // accessible label all of it.
+      const labels = full.map((l) => (l.length > 14 ? l.slice(0, 13) + '…' : l));
       const data = Object.values(groups);
       const canvas = document.getElementById('chart-' + d);
       canvas.setAttribute('aria-label', t('chart.' + d) + ': ' +
-        labels.map((l, i) => l + ' ' + data[i]).join(', '));
+        full.map((l, i) => l + ' ' + data[i]).join(', '));
       if (charts[d]) {
         charts[d].data.labels = labels;
         charts[d].data.datasets[0].data = data;

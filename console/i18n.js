@@ -30,6 +30,7 @@ const STRINGS = {
     'segs.use': '使用', 'segs.edit': '编辑', 'segs.delete': '删除', 'segs.more': '更多',
     'segs.none': '还没有分群', 'segs.confirm': '删除分群 “{0}”？', 'segs.all': '全部',
     'kind.enterprise': '企业', 'kind.citizen': '个人', missing: '未填',
+    'scale.micro': '微型', 'scale.small': '小型', 'scale.medium': '中型', 'scale.large': '大型',
   },
   en: {
     title: 'zhida · console', skip: 'Skip to content', lang: '中文', signout: 'Sign out',
@@ -61,6 +62,7 @@ const STRINGS = {
     'segs.use': 'Use', 'segs.edit': 'Edit', 'segs.delete': 'Delete', 'segs.more': 'More',
     'segs.none': 'No segments yet', 'segs.confirm': 'Delete segment "{0}"?', 'segs.all': 'all',
     'kind.enterprise': 'enterprise', 'kind.citizen': 'citizen', missing: 'missing',
+    'scale.micro': 'micro', 'scale.small': 'small', 'scale.medium': 'medium', 'scale.large': 'large',
   },
 };
 
