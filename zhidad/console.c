@@ -73,7 +73,9 @@ static void handle_file(zd_req *req, void *udata)
 static void handle_redirect(zd_req *req, void *udata)
 {
     zd_req_set_header(req, "Location", "/console/");
-    zd_req_reply_empty(req, 308);
+    /* With a body of its own: evhttp would otherwise label the empty answer text/html. */
+    static const char where[] = "/console/\n";
+    zd_req_reply_text(req, 308, "text/plain; charset=utf-8", where, sizeof(where) - 1);
 }
 
 int zd_api_console_register(zd_service *svc)
