@@ -54,6 +54,17 @@ export const segments = (cursor) =>
 export const segment = (name) => call('GET', '/v1/segments/' + encodeURIComponent(name));
 export const putSegment = (name, rule) =>
   call('PUT', '/v1/segments/' + encodeURIComponent(name), { rule });
+export const policies = (query) => call('GET', '/v1/policies?' + query);
+export const policy = (id) => call('GET', '/v1/policies/' + encodeURIComponent(id));
+// Whether this zhidad serves policies at all (delivery may not have landed yet).
+export async function hasPolicies() {
+  try {
+    await call('GET', '/v1/policies?limit=1');
+    return true;
+  } catch (e) {
+    return e.status !== 404;
+  }
+}
 export const deleteSegment = (name) => call('DELETE', '/v1/segments/' + encodeURIComponent(name));
 
 // What a role may do (docs/API.md, Roles): the pages offer nothing else.
@@ -64,5 +75,6 @@ export function can(role) {
     writeSegments: ['admin', 'publisher'].includes(role),
     readProfiles: ['admin', 'app'].includes(role),
     readSegments: true,
+    readPolicies: ['admin', 'publisher', 'viewer'].includes(role),
   };
 }

@@ -6,10 +6,13 @@ import { t, getLang, setLang, applyStatic, onLang } from './i18n.js';
 import { loadNames } from './names.js';
 import { mountRules } from './editor.js';
 import { mountSegments } from './segments.js';
+import { mountPolicies, mountPolicy } from './policies.js';
 
 let session = null;
 const state = {}; // what one page hands to the next (a rule to open in the editor)
 let editor = null;
+let policiesServed = false;
+let stopPolicy = null;
 
 function show(id) {
   for (const s of document.querySelectorAll('main > section')) s.hidden = s.id !== id;
@@ -22,10 +25,22 @@ function route() {
     return;
   }
   const can = api.can(session.role);
-  const page = location.hash === '#/segments' ? 'segments' : 'rules';
+  const hash = location.hash;
+  if (stopPolicy) stopPolicy();
+  stopPolicy = null;
+  const policyId = hash.startsWith('#/policies/') ? decodeURIComponent(hash.slice(11)) : null;
+  const page = hash === '#/segments' ? 'segments'
+    : hash.startsWith('#/policies') && policiesServed && can.readPolicies ? 'policies' : 'rules';
   for (const a of document.querySelectorAll('#nav a')) {
     if (a.getAttribute('href') === '#/' + page) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
+  }
+  if (page === 'policies') {
+    if (editor) state.rule = editor.rule;
+    if (policyId) stopPolicy = mountPolicy($('#page-policies'), session, policyId);
+    else mountPolicies($('#page-policies'), session);
+    show('page-policies');
+    return;
   }
   if (page === 'rules' && !can.preview) {
     show('page-none');
@@ -43,8 +58,10 @@ function route() {
   show('page-' + page);
 }
 
-function signedIn(s) {
+async function signedIn(s) {
   session = s;
+  policiesServed = api.can(s.role).readPolicies && (await api.hasPolicies());
+  $('#nav-policies').hidden = !policiesServed;
   $('#nav').hidden = false;
   $('#signout').hidden = false;
   $('#whoami').textContent = t('whoami', s.key_name, t('role.' + s.role),
@@ -62,6 +79,7 @@ async function signOut() {
   $('#whoami').textContent = '';
   clear($('#page-rules'));
   clear($('#page-segments'));
+  clear($('#page-policies'));
   route();
 }
 
