@@ -86,12 +86,13 @@ export function mountPolicy(root, session, id) {
       h('p', {}, h('code', { text: p.id }), ' · ',
         h('span', { id: 'policy-status-text', 'data-status': p.status, text: t('st.' + p.status) })));
     const f = p.funnel || {};
-    clear(totals).append(
+    clear(totals).append(...[
       ['matched', 'notices'].map((k) => h('span', { class: 'total', 'data-k': k },
         h('b', { text: num(p[k] ?? 0) }), ' ', t('pol.' + k))),
       BUCKETS.map((k) => h('span', { class: 'total', 'data-k': k },
         h('b', { text: num(sum(f[k])) }), ' ', t('fun.' + k))),
-      h('span', { class: 'total', 'data-k': 'read' }, h('b', { text: num(f.read ?? 0) }), ' ', t('fun.read')));
+      h('span', { class: 'total', 'data-k': 'read' }, h('b', { text: num(f.read ?? 0) }), ' ', t('fun.read')),
+    ].flat());
     const routes = p.routes || [];
     const labels = routes.map((r) => routeName(r.route));
     canvas.setAttribute('aria-label', t('pol.funnel') + ': ' + routes.map((r, i) => labels[i] + ' ' +
