@@ -61,6 +61,12 @@ function route() {
 async function signedIn(s) {
   session = s;
   policiesServed = api.can(s.role).readPolicies && (await api.hasPolicies());
+  render();
+}
+
+// Draws the signed-in frame and the current page (again after a language change).
+function render() {
+  const s = session;
   $('#nav-policies').hidden = !policiesServed;
   $('#nav').hidden = false;
   $('#signout').hidden = false;
@@ -90,7 +96,7 @@ async function boot() {
   onLang(() => {
     if (session) {
       if (editor) state.rule = editor.rule;
-      signedIn(session);
+      render();
     }
   });
   $('#signout').addEventListener('click', signOut);

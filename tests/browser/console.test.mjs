@@ -120,7 +120,9 @@ try {
     const rule = 'kind = "enterprise" and employes < 300';
     const e = (await api('POST', '/v1/rules:preview', { rule })).body.error;
     await typeRule(page, rule);
-    await page.waitForSelector('#err-pos', { visible: true, timeout: 15000 });
+    // Typing may pause long enough for a preview of a prefix: wait for the whole rule's error.
+    await page.waitForFunction((m) => document.querySelector('#err-msg')?.textContent === m &&
+      document.querySelector('#rule-error').hidden === false, { timeout: 15000 }, e.message);
     const got = await page.evaluate(() => ({
       line: document.querySelector('#err-pos').dataset.line,
       column: document.querySelector('#err-pos').dataset.column,
@@ -165,7 +167,8 @@ try {
   await check('markup_is_text', async () => {
     await typeRule(page, 'tags has "markup"');
     await waitCount(page, 1);
-    await page.waitForSelector('#sample-table td.name');
+    await page.waitForFunction(() =>
+      document.querySelector('#sample-table tbody tr code')?.textContent === 'bt-markup');
     const got = await page.evaluate(() => ({
       text: document.querySelector('#sample-table td.name').textContent,
       imgs: document.querySelectorAll('#sample img, #sample b').length,
@@ -210,20 +213,29 @@ try {
     await shot(page, 'policies');
     await page.click('#policies tr[data-id="bt-policy"] a');
     await page.waitForSelector('#policy-route-table');
-    // The page follows the funnel: what it shows catches up with the API.
+    // The page follows the funnel until the policy is done: what it shows then is the API's.
     let want = null;
-    for (let i = 0; i < 40; i++) {
+    let got = null;
+    for (let i = 0; i < 120; i++) {
       want = (await api('GET', '/v1/policies/bt-policy')).body;
-      const got = await page.$eval('#policy-totals [data-k="matched"] b', (e) => e.textContent);
-      if (got === want.matched.toLocaleString('zh-CN')) break;
+      got = await page.evaluate(() => ({
+        status: document.querySelector('#policy-status-text')?.dataset.status,
+        matched: document.querySelector('#policy-totals [data-k="matched"] b')?.textContent,
+        delivered: document.querySelector('#policy-totals [data-k="delivered"] b')?.textContent,
+      }));
+      if (want.status === 'done' && got.status === 'done') break;
       await new Promise((r) => setTimeout(r, 500));
     }
-    const got = await page.$eval('#policy-totals [data-k="matched"] b', (e) => e.textContent);
-    assert(got === want.matched.toLocaleString('zh-CN'), 'matched ' + got + ' vs ' + want.matched);
+    assert(want.status === 'done' && got.status === 'done', 'not done: API ' + want.status +
+      ', page ' + got.status);
+    assert(got.matched === want.matched.toLocaleString('zh-CN') && want.matched > 0 &&
+      got.delivered === want.funnel.delivered.toLocaleString('zh-CN'),
+      'page ' + JSON.stringify(got) + ', API matched ' + want.matched + ' delivered ' +
+      want.funnel.delivered);
     await shot(page, 'funnel');
     await page.click('#nav a[href="#/rules"]');
     await page.waitForSelector('#rule', { visible: true });
-    return { status: want.status, matched: want.matched };
+    return { status: want.status, matched: want.matched, delivered: want.funnel.delivered };
   });
 
   await check('english_toggle', async () => {
@@ -236,7 +248,9 @@ try {
   });
 
   await check('phone_layout', async () => {
+    // A change of isMobile makes puppeteer reload the page: the session cookie signs it in again.
     await page.setViewport({ width: 390, height: 844, isMobile: true, hasTouch: true });
+    await page.waitForSelector('#rule', { visible: true });
     await typeRule(page, 'kind = "citizen"');
     await waitCount(page, (await api('POST', '/v1/rules:preview', { rule: 'kind = "citizen"' })).body.count);
     await page.waitForFunction(() =>
@@ -244,6 +258,7 @@ try {
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     await shot(page, 'phone');
     await page.setViewport({ width: 1280, height: 900 });
+    await page.waitForSelector('#rule', { visible: true });
     assert(overflow <= 0, 'the page is ' + overflow + ' px wider than a phone screen');
     return overflow;
   });
