@@ -29,8 +29,7 @@ if [[ "${1:-}" == "--bench" ]]; then
 fi
 
 # The tests' npm packages (webhook receivers, the console's browser tests), exactly as locked
-# in package-lock.json; npm's cache makes a
-# second run work offline.
+# in package-lock.json; npm's cache makes a second run work offline.
 npm_deps() {
   local dir
   for dir in tests/integration/receivers tests/browser; do
