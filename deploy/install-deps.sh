@@ -12,6 +12,9 @@ PKGS=(
   python3 python3-pytest python3-aiosmtpd
   prometheus
   curl ca-certificates git systemd
+  # The operator console embeds Chart.js at build time (console/meson.build); its browser tests
+  # drive headless Chromium (tests/browser), whose screenshots need CJK fonts.
+  libjs-chart.js chromium fonts-noto-cjk
 )
 # The webhook tests' signature checker runs on Node.js (tests/integration/receivers). Debian's
 # nodejs and npm, unless a Node.js with its own npm is installed already (NodeSource's nodejs
@@ -25,15 +28,17 @@ if [[ "${1:-}" == "--bench" ]]; then
   PKGS+=(postgresql postgresql-client libpq-dev hyperfine wrk valgrind nginx-light)
 fi
 
-# The receivers' npm packages, exactly as locked in package-lock.json; npm's cache makes a
-# second run work offline.
+# The tests' npm packages (webhook receivers, the console's browser tests), exactly as locked
+# in package-lock.json; npm's cache makes a second run work offline.
 npm_deps() {
   local dir
-  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/integration/receivers"
-  if [[ ! -d $dir/node_modules || $dir/package-lock.json -nt $dir/node_modules ]]; then
-    echo "install-deps: npm ci in tests/integration/receivers"
-    (cd "$dir" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error) && touch "$dir/node_modules"
-  fi
+  for dir in tests/integration/receivers tests/browser; do
+    dir="$(cd "$(dirname "$0")/.." && pwd)/$dir"
+    if [[ ! -d $dir/node_modules || $dir/package-lock.json -nt $dir/node_modules ]]; then
+      echo "install-deps: npm ci in $dir"
+      (cd "$dir" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error) && touch "$dir/node_modules"
+    fi
+  done
 }
 
 # docs/openapi.json's validator (tests/openapi), exactly as locked in package-lock.json, when

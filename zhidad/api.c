@@ -229,6 +229,9 @@ static void handle_metrics(zd_req *req, void *udata)
             zd_metrics_int(&m, (const char *[]){"conn", conn[c], NULL}, v[f]);
         }
     }
+    one(&m, "zhida_console_sessions", "gauge",
+        "Console sign-in sessions held by this instance (expired ones until swept).",
+        zd_http_sessions(svc->http));
     one(&m, "zhida_imports_active", "gauge", "NDJSON imports being validated or written.",
         imp.active);
     one(&m, "zhida_import_batches_inflight", "gauge",
@@ -277,6 +280,10 @@ int zd_api_register(zd_service *svc)
         rc = zd_api_inbox_register(svc);
     if (rc == 0)
         rc = zd_api_gateways_register(svc);
+    if (rc == 0)
+        rc = zd_api_sessions_register(svc);
+    if (rc == 0)
+        rc = zd_api_console_register(svc);
     if (rc == 0)
         rc = zd_http_route(svc->http, "GET", "/metrics", 0, handle_metrics, svc);
     return rc;

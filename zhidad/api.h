@@ -20,6 +20,10 @@ int zd_api_audit_register(zd_service *svc);
 int zd_api_inbox_register(zd_service *svc);
 /* POST /v1/gateways/{name}:test (api_gateways.c). */
 int zd_api_gateways_register(zd_service *svc);
+/* POST /v1/sessions, GET/DELETE /v1/sessions/current (api_sessions.c). */
+int zd_api_sessions_register(zd_service *svc);
+/* GET /console/...: the operator console's files (console.c). */
+int zd_api_console_register(zd_service *svc);
 
 /* List endpoints (api_list.c): reads the `limit` (1..ZD_LIST_LIMIT_MAX, default
  * ZD_LIST_LIMIT_DEFAULT) and `cursor` (NULL when absent; borrowed from the request) query

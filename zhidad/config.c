@@ -341,6 +341,26 @@ static int parse_limits(zd_config *c, const cJSON *o, char *err, size_t errlen)
     return 0;
 }
 
+/* "console": the browser console's sign-in sessions (zhidad/session.h). */
+static int parse_console(zd_config *c, const cJSON *o, char *err, size_t errlen)
+{
+    static const char *const keys[] = {"session_idle_s", "session_max_s", "max_sessions",
+                                       "cookie_secure", NULL};
+    const char *p = "console";
+    if (!cJSON_IsObject(o))
+        return seterr(err, errlen, "\"console\" must be an object");
+    if (check_keys(o, p, keys, err, errlen) ||
+        get_int_field(o, p, "session_idle_s", 10, 86400, &c->session_idle_s, err, errlen) ||
+        get_int_field(o, p, "session_max_s", 10, 7 * 86400, &c->session_max_s, err, errlen) ||
+        get_int_field(o, p, "max_sessions", 1, 1000000, &c->max_sessions, err, errlen) ||
+        get_bool(o, p, "cookie_secure", &c->cookie_secure, err, errlen))
+        return -EINVAL;
+    if (c->session_max_s < c->session_idle_s)
+        return seterr(err, errlen,
+                      "\"console.session_max_s\" must be at least \"console.session_idle_s\"");
+    return 0;
+}
+
 static int parse_redis_client(zd_config *c, const cJSON *o, char *err, size_t errlen)
 {
     static const char *const keys[] = {"deadline_ms", "max_inflight",     "max_inflight_bytes",
@@ -631,20 +651,34 @@ static void set_defaults(zd_config *c)
     c->delivery_lease_ms = 5000;
     c->delivery_poll_ms = 100;
     c->delivery_enabled = true;
+    c->session_idle_s = 30 * 60;
+    c->session_max_s = 8 * 3600;
+    c->max_sessions = 1000;
 }
 
 static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"listen",           "redis",
-                                       "redis_password",   "api_keys",
-                                       "timezone",         "schema",
-                                       "gateways",         "plugin_dir",
-                                       "partitions",       "change_stream_maxlen",
-                                       "limits",           "redis_client",
-                                       "delivery",         "log_level",
-                                       "log_format",       "key_audit_interval_s",
-                                       "erase_grace_s",    "metrics_key_names",
-                                       "redis_durability", NULL};
+    static const char *const keys[] = {"listen",
+                                       "redis",
+                                       "redis_password",
+                                       "api_keys",
+                                       "timezone",
+                                       "schema",
+                                       "gateways",
+                                       "plugin_dir",
+                                       "partitions",
+                                       "change_stream_maxlen",
+                                       "limits",
+                                       "redis_client",
+                                       "delivery",
+                                       "log_level",
+                                       "log_format",
+                                       "key_audit_interval_s",
+                                       "erase_grace_s",
+                                       "metrics_key_names",
+                                       "redis_durability",
+                                       "console",
+                                       NULL};
     if (!cJSON_IsObject(root))
         return seterr(err, errlen, "the top level must be a JSON object");
     if (check_keys(root, "", keys, err, errlen))
@@ -704,6 +738,8 @@ static int parse_root(zd_config *c, cJSON *root, char *err, size_t errlen)
                       "\"limits.body_max\"");
     if ((o = cJSON_GetObjectItemCaseSensitive(root, "delivery")) &&
         parse_delivery(c, o, err, errlen))
+        return -EINVAL;
+    if ((o = cJSON_GetObjectItemCaseSensitive(root, "console")) && parse_console(c, o, err, errlen))
         return -EINVAL;
     if ((o = cJSON_GetObjectItemCaseSensitive(root, "redis_client")) &&
         parse_redis_client(c, o, err, errlen))

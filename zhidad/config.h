@@ -60,6 +60,11 @@ typedef struct zd_config {
     int breakdown_max_groups; /* 100: groups per preview breakdown dimension */
     /* "delivery": {...} */
     int dry_run_read_max; /* 200000: a dry run reads at most this many recipients' contacts */
+    /* "console": {...}, the browser console's sign-in sessions (zhidad/session.h) */
+    int session_idle_s; /* 1800: a session unused this long ends */
+    int session_max_s;  /* 28800: a session ends this long after sign-in, used or not */
+    int max_sessions;   /* 1000 per instance: a sign-in beyond ends the least recently used */
+    bool cookie_secure; /* false: mark the cookie Secure (when a TLS proxy fronts zhidad) */
     /* "redis_client": {...} */
     int redis_deadline_ms;           /* 5000: per command */
     int redis_max_inflight;          /* 1024 */

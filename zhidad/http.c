@@ -77,6 +77,10 @@ const char *zd_http_reason(int status)
         return "Created";
     case 202:
         return "Accepted";
+    case 304:
+        return "Not Modified";
+    case 308:
+        return "Permanent Redirect";
     case 204:
         return "No Content";
     case 400:
@@ -166,6 +170,15 @@ int zd_http_set_keys(zd_http *h, const zd_apikey *keys, int n, char *summary, si
     zd_keyset *ks = zd_keyset_new(keys, n, h->keys, summary, cap);
     if (!ks)
         return -ENOMEM;
+    /* A session stands for its key as it was at sign-in: one removed, or given another
+     * secret, role or scope, ends its sessions. */
+    for (int i = 0; i < h->keys->nactive; i++) {
+        const zd_apikey *old = &h->keys->keys[i];
+        const zd_apikey *now = zd_keyset_find_name(ks, old->name);
+        if (!now || !zd_apikey_same_secret(old, now) || now->role != old->role ||
+            strcmp(now->scope, old->scope) != 0)
+            zd_sessions_end_key(h->sessions, old->name);
+    }
     /* Requests in flight keep a reference to the set their key came from. */
     zd_keyset_unref(h->keys);
     h->keys = ks;
@@ -245,7 +258,8 @@ static int parse_pattern(route *rt, const char *pattern)
     while (1) {
         const char *end = strchr(p, '/');
         size_t n = end ? (size_t)(end - p) : strlen(p);
-        if (rt->nsegs == MAX_SEGMENTS || n == 0)
+        /* Only the last segment may be empty: "/console/" is the folder itself. */
+        if (rt->nsegs == MAX_SEGMENTS || (n == 0 && (end || rt->nsegs == 0)))
             return -EINVAL;
         seg *s = &rt->segs[rt->nsegs++];
         const char *open = memchr(p, '{', n);
@@ -405,8 +419,10 @@ static void finish(zd_req *r, int status, const char *ctype, const char *body, s
         struct evkeyvalq *oh = evhttp_request_get_output_headers(r->ev);
         if (ctype)
             evhttp_add_header(oh, "Content-Type", ctype);
-        /* Replies may carry personal data: keep them out of caches. */
-        evhttp_add_header(oh, "Cache-Control", "no-store");
+        /* Replies may carry personal data: keep them out of caches (the console's static
+         * files set their own). */
+        if (!evhttp_find_header(oh, "Cache-Control"))
+            evhttp_add_header(oh, "Cache-Control", "no-store");
         evhttp_add_header(oh, "X-Content-Type-Options", "nosniff");
         evhttp_add_header(oh, "X-Request-Id", r->rid);
         /* Every 503 is temporary: say when to come back, unless the handler did. */
@@ -452,6 +468,11 @@ static void finish(zd_req *r, int status, const char *ctype, const char *body, s
         unlink_req(h, r);
     }
     req_free(r);
+}
+
+void zd_req_reply_empty(zd_req *r, int status)
+{
+    finish(r, status, NULL, "", 0, false);
 }
 
 void zd_req_reply_text(zd_req *r, int status, const char *content_type, const char *text,
@@ -594,21 +615,6 @@ static int split_path(const char *path, char **segs)
     return n;
 }
 
-const zd_apikey *zd_http_authenticate(zd_http *h, const char *a, bool *had_token)
-{
-    *had_token = false;
-    if (!a || strncasecmp(a, "Bearer ", 7) != 0)
-        return NULL;
-    a += 7;
-    while (*a == ' ')
-        a++;
-    size_t n = strlen(a);
-    while (n && (a[n - 1] == ' ' || a[n - 1] == '\t'))
-        n--;
-    *had_token = n > 0;
-    return zd_keyset_find(h->keys, a, n);
-}
-
 void zd_http_count_key_use(zd_http *h, const zd_apikey *key, bool allowed)
 {
     /* key comes from the current set: it was authenticated in this loop turn. */
@@ -740,20 +746,26 @@ static void dispatch(zd_http *h, zd_req *r)
     }
 
     if (best->roles) {
-        bool had_token;
-        r->key = zd_http_authenticate(h, zd_req_header(r, "Authorization"), &had_token);
+        zd_http_auth auth;
+        int st =
+            zd_http_authenticate(h, zd_req_header(r, "Authorization"), zd_req_header(r, "Cookie"),
+                                 zd_req_header(r, "X-CSRF-Token"), r->method, true, &auth);
+        r->key = auth.key;
         /* The key stays valid until the reply, even if a reload replaces the set. */
         if (r->key)
             r->ks = zd_keyset_ref(h->keys);
-        if (!r->key) {
-            zd_req_set_header(r, "WWW-Authenticate",
-                              had_token ? "Bearer realm=\"zhida\", error=\"invalid_token\""
-                                        : "Bearer realm=\"zhida\"");
-            zd_req_reply_error(r, 401, "unauthorized",
-                               had_token ? "the API key is not valid"
-                                         : "an API key is required: Authorization: Bearer <key>");
+        if (st == 401) {
+            zd_req_set_header(r, "WWW-Authenticate", zd_http_auth_challenge(&auth));
+            zd_req_reply_error(r, 401, "unauthorized", "%s", zd_http_auth_message(&auth));
             return;
         }
+        if (st == 403) {
+            zd_http_count_key_use(h, r->key, false);
+            zd_req_reply_error(r, 403, "csrf_failed", "%s", zd_http_auth_message(&auth));
+            return;
+        }
+        if (auth.by_session)
+            snprintf(r->session_id, sizeof(r->session_id), "%s", auth.session_id);
         bool allowed = (r->key->role & best->roles) != 0;
         zd_http_count_key_use(h, r->key, allowed);
         if (!allowed) {
@@ -836,7 +848,8 @@ zd_http *zd_http_new(struct event_base *base, const zd_config *cfg)
     h->buckets = calloc(h->nbuckets, sizeof(conn *));
     h->http = evhttp_new(base);
     h->keys = zd_keyset_new(cfg->keys, cfg->nkeys, NULL, NULL, 0);
-    if (!h->buckets || !h->http || !h->keys || zd_http_conn_init(h) != 0)
+    h->sessions = zd_sessions_new(cfg->max_sessions, cfg->session_idle_s, cfg->session_max_s);
+    if (!h->buckets || !h->http || !h->keys || !h->sessions || zd_http_conn_init(h) != 0)
         goto fail;
     /* Each request's own limit is set on its connection once its route is known from its
      * headers (http_conn.c); until then the smaller one holds. */
@@ -927,5 +940,6 @@ void zd_http_free(zd_http *h)
     free(h->routes);
     free(h->unmatched.v);
     zd_keyset_unref(h->keys);
+    zd_sessions_free(h->sessions);
     free(h);
 }

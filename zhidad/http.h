@@ -111,6 +111,30 @@ void zd_http_key_uses(zd_http *h, bool reset, zd_key_uses_fn fn, void *udata);
  * or -ENOMEM with the old keys still in place. */
 int zd_http_set_keys(zd_http *h, const zd_apikey *keys, int n, char *summary, size_t cap);
 
+/* ---- console sessions (zhidad/session.h; http_session.c) ---- */
+
+typedef struct zd_http_session_info {
+    char id[65];   /* the cookie's value: a secret, never logged */
+    char csrf[65]; /* the CSRF token writes must carry in X-CSRF-Token */
+    char key_name[64];
+    long long expires_unix_ms; /* the absolute end, if it keeps being used */
+    int idle_s;                /* unused this long, it ends */
+} zd_http_session_info;
+
+/* The configured key whose secret is token[0..len), compared in constant time; or NULL.
+ * Borrowed: valid only while the calling handler runs (before it returns to the loop). */
+const zd_apikey *zd_http_find_key(zd_http *h, const char *token, size_t len);
+/* Makes a session standing for key (from zd_http_find_key) and fills *info. Counts the
+ * sign-in as a use of the key. 0, or -EIO when no random bytes could be had. */
+int zd_http_session_create(zd_http *h, const zd_apikey *key, zd_http_session_info *info);
+/* The session a request was authenticated with: 0 and *info, or -ENOENT when it came with a
+ * Bearer key (or its session just ended). */
+int zd_req_session(zd_req *r, zd_http_session_info *info);
+/* Ends the request's session at once. 0, or -ENOENT as above. */
+int zd_req_session_end(zd_req *r);
+/* Live sessions, for /metrics. */
+int zd_http_sessions(const zd_http *h);
+
 /* Client connections open and served, counted from accept (idle ones included; not those
  * being closed after a refusal). At most limits.max_connections. */
 int zd_http_connections(const zd_http *h);
@@ -154,6 +178,8 @@ void zd_req_set_header(zd_req *r, const char *name, const char *value);
 void zd_req_reply_json(zd_req *r, int status, cJSON *body); /* takes ownership of body */
 void zd_req_reply_text(zd_req *r, int status, const char *content_type, const char *text,
                        size_t len);
+/* A reply without a body or Content-Type (304, 308). */
+void zd_req_reply_empty(zd_req *r, int status);
 /* {"error": {"code": code, "message": <printf>, "request_id": <the request's id>}} */
 void zd_req_reply_error(zd_req *r, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -366,17 +366,20 @@ static void check_head(conn *c)
             return;
         }
         if (rt && rt->roles) {
-            bool had_token;
-            const zd_apikey *key = zd_http_authenticate(h, hd->authorization, &had_token);
-            if (!key) {
+            zd_http_auth auth;
+            int st = zd_http_authenticate(h, hd->authorization, hd->cookie, hd->csrf, hd->method,
+                                          false, &auth);
+            if (st == 401) {
                 refuse(c, rt, 401, "unauthorized", "WWW-Authenticate",
-                       had_token ? "Bearer realm=\"zhida\", error=\"invalid_token\""
-                                 : "Bearer realm=\"zhida\"",
-                       "%s",
-                       had_token ? "the API key is not valid"
-                                 : "an API key is required: Authorization: Bearer <key>");
+                       zd_http_auth_challenge(&auth), "%s", zd_http_auth_message(&auth));
                 return;
             }
+            if (st == 403) {
+                zd_http_count_key_use(h, auth.key, false);
+                refuse(c, rt, 403, "csrf_failed", NULL, NULL, "%s", zd_http_auth_message(&auth));
+                return;
+            }
+            const zd_apikey *key = auth.key;
             if (!(key->role & rt->roles)) {
                 zd_http_count_key_use(h, key, false);
                 refuse(c, rt, 403, "forbidden", NULL, NULL, "the %s key \"%s\" may not %s %s",

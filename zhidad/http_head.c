@@ -14,7 +14,7 @@
 /* Offsets into buf while it may still move; turned into pointers once the head is done. */
 typedef struct head_fields {
     size_t method, target, authorization, content_length, transfer_encoding, request_id,
-        traceparent;
+        traceparent, cookie, csrf;
 } head_fields;
 
 void zd_head_init(zd_head *hd, size_t max)
@@ -30,6 +30,7 @@ void zd_head_reset(zd_head *hd)
     hd->lines = 0;
     hd->status = ZD_HEAD_MORE;
     hd->method = hd->target = hd->authorization = hd->request_id = hd->traceparent = NULL;
+    hd->cookie = hd->csrf = NULL;
     hd->content_length = -1;
     hd->chunked = false;
     hd->error[0] = '\0';
@@ -137,6 +138,13 @@ static zd_head_status header_line(zd_head *hd, char *line)
     } else if (strcasecmp(line, "traceparent") == 0) {
         if (f->traceparent == ABSENT)
             f->traceparent = off;
+    } else if (strcasecmp(line, "Cookie") == 0) {
+        /* A console session stands for a key (zhidad/session.h), with its CSRF token. */
+        if (f->cookie == ABSENT)
+            f->cookie = off;
+    } else if (strcasecmp(line, "X-CSRF-Token") == 0) {
+        if (f->csrf == ABSENT)
+            f->csrf = off;
     }
     return ZD_HEAD_MORE;
 }
@@ -149,6 +157,8 @@ static zd_head_status finish(zd_head *hd)
     hd->authorization = f->authorization == ABSENT ? NULL : hd->buf + f->authorization;
     hd->request_id = f->request_id == ABSENT ? NULL : hd->buf + f->request_id;
     hd->traceparent = f->traceparent == ABSENT ? NULL : hd->buf + f->traceparent;
+    hd->cookie = f->cookie == ABSENT ? NULL : hd->buf + f->cookie;
+    hd->csrf = f->csrf == ABSENT ? NULL : hd->buf + f->csrf;
     if (f->transfer_encoding != ABSENT) {
         if (strcasecmp(hd->buf + f->transfer_encoding, "chunked") != 0)
             return bad(hd, "Transfer-Encoding other than chunked is not supported");
@@ -176,7 +186,7 @@ zd_head_status zd_head_feed(zd_head *hd, const char *p, size_t n, size_t *used)
     }
     if (hd->len == 0) {
         head_fields *f = fields(hd);
-        *f = (head_fields){ABSENT, ABSENT, ABSENT, ABSENT, ABSENT, ABSENT, ABSENT};
+        *f = (head_fields){ABSENT, ABSENT, ABSENT, ABSENT, ABSENT, ABSENT, ABSENT, ABSENT, ABSENT};
     }
     while (i < n && hd->status == ZD_HEAD_MORE) {
         /* Only the bytes that fit are looked at, so that where the input was split does not

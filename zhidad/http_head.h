@@ -30,6 +30,8 @@ typedef struct zd_head {
     const char *authorization; /* NULL when absent */
     const char *request_id;    /* X-Request-Id, NULL when absent */
     const char *traceparent;   /* NULL when absent */
+    const char *cookie;        /* Cookie, NULL when absent */
+    const char *csrf;          /* X-CSRF-Token, NULL when absent */
     long long content_length;  /* -1 when absent */
     bool chunked;              /* Transfer-Encoding: chunked */
     char error[128];           /* set with ZD_HEAD_BAD; names no header value */

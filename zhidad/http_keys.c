@@ -49,6 +49,12 @@ static int find_name(const zd_apikey *keys, int n, const char *name)
     return -1;
 }
 
+const zd_apikey *zd_keyset_find_name(const zd_keyset *ks, const char *name)
+{
+    int i = find_name(ks->keys, ks->nactive, name);
+    return i < 0 ? NULL : &ks->keys[i];
+}
+
 /* Appends to a "; "-separated summary part: "<count> <what> (name, name...)". */
 typedef struct summary_part {
     char names[512];

@@ -36,4 +36,7 @@ void zd_keyset_unref(zd_keyset *ks);
 /* The configured key whose secret is token[0..len), compared in constant time; or NULL. */
 const zd_apikey *zd_keyset_find(const zd_keyset *ks, const char *token, size_t len);
 
+/* The configured key named name; or NULL. */
+const zd_apikey *zd_keyset_find_name(const zd_keyset *ks, const char *name);
+
 #endif

@@ -15,6 +15,7 @@
 #include "zhidad/http_head.h"
 #include "zhidad/http_keys.h"
 #include "zhidad/request_id.h"
+#include "zhidad/session.h"
 
 #define ZD_HTTP_MAX_SEGMENTS 32
 #define ZD_HTTP_MAX_CAPTURES 8
@@ -103,6 +104,9 @@ struct zd_req {
     bool head_only;     /* HEAD: answered by the GET route, without the body */
     const zd_apikey *key;
     zd_keyset *ks; /* holds key's set (a reference) while key is set */
+    /* The session the key came from ("" with a Bearer key): its id, looked up again by whoever
+     * needs it, since the table may move its entries. */
+    char session_id[ZD_SESSION_ID_LEN + 1];
     char rid[ZD_REQUEST_ID_MAX + 1];
     char *path;
     char *params[ZD_HTTP_MAX_CAPTURES];
@@ -133,6 +137,7 @@ struct zd_http {
     int nbound;
     /* The API keys and their use counters (http_keys.h); replaced by zd_http_set_keys(). */
     zd_keyset *keys;
+    zd_sessions *sessions;      /* console sign-in sessions (zhidad/session.h) */
     bool (*ready)(void *udata); /* zd_http_set_ready() */
     void *ready_udata;
     /* accept() failures (EMFILE...): the listeners pause for accept_backoff_ms. */
@@ -153,9 +158,24 @@ void zd_http_stats_add(zd_http_route_stats *s, int status, double seconds);
 const zd_route *zd_http_find_route(zd_http *h, const char *method, const char *path, char *allow,
                                    size_t allowcap, char *params[ZD_HTTP_MAX_CAPTURES],
                                    int *status);
-/* The key an "Authorization" header value names (NULL value: no header). *had_token tells
- * whether a bearer token was there at all. */
-const zd_apikey *zd_http_authenticate(zd_http *h, const char *authorization, bool *had_token);
+/* Who a request is: a Bearer key, or else a console session's key (from the Cookie). */
+typedef struct zd_http_auth {
+    const zd_apikey *key; /* NULL: not authenticated */
+    bool had_token;       /* a Bearer token or a session cookie was sent */
+    bool by_session;      /* key came from a session cookie */
+    bool csrf_failed;     /* a session's write without its X-CSRF-Token (403) */
+    char session_id[ZD_SESSION_ID_LEN + 1];
+} zd_http_auth;
+/* Authenticates from the header values (each NULL when absent). An Authorization header
+ * decides alone, exactly as before sessions existed; without one, a live session cookie stands
+ * for its key, and a method other than GET, HEAD and OPTIONS must then carry the session's
+ * CSRF token in X-CSRF-Token. touch marks the session used (moves its idle deadline). Returns
+ * 0 (a->key set), 401 or 403 (csrf_failed). */
+int zd_http_authenticate(zd_http *h, const char *authorization, const char *cookie,
+                         const char *csrf, const char *method, bool touch, zd_http_auth *a);
+/* The reply texts of a failed authentication. */
+const char *zd_http_auth_challenge(const zd_http_auth *a);
+const char *zd_http_auth_message(const zd_http_auth *a);
 /* Counts a key's request as let through or refused (403). */
 void zd_http_count_key_use(zd_http *h, const zd_apikey *key, bool allowed);
 /* The body limit of requests to rt. */
