@@ -35,6 +35,8 @@ typedef struct zd_delivery_opts {
     int inflight;      /* entries in progress per instance */
     int lease_ms;      /* the scheduler lease */
     int poll_ms;       /* the sweep interval */
+    int cap_count;         /* per-profile frequency cap: notices per window, 0 = none */
+    int64_t cap_window_ms; /* the cap's sliding window */
 } zd_delivery_opts;
 
 /* Creates the engine (no I/O yet). Returns 0 and *out (caller frees with zd_delivery_free()),

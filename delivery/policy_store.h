@@ -21,7 +21,8 @@ typedef enum zd_funnel_bucket {
     ZD_FB_MUTED,
     ZD_FB_NO_CONTACT,
     ZD_FB_CAPPED,
-    ZD_FB_DUPLICATE, /* suppressed: the four above */
+    ZD_FB_DUPLICATE,
+    ZD_FB_HOLDOUT, /* suppressed: the five above (holdout: delivery/prefs.h) */
     ZD_FB_QUEUED,
     ZD_FB_DEFERRED,
     ZD_FB_RETRYING, /* pending: the three above */

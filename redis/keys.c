@@ -57,6 +57,18 @@ const char *zd_key_inbox_order(int partition, const char *profile_id, char *buf)
     return buf;
 }
 
+const char *zd_key_cap(int partition, unsigned gid, char *buf)
+{
+    snprintf(buf, ZD_KEY_MAX, "zd:{p%d}:cap:%u", partition, gid);
+    return buf;
+}
+
+const char *zd_key_cap_prefix(int partition, char *buf)
+{
+    snprintf(buf, ZD_KEY_MAX, "zd:{p%d}:cap:", partition);
+    return buf;
+}
+
 int zd_key_changes_partition(const char *key, size_t len)
 {
     static const char pre[] = "zd:{p", post[] = "}:changes";

@@ -50,6 +50,13 @@ const char *zd_key_policy(zd_policy_key k, const char *policy_id, char *buf);
 const char *zd_key_inbox(int partition, const char *profile_id, char *buf);
 const char *zd_key_inbox_order(int partition, const char *profile_id, char *buf);
 
+/* A profile's frequency-cap record, in its partition's slot, named by its index id (gid, never
+ * the profile id): zset policy id -> the reservation's ms (delivery/dispatch.c). The profile
+ * delete script erases it. buf has capacity ZD_KEY_MAX. The prefix ("zd:{pN}:cap:") is what
+ * that script appends the gid to. */
+const char *zd_key_cap(int partition, unsigned gid, char *buf);
+const char *zd_key_cap_prefix(int partition, char *buf);
+
 /* The partition named by a change-stream key, or -1 when key is not one. */
 int zd_key_changes_partition(const char *key, size_t len);
 

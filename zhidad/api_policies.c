@@ -77,7 +77,7 @@ static cJSON *route_json(const zd_policy_route *r)
 static void add_buckets(cJSON *o, const zd_route_funnel *f)
 {
     cJSON *s = cJSON_AddObjectToObject(o, "suppressed");
-    for (int b = ZD_FB_MUTED; s && b <= ZD_FB_DUPLICATE; b++)
+    for (int b = ZD_FB_MUTED; s && b <= ZD_FB_HOLDOUT; b++)
         cJSON_AddNumberToObject(s, zd_funnel_bucket_name(b), (double)f->n[b]);
     cJSON *p = cJSON_AddObjectToObject(o, "pending");
     for (int b = ZD_FB_QUEUED; p && b <= ZD_FB_RETRYING; b++)
@@ -572,6 +572,10 @@ static const char *state_name(char b, bool withdrawn)
         return "capped";
     case 'u':
         return "duplicate";
+    case 'h':
+        return "holdout";
+    case 'f':
+        return withdrawn ? "withdrawn" : "deferred";
     }
     return "unknown";
 }
