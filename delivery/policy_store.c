@@ -216,6 +216,10 @@ static zd_policy_view *view_from(const zd_reply *reply, int *rc)
         } else if (strcmp(k, "matched") == 0) {
             v->frozen = true;
             v->matched = reply_i64(val);
+        } else if (strcmp(k, "applied_treated") == 0) {
+            v->applied_treated = reply_i64(val);
+        } else if (strcmp(k, "applied_holdout") == 0) {
+            v->applied_holdout = reply_i64(val);
         } else if (strcmp(k, "started_ms") == 0) {
             v->started_ms = reply_i64(val);
         } else if (strcmp(k, "first_ms") == 0) {

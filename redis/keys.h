@@ -41,6 +41,7 @@ typedef enum zd_policy_key {
     ZD_PK_RETRY,  /* zset: "<gid>.<route>.<gwi>.<attempt>" scored by due ms */
     ZD_PK_DEAD,   /* stream: dead letters */
     ZD_PK_PACE,   /* hash: token bucket of a paced policy */
+    ZD_PK_OUTCOMES, /* hash: gid -> group ("t" treated, "h" holdout) of a reported application */
 } zd_policy_key;
 const char *zd_key_policy(zd_policy_key k, const char *policy_id, char *buf);
 
