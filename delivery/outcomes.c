@@ -60,7 +60,7 @@ static void recorded(zd_redis *r, int status, const zd_reply *reply, void *udata
 int zd_outcomes_record(zd_redis *r, const char *policy_id, const uint32_t *gids, int n,
                        zd_outcomes_cb cb, void *udata)
 {
-    if (n < 1 || n > ZD_OUTCOMES_MAX)
+    if (n < 0 || n > ZD_OUTCOMES_MAX)
         return -EINVAL;
     out_call *c = calloc(1, sizeof(*c));
     const char **argv = calloc((size_t)n + 6, sizeof(char *));
@@ -143,11 +143,7 @@ static void report_resolved(report *rp)
             gids[rp->nknown++] = (uint32_t)rp->gid[i];
         }
     int rc = rp->status;
-    if (rc == 0 && rp->nknown == 0) {
-        free(gids);
-        report_recorded(0, NULL, 0, rp);
-        return;
-    }
+    /* Even with no known profile: the script still answers whether the policy exists. */
     if (rc == 0)
         rc = zd_outcomes_record(rp->r, rp->policy, gids, rp->nknown, report_recorded, rp);
     free(gids);

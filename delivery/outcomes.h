@@ -21,7 +21,7 @@ enum {
  * negative Redis error. */
 typedef void (*zd_outcomes_cb)(int status, const int *codes, int n, void *udata);
 
-/* Records an application of each profile gid (borrowed, n <= ZD_OUTCOMES_MAX) in policy_id's
+/* Records an application of each profile gid (borrowed, 0 <= n <= ZD_OUTCOMES_MAX) in policy_id's
  * slot: the group is read from the profile's notice state of route 0 (h = holdout, any other
  * state = treated); a profile without one is answered unknown and not counted. 0, or
  * -ENOMEM / a send error (cb not called). */

@@ -606,7 +606,7 @@ int zd_notice_state_parse(const char *s, size_t len, zd_notice_state *out)
     if (!s)
         return 0;
     /* "<b>|<gwi>|<attempt>|<log>" */
-    if (len < 6 || s[1] != '|' || !strchr("qrdxwnmcu", s[0]))
+    if (len < 6 || s[1] != '|' || !strchr("qrdxwnmcuhf", s[0]))
         return -EINVAL;
     char *end;
     long gwi = strtol(s + 2, &end, 10);

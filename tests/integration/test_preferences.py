@@ -32,7 +32,7 @@ def hook(rx, path):
 
 
 def start(tmpdir_mod, redis, rx, name="zhidad-prefs"):
-    cfg = {"gateways": {"zlb": hook(rx, "/zlb"), "sms": hook(rx, "/sms"),
+    cfg = {"gateways": {"zlb": hook(rx, "/ok/zlb"), "sms": hook(rx, "/ok/sms"),
                         "inbox": {"type": "inbox"}},
            "delivery": {"poll_ms": 50, "lease_ms": 600, "claim_idle_ms": 4000,
                         "cap": {"count": 3, "days": 7}},
@@ -155,6 +155,7 @@ def test_muted_category_and_gateway(z, rx):
     assert status_of(z, "pr-mute", "mu-only")[0][0] == "muted"
     # A profile's prefs are checked: unknown zones are refused.
     p = enterprise(tags=("mute1",))
+    p["contacts"] = {"zlb": "e"}
     p["prefs"] = {"timezone": "Mars/Olympus"}
     st, res = z.call("PUT", "/v1/profiles/mu-bad", p, key="app")
     assert st == 400 and res["error"]["field"] == "prefs.timezone", res
