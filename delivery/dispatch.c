@@ -1158,9 +1158,10 @@ static void states_read(zd_redis *r, int status, const zd_reply *reply, void *ud
         }
         char b = 0;
         int g = -1, a = -1;
-        /* Only a notice still waiting at the position the entry names is sent: anything
+        /* Only a notice still waiting (queued, retrying, deferred) at the position the entry
+         * names is sent: anything
          * else was settled since (a duplicate entry after a reclaim, or a retry moved it). */
-        it->live = sscanf(s, "%c|%d|%d|", &b, &g, &a) == 3 && (b == 'q' || b == 'r') &&
+        it->live = sscanf(s, "%c|%d|%d|", &b, &g, &a) == 3 && (b == 'q' || b == 'r' || b == 'f') &&
                    g == it->exp_gwi && a == it->exp_att;
     }
     load_profiles(j);

@@ -91,13 +91,12 @@ int zd_outcomes_record(zd_redis *r, const char *policy_id, const uint32_t *gids,
 }
 
 /* KEYS profiles; ARGV ids: the dense id of each, or -1. */
-static const char dense_script[] =
-    "local out = {}\n"
-    "for i = 1, #ARGV do\n"
-    "  local v = redis.call('HGET', KEYS[1], ARGV[i])\n"
-    "  out[i] = v and tonumber(string.match(v, '^(%d+),')) or -1\n"
-    "end\n"
-    "return out\n";
+static const char dense_script[] = "local out = {}\n"
+                                   "for i = 1, #ARGV do\n"
+                                   "  local v = redis.call('HGET', KEYS[1], ARGV[i])\n"
+                                   "  out[i] = v and tonumber(string.match(v, '^(%d+),')) or -1\n"
+                                   "end\n"
+                                   "return out\n";
 
 typedef struct report {
     zd_redis *r;
@@ -105,9 +104,9 @@ typedef struct report {
     void *udata;
     char policy[ZD_POLICY_KEY_MAX];
     int n, waiting, status;
-    int *part;      /* partition of each id */
-    int64_t *gid;   /* -1 unknown */
-    int *known;     /* indexes of the ids with a gid, in the record call's order */
+    int *part;    /* partition of each id */
+    int64_t *gid; /* -1 unknown */
+    int *known;   /* indexes of the ids with a gid, in the record call's order */
     int nknown;
 } report;
 
@@ -179,8 +178,8 @@ static void dense_read(zd_redis *r, int status, const zd_reply *reply, void *uda
         report_resolved(rp);
 }
 
-int zd_outcomes_report(zd_redis *r, int partitions, const char *policy_id,
-                       const char *const *ids, int n, zd_outcomes_cb cb, void *udata)
+int zd_outcomes_report(zd_redis *r, int partitions, const char *policy_id, const char *const *ids,
+                       int n, zd_outcomes_cb cb, void *udata)
 {
     if (n < 1 || n > ZD_OUTCOMES_MAX || partitions < 1)
         return -EINVAL;

@@ -31,7 +31,7 @@ int zd_outcomes_record(zd_redis *r, const char *policy_id, const uint32_t *gids,
 /* The same for profile ids (borrowed, n <= ZD_OUTCOMES_MAX, valid ids): their index ids are
  * read from their partitions' profile hashes first (a profile that does not exist is unknown).
  * codes follow the order of ids. */
-int zd_outcomes_report(zd_redis *r, int partitions, const char *policy_id,
-                       const char *const *ids, int n, zd_outcomes_cb cb, void *udata);
+int zd_outcomes_report(zd_redis *r, int partitions, const char *policy_id, const char *const *ids,
+                       int n, zd_outcomes_cb cb, void *udata);
 
 #endif

@@ -94,8 +94,8 @@ bool zd_policy_id_valid(const char *s, size_t len)
 /* ---- parsing ---------------------------------------------------------------------------- */
 
 static const char *const known_keys[] = {
-    "id",     "title",     "summary",    "url",      "issuer", "category",           "rule",
-    "routes", "templates", "publish_at", "deadline", "urgent", "match_new_profiles", "dry_run",
+    "id",     "title",          "summary",    "url",      "issuer", "category",           "rule",
+    "routes", "templates",      "publish_at", "deadline", "urgent", "match_new_profiles", "dry_run",
     "pace",   "holdout_percent"};
 
 /* A string member: *out is a malloc'd copy ("" when absent and not required). */

@@ -15,8 +15,8 @@
 #include "redis/redis.h"
 
 static const char *const bucket_names[ZD_FB_COUNT] = {
-    "muted",    "no_contact", "capped",    "duplicate", "holdout", "queued",    "deferred",
-    "retrying", "delivered",  "dead",      "withdrawn", "read",    "useful",    "not_useful"};
+    "muted",    "no_contact", "capped", "duplicate", "holdout", "queued", "deferred",
+    "retrying", "delivered",  "dead",   "withdrawn", "read",    "useful", "not_useful"};
 
 const char *zd_funnel_bucket_name(zd_funnel_bucket b)
 {
@@ -33,7 +33,7 @@ int zd_funnel_bucket_parse(const char *name, size_t len)
 
 /* The funnel skeleton's and the withdraw's Lua list of bucket names. */
 #define LUA_BUCKETS                                                                                \
-    "local buckets = {'muted','no_contact','capped','duplicate','holdout','queued','deferred',"   \
+    "local buckets = {'muted','no_contact','capped','duplicate','holdout','queued','deferred',"    \
     "'retrying','delivered','dead','withdrawn','read','useful','not_useful'}\n"
 
 /* ---- create ----------------------------------------------------------------------------- */

@@ -52,8 +52,8 @@ typedef struct zd_policy_view {
     int64_t matched; /* 0 before */
     int64_t started_ms, first_ms, done_ms, withdrawn_ms; /* 0: not yet */
     int64_t seq;                                         /* listing order (0 when unknown) */
-    int64_t applied_treated, applied_holdout; /* reported applications (delivery/outcomes.h) */
-    zd_route_funnel routes[ZD_POLICY_ROUTES_MAX];        /* doc->nroutes of them */
+    int64_t applied_treated, applied_holdout;     /* reported applications (delivery/outcomes.h) */
+    zd_route_funnel routes[ZD_POLICY_ROUTES_MAX]; /* doc->nroutes of them */
 } zd_policy_view;
 
 /* ---- create ---- */

@@ -39,7 +39,7 @@ const char *zd_key_policy(zd_policy_key k, const char *policy_id, char *buf)
     static const char *const suffix[] = {
         [ZD_PK_META] = "meta", [ZD_PK_FUNNEL] = "funnel", [ZD_PK_AUD] = "aud",
         [ZD_PK_WORK] = "work", [ZD_PK_STATE] = "st",      [ZD_PK_RETRY] = "retry",
-        [ZD_PK_DEAD] = "dead", [ZD_PK_PACE] = "pace",      [ZD_PK_OUTCOMES] = "out",
+        [ZD_PK_DEAD] = "dead", [ZD_PK_PACE] = "pace",     [ZD_PK_OUTCOMES] = "out",
     };
     snprintf(buf, ZD_POLICY_KEY_MAX, "zd:{d:%.64s}:%s", policy_id, suffix[k]);
     return buf;

@@ -33,14 +33,14 @@ const char *zd_key_meta(int partition, char *buf);
  * ZD_POLICY_KEY_MAX) and returns buf. */
 #define ZD_POLICY_KEY_MAX 96
 typedef enum zd_policy_key {
-    ZD_PK_META,   /* hash: doc, digest, status, owner, scope, counts, job, fence, times */
-    ZD_PK_FUNNEL, /* hash: "<route>:<bucket>" and "<route>:by:<gateway>" counters */
-    ZD_PK_AUD,    /* hash: partition -> frozen audience (portable roaring of dense ids) */
-    ZD_PK_WORK,   /* stream: work items, consumer group "zd" */
-    ZD_PK_STATE,  /* hash: "<gid>.<route>" -> notice state */
-    ZD_PK_RETRY,  /* zset: "<gid>.<route>.<gwi>.<attempt>" scored by due ms */
-    ZD_PK_DEAD,   /* stream: dead letters */
-    ZD_PK_PACE,   /* hash: token bucket of a paced policy */
+    ZD_PK_META,     /* hash: doc, digest, status, owner, scope, counts, job, fence, times */
+    ZD_PK_FUNNEL,   /* hash: "<route>:<bucket>" and "<route>:by:<gateway>" counters */
+    ZD_PK_AUD,      /* hash: partition -> frozen audience (portable roaring of dense ids) */
+    ZD_PK_WORK,     /* stream: work items, consumer group "zd" */
+    ZD_PK_STATE,    /* hash: "<gid>.<route>" -> notice state */
+    ZD_PK_RETRY,    /* zset: "<gid>.<route>.<gwi>.<attempt>" scored by due ms */
+    ZD_PK_DEAD,     /* stream: dead letters */
+    ZD_PK_PACE,     /* hash: token bucket of a paced policy */
     ZD_PK_OUTCOMES, /* hash: gid -> group ("t" treated, "h" holdout) of a reported application */
 } zd_policy_key;
 const char *zd_key_policy(zd_policy_key k, const char *policy_id, char *buf);

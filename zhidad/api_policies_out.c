@@ -60,8 +60,8 @@ static void handle_outcomes(zd_req *req, void *udata)
     cJSON_ArrayForEach(v, j)
     {
         if (strcmp(v->string, "profiles") != 0) {
-            zd_req_reply_error(req, 400, "unknown_field", "unknown field \"%.64s\" (known: profiles)",
-                               v->string);
+            zd_req_reply_error(req, 400, "unknown_field",
+                               "unknown field \"%.64s\" (known: profiles)", v->string);
             goto done;
         }
     }

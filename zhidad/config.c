@@ -364,9 +364,9 @@ static int parse_redis_client(zd_config *c, const cJSON *o, char *err, size_t er
 
 static int parse_delivery(zd_config *c, const cJSON *o, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"consumer",         "chunk",    "claim_idle_ms",
-                                       "inflight",         "lease_ms", "poll_ms",
-                                       "dry_run_read_max", "enabled",  "cap",     NULL};
+    static const char *const keys[] = {"consumer", "chunk",   "claim_idle_ms",    "inflight",
+                                       "lease_ms", "poll_ms", "dry_run_read_max", "enabled",
+                                       "cap",      NULL};
     const char *p = "delivery";
     if (!cJSON_IsObject(o))
         return seterr(err, errlen, "\"delivery\" must be an object");
@@ -391,8 +391,7 @@ static int parse_delivery(zd_config *c, const cJSON *o, char *err, size_t errlen
         if (check_keys(cap, "delivery.cap", cap_keys, err, errlen) ||
             get_int_field(cap, "delivery.cap", "count", 0, 1000, &c->delivery_cap_count, err,
                           errlen) ||
-            get_int_field(cap, "delivery.cap", "days", 1, 365, &c->delivery_cap_days, err,
-                          errlen))
+            get_int_field(cap, "delivery.cap", "days", 1, 365, &c->delivery_cap_days, err, errlen))
             return -EINVAL;
     }
     for (const char *s = c->delivery_consumer; *s; s++)
