@@ -98,6 +98,19 @@ static void print_funnel(FILE *f, const cJSON *ans)
         }
         print_buckets(f, name, r);
     }
+    /* A held-out share: the uptake of both groups side by side (docs/API.md "outcomes"). */
+    const cJSON *oc = cJSON_GetObjectItemCaseSensitive(ans, "outcomes");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(oc, "treated");
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(oc, "holdout");
+    const cJSON *hn = cJSON_GetObjectItemCaseSensitive(h, "recipients");
+    if (cJSON_IsNumber(hn) && hn->valuedouble > 0) {
+        fprintf(f, "\n  %-24s %10s %10s\n", "group", "recipients", "applied");
+        fprintf(f, "  %-24s %10.0f %10.0f\n", "treated",
+                cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(t, "recipients")),
+                cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(t, "applied")));
+        fprintf(f, "  %-24s %10.0f %10.0f\n", "holdout", hn->valuedouble,
+                cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(h, "applied")));
+    }
 }
 
 static void render_funnel(const zd_cli *c, FILE *f, const cJSON *ans)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "delivery/prefs.h"
 #include "profiles/store.h"
 #include "redis/keys.h"
 #include "redis/redis.h"
@@ -24,6 +25,7 @@ typedef struct count_call {
     int status;
     uint64_t read;
     uint64_t no_contact[ZD_POLICY_ROUTES_MAX];
+    uint64_t muted[ZD_POLICY_ROUTES_MAX];
 } count_call;
 
 static void call_free(count_call *c)
@@ -52,9 +54,16 @@ static void count_one(count_call *c, const char *v, size_t len)
         }
     }
     c->read++;
+    zd_prefs prefs;
+    zd_prefs_read(cJSON_GetObjectItemCaseSensitive(priv, "prefs"), &prefs);
+    bool all_muted = zd_prefs_mutes_category(&prefs, c->plan.category);
     for (int r = 0; r < c->plan.nroutes; r++) {
-        bool reachable = false;
-        for (int g = 0; g < c->plan.n[r] && !reachable; g++) {
+        bool reachable = false, muted = all_muted;
+        for (int g = 0; g < c->plan.n[r] && !reachable && !all_muted; g++) {
+            if (zd_prefs_mutes_gateway(&prefs, c->plan.gateways[r][g])) {
+                muted = true;
+                continue;
+            }
             if (c->plan.contactless[r][g]) {
                 reachable = true;
                 continue;
@@ -62,7 +71,9 @@ static void count_one(count_call *c, const char *v, size_t len)
             const cJSON *to = cJSON_GetObjectItemCaseSensitive(contacts, c->plan.gateways[r][g]);
             reachable = cJSON_IsString(to) && to->valuestring[0];
         }
-        if (!reachable)
+        if (!reachable && muted)
+            c->muted[r]++;
+        else if (!reachable)
             c->no_contact[r]++;
     }
     cJSON_Delete(priv);
@@ -92,7 +103,7 @@ static void finish_if_idle(count_call *c)
 {
     if (c->inflight > 0)
         return;
-    c->cb(c->status, c->status == 0 ? c->read : 0, c->no_contact, c->udata);
+    c->cb(c->status, c->status == 0 ? c->read : 0, c->no_contact, c->muted, c->udata);
     call_free(c);
 }
 

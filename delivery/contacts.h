@@ -19,16 +19,20 @@ typedef struct zd_contact_plan {
     int n[ZD_POLICY_ROUTES_MAX];
     char gateways[ZD_POLICY_ROUTES_MAX][ZD_POLICY_CHAIN_MAX][40];
     bool contactless[ZD_POLICY_ROUTES_MAX][ZD_POLICY_CHAIN_MAX];
+    char category[128]; /* the policy's: a profile that muted it is muted on every route */
 } zd_contact_plan;
 
 /* Profiles read per HMGET, and HMGETs in flight at once. */
 #define ZD_CONTACTS_BATCH 1000
 #define ZD_CONTACTS_INFLIGHT 4
 
-/* status 0 with the number of profiles read and, per route, how many of them have a contact
- * for none of its gateways (a profile erased meanwhile counts as having none); or a negative
- * code. no_contact is valid only during the callback. */
-typedef void (*zd_contacts_cb)(int status, uint64_t read, const uint64_t *no_contact, void *udata);
+/* status 0 with the number of profiles read and, per route, how many of them are muted (the
+ * policy's category, or every gateway of the route they have a contact for... see
+ * delivery/dispatch.c: a muted gateway is skipped, and none left after one was is muted) and
+ * how many have a contact for none of its gateways (a profile erased meanwhile counts as
+ * having none); or a negative code. The arrays are valid only during the callback. */
+typedef void (*zd_contacts_cb)(int status, uint64_t read, const uint64_t *no_contact,
+                               const uint64_t *muted, void *udata);
 
 /* Reads profiles ids[0..n) of partitions parts[0..n) (takes ownership of both arrays and of
  * every id string; ids of one partition should be consecutive: a batch holds one partition's)

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "delivery/dispatch.h"
 #include "delivery/notice.h"
+#include "delivery/prefs.h"
 #include "gateway/retry.h"
 #include "profiles/follower.h"
 #include "profiles/profile.h"
@@ -24,11 +25,30 @@
 /* Per notice, ARGV: field route exp_gwi exp_attempt gwi outcome http delay max_attempts
  * chain_len gateway detail. KEYS meta funnel st retry dead. ARGV[1] = now.
  * Answers one code per notice: 0 stale (the state moved on), 1 delivered, 2 retrying, 3 queued
- * on the next gateway, 4 dead, 5 no contact, 6 stays withdrawn. Every notice moves from one
+ * on the next gateway, 4 dead, 5 no contact, 6 stays withdrawn, 7 holdout, 8 muted, 9 capped,
+ * 10 deferred (ZADD retry at now + delay, the position unchanged); 14 and 15 are 4 and 5 when
+ * no other route of the profile was delivered or is still pending: its cap reservation is
+ * released. Outcomes h m c f are decisions taken before sending (docs/DESIGN.md
+ * "Preferences"); b 'f' is a deferred notice, live like q and r. Every notice moves from one
  * funnel bucket to another in this one script, so the sums hold at every moment. */
 static const char settle_script[] =
     "local now = tonumber(ARGV[1])\n"
     "local withdrawn = redis.call('HGET', KEYS[1], 'status') == 'withdrawn'\n"
+    "local nroutes = tonumber(redis.call('HGET', KEYS[1], 'routes') or '1')\n"
+    "local pref = {h = {'holdout', 7}, m = {'muted', 8}, c = {'capped', 9}, f = {'deferred', 10}}\n"
+    /* Whether another route of the profile was delivered or may still be: a profile whose
+     * every route failed gives its cap reservation back. */
+    "local function others_live(f, r)\n"
+    "  local gid = string.match(f, '^(%d+)%.')\n"
+    "  for rr = 0, nroutes - 1 do\n"
+    "    if tostring(rr) ~= r then\n"
+    "      local s = redis.call('HGET', KEYS[3], gid .. '.' .. rr)\n"
+    "      local c = s and string.sub(s, 1, 1) or 'q'\n"
+    "      if c == 'q' or c == 'r' or c == 'f' or c == 'd' then return true end\n"
+    "    end\n"
+    "  end\n"
+    "  return false\n"
+    "end\n"
     "local out, inc, first = {}, {}, false\n"
     "local function add(k, d) inc[k] = (inc[k] or 0) + d end\n"
     "local i = 2\n"
@@ -45,24 +65,34 @@ static const char settle_script[] =
     "    local xb, xg, xa, xl = string.match(cur, '^(%a)|(%d+)|(%d+)|(.*)$')\n"
     "    if xb then b, cg, ca, log = xb, tonumber(xg), tonumber(xa), xl else b = '?' end\n"
     "  end\n"
-    "  if (b ~= 'q' and b ~= 'r') or cg ~= eg or ca ~= ea then\n"
+    "  if (b ~= 'q' and b ~= 'r' and b ~= 'f') or cg ~= eg or ca ~= ea then\n"
     "    out[#out+1] = 0\n"
     "  else\n"
     "    local a = ea\n"
     "    if g ~= eg then a = 1 end\n"
-    "    local ents = {}\n"
-    "    if log ~= '' then for e in string.gmatch(log, '[^;]+') do ents[#ents+1] = e end end\n"
-    "    for s = eg, g - 1 do ents[#ents+1] = now .. ',' .. s .. ',n,0' end\n"
-    "    ents[#ents+1] = now .. ',' .. g .. ',' .. o .. ',' .. http\n"
-    "    while #ents > 20 do table.remove(ents, 1) end\n"
-    "    log = table.concat(ents, ';')\n"
+    "    local pre = pref[o]\n"
+    "    if not pre then\n"
+    "      local ents = {}\n"
+    "      if log ~= '' then for e in string.gmatch(log, '[^;]+') do ents[#ents+1] = e end end\n"
+    "      for s = eg, g - 1 do ents[#ents+1] = now .. ',' .. s .. ',n,0' end\n"
+    "      ents[#ents+1] = now .. ',' .. g .. ',' .. o .. ',' .. http\n"
+    "      while #ents > 20 do table.remove(ents, 1) end\n"
+    "      log = table.concat(ents, ';')\n"
+    "    end\n"
     "    local from = 'queued'\n"
     "    if b == 'r' then from = 'retrying' end\n"
+    "    if b == 'f' then from = 'deferred' end\n"
     "    if withdrawn then from = 'withdrawn' end\n"
     "    local nb, ng, na, to, code = 'x', g, a, 'dead', 4\n"
     "    if withdrawn then\n"
     "      if o == 'd' then nb, to, code = 'd', 'delivered', 1 else nb, to, code = 'w', nil, 6 "
     "end\n"
+    "    elseif pre then\n"
+    /* Decided before sending (prefs, holdout, cap): not an attempt, so the position stays
+     * where the entry expected it, and a deferred notice is routed afresh when it is due. */
+    "      nb, ng, na, to, code = o, eg, ea, pre[1], pre[2]\n"
+    "      if o == 'f' then redis.call('ZADD', KEYS[4], now + delay, f .. '.' .. eg .. '.' .. "
+    "ea) end\n"
     "    elseif o == 'd' then\n"
     "      nb, to, code = 'd', 'delivered', 1\n"
     "    elseif o == 'n' then\n"
@@ -86,6 +116,7 @@ static const char settle_script[] =
     "      add(r .. ':' .. to, 1)\n"
     "    end\n"
     "    redis.call('HSET', KEYS[3], f, nb .. '|' .. ng .. '|' .. na .. '|' .. log)\n"
+    "    if (code == 4 or code == 5) and not others_live(f, r) then code = code + 10 end\n"
     "    out[#out+1] = code\n"
     "  end\n"
     "end\n"
@@ -114,6 +145,9 @@ typedef struct dl_item {
     int exp_gwi, exp_att; /* the state the entry expects */
     int gwi;              /* the chain position chosen */
     bool live;            /* to be routed (its state is the expected one) */
+    bool send;            /* routed to gwi, waiting for its cap reservation */
+    char imm;             /* the outcome of a notice settled without a gateway */
+    int64_t until;        /* deferred: the end of the quiet hours (Unix ms) */
     char *profile;        /* owned */
     char *to;             /* owned; personal data */
 } dl_item;
@@ -138,13 +172,13 @@ struct dl_batch {
     int *idx;
     zd_notice *notices;
     char (*ids)[ZD_NOTICE_ID_MAX];
-    char imm_outcome; /* settle-only batches: 'n' or 'p' */
     zd_timer *pace_t;
     dl_batch *next;
 };
 
 static void job_done_op(dl_job *j);
 static void gw_pump(dl_engine *e, int gi);
+static void cap_release(dl_job *j, const struct dl_item *it);
 
 /* ---- jobs --------------------------------------------------------------------------------- */
 
@@ -342,9 +376,14 @@ static dl_settle_part *settle_part_new(dl_batch *b, const zd_gw_result *res)
                 int att = it->gwi == it->exp_gwi ? it->exp_att : 1;
                 delay = zd_retry_delay_ms(&res[k], att, ro->base_ms, ro->max_ms, rnd);
             }
-        } else if (b->imm_outcome == 'n') {
-            o = 'n';
-            detail = "no contact";
+        } else {
+            o = it->imm ? it->imm : 'p';
+            if (o == 'n')
+                detail = "no contact";
+            else if (o != 'p')
+                detail = "decided before sending";
+            if (o == 'f')
+                delay = (long)(it->until > p->at_ms ? it->until - p->at_ms : 0);
         }
         int maxa = g ? zd_gateway_retry_opts(g)->max_attempts : 1;
         if (asprintf(&p->args[a++], "%u.%d", it->gid, it->route) < 0 ||
@@ -400,8 +439,10 @@ static void settled(zd_redis *r, int status, const zd_reply *reply, void *udata)
                 dl_observe_latency(e, j->pol->started_ms, p->at_ms);
             else if (code == 2)
                 e->retries++;
-            else if (code == 4)
+            else if (code == 4 || code == 14)
                 e->dead++;
+            if (code >= 14 && e->o.cap_count > 0)
+                cap_release(j, &j->items[b->idx[k]]);
         }
         settle_part_free(p);
         batch_end(b, !ok);
@@ -689,7 +730,28 @@ void dl_dispatch_drop_queued(dl_engine *e, dl_policy *pol)
     }
 }
 
-/* ---- routing ------------------------------------------------------------------------------ */
+/* ---- routing: the decision step ---------------------------------------------------------- */
+
+/* KEYS the cap records of some profiles of one partition; ARGV now window count policy. Per
+ * profile: 1 reserved (or reserved before: idempotent per (policy, profile), so a reclaimed
+ * entry finds its own reservation), 0 capped. The window slides: reservations older than it
+ * are dropped first, and the key expires with the newest. */
+static const char cap_script[] =
+    "local now, win, cnt = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local out = {}\n"
+    "for i, k in ipairs(KEYS) do\n"
+    "  redis.call('ZREMRANGEBYSCORE', k, '-inf', now - win)\n"
+    "  if redis.call('ZSCORE', k, ARGV[4]) then\n"
+    "    out[i] = 1\n"
+    "  elseif redis.call('ZCARD', k) >= cnt then\n"
+    "    out[i] = 0\n"
+    "  else\n"
+    "    redis.call('ZADD', k, now, ARGV[4])\n"
+    "    redis.call('PEXPIRE', k, win)\n"
+    "    out[i] = 1\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
 
 /* The contact of profile doc (the private part's "contacts") for gateway name, or NULL. */
 static const char *contact_of(const cJSON *contacts, const char *name)
@@ -698,79 +760,248 @@ static const char *contact_of(const cJSON *contacts, const char *name)
     return cJSON_IsString(c) && c->valuestring[0] ? c->valuestring : NULL;
 }
 
-/* Chooses each live item's gateway: from its expected chain position on, the first gateway
- * with a contact; an unavailable gateway fails permanently where it stands (the settle script
- * moves the notice on); none left: no contact. contacts NULL: the profile is gone. */
-static void route_item(dl_job *j, dl_item *it, const cJSON *contacts, bool gone, dl_batch **imm_n,
-                       dl_batch **imm_p, dl_batch **open)
+/* Puts a live item into the job's settle-only batch (gi -1) with its outcome: n no contact,
+ * p gateway unavailable, h holdout, m muted, c capped, f deferred (docs/DESIGN.md). */
+static void imm_add(dl_job *j, dl_item *it, char outcome, dl_batch **imm)
+{
+    if (!*imm && !(*imm = batch_new(j, -1, j->n))) {
+        j->abandon = true;
+        return;
+    }
+    it->imm = outcome;
+    (*imm)->idx[(*imm)->n++] = (int)(it - j->items);
+}
+
+/* Chooses a live item's gateway: from its expected chain position on, the first gateway the
+ * profile did not mute and has a contact for (the inbox needs none); an unavailable gateway
+ * fails permanently where it stands (the settle script moves the notice on). A muted gateway is
+ * skipped like one without a contact — the chain goes on to the next, because the person asked
+ * not to be reached *there*, not to miss the policy; with none left the notice is muted when a
+ * muted gateway was skipped, else no contact. Sets it->gwi (and it->to when sending); returns
+ * 0 to send, else the settle outcome. prefs NULL or gone: the profile is gone. */
+static char choose_gateway(dl_job *j, dl_item *it, const cJSON *contacts, const zd_prefs *prefs,
+                           bool gone)
 {
     dl_engine *e = j->e;
     const zd_policy_route *route = &j->pol->p->routes[it->route];
-    int g = it->exp_gwi;
-    const char *to = NULL;
-    bool unavailable = false;
-    for (; !gone && g < route->n; g++) {
+    bool muted = false;
+    for (int g = it->exp_gwi; !gone && g < route->n; g++) {
         int gi = j->pol->gw[it->route][g];
+        if (prefs && zd_prefs_mutes_gateway(prefs, route->gateways[g])) {
+            muted = true;
+            continue;
+        }
         if (gi < 0 || !zd_gateways_at(e->o.gateways, gi)) {
-            unavailable = true;
-            break;
+            it->gwi = g;
+            return 'p';
         }
-        if (!e->gwq[gi].needs_contact) {
-            to = "";
-            break;
+        const char *to = e->gwq[gi].needs_contact ? contact_of(contacts, route->gateways[g]) : "";
+        if (to) {
+            it->gwi = g;
+            if (!(it->to = strdup(to)))
+                j->abandon = true;
+            return 0;
         }
-        if ((to = contact_of(contacts, route->gateways[g])))
-            break;
         e->gwq[gi].sent[3]++;
     }
-    dl_batch **slot;
-    if (to) {
-        it->gwi = g;
-        if (!(it->to = strdup(to))) {
-            j->abandon = true;
-            return;
-        }
-        int gi = j->pol->gw[it->route][g];
-        int maxb = zd_gateway_max_batch(zd_gateways_at(e->o.gateways, gi));
-        if (j->pol->p->pace_per_min > 0) {
-            long per_s = j->pol->p->pace_per_min / 60;
-            if (per_s < maxb)
-                maxb = per_s > 0 ? (int)per_s : 1;
-        }
-        slot = &open[gi];
-        if (*slot && (*slot)->n >= maxb) {
-            batch_submit(*slot);
-            *slot = NULL;
-        }
-        if (!*slot && !(*slot = batch_new(j, gi, maxb))) {
-            j->abandon = true;
-            return;
-        }
-        dl_batch *b = *slot;
-        int att = g == it->exp_gwi ? it->exp_att : 1;
-        if (zd_notice_build(j->pol->p, it->profile, NULL, route->gateways[g], it->to, att,
-                            &b->notices[b->n], b->ids[b->n]) != 0) {
-            j->abandon = true;
-            return;
-        }
-        b->idx[b->n++] = (int)(it - j->items);
+    it->gwi = route->n - 1;
+    return muted ? 'm' : 'n';
+}
+
+/* Builds the notice of an item routed to it->gwi into the open batch of its gateway. */
+static void place_send(dl_job *j, dl_item *it, dl_batch **open)
+{
+    dl_engine *e = j->e;
+    const zd_policy_route *route = &j->pol->p->routes[it->route];
+    int g = it->gwi;
+    int gi = j->pol->gw[it->route][g];
+    int maxb = zd_gateway_max_batch(zd_gateways_at(e->o.gateways, gi));
+    if (j->pol->p->pace_per_min > 0) {
+        long per_s = j->pol->p->pace_per_min / 60;
+        if (per_s < maxb)
+            maxb = per_s > 0 ? (int)per_s : 1;
+    }
+    dl_batch **slot = &open[gi];
+    if (*slot && (*slot)->n >= maxb) {
+        batch_submit(*slot);
+        *slot = NULL;
+    }
+    if (!*slot && !(*slot = batch_new(j, gi, maxb))) {
+        j->abandon = true;
         return;
     }
-    if (unavailable) {
-        it->gwi = g;
-        slot = imm_p;
-    } else {
-        it->gwi = route->n - 1;
-        slot = imm_n;
+    dl_batch *b = *slot;
+    int att = g == it->exp_gwi ? it->exp_att : 1;
+    if (zd_notice_build(j->pol->p, it->profile, NULL, route->gateways[g], it->to, att,
+                        &b->notices[b->n], b->ids[b->n]) != 0) {
+        j->abandon = true;
+        return;
     }
-    if (!*slot) {
-        if (!(*slot = batch_new(j, -1, j->n))) {
-            j->abandon = true;
-            return;
+    b->idx[b->n++] = (int)(it - j->items);
+}
+
+/* Profiles of one partition waiting for their cap reservation. */
+typedef struct cap_call {
+    dl_job *j;
+    int partition;
+    int n;
+    uint32_t *gids;
+} cap_call;
+
+/* The decision step for every live notice of one profile (docs/DESIGN.md "Preferences"), in
+ * this order: held out (the policy's holdout share, every route) → muted category (every
+ * route) → per route the gateway (skipping muted ones and ones without a contact) → quiet
+ * hours (every route still to be sent is deferred to the window's end) → the frequency cap
+ * (the profile joins cap, its notices are placed when the reservation answers). Urgent
+ * policies skip the last two. priv: the profile's private JSON, NULL when gone. */
+static void decide_gid(dl_job *j, uint32_t gid, const cJSON *priv, bool gone, dl_batch **imm,
+                       dl_batch **open, cap_call *cap)
+{
+    dl_engine *e = j->e;
+    const zd_policy *p = j->pol->p;
+    zd_prefs prefs;
+    zd_prefs_read(cJSON_GetObjectItemCaseSensitive(priv, "prefs"), &prefs);
+    const cJSON *contacts = cJSON_GetObjectItemCaseSensitive(priv, "contacts");
+    const char *profile = NULL;
+    for (int i = 0; i < j->n && !profile; i++)
+        if (j->items[i].live && j->items[i].gid == gid)
+            profile = j->items[i].profile;
+    char whole = 0;
+    if (!gone && profile && zd_holdout(p->holdout_percent, p->id, profile))
+        whole = 'h';
+    else if (!gone && zd_prefs_mutes_category(&prefs, p->category))
+        whole = 'm';
+    int nsend = 0;
+    for (int i = 0; i < j->n && !j->abandon; i++) {
+        dl_item *it = &j->items[i];
+        if (!it->live || it->gid != gid)
+            continue;
+        if (whole) {
+            it->gwi = it->exp_gwi;
+            imm_add(j, it, whole, imm);
+            continue;
         }
-        (*slot)->imm_outcome = unavailable ? 'p' : 'n';
+        char o = choose_gateway(j, it, contacts, gone ? NULL : &prefs, gone);
+        if (o)
+            imm_add(j, it, o, imm);
+        else if (!j->abandon)
+            it->send = true, nsend++;
     }
-    (*slot)->idx[(*slot)->n++] = (int)(it - j->items);
+    if (nsend == 0 || j->abandon)
+        return;
+    int64_t until = p->urgent ? 0 : zd_prefs_quiet_until(&prefs, e->o.timezone, zd_unix_ms());
+    bool capped = !p->urgent && !until && e->o.cap_count > 0 && cap;
+    for (int i = 0; i < j->n && !j->abandon; i++) {
+        dl_item *it = &j->items[i];
+        if (!it->send || it->gid != gid || capped)
+            continue;
+        it->send = false;
+        if (until) {
+            it->until = until;
+            imm_add(j, it, 'f', imm);
+        } else {
+            place_send(j, it, open);
+        }
+    }
+    if (capped)
+        cap->gids[cap->n++] = gid;
+}
+
+static void flush_open(dl_job *j, dl_batch *imm, dl_batch **open)
+{
+    for (int gi = 0; gi < j->e->ngw; gi++)
+        if (open[gi])
+            batch_submit(open[gi]);
+    if (imm)
+        batch_submit(imm);
+}
+
+static void cap_reserved(zd_redis *r, int status, const zd_reply *reply, void *udata)
+{
+    (void)r;
+    cap_call *c = udata;
+    dl_job *j = c->j;
+    dl_engine *e = j->e;
+    dl_batch **open = NULL;
+    if (status != 0 || !zd_reply_is(reply, ZD_REPLY_ARRAY) || zd_reply_len(reply) != (size_t)c->n ||
+        e->stopping || !(open = calloc((size_t)(e->ngw > 0 ? e->ngw : 1), sizeof(*open)))) {
+        /* Not placed: the entry stays pending and is reclaimed; the reservations it may have
+         * made are found again then (idempotent per policy). */
+        j->abandon = true;
+    } else {
+        dl_batch *imm = NULL;
+        for (int k = 0; k < c->n && !j->abandon; k++) {
+            bool ok = zd_reply_int(zd_reply_at(reply, (size_t)k)) == 1;
+            for (int i = 0; i < j->n && !j->abandon; i++) {
+                dl_item *it = &j->items[i];
+                if (!it->send || it->gid != c->gids[k])
+                    continue;
+                it->send = false;
+                if (ok) {
+                    place_send(j, it, open);
+                } else {
+                    it->gwi = it->exp_gwi;
+                    imm_add(j, it, 'c', &imm);
+                }
+            }
+        }
+        flush_open(j, imm, open);
+    }
+    free(open);
+    free(c->gids);
+    free(c);
+    job_done_op(j);
+}
+
+/* Sends the reservation of the profiles in c (takes ownership of c). */
+static void cap_reserve(dl_job *j, cap_call *c)
+{
+    dl_engine *e = j->e;
+    int argc = 3 + c->n + 4, a = 0;
+    const char **argv = calloc((size_t)argc, sizeof(char *));
+    char(*keys)[ZD_KEY_MAX] = calloc((size_t)c->n, ZD_KEY_MAX);
+    char now[24], win[24], cnt[16], nk[16];
+    int rc = -ENOMEM;
+    if (argv && keys) {
+        snprintf(now, sizeof(now), "%lld", (long long)zd_unix_ms());
+        snprintf(win, sizeof(win), "%lld", (long long)e->o.cap_window_ms);
+        snprintf(cnt, sizeof(cnt), "%d", e->o.cap_count);
+        snprintf(nk, sizeof(nk), "%d", c->n);
+        argv[a++] = "EVAL";
+        argv[a++] = cap_script;
+        argv[a++] = nk;
+        for (int k = 0; k < c->n; k++)
+            argv[a++] = zd_key_cap(c->partition, c->gids[k], keys[k]);
+        argv[a++] = now;
+        argv[a++] = win;
+        argv[a++] = cnt;
+        argv[a++] = j->pol->id;
+        c->j = j;
+        rc = zd_redis_eval(e->redis, cap_reserved, c, argc, argv, NULL);
+    }
+    free(argv);
+    free(keys);
+    if (rc == 0) {
+        j->ops++;
+        return;
+    }
+    j->abandon = true;
+    free(c->gids);
+    free(c);
+}
+
+static void ignore_reply(zd_redis *r, int status, const zd_reply *reply, void *udata)
+{
+    (void)r, (void)status, (void)reply, (void)udata;
+}
+
+/* Gives back the cap reservation of the profile of item i: every route of it failed. A crash
+ * before this runs keeps the reservation (one notice fewer in the window, never one more). */
+static void cap_release(dl_job *j, const dl_item *it)
+{
+    char key[ZD_KEY_MAX];
+    zd_redis_cmd(j->e->redis, ignore_reply, NULL, "ZREM %s %s",
+                 zd_key_cap((int)(it->gid >> ZD_DENSE_BITS), it->gid, key), j->pol->id);
 }
 
 typedef struct prof_read {
@@ -779,25 +1010,6 @@ typedef struct prof_read {
     int n;
     int *items; /* one item index per HMGET argument (the first item of each gid) */
 } prof_read;
-
-static void route_gid_items(dl_job *j, uint32_t gid, const cJSON *contacts, bool gone,
-                            dl_batch **imm_n, dl_batch **imm_p, dl_batch **open)
-{
-    for (int i = 0; i < j->n; i++)
-        if (j->items[i].live && j->items[i].gid == gid && !j->abandon)
-            route_item(j, &j->items[i], contacts, gone, imm_n, imm_p, open);
-}
-
-static void flush_open(dl_job *j, dl_batch *imm_n, dl_batch *imm_p, dl_batch **open)
-{
-    for (int gi = 0; gi < j->e->ngw; gi++)
-        if (open[gi])
-            batch_submit(open[gi]);
-    if (imm_n)
-        batch_submit(imm_n);
-    if (imm_p)
-        batch_submit(imm_p);
-}
 
 static void profiles_read(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
@@ -809,10 +1021,13 @@ static void profiles_read(zd_redis *r, int status, const zd_reply *reply, void *
         zd_reply_len(reply) != (size_t)pr->n || e->stopping) {
         j->abandon = true;
     } else {
-        dl_batch *imm_n = NULL, *imm_p = NULL;
+        dl_batch *imm = NULL;
         dl_batch **open = calloc((size_t)(e->ngw > 0 ? e->ngw : 1), sizeof(*open));
-        if (!open)
+        cap_call *cap = calloc(1, sizeof(*cap));
+        if (!open || !cap || !(cap->gids = calloc((size_t)pr->n + 1, sizeof(uint32_t))))
             j->abandon = true;
+        if (cap)
+            cap->partition = pr->partition;
         for (int k = 0; open && k < pr->n && !j->abandon; k++) {
             dl_item *first = &j->items[pr->items[k]];
             size_t len = 0;
@@ -831,13 +1046,18 @@ static void profiles_read(zd_redis *r, int status, const zd_reply *reply, void *
                 if (nl)
                     priv = cJSON_ParseWithLength(nl + 1, jl - (size_t)(nl + 1 - json));
             }
-            const cJSON *contacts = cJSON_GetObjectItemCaseSensitive(priv, "contacts");
-            route_gid_items(j, first->gid, contacts, gone, &imm_n, &imm_p, open);
+            decide_gid(j, first->gid, priv, gone, &imm, open, cap);
             cJSON_Delete(priv);
         }
         if (open)
-            flush_open(j, imm_n, imm_p, open);
+            flush_open(j, imm, open);
         free(open);
+        if (cap && cap->n > 0 && !j->abandon) {
+            cap_reserve(j, cap);
+        } else if (cap) {
+            free(cap->gids);
+            free(cap);
+        }
     }
     free(pr->items);
     free(pr);
@@ -854,7 +1074,7 @@ static void load_profiles(dl_job *j)
         j->abandon = true;
         return;
     }
-    dl_batch *imm_n = NULL, *imm_p = NULL;
+    dl_batch *imm = NULL;
     dl_batch **open = calloc((size_t)(e->ngw > 0 ? e->ngw : 1), sizeof(*open));
     if (!open) {
         j->abandon = true;
@@ -884,7 +1104,7 @@ static void load_profiles(dl_job *j)
                 continue;
             const char *id = zd_index_id(ix, it->gid);
             if (!id) {
-                route_gid_items(j, it->gid, NULL, true, &imm_n, &imm_p, open);
+                decide_gid(j, it->gid, NULL, true, &imm, open, NULL);
                 continue;
             }
             pr->items[pr->n] = i;
@@ -912,7 +1132,7 @@ static void load_profiles(dl_job *j)
             free(pr);
         }
     }
-    flush_open(j, imm_n, imm_p, open);
+    flush_open(j, imm, open);
     free(open);
 }
 
@@ -938,9 +1158,10 @@ static void states_read(zd_redis *r, int status, const zd_reply *reply, void *ud
         }
         char b = 0;
         int g = -1, a = -1;
-        /* Only a notice still waiting at the position the entry names is sent: anything
+        /* Only a notice still waiting (queued, retrying, deferred) at the position the entry
+         * names is sent: anything
          * else was settled since (a duplicate entry after a reclaim, or a retry moved it). */
-        it->live = sscanf(s, "%c|%d|%d|", &b, &g, &a) == 3 && (b == 'q' || b == 'r') &&
+        it->live = sscanf(s, "%c|%d|%d|", &b, &g, &a) == 3 && (b == 'q' || b == 'r' || b == 'f') &&
                    g == it->exp_gwi && a == it->exp_att;
     }
     load_profiles(j);

@@ -94,9 +94,9 @@ bool zd_policy_id_valid(const char *s, size_t len)
 /* ---- parsing ---------------------------------------------------------------------------- */
 
 static const char *const known_keys[] = {
-    "id",     "title",     "summary",    "url",      "issuer", "category",           "rule",
-    "routes", "templates", "publish_at", "deadline", "urgent", "match_new_profiles", "dry_run",
-    "pace"};
+    "id",     "title",          "summary",    "url",      "issuer", "category",           "rule",
+    "routes", "templates",      "publish_at", "deadline", "urgent", "match_new_profiles", "dry_run",
+    "pace",   "holdout_percent"};
 
 /* A string member: *out is a malloc'd copy ("" when absent and not required). */
 static int get_string(const cJSON *body, const char *name, bool required, size_t max, char **out,
@@ -260,6 +260,14 @@ static int parse_times(const cJSON *body, zd_policy *p, zd_policy_error *err)
                         "\"pace\" must be an integer 1-%ld (notices per minute)", PACE_MAX);
         p->pace_per_min = (long)j->valuedouble;
     }
+    j = cJSON_GetObjectItemCaseSensitive(body, "holdout_percent");
+    if (j && !cJSON_IsNull(j)) {
+        if (!cJSON_IsNumber(j) || !(j->valuedouble >= 0 && j->valuedouble <= 50))
+            return fail(err, "invalid_value", "holdout_percent",
+                        "\"holdout_percent\" must be a number 0-50 (a share of the audience "
+                        "held out)");
+        p->holdout_percent = j->valuedouble;
+    }
     return 0;
 }
 
@@ -393,6 +401,9 @@ static int compute_digest(zd_policy *p)
     cJSON_AddBoolToObject(c, "urgent", p->urgent);
     cJSON_AddBoolToObject(c, "match_new_profiles", p->match_new_profiles);
     add_int(c, "pace", p->pace_per_min);
+    /* Only when set: the digests of policies published before it existed stay the same. */
+    if (p->holdout_percent > 0)
+        cJSON_AddNumberToObject(c, "holdout_percent", p->holdout_percent);
     cJSON_AddStringToObject(c, "scope", p->scope);
     char *text = cJSON_PrintUnformatted(c);
     cJSON_Delete(c);
@@ -496,6 +507,8 @@ char *zd_policy_to_stored(const zd_policy *p)
     cJSON_AddBoolToObject(o, "urgent", p->urgent);
     cJSON_AddBoolToObject(o, "match_new_profiles", p->match_new_profiles);
     add_int(o, "pace", p->pace_per_min);
+    if (p->holdout_percent > 0)
+        cJSON_AddNumberToObject(o, "holdout_percent", p->holdout_percent);
     cJSON_AddStringToObject(o, "owner", p->owner);
     cJSON_AddStringToObject(o, "scope", p->scope);
     add_int(o, "created_ms", p->created_ms);
@@ -584,6 +597,8 @@ int zd_policy_from_stored(const char *json, size_t len, zd_policy **out)
     }
     p->publish_at_ms = stored_int(o, "publish_at_ms");
     p->pace_per_min = (long)stored_int(o, "pace");
+    const cJSON *ho = cJSON_GetObjectItemCaseSensitive(o, "holdout_percent");
+    p->holdout_percent = cJSON_IsNumber(ho) ? ho->valuedouble : 0;
     p->created_ms = stored_int(o, "created_ms");
     p->urgent = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "urgent"));
     p->match_new_profiles = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "match_new_profiles"));

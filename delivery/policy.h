@@ -46,7 +46,8 @@ typedef struct zd_policy {
     int64_t publish_at_ms;   /* 0: at once */
     char deadline[11];       /* "" or "YYYY-MM-DD" */
     bool urgent, match_new_profiles, dry_run;
-    long pace_per_min; /* "pace": notices per minute, 0 = only the gateways' own limits */
+    long pace_per_min;      /* "pace": notices per minute, 0 = only the gateways' own limits */
+    double holdout_percent; /* 0-50: the share of the audience held out (delivery/prefs.h) */
     /* Server side, not from the body: */
     char owner[64];     /* the API key's name */
     char scope[16];     /* the publisher's region scope, "" for admins */

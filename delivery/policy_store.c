@@ -15,8 +15,8 @@
 #include "redis/redis.h"
 
 static const char *const bucket_names[ZD_FB_COUNT] = {
-    "muted",     "no_contact", "capped",    "duplicate", "queued", "deferred",  "retrying",
-    "delivered", "dead",       "withdrawn", "read",      "useful", "not_useful"};
+    "muted",    "no_contact", "capped", "duplicate", "holdout", "queued", "deferred",
+    "retrying", "delivered",  "dead",   "withdrawn", "read",    "useful", "not_useful"};
 
 const char *zd_funnel_bucket_name(zd_funnel_bucket b)
 {
@@ -33,8 +33,8 @@ int zd_funnel_bucket_parse(const char *name, size_t len)
 
 /* The funnel skeleton's and the withdraw's Lua list of bucket names. */
 #define LUA_BUCKETS                                                                                \
-    "local buckets = {'muted','no_contact','capped','duplicate','queued','deferred','retrying',"   \
-    "'delivered','dead','withdrawn','read','useful','not_useful'}\n"
+    "local buckets = {'muted','no_contact','capped','duplicate','holdout','queued','deferred',"    \
+    "'retrying','delivered','dead','withdrawn','read','useful','not_useful'}\n"
 
 /* ---- create ----------------------------------------------------------------------------- */
 
@@ -216,6 +216,10 @@ static zd_policy_view *view_from(const zd_reply *reply, int *rc)
         } else if (strcmp(k, "matched") == 0) {
             v->frozen = true;
             v->matched = reply_i64(val);
+        } else if (strcmp(k, "applied_treated") == 0) {
+            v->applied_treated = reply_i64(val);
+        } else if (strcmp(k, "applied_holdout") == 0) {
+            v->applied_holdout = reply_i64(val);
         } else if (strcmp(k, "started_ms") == 0) {
             v->started_ms = reply_i64(val);
         } else if (strcmp(k, "first_ms") == 0) {
@@ -602,7 +606,7 @@ int zd_notice_state_parse(const char *s, size_t len, zd_notice_state *out)
     if (!s)
         return 0;
     /* "<b>|<gwi>|<attempt>|<log>" */
-    if (len < 6 || s[1] != '|' || !strchr("qrdxwnmcu", s[0]))
+    if (len < 6 || s[1] != '|' || !strchr("qrdxwnmcuhf", s[0]))
         return -EINVAL;
     char *end;
     long gwi = strtol(s + 2, &end, 10);

@@ -21,7 +21,8 @@ typedef enum zd_funnel_bucket {
     ZD_FB_MUTED,
     ZD_FB_NO_CONTACT,
     ZD_FB_CAPPED,
-    ZD_FB_DUPLICATE, /* suppressed: the four above */
+    ZD_FB_DUPLICATE,
+    ZD_FB_HOLDOUT, /* suppressed: the five above (holdout: delivery/prefs.h) */
     ZD_FB_QUEUED,
     ZD_FB_DEFERRED,
     ZD_FB_RETRYING, /* pending: the three above */
@@ -51,7 +52,8 @@ typedef struct zd_policy_view {
     int64_t matched; /* 0 before */
     int64_t started_ms, first_ms, done_ms, withdrawn_ms; /* 0: not yet */
     int64_t seq;                                         /* listing order (0 when unknown) */
-    zd_route_funnel routes[ZD_POLICY_ROUTES_MAX];        /* doc->nroutes of them */
+    int64_t applied_treated, applied_holdout;     /* reported applications (delivery/outcomes.h) */
+    zd_route_funnel routes[ZD_POLICY_ROUTES_MAX]; /* doc->nroutes of them */
 } zd_policy_view;
 
 /* ---- create ---- */

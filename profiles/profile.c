@@ -10,6 +10,7 @@
 
 #include "common/date.h"
 #include "common/text.h"
+#include "common/tz.h"
 #include "profiles/json.h"
 
 #define FIELDS_MAX 32
@@ -263,12 +264,20 @@ static int parse_prefs(const zd_schema *s, const cJSON *j, cJSON *doc, zd_error 
                                     "prefs.quiet_hours must look like \"22:00-08:00\"");
             cJSON_AddStringToObject(out, "quiet_hours", q);
             rc = 0;
+        } else if (strcmp(p->string, "timezone") == 0) {
+            /* Quiet hours are read in this zone (delivery/prefs.c), else the config's. */
+            if (!cJSON_IsString(p) || !zd_tz_valid(p->valuestring))
+                return zd_error_set(err, "invalid_value", "prefs.timezone",
+                                    "prefs.timezone must be an IANA time zone name like "
+                                    "\"Asia/Shanghai\"");
+            cJSON_AddStringToObject(out, "timezone", p->valuestring);
+            rc = 0;
         } else {
             char path[96];
             snprintf(path, sizeof(path), "prefs.%.64s", p->string);
             return zd_error_set(err, "unknown_field", path,
                                 "unknown preference \"%s\" (known: mute_categories, "
-                                "mute_gateways, quiet_hours)",
+                                "mute_gateways, quiet_hours, timezone)",
                                 path);
         }
         if (rc != 0)

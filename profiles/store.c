@@ -111,7 +111,7 @@ static const char put_script[] = LUA_HELPERS
 
 /* KEYS: profiles hash, change stream, erasure set, meta hash, the profile's inbox hash and
  * inbox order zset (delivery/inbox.c; same slot). ARGV: maxlen, id, epoch candidate, expected
- * version ('' = any). The inbox goes with the profile (SPEC §2, erasure). Returns {epoch} when there is no such profile,
+ * version ('' = any). The inbox goes with the profile (SPEC §2, erasure). ARGV[5], ARGV[6]: the cap record's key prefix and the partition's first gid. Returns {epoch} when there is no such profile,
  * {epoch, 'conflict', version} when another version is stored, else {epoch, dense, old indexed
  * document, entry id}. The dense id goes into the erasure set with the time of the delete:
  * zd_store_scrub() later removes every change-stream entry of it, once the followers have read
@@ -126,6 +126,9 @@ static const char del_script[] = LUA_HELPERS
     "cn = cn + 1\n"
     "redis.call('HDEL', KEYS[1], ARGV[2])\n"
     "redis.call('DEL', KEYS[5], KEYS[6])\n"
+    /* The cap record is named by the gid, known only here; its name carries the partition's
+     * tag, so it is in this slot (docs/DESIGN.md "Preferences"). */
+    "redis.call('DEL', ARGV[5] .. (tonumber(ARGV[6]) + tonumber(dense)))\n"
     "local sid = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'op', 'del',\n"
     "                       'id', ARGV[2], 'd', dense, 'n', cn, 'e', epoch, 'old', oldidx)\n"
     "redis.call('HSET', KEYS[4], 'n', cn)\n"
@@ -545,10 +548,11 @@ static void del_done(script_call *c, int status, const zd_reply *reply)
 
 int zd_store_del(zd_store *st, const char *id, const char *expect, zd_store_del_cb cb, void *udata)
 {
-    /* EVALSHA sha 6 profiles changes erase meta inbox inboxz maxlen id epoch expect */
+    /* EVALSHA sha 6 profiles changes erase meta inbox inboxz maxlen id epoch expect cap-prefix
+     * gid-base */
     static const key_fn keys[] = {zd_key_profiles, zd_key_changes, zd_key_erase, zd_key_meta};
     int partition = zd_partition_of(id, st->partitions);
-    script_call *c = call_begin(st, SCRIPT_DEL, 13, partition, keys, 4, (void *)cb, udata);
+    script_call *c = call_begin(st, SCRIPT_DEL, 15, partition, keys, 4, (void *)cb, udata);
     if (!c)
         return -ENOMEM;
     c->done = del_done;
@@ -564,6 +568,9 @@ int zd_store_del(zd_store *st, const char *id, const char *expect, zd_store_del_
     rc |= call_arg(c, 10, id, strlen(id));
     rc |= call_arg_epoch(c, 11);
     rc |= call_arg(c, 12, expect ? expect : "", expect ? strlen(expect) : 0);
+    zd_key_cap_prefix(partition, key);
+    rc |= call_arg(c, 13, key, strlen(key));
+    rc |= call_argll(c, 14, (long long)zd_gid(partition, 0));
     return call_finish(c, rc);
 }
 

@@ -39,7 +39,7 @@ const char *zd_key_policy(zd_policy_key k, const char *policy_id, char *buf)
     static const char *const suffix[] = {
         [ZD_PK_META] = "meta", [ZD_PK_FUNNEL] = "funnel", [ZD_PK_AUD] = "aud",
         [ZD_PK_WORK] = "work", [ZD_PK_STATE] = "st",      [ZD_PK_RETRY] = "retry",
-        [ZD_PK_DEAD] = "dead", [ZD_PK_PACE] = "pace",
+        [ZD_PK_DEAD] = "dead", [ZD_PK_PACE] = "pace",     [ZD_PK_OUTCOMES] = "out",
     };
     snprintf(buf, ZD_POLICY_KEY_MAX, "zd:{d:%.64s}:%s", policy_id, suffix[k]);
     return buf;
@@ -54,6 +54,18 @@ const char *zd_key_inbox(int partition, const char *profile_id, char *buf)
 const char *zd_key_inbox_order(int partition, const char *profile_id, char *buf)
 {
     snprintf(buf, ZD_INBOX_KEY_MAX, "zd:{p%d}:inboxz:%.128s", partition, profile_id);
+    return buf;
+}
+
+const char *zd_key_cap(int partition, unsigned gid, char *buf)
+{
+    snprintf(buf, ZD_KEY_MAX, "zd:{p%d}:cap:%u", partition, gid);
+    return buf;
+}
+
+const char *zd_key_cap_prefix(int partition, char *buf)
+{
+    snprintf(buf, ZD_KEY_MAX, "zd:{p%d}:cap:", partition);
     return buf;
 }
 

@@ -33,14 +33,15 @@ const char *zd_key_meta(int partition, char *buf);
  * ZD_POLICY_KEY_MAX) and returns buf. */
 #define ZD_POLICY_KEY_MAX 96
 typedef enum zd_policy_key {
-    ZD_PK_META,   /* hash: doc, digest, status, owner, scope, counts, job, fence, times */
-    ZD_PK_FUNNEL, /* hash: "<route>:<bucket>" and "<route>:by:<gateway>" counters */
-    ZD_PK_AUD,    /* hash: partition -> frozen audience (portable roaring of dense ids) */
-    ZD_PK_WORK,   /* stream: work items, consumer group "zd" */
-    ZD_PK_STATE,  /* hash: "<gid>.<route>" -> notice state */
-    ZD_PK_RETRY,  /* zset: "<gid>.<route>.<gwi>.<attempt>" scored by due ms */
-    ZD_PK_DEAD,   /* stream: dead letters */
-    ZD_PK_PACE,   /* hash: token bucket of a paced policy */
+    ZD_PK_META,     /* hash: doc, digest, status, owner, scope, counts, job, fence, times */
+    ZD_PK_FUNNEL,   /* hash: "<route>:<bucket>" and "<route>:by:<gateway>" counters */
+    ZD_PK_AUD,      /* hash: partition -> frozen audience (portable roaring of dense ids) */
+    ZD_PK_WORK,     /* stream: work items, consumer group "zd" */
+    ZD_PK_STATE,    /* hash: "<gid>.<route>" -> notice state */
+    ZD_PK_RETRY,    /* zset: "<gid>.<route>.<gwi>.<attempt>" scored by due ms */
+    ZD_PK_DEAD,     /* stream: dead letters */
+    ZD_PK_PACE,     /* hash: token bucket of a paced policy */
+    ZD_PK_OUTCOMES, /* hash: gid -> group ("t" treated, "h" holdout) of a reported application */
 } zd_policy_key;
 const char *zd_key_policy(zd_policy_key k, const char *policy_id, char *buf);
 
@@ -49,6 +50,13 @@ const char *zd_key_policy(zd_policy_key k, const char *policy_id, char *buf);
 #define ZD_INBOX_KEY_MAX 192
 const char *zd_key_inbox(int partition, const char *profile_id, char *buf);
 const char *zd_key_inbox_order(int partition, const char *profile_id, char *buf);
+
+/* A profile's frequency-cap record, in its partition's slot, named by its index id (gid, never
+ * the profile id): zset policy id -> the reservation's ms (delivery/dispatch.c). The profile
+ * delete script erases it. buf has capacity ZD_KEY_MAX. The prefix ("zd:{pN}:cap:") is what
+ * that script appends the gid to. */
+const char *zd_key_cap(int partition, unsigned gid, char *buf);
+const char *zd_key_cap_prefix(int partition, char *buf);
 
 /* The partition named by a change-stream key, or -1 when key is not one. */
 int zd_key_changes_partition(const char *key, size_t len);

@@ -415,6 +415,8 @@ static int delivery_start(zd_service *svc)
         .inflight = cfg->delivery_inflight,
         .lease_ms = cfg->delivery_lease_ms,
         .poll_ms = cfg->delivery_poll_ms,
+        .cap_count = cfg->delivery_cap_count,
+        .cap_window_ms = (int64_t)cfg->delivery_cap_days * 86400000,
     };
     int rc = zd_delivery_new(&o, &svc->delivery);
     if (rc == 0)

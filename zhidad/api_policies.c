@@ -77,7 +77,7 @@ static cJSON *route_json(const zd_policy_route *r)
 static void add_buckets(cJSON *o, const zd_route_funnel *f)
 {
     cJSON *s = cJSON_AddObjectToObject(o, "suppressed");
-    for (int b = ZD_FB_MUTED; s && b <= ZD_FB_DUPLICATE; b++)
+    for (int b = ZD_FB_MUTED; s && b <= ZD_FB_HOLDOUT; b++)
         cJSON_AddNumberToObject(s, zd_funnel_bucket_name(b), (double)f->n[b]);
     cJSON *p = cJSON_AddObjectToObject(o, "pending");
     for (int b = ZD_FB_QUEUED; p && b <= ZD_FB_RETRYING; b++)
@@ -122,6 +122,7 @@ static cJSON *doc_json(const zd_policy *p)
         cJSON_AddNumberToObject(o, "pace", (double)p->pace_per_min);
     else
         cJSON_AddNullToObject(o, "pace");
+    cJSON_AddNumberToObject(o, "holdout_percent", p->holdout_percent);
     cJSON_AddStringToObject(o, "owner", p->owner);
     if (p->scope[0])
         cJSON_AddStringToObject(o, "scope", p->scope);
@@ -180,6 +181,20 @@ static cJSON *view_json(const zd_policy_view *v)
         add_ms_time(times, "first_delivery", v->first_ms);
         add_ms_time(times, "done", v->done_ms);
         add_ms_time(times, "withdrawn", v->withdrawn_ms);
+    }
+    /* Held out is decided per profile for every route, so route 0's holdout count is the
+     * number of held-out recipients; everyone else matched is treated. */
+    cJSON *oc = cJSON_AddObjectToObject(out, "outcomes");
+    cJSON *t = oc ? cJSON_AddObjectToObject(oc, "treated") : NULL;
+    cJSON *h = oc ? cJSON_AddObjectToObject(oc, "holdout") : NULL;
+    int64_t held = v->doc->nroutes > 0 ? v->routes[0].n[ZD_FB_HOLDOUT] : 0;
+    if (t) {
+        cJSON_AddNumberToObject(t, "recipients", (double)(v->matched - held));
+        cJSON_AddNumberToObject(t, "applied", (double)v->applied_treated);
+    }
+    if (h) {
+        cJSON_AddNumberToObject(h, "recipients", (double)held);
+        cJSON_AddNumberToObject(h, "applied", (double)v->applied_holdout);
     }
     return out;
 }
@@ -572,6 +587,10 @@ static const char *state_name(char b, bool withdrawn)
         return "capped";
     case 'u':
         return "duplicate";
+    case 'h':
+        return "holdout";
+    case 'f':
+        return withdrawn ? "withdrawn" : "deferred";
     }
     return "unknown";
 }
@@ -764,5 +783,6 @@ int zd_api_policies_register(zd_service *svc)
                         svc);
     rc |= zd_http_route(svc->http, "GET", "/v1/policies/{id}/deliveries/{profile_id}", readers,
                         handle_deliveries, svc);
+    rc |= zd_api_outcomes_register(svc);
     return rc ? -EINVAL : 0;
 }

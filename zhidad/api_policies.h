@@ -15,6 +15,8 @@ typedef struct zd_rule zd_rule;
 
 int zd_api_policies_register(zd_service *svc);
 int zd_api_deadletters_register(zd_service *svc);
+/* POST /v1/policies/{id}/outcomes (api_policies_out.c). */
+int zd_api_outcomes_register(zd_service *svc);
 
 /* The caller's scope when it is a publisher (borrowed from its key), else NULL: admins and
  * viewers see every policy. */

@@ -2,7 +2,10 @@
  * sent. matched is its effective rule's audience on the index now (the count a preview of the
  * same rule by the same key gives); each route's no_contact is counted from the recipients'
  * stored contacts, on a uniform random sample above delivery.dry_run_read_max recipients
- * ("estimated": true); the rest of each route is queued. */
+ * ("estimated": true); the rest of each route is queued. Held-out recipients (holdout_percent)
+ * are counted without reading them; muted ones from their stored prefs (category and gateways).
+ * Not simulated: quiet hours (deferred depends on when it is sent), the frequency cap (capped
+ * depends on the other policies sent by then) and duplicates. */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <math.h>
@@ -13,6 +16,7 @@
 #include "common/clock.h"
 #include "common/date.h"
 #include "delivery/contacts.h"
+#include "delivery/prefs.h"
 #include "matcher/audience.h"
 #include "matcher/rule.h"
 #include "profiles/follower.h"
@@ -26,6 +30,7 @@ typedef struct dry_op {
     zd_req *req;
     zd_policy *p; /* a copy */
     uint64_t matched, sampled;
+    uint64_t held; /* of the sampled, held out (not read) */
     bool estimated;
 } dry_op;
 
@@ -35,7 +40,15 @@ static void dry_op_free(dry_op *op)
     free(op);
 }
 
-static void dry_counted(int status, uint64_t read, const uint64_t *no_contact, void *udata)
+static uint64_t scaled(const dry_op *op, uint64_t n, uint64_t base)
+{
+    if (op->estimated && base > 0)
+        n = (uint64_t)llround((double)n * (double)op->matched / (double)base);
+    return n > op->matched ? op->matched : n;
+}
+
+static void dry_counted(int status, uint64_t read, const uint64_t *no_contact,
+                        const uint64_t *muted, void *udata)
 {
     dry_op *op = udata;
     if (status != 0) {
@@ -46,14 +59,19 @@ static void dry_counted(int status, uint64_t read, const uint64_t *no_contact, v
     }
     zd_route_funnel routes[ZD_POLICY_ROUTES_MAX];
     memset(routes, 0, sizeof(routes));
+    uint64_t base = read + op->held;
+    uint64_t held = scaled(op, op->held, base);
     for (int r = 0; r < op->p->nroutes; r++) {
-        uint64_t nc = no_contact[r];
-        if (op->estimated && read > 0)
-            nc = (uint64_t)llround((double)nc * (double)op->matched / (double)read);
-        if (nc > op->matched)
-            nc = op->matched;
+        uint64_t nc = scaled(op, no_contact[r], base), mu = scaled(op, muted[r], base);
+        uint64_t room = op->matched - held;
+        if (mu > room)
+            mu = room;
+        if (nc > room - mu)
+            nc = room - mu;
+        routes[r].n[ZD_FB_HOLDOUT] = (int64_t)held;
+        routes[r].n[ZD_FB_MUTED] = (int64_t)mu;
         routes[r].n[ZD_FB_NO_CONTACT] = (int64_t)nc;
-        routes[r].n[ZD_FB_QUEUED] = (int64_t)(op->matched - nc);
+        routes[r].n[ZD_FB_QUEUED] = (int64_t)(op->matched - held - mu - nc);
     }
     cJSON *out = zd_api_funnel_json(op->p, "dry_run", (int64_t)op->matched, routes, true);
     if (!out) {
@@ -133,6 +151,10 @@ void zd_api_policy_dry_run(zd_service *svc, zd_req *req, const zd_policy *p, con
         const char *id = zd_index_id(ix, gids[i]);
         if (!id)
             continue;
+        if (zd_holdout(p->holdout_percent, p->id, id)) {
+            op->held++;
+            continue;
+        }
         if (!(ids[n] = strdup(id)))
             goto nomem;
         parts[n++] = (int)(gids[i] >> ZD_DENSE_BITS);
@@ -140,6 +162,7 @@ void zd_api_policy_dry_run(zd_service *svc, zd_req *req, const zd_policy *p, con
     zd_contact_plan plan;
     memset(&plan, 0, sizeof(plan));
     plan.nroutes = p->nroutes;
+    snprintf(plan.category, sizeof(plan.category), "%s", p->category);
     for (int r = 0; r < p->nroutes; r++) {
         plan.n[r] = p->routes[r].n;
         for (int g = 0; g < p->routes[r].n; g++) {

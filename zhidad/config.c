@@ -385,9 +385,9 @@ static int parse_redis_client(zd_config *c, const cJSON *o, char *err, size_t er
 
 static int parse_delivery(zd_config *c, const cJSON *o, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"consumer",         "chunk",    "claim_idle_ms",
-                                       "inflight",         "lease_ms", "poll_ms",
-                                       "dry_run_read_max", "enabled",  NULL};
+    static const char *const keys[] = {"consumer", "chunk",   "claim_idle_ms",    "inflight",
+                                       "lease_ms", "poll_ms", "dry_run_read_max", "enabled",
+                                       "cap",      NULL};
     const char *p = "delivery";
     if (!cJSON_IsObject(o))
         return seterr(err, errlen, "\"delivery\" must be an object");
@@ -403,6 +403,18 @@ static int parse_delivery(zd_config *c, const cJSON *o, char *err, size_t errlen
         get_bool(o, p, "enabled", &c->delivery_enabled, err, errlen) ||
         get_int_field(o, p, "dry_run_read_max", 1, 10000000, &c->dry_run_read_max, err, errlen))
         return -EINVAL;
+    const cJSON *cap = cJSON_GetObjectItemCaseSensitive(o, "cap");
+    if (cap) {
+        static const char *const cap_keys[] = {"count", "days", NULL};
+        if (!cJSON_IsObject(cap))
+            return seterr(err, errlen,
+                          "\"delivery.cap\" must be an object like {\"count\": 3, \"days\": 7}");
+        if (check_keys(cap, "delivery.cap", cap_keys, err, errlen) ||
+            get_int_field(cap, "delivery.cap", "count", 0, 1000, &c->delivery_cap_count, err,
+                          errlen) ||
+            get_int_field(cap, "delivery.cap", "days", 1, 365, &c->delivery_cap_days, err, errlen))
+            return -EINVAL;
+    }
     for (const char *s = c->delivery_consumer; *s; s++)
         if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.' && *s != ':')
             return seterr(err, errlen,
@@ -648,6 +660,7 @@ static void set_defaults(zd_config *c)
     c->delivery_chunk = 500;
     c->delivery_claim_idle_ms = 60000;
     c->delivery_inflight = 32;
+    c->delivery_cap_days = 7;
     c->delivery_lease_ms = 5000;
     c->delivery_poll_ms = 100;
     c->delivery_enabled = true;

@@ -80,6 +80,8 @@ typedef struct zd_config {
     int delivery_lease_ms;       /* 5000: the scheduler lease */
     int delivery_poll_ms;        /* 100: the sweep interval */
     bool delivery_enabled;       /* true; false = an API-only instance */
+    int delivery_cap_count;      /* 0 = no frequency cap; else notices per profile ... */
+    int delivery_cap_days;       /* ... in a sliding window of this many days (7) */
     char log_level[16];          /* "info" */
     char log_format[16]; /* "auto": journal priorities under systemd, else text; or "json" */
 } zd_config;

@@ -25,7 +25,7 @@ import collections
 import json
 import time
 
-SUPPRESSED = ("muted", "no_contact", "capped", "duplicate")
+SUPPRESSED = ("muted", "no_contact", "capped", "duplicate", "holdout")
 PENDING = ("queued", "deferred", "retrying")
 FINAL_STATUSES = ("done", "active", "withdrawn")
 # Per-notice states that account for a notice the receiver never saw.

@@ -13,7 +13,8 @@ from conftest import Zhidad, enterprise, wait_until
 from webhook_receiver import Receiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-BUCKETS = ["muted", "no_contact", "capped", "duplicate", "queued", "deferred", "retrying",
+BUCKETS = ["muted", "no_contact", "capped", "duplicate", "holdout", "queued", "deferred",
+           "retrying",
            "delivered", "dead", "withdrawn"]
 
 

@@ -56,7 +56,7 @@ def check_funnel(body):
     """The SPEC §4 shape, and the arithmetic per route and in total."""
     assert set(body) >= {"id", "status", "matched", "notices", "funnel", "routes"}
     f = body["funnel"]
-    assert set(f["suppressed"]) == {"muted", "no_contact", "capped", "duplicate"}
+    assert set(f["suppressed"]) == {"muted", "no_contact", "capped", "duplicate", "holdout"}
     assert set(f["pending"]) == {"queued", "deferred", "retrying"}
     assert set(f["feedback"]) == {"useful", "not_useful"}
     for k in ("delivered", "dead", "withdrawn", "read"):
