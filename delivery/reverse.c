@@ -570,7 +570,7 @@ static void step(dl_reverse *rv)
             finish(rv, 1000);
         return;
     }
-    const char **argv = calloc((size_t)(8 + 2 * np), sizeof(char *));
+    const char **argv = calloc((size_t)(10 + 2 * np), sizeof(char *));
     char(*keys)[ZD_KEY_MAX] = calloc((size_t)np, ZD_KEY_MAX);
     if (!argv || !keys) {
         free(argv);
