@@ -327,7 +327,7 @@ int zd_delivery_start(zd_delivery *d)
     e->tick_t = zd_timer_new(e->o.base, tick, e);
     e->claim_t = zd_timer_new(e->o.base, claim_tick, e);
     e->lease_t = zd_timer_new(e->o.base, dl_scheduler_tick, e);
-    if (!e->redis || !e->tick_t || !e->claim_t || !e->lease_t)
+    if (!e->redis || !e->tick_t || !e->claim_t || !e->lease_t || dl_reverse_start(e) != 0)
         return -ENOMEM;
     e->started = true;
     zd_timer_arm(e->tick_t, e->o.poll_ms, 0);
@@ -347,6 +347,7 @@ void zd_delivery_stop(zd_delivery *d)
     zd_timer_stop(e->tick_t);
     zd_timer_stop(e->claim_t);
     zd_timer_stop(e->lease_t);
+    dl_reverse_stop(e);
     dl_dispatch_drop_queued(e, NULL);
     if (e->inflight > 0)
         zd_info("delivery: stopping with %d entries in progress; they stay pending in Redis and "
@@ -369,6 +370,7 @@ void zd_delivery_free(zd_delivery *d)
      * hold (jobs end without XACK: their entries stay pending in Redis). */
     zd_redis_free(e->redis);
     e->redis = NULL;
+    dl_reverse_free(e);
     dl_dispatch_drop_queued(e, NULL);
     while (e->policies) {
         dl_policy *p = e->policies;
@@ -397,6 +399,9 @@ void zd_delivery_metrics(const zd_delivery *d, zd_metrics *m)
 {
     const dl_engine *e = d ? &d->e : NULL;
     static const char *const outcome[4] = {"delivered", "transient", "permanent", "no_contact"};
+    long rv_changes = 0, rv_notices = 0;
+    if (e)
+        dl_reverse_counts(e, &rv_changes, &rv_notices);
     zd_metrics_family(m, "zhida_delivery_notices_total", "counter",
                       "Notice outcomes by gateway: delivered, transient and permanent answers of "
                       "the gateway, and no_contact (the profile has no contact for it).");
@@ -431,6 +436,12 @@ void zd_delivery_metrics(const zd_delivery *d, zd_metrics *m)
          e ? e->inflight : 0},
         {"zhida_delivery_scheduler_leader", "gauge",
          "1 while this instance holds the scheduler lease.", e && e->leader ? 1 : 0},
+        {"zhida_reverse_changes_total", "counter",
+         "Profile changes this instance tested against the active policies (reverse matching).",
+         rv_changes},
+        {"zhida_reverse_notices_total", "counter",
+         "Profiles that newly matched an active policy and got its notice (reverse matching).",
+         rv_notices},
     };
     for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) {
         zd_metrics_family(m, one[i].name, one[i].type, one[i].help);

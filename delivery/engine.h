@@ -20,6 +20,7 @@ typedef struct dl_engine dl_engine;
 typedef struct dl_settle_part dl_settle_part;
 typedef struct dl_job dl_job;
 typedef struct dl_batch dl_batch;
+typedef struct dl_reverse dl_reverse;
 
 /* One policy this instance knows of: seen in zd:{pol}:active, or still holding work here. */
 typedef struct dl_policy {
@@ -84,6 +85,7 @@ struct dl_engine {
     long queue_pending;
     int64_t queue_oldest_ms;
     zd_hist latency;
+    dl_reverse *reverse; /* reverse.c */
 };
 
 /* ---- delivery.c ---- */
@@ -111,6 +113,16 @@ void dl_dispatch_policy(dl_engine *e, dl_policy *pol, bool slow_tick);
 void dl_dispatch_claim_tick(dl_engine *e);
 /* Drops batches not yet handed to a gateway (stop, or a withdrawn policy: NULL = all). */
 void dl_dispatch_drop_queued(dl_engine *e, dl_policy *pol);
+
+/* ---- reverse.c ---- */
+/* Reverse matching: its own Redis connection (blocking group reads of the change streams)
+ * and timer. 0 or -ENOMEM (then dl_reverse_free cleans up). */
+int dl_reverse_start(dl_engine *e);
+void dl_reverse_stop(dl_engine *e);
+/* After the engine's connection was freed (its callbacks may still reach the matcher). */
+void dl_reverse_free(dl_engine *e);
+/* Changes tested and notices added by this instance. */
+void dl_reverse_counts(const dl_engine *e, long *changes, long *notices);
 
 /* ---- scheduler.c ---- */
 void dl_scheduler_tick(void *udata);

@@ -446,7 +446,7 @@ static int resolve_attr(parser *p, const token *t, const zd_attr **out)
                   (int)(t->len > 48 ? 48 : t->len), p->text + t->start, near);
     else
         set_error(p, t->start, "unknown_field",
-                  "unknown field \"%.*s\": fields are kind, region, tags and the schema's "
+                  "unknown field \"%.*s\": fields are kind, region, tags, follows and the schema's "
                   "attributes",
                   (int)(t->len > 48 ? 48 : t->len), p->text + t->start);
     return -EINVAL;
@@ -523,15 +523,16 @@ static int check_operator(parser *p, const field *f, const token *op, value_ctx 
         if (ty == ZD_T_TAGS && !f->age)
             return 0;
         set_error(p, op->start, "type_mismatch",
-                  "type mismatch: \"has\" applies only to tags (tags has \"x\"), \"%s\" is a %s",
+                  "type mismatch: \"has\" applies only to sets (tags has \"x\", follows has "
+                  "\"x\"), \"%s\" is a %s",
                   fn, field_type(f));
         return -EINVAL;
     }
     if (ty == ZD_T_TAGS) {
         set_error(p, op->start, "type_mismatch",
-                  "type mismatch: \"tags\" is a set of tags: write tags has \"x\" (or exists "
-                  "tags), not tags %.*s",
-                  opn, ops);
+                  "type mismatch: \"%s\" is a set: write %s has \"x\" (or exists %s), not %s "
+                  "%.*s",
+                  fn, fn, fn, fn, opn, ops);
         return -EINVAL;
     }
     if (ctx == V_WITHIN && (ty != ZD_T_CODE || f->age)) {

@@ -117,13 +117,30 @@ static int parse_attr_value(const zd_attr *a, const cJSON *j, const char *path, 
     return zd_error_set(err, "invalid_type", path, "%s cannot be set here", path);
 }
 
-static int parse_tags(const cJSON *j, zd_value *v, cJSON *doc, zd_error *err)
+/* A follows topic (SPEC §2) is a tag that is also safe in a URL path segment's decoded form and
+ * in the change streams' compact JSON as written: no quote or backslash, which JSON would
+ * escape. */
+bool zd_follow_topic_valid(const char *s, size_t len)
 {
+    if (len == 0 || len > ZD_KEYWORD_MAX || !zd_utf8_valid(s, len))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || s[i] == '"' || s[i] == '\\')
+            return false;
+    return true;
+}
+
+/* "tags" and "follows": sets of 1-ZD_KEYWORD_MAX byte strings, at most ZD_TAGS_MAX, stored
+ * sorted and unique. */
+static int parse_tags(const char *name, const cJSON *j, zd_value *v, cJSON *doc, zd_error *err)
+{
+    const bool follows = strcmp(name, "follows") == 0;
     if (!cJSON_IsArray(j))
-        return zd_error_set(err, "invalid_type", "tags", "tags must be an array of strings");
+        return zd_error_set(err, "invalid_type", name, "%s must be an array of strings", name);
     int n = cJSON_GetArraySize(j);
     if (n > ZD_TAGS_MAX)
-        return zd_error_set(err, "too_many", "tags", "tags holds more than %d tags", ZD_TAGS_MAX);
+        return zd_error_set(err, "too_many", name, "%s holds more than %d values", name,
+                            ZD_TAGS_MAX);
     v->tags = calloc((size_t)(n ? n : 1), sizeof(char *));
     if (!v->tags)
         return -ENOMEM;
@@ -132,10 +149,11 @@ static int parse_tags(const cJSON *j, zd_value *v, cJSON *doc, zd_error *err)
     cJSON_ArrayForEach(t, j)
     {
         if (!cJSON_IsString(t) || t->valuestring[0] == '\0' ||
-            !clean_string(t->valuestring, ZD_KEYWORD_MAX))
-            return zd_error_set(err, "invalid_value", "tags",
-                                "tags must be strings of 1-%d bytes of valid UTF-8",
-                                ZD_KEYWORD_MAX);
+            !clean_string(t->valuestring, ZD_KEYWORD_MAX) ||
+            (follows && !zd_follow_topic_valid(t->valuestring, strlen(t->valuestring))))
+            return zd_error_set(err, "invalid_value", name,
+                                "%s must be strings of 1-%d bytes of valid UTF-8%s", name,
+                                ZD_KEYWORD_MAX, follows ? " without quotes or backslashes" : "");
         v->tags[v->ntags] = strdup(t->valuestring);
         if (!v->tags[v->ntags])
             return -ENOMEM;
@@ -153,7 +171,7 @@ static int parse_tags(const cJSON *j, zd_value *v, cJSON *doc, zd_error *err)
     v->ntags = w;
     if (w == 0)
         v->present = false;
-    cJSON *arr = cJSON_AddArrayToObject(doc, "tags");
+    cJSON *arr = cJSON_AddArrayToObject(doc, name);
     for (int i = 0; i < w; i++)
         cJSON_AddItemToArray(arr, cJSON_CreateString(v->tags[i]));
     return 0;
@@ -299,7 +317,7 @@ static int parse_attrs(const zd_schema *s, const cJSON *j, zd_profile *p, cJSON 
         const zd_attr *a = zd_schema_find(s, it->string);
         char path[96];
         snprintf(path, sizeof(path), "attrs.%.64s", it->string);
-        if (!a || a->index <= ZD_ATTR_TAGS) {
+        if (!a || a->index < ZD_ATTR_BUILTINS) {
             if (a)
                 return zd_error_set(err, "misplaced_field", path,
                                     "%s belongs at the top level of the profile, not in attrs",
@@ -314,7 +332,7 @@ static int parse_attrs(const zd_schema *s, const cJSON *j, zd_profile *p, cJSON 
                                 it->string);
         }
     }
-    for (int i = ZD_ATTR_TAGS + 1; i < s->nattrs; i++) {
+    for (int i = ZD_ATTR_BUILTINS; i < s->nattrs; i++) {
         const zd_attr *a = &s->attrs[i];
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, a->name);
         if (!v || cJSON_IsNull(v))
@@ -358,20 +376,20 @@ static int from_checked_json(const zd_schema *s, const char *id, const cJSON *bo
     const cJSON *it;
     cJSON_ArrayForEach(it, body)
     {
-        static const char *const known[] = {"id",   "kind",   "region",   "attrs",
-                                            "tags", "fields", "contacts", "prefs"};
+        static const char *const known[] = {"id",      "kind",   "region",   "attrs", "tags",
+                                            "follows", "fields", "contacts", "prefs"};
         bool ok = false;
         for (size_t i = 0; i < sizeof(known) / sizeof(known[0]) && !ok; i++)
             ok = strcmp(it->string, known[i]) == 0;
         if (!ok) {
             const zd_attr *a = zd_schema_find(s, it->string);
-            if (a && a->index > ZD_ATTR_TAGS)
+            if (a && a->index >= ZD_ATTR_BUILTINS)
                 rc = zd_error_set(err, "misplaced_field", it->string,
                                   "\"%s\" is an attribute: put it inside \"attrs\"", it->string);
             else
                 rc = zd_error_set(err, "unknown_field", it->string,
                                   "unknown field \"%.64s\" (known: kind, region, attrs, tags, "
-                                  "fields, contacts, prefs)",
+                                  "follows, fields, contacts, prefs)",
                                   it->string);
             goto fail;
         }
@@ -401,7 +419,12 @@ static int from_checked_json(const zd_schema *s, const char *id, const cJSON *bo
         goto fail;
     const cJSON *tags = cJSON_GetObjectItemCaseSensitive(body, "tags");
     if (tags && !cJSON_IsNull(tags) &&
-        (rc = parse_tags(tags, &p->vals[ZD_ATTR_TAGS], p->doc, err)) != 0)
+        (rc = parse_tags("tags", tags, &p->vals[ZD_ATTR_TAGS], p->doc, err)) != 0)
+        goto fail;
+    /* After tags, before the private parts: the indexed part ends with "follows". */
+    const cJSON *follows = cJSON_GetObjectItemCaseSensitive(body, "follows");
+    if (follows && !cJSON_IsNull(follows) &&
+        (rc = parse_tags("follows", follows, &p->vals[ZD_ATTR_FOLLOWS], p->doc, err)) != 0)
         goto fail;
     const cJSON *fields = cJSON_GetObjectItemCaseSensitive(body, "fields");
     if (fields && !cJSON_IsNull(fields) && (rc = parse_fields(fields, p->doc, err)) != 0)

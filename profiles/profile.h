@@ -71,6 +71,10 @@ char *zd_profile_to_stored(const zd_profile *p, size_t *indexed_len);
  * with cJSON_Delete(). */
 cJSON *zd_json_merge_patch(const cJSON *base, const cJSON *patch);
 
+/* True when s[0..len) may be a "follows" topic: 1-ZD_KEYWORD_MAX bytes of valid UTF-8 without
+ * control characters, quotes or backslashes. */
+bool zd_follow_topic_valid(const char *s, size_t len);
+
 /* zd_profile_free(NULL) is a no-op. */
 void zd_profile_free(zd_profile *p);
 

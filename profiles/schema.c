@@ -72,6 +72,7 @@ static int add_builtins(zd_schema *s)
     a = add_attr(s, "region", ZD_T_CODE);
     set_levels(a, ZD_CODE_DIGITS, region_levels, 5, 4);
     add_attr(s, "tags", ZD_T_TAGS);
+    add_attr(s, "follows", ZD_T_TAGS);
     return 0;
 }
 
@@ -318,7 +319,8 @@ zd_schema *zd_schema_from_json(const cJSON *schema, const char *const *gateways,
             }
             continue;
         }
-        if (strcmp(name, "kind") == 0 || strcmp(name, "tags") == 0) {
+        if (strcmp(name, "kind") == 0 || strcmp(name, "tags") == 0 ||
+            strcmp(name, "follows") == 0) {
             zd_error_set(err, "invalid_config", name,
                          "schema.%s is built in and cannot be redefined", name);
             goto fail;
@@ -337,7 +339,7 @@ zd_schema *zd_schema_from_json(const cJSON *schema, const char *const *gateways,
         zd_attr *a = add_attr(s, name, ZD_T_KEYWORD);
         if (!a) {
             zd_error_set(err, "invalid_config", "schema", "schema has more than %d attributes",
-                         ZD_SCHEMA_ATTRS_MAX - 3);
+                         ZD_SCHEMA_ATTRS_MAX - ZD_ATTR_BUILTINS);
             goto fail;
         }
         if (parse_attr_def(a, def, err) != 0)

@@ -17,7 +17,7 @@ typedef enum zd_type {
     ZD_T_CODE,    /* a hierarchical code with fixed level lengths ("region", "industry") */
     ZD_T_NUMBER,  /* a decimal with a fixed number of decimals, stored scaled as int64 */
     ZD_T_DATE,    /* "YYYY-MM-DD", stored as a day number (common/date.h) */
-    ZD_T_TAGS,    /* a set of strings; only the built-in "tags" attribute */
+    ZD_T_TAGS,    /* a set of strings; only the built-in "tags" and "follows" attributes */
 } zd_type;
 
 /* How the characters of a code look: all digits (GB/T 2260 region), or a section letter
@@ -49,8 +49,10 @@ typedef struct zd_attr {
     char **allowed;
 } zd_attr;
 
-/* The built-in attributes always sit at these indexes. */
-enum { ZD_ATTR_KIND = 0, ZD_ATTR_REGION = 1, ZD_ATTR_TAGS = 2 };
+/* The built-in attributes always sit at these indexes. "follows" (SPEC §2: the topics a person
+ * follows, 关注) is a set like "tags"; ZD_ATTR_BUILTINS is the first schema-declared one. */
+enum { ZD_ATTR_KIND = 0, ZD_ATTR_REGION = 1, ZD_ATTR_TAGS = 2, ZD_ATTR_FOLLOWS = 3 };
+#define ZD_ATTR_BUILTINS 4
 
 typedef struct zd_schema {
     int nattrs;

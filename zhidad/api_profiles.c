@@ -107,6 +107,10 @@ typedef struct write_op {
     zd_req *req;
     zd_profile *p;
     cJSON *patch; /* PATCH only: the merge patch, re-applied on a version conflict */
+    /* PUT / DELETE .../follows/{topic}: +1 adds topic to the profile's follows, -1 removes it;
+     * applied like a PATCH (read, change, write expecting the version read, again on a
+     * conflict). 0 for other writes. */
+    int follow;
     int attempts;
     zd_precond cond; /* If-Match / If-None-Match */
     bool read_first; /* PUT whose preconditions the store cannot check alone: read, check, write
@@ -140,7 +144,7 @@ static void put_done(int status, const zd_put_result *res, int n, void *udata)
         }
         /* Changed since it was read: read again (and check the preconditions again). */
         if (++w->attempts < PATCH_RETRIES) {
-            if (w->patch) {
+            if (w->patch || w->follow) {
                 zd_profile_free(w->p);
                 w->p = NULL;
                 patch_start(w);
@@ -151,7 +155,9 @@ static void put_done(int status, const zd_put_result *res, int n, void *udata)
         }
         zd_req_reply_error(w->req, 409, "conflict",
                            "profile changed concurrently %d times; retry the %s", w->attempts,
-                           w->patch ? "PATCH" : "PUT");
+                           w->patch    ? "PATCH"
+                           : w->follow ? "follows change"
+                                       : "PUT");
         break;
     case ZD_PUT_FULL:
         zd_req_reply_error(w->req, 507, "partition_full",
@@ -264,6 +270,33 @@ static void put_read(write_op *w)
     }
 }
 
+/* A copy of the stored document cur (borrowed) with topic added to (follow > 0) or removed
+ * from its "follows" set; zd_profile_from_json() sorts it and bounds its size. An unchanged
+ * set gives an unchanged document, which the store answers without a change entry. */
+static cJSON *follow_change(const cJSON *cur, const char *topic, int follow)
+{
+    cJSON *doc = cJSON_Duplicate(cur, 1);
+    if (!doc)
+        return NULL;
+    cJSON *set = cJSON_GetObjectItemCaseSensitive(doc, "follows");
+    if (!cJSON_IsArray(set)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(doc, "follows");
+        set = cJSON_AddArrayToObject(doc, "follows");
+    }
+    cJSON *it = set ? set->child : NULL;
+    while (it && !(cJSON_IsString(it) && strcmp(it->valuestring, topic) == 0))
+        it = it->next;
+    if (follow > 0 && !it && set)
+        cJSON_AddItemToArray(set, cJSON_CreateString(topic));
+    else if (follow < 0 && it)
+        cJSON_Delete(cJSON_DetachItemViaPointer(set, it));
+    if (!set) {
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    return doc;
+}
+
 static void patch_got(int status, const char *json, size_t len, uint32_t gid, uint64_t version,
                       void *udata)
 {
@@ -295,7 +328,8 @@ static void patch_got(int status, const char *json, size_t len, uint32_t gid, ui
         write_op_free(w);
         return;
     }
-    cJSON *merged = zd_json_merge_patch(cur, w->patch);
+    cJSON *merged = w->follow ? follow_change(cur, zd_req_param(w->req, "topic"), w->follow)
+                              : zd_json_merge_patch(cur, w->patch);
     cJSON_Delete(cur);
     /* zd_profile_from_json checks the merged result as a whole, values included. */
     int rc = merged ? zd_profile_from_json(w->svc->cfg->schema, id, merged, &w->p, &err)
@@ -350,6 +384,45 @@ static void handle_patch(zd_req *req, void *udata)
     w->patch = body;
     w->cond = cond;
     patch_start(w);
+}
+
+/* PUT and DELETE /v1/profiles/{id}/follows/{topic} (SPEC §2): one topic at a time, without the
+ * client sending the profile. 200 with the stored profile; 404 for a missing profile. */
+static void handle_follow(zd_req *req, int follow, zd_service *svc)
+{
+    if (!check_id(req, zd_req_param(req, "id")))
+        return;
+    const char *topic = zd_req_param(req, "topic");
+    if (!topic || !zd_follow_topic_valid(topic, strlen(topic))) {
+        zd_req_reply_error(req, 400, "invalid_topic",
+                           "a follows topic must be 1-%d bytes of valid UTF-8 (URL-encoded in "
+                           "the path) without control characters, quotes or backslashes",
+                           ZD_KEYWORD_MAX);
+        return;
+    }
+    zd_precond cond;
+    if (!read_precond(req, &cond))
+        return;
+    write_op *w = calloc(1, sizeof(*w));
+    if (!w) {
+        zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
+        return;
+    }
+    w->svc = svc;
+    w->req = req;
+    w->follow = follow;
+    w->cond = cond;
+    patch_start(w);
+}
+
+static void handle_follow_put(zd_req *req, void *udata)
+{
+    handle_follow(req, 1, udata);
+}
+
+static void handle_follow_delete(zd_req *req, void *udata)
+{
+    handle_follow(req, -1, udata);
 }
 
 /* ---- GET and DELETE --------------------------------------------------------------------- */
@@ -519,6 +592,10 @@ int zd_api_profiles_register(zd_service *svc)
     rc |= zd_http_route(svc->http, "PATCH", "/v1/profiles/{id}", writers, handle_patch, svc);
     rc |= zd_http_route(svc->http, "GET", "/v1/profiles/{id}", writers, handle_get, svc);
     rc |= zd_http_route(svc->http, "DELETE", "/v1/profiles/{id}", writers, handle_delete, svc);
+    rc |= zd_http_route(svc->http, "PUT", "/v1/profiles/{id}/follows/{topic}", writers,
+                        handle_follow_put, svc);
+    rc |= zd_http_route(svc->http, "DELETE", "/v1/profiles/{id}/follows/{topic}", writers,
+                        handle_follow_delete, svc);
     rc |= zd_api_import_register(svc);
     return rc ? -EINVAL : 0;
 }

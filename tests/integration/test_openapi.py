@@ -524,7 +524,7 @@ def test_errors_answer_as_documented(zd, doc):
     # The schema refuses these too, except a body id other than the path's, which no schema
     # can express.
     for body, code in (({"region": "330106"}, "missing_field"),
-                       (dict(enterprise(), follows=["employment"]), "unknown_field"),
+                       (dict(enterprise(), followed=["employment"]), "unknown_field"),
                        (dict(enterprise(), employees=3), "misplaced_field"),
                        (dict(enterprise(), id="other"), "id_mismatch"),
                        (dict(enterprise(), tags=["t%d" % i for i in range(65)]), "too_many")):

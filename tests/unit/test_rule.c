@@ -222,7 +222,7 @@ static void test_field_and_type_errors(void)
     CHECK(strstr(e.message, "\"within\" applies only to codes") != NULL);
     EXPECT_ERROR("employees within [\"1\"]", "type_mismatch", 10, 1, 11);
     e = EXPECT_ERROR("scale has \"small\"", "type_mismatch", 6, 1, 7);
-    CHECK(strstr(e.message, "\"has\" applies only to tags") != NULL);
+    CHECK(strstr(e.message, "\"has\" applies only to sets") != NULL);
     e = EXPECT_ERROR("tags = \"x\"", "type_mismatch", 5, 1, 6);
     CHECK(strstr(e.message, "tags has") != NULL);
     EXPECT_ERROR("tags in [\"x\"]", "type_mismatch", 5, 1, 6);
