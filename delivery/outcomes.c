@@ -8,6 +8,7 @@
 
 #include "profiles/profile.h"
 #include "redis/keys.h"
+#include "redis/script.h"
 
 /* KEYS meta st out; ARGV gids. -1: no such policy. Per gid 0 unknown, 1 recorded, 2 repeat. */
 static const char outcomes_script[] =
@@ -81,7 +82,7 @@ int zd_outcomes_record(zd_redis *r, const char *policy_id, const uint32_t *gids,
             snprintf(nums[k], 12, "%u", gids[k]);
             argv[6 + k] = nums[k];
         }
-        rc = zd_redis_cmdargv(r, recorded, c, 6 + n, argv, NULL);
+        rc = zd_redis_eval(r, recorded, c, 6 + n, argv, NULL);
     }
     free(argv);
     free(nums);

@@ -18,6 +18,7 @@
 #include "matcher/rule.h"
 #include "matcher/segment_store.h"
 #include "profiles/profile.h"
+#include "redis/script.h"
 
 #define RV_GROUP "zdrev"
 #define RV_COUNT "100"   /* entries per read */
@@ -202,7 +203,7 @@ static void add_notice(dl_reverse *rv, int entry, const rv_pol *pol, uint32_t gi
                           zd_key_policy(ZD_PK_WORK, pol->id, work),
                           g,
                           nr};
-    if (zd_redis_cmdargv(rv->e->redis, notice_done, c, 9, argv, NULL) == 0) {
+    if (zd_redis_eval(rv->e->redis, notice_done, c, 9, argv, NULL) == 0) {
         rv->outstanding++;
     } else {
         rv->ents[entry].failed = true;
