@@ -208,7 +208,8 @@ int zd_gateway_plugins_load(const char *dir, char *err, size_t errlen)
         }
         n++;
     }
-    qsort(names, n, sizeof(*names), by_name);
+    if (n > 1) /* qsort's array may not be NULL, even with nothing to sort (UBSan) */
+        qsort(names, n, sizeof(*names), by_name);
     for (size_t i = 0; i < n && rc == 0; i++) {
         char path[PATH_MAX];
         struct stat st;

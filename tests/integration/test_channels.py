@@ -96,8 +96,9 @@ def refused(tmpdir_mod, redis, name, d, gateways=None):
     """Starts zhidad with plugin_dir d; it must exit 78. Returns its output."""
     z = Zhidad(tmpdir_mod, redis.port, name=name, wait_ready=False,
                extra_config={"plugin_dir": d, "gateways": gateways or {"inbox": {"type": "inbox"}}})
-    assert z.proc.wait(timeout=60) == 78
+    status = z.proc.wait(timeout=60)
     z.log.close()
+    assert status == 78, z.read_log()
     return z.read_log()
 
 
