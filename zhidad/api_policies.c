@@ -14,6 +14,7 @@
 #include "delivery/delivery.h"
 #include "delivery/policy.h"
 #include "delivery/policy_store.h"
+#include "matcher/reasons.h"
 #include "matcher/rule.h"
 #include "matcher/segment_store.h"
 #include "profiles/follower.h"
@@ -270,6 +271,17 @@ static bool pub_compile(pub_op *op)
         reply_rule_error(op->req, &e, op->rule, max_cost);
         return false;
     }
+    if (op->p->reason_texts) {
+        char bad[64], msg[320];
+        if (zd_rule_check_reason_texts(op->rule, op->p->reason_texts, bad, sizeof(bad), msg,
+                                       sizeof(msg)) != 0) {
+            cJSON *extra = cJSON_CreateObject();
+            cJSON_AddStringToObject(extra, "field", "reason_texts");
+            cJSON_AddStringToObject(extra, "key", bad);
+            zd_req_reply_error_extra(op->req, 400, "invalid_value", msg, extra);
+            return false;
+        }
+    }
     const char *eff = op->p->effective_rule;
     if (zd_rule_compile(s, eff, strlen(eff), seg_lookup, op, &op->eff, &e) != 0) {
         zd_req_reply_error(op->req, 500, "bad_scope",
@@ -352,6 +364,17 @@ static bool mentions_segment(const char *text)
     return false;
 }
 
+void zd_api_reply_policy_error(zd_req *req, const zd_policy_error *err)
+{
+    cJSON *extra = cJSON_CreateObject();
+    cJSON_AddStringToObject(extra, "field", err->field);
+    if (err->position >= 0) {
+        cJSON_AddStringToObject(extra, "path", err->path);
+        cJSON_AddNumberToObject(extra, "position", err->position);
+    }
+    zd_req_reply_error_extra(req, 400, err->code, err->message, extra);
+}
+
 static void handle_publish(zd_req *req, void *udata)
 {
     zd_service *svc = udata;
@@ -375,15 +398,14 @@ static void handle_publish(zd_req *req, void *udata)
     int i = 0;
     const cJSON *g;
     cJSON_ArrayForEach(g, svc->cfg->gateways) names[i++] = g->string;
-    zd_policy_ctx ctx = {names, ngw, k ? k->name : "", zd_api_caller_scope(req), zd_unix_ms()};
+    zd_policy_ctx ctx = {
+        names, ngw, k ? k->name : "", zd_api_caller_scope(req), zd_unix_ms(), svc->cfg->schema};
     zd_policy_error err;
     int rc = zd_policy_parse(body, len, &ctx, &op->p, &err);
     free(names);
     if (rc != 0) {
         if (rc == -EINVAL) {
-            zd_error e;
-            zd_error_set(&e, err.code, err.field, "%s", err.message);
-            zd_req_reply_zderror(req, 400, &e);
+            zd_api_reply_policy_error(req, &err);
         } else {
             zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
         }

@@ -25,6 +25,9 @@ const char *zd_api_caller_scope(zd_req *req);
 bool zd_api_policy_visible(zd_req *req, const zd_policy *p);
 /* The one 404 for a missing policy and for one of another scope. */
 void zd_api_reply_no_policy(zd_req *req);
+/* Answers 400 for a policy body zd_policy_parse() refused: code, message, field, and for a
+ * template error the unknown "path" and its byte "position" in that template. */
+void zd_api_reply_policy_error(zd_req *req, const zd_policy_error *err);
 /* Checks a policy id from the path; answers 400 invalid_id itself and returns false. */
 bool zd_api_policy_id_ok(zd_req *req, const char *id);
 
