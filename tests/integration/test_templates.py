@@ -1,0 +1,143 @@
+"""Personalized notices (issue #7): templates with fallbacks and reasons rendered per profile
+and per gateway by the real delivery engine, seen by the real webhook receiver; publish refuses
+an unknown template path with its position, and reason_texts that are not clauses of the rule;
+POST /v1/policies:render shows the notice of one profile per gateway of the routes."""
+import datetime
+import json
+
+import pytest
+
+from conftest import Zhidad, enterprise, citizen
+from webhook_receiver import Receiver
+from test_dispatch import SECRET, hook, wait_status
+
+RULE = ('kind = "enterprise" and (region within "3301" or region within "3302") '
+        'and employees < 300 and age(founded) < 3 and not tags has "dishonest"')
+BODY = "{{fields.company|贵单位}}：您可能符合{{policy.title}}申领条件（{{reasons}}），请于{{policy.deadline}}前申请。"
+
+
+@pytest.fixture(scope="module")
+def rx():
+    r = Receiver(secrets=[SECRET])
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def z(tmpdir_mod, redis, rx):
+    cfg = {"gateways": {"zlb": hook(rx, "/tpl/zlb"), "zlb2": hook(rx, "/tpl/zlb2"),
+                        "inbox": {"type": "inbox"},
+                        "sms": {"type": "sms_http", "url": rx.url("/sms"), "timeout_ms": 2000},
+                        "email": {"type": "smtp", "url": "smtp://127.0.0.1:1", "timeout_ms": 2000}},
+           "delivery": {"poll_ms": 50, "lease_ms": 600, "claim_idle_ms": 4000}}
+    d = Zhidad(tmpdir_mod, redis.port, name="tpl", extra_config=cfg)
+    yield d
+    d.stop()
+
+
+def recent():
+    return (datetime.date.today() - datetime.timedelta(days=400)).isoformat()
+
+
+def put(z, pid, doc):
+    st, res = z.call("PUT", "/v1/profiles/" + pid, doc, key="app")
+    assert st in (200, 201), res
+
+
+def notices(rx, pid):
+    out = {}
+    with rx.lock:
+        reqs = list(rx.requests)
+    for q in reqs:
+        for n in (q["json"] or {}).get("notices", []):
+            if n["policy"] == pid:
+                out[(n["profile"], n["gateway"])] = n
+    return out
+
+
+def policy(pid, **extra):
+    body = {"id": pid, "title": "稳岗补贴", "summary": "摘要", "deadline": "2031-07-01",
+            "url": "https://example.gov.cn/p/" + pid, "category": "employment",
+            "issuer": "杭州市人力社保局", "rule": RULE + ' and tags has "%s"' % pid,
+            "routes": ["zlb", "zlb2"],
+            "templates": {"default": {"title": "{{policy.title}}", "body": BODY},
+                          "zlb2": {"title": "【{{policy.issuer}}】{{attrs.employees}}人 {{profile.id}}"}}}
+    body.update(extra)
+    return body
+
+
+def test_notices_are_rendered_per_profile_and_gateway(z, redis, rx):
+    put(z, "tpl-a", enterprise(region="330106", founded=recent(), tags=("tpl1",),
+                               contacts={"zlb": "a", "zlb2": "a2"}))
+    b = enterprise(region="330206", founded=recent(), employees=120, tags=("tpl1",),
+                   contacts={"zlb": "b", "zlb2": "b2"})
+    del b["fields"]
+    put(z, "tpl-b", b)
+    # Not eligible: too old.
+    put(z, "tpl-c", enterprise(founded="2001-01-01", tags=("tpl1",), contacts={"zlb": "c"}))
+    st, res = z.call("POST", "/v1/policies", policy("tpl1"))
+    assert st == 202, res
+    wait_status(redis, "tpl1", 2, ("done",))
+    got = notices(rx, "tpl1")
+    assert set(got) == {("tpl-a", "zlb"), ("tpl-a", "zlb2"), ("tpl-b", "zlb"), ("tpl-b", "zlb2")}
+    assert got[("tpl-a", "zlb")]["title"] == "稳岗补贴"
+    assert got[("tpl-a", "zlb")]["body"] == (
+        "杭州某某科技有限公司：您可能符合稳岗补贴申领条件（是企业，注册地在杭州市，员工少于300人，"
+        "成立不满3年，无失信记录，具有「tpl1」标签），请于2031-07-01前申请。")
+    # No company: the fallback; the `or` gives its satisfied branch only (宁波市).
+    assert got[("tpl-b", "zlb")]["body"] == (
+        "贵单位：您可能符合稳岗补贴申领条件（是企业，注册地在宁波市，员工少于300人，"
+        "成立不满3年，无失信记录，具有「tpl1」标签），请于2031-07-01前申请。")
+    # zlb2 has its own title and the default body.
+    assert got[("tpl-b", "zlb2")]["title"] == "【杭州市人力社保局】120人 tpl-b"
+    assert got[("tpl-b", "zlb2")]["body"] == got[("tpl-b", "zlb")]["body"]
+
+
+def test_reason_texts_override_a_clause(z, redis, rx):
+    put(z, "tpl-d", enterprise(region="330106", founded=recent(), tags=("tpl2",),
+                               contacts={"zlb": "d"}))
+    body = policy("tpl2", routes=["zlb"],
+                  reason_texts={"employees < 300": "属于中小微企业",
+                                'not tags has "dishonest"': "信用良好"})
+    st, res = z.call("POST", "/v1/policies", body)
+    assert st == 202, res
+    wait_status(redis, "tpl2", 1, ("done",))
+    got = notices(rx, "tpl2")
+    assert "（是企业，注册地在杭州市，属于中小微企业，成立不满3年，信用良好，" in got[("tpl-d", "zlb")]["body"]
+
+
+def test_a_policy_without_templates_keeps_title_and_summary(z, redis, rx):
+    put(z, "tpl-e", enterprise(founded=recent(), tags=("tpl3",), contacts={"zlb": "e"}))
+    body = policy("tpl3", routes=["zlb"])
+    del body["templates"]
+    st, res = z.call("POST", "/v1/policies", body)
+    assert st == 202, res
+    wait_status(redis, "tpl3", 1, ("done",))
+    n = notices(rx, "tpl3")[("tpl-e", "zlb")]
+    assert (n["title"], n["body"]) == ("稳岗补贴", "摘要")
+
+
+@pytest.mark.parametrize("templates,field,path,position", [
+    ({"default": {"body": "您好{{fields.name}}，{{policy.titel}}"}}, "templates.default.body",
+     "policy.titel", 26),
+    ({"zlb": {"title": "{{attrs.employes}}"}}, "templates.zlb.title", "attrs.employes", 2),
+    ({"follower": {"body": "x {{ reason }}"}}, "templates.follower.body", "reason", 5),
+])
+def test_unknown_path_is_400_with_its_position(z, templates, field, path, position):
+    st, res = z.call("POST", "/v1/policies", policy("tplbad", templates=templates))
+    assert st == 400, res
+    e = res["error"]
+    assert (e["code"], e["field"], e["path"], e["position"]) == (
+        "invalid_template", field, path, position), e
+    assert path in e["message"]
+
+
+def test_template_structure_errors(z):
+    st, res = z.call("POST", "/v1/policies", policy("tplbad", templates={"fax": {"body": "x"}}))
+    assert st == 400 and res["error"]["code"] == "unknown_gateway", res
+    st, res = z.call("POST", "/v1/policies", policy("tplbad", templates={"zlb": {"text": "x"}}))
+    assert st == 400 and res["error"]["field"] == "templates.zlb.text", res
+    st, res = z.call("POST", "/v1/policies",
+                     policy("tplbad", reason_texts={"employees < 30": "x"}))
+    assert st == 400, res
+    assert res["error"]["field"] == "reason_texts" and res["error"]["key"] == "employees < 30"
