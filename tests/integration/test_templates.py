@@ -141,3 +141,102 @@ def test_template_structure_errors(z):
                      policy("tplbad", reason_texts={"employees < 30": "x"}))
     assert st == 400, res
     assert res["error"]["field"] == "reason_texts" and res["error"]["key"] == "employees < 30"
+
+
+def render(z, body, profile_id, key="admin"):
+    return z.call("POST", "/v1/policies:render", {"policy": body, "profile_id": profile_id},
+                  key=key)
+
+
+def test_render_shows_each_gateway_of_the_routes(z):
+    put(z, "tpl-r", enterprise(region="330106", founded=recent(), tags=("tplr",)))
+    body = policy("tplr", routes=["zlb", ["sms", "email"], "inbox"])
+    body["templates"]["email"] = {"body": "<p>{{fields.company}}</p>"}
+    body["templates"]["sms"] = {"body": "【杭州人社】{{fields.company|贵单位}}，{{policy.title}}：{{reasons}}"}
+    st, res = render(z, body, "tpl-r")
+    assert st == 200, res
+    assert res["profile_id"] == "tpl-r" and res["match"] is True
+    assert res["reasons"][:2] == ["是企业", "注册地在杭州市"]
+    by = {n["gateway"]: n for n in res["notices"]}
+    assert [n["gateway"] for n in res["notices"]] == ["zlb", "sms", "email", "inbox"]
+    assert [n["route"] for n in res["notices"]] == [0, 1, 1, 2]
+    assert by["zlb"]["body"].startswith("杭州某某科技有限公司：您可能符合稳岗补贴申领条件（是企业，")
+    assert by["inbox"]["body"] == by["zlb"]["body"]
+    assert by["email"]["type"] == "smtp" and by["email"]["body"] == "<p>杭州某某科技有限公司</p>"
+    sms = by["sms"]
+    assert sms["type"] == "sms_http"
+    assert sms["body"].startswith("【杭州人社】杭州某某科技有限公司，稳岗补贴：是企业，注册地在杭州市，")
+    assert sms["sms"]["characters"] == len(sms["body"])
+    assert sms["sms"]["encoding"] == "ucs2"
+    n = len(sms["body"])
+    assert sms["sms"]["segments"] == (1 if n <= 70 else -(-n // 67))
+    assert "sms" not in by["zlb"]
+
+
+def test_render_escapes_html_for_smtp_only(z):
+    p = enterprise(founded=recent(), tags=("tple",))
+    p["fields"] = {"company": "A&B <科技>"}
+    put(z, "tpl-h", p)
+    body = policy("tple", routes=["zlb", "email"],
+                  templates={"default": {"title": "{{fields.company}}", "body": "<b>{{fields.company}}</b>"}})
+    st, res = render(z, body, "tpl-h")
+    assert st == 200, res
+    by = {n["gateway"]: n for n in res["notices"]}
+    assert by["email"]["body"] == "<b>A&amp;B &lt;科技&gt;</b>"
+    assert by["email"]["title"] == "A&amp;B &lt;科技&gt;"
+    assert by["zlb"]["body"] == "<b>A&B <科技></b>"
+
+
+def test_render_errors_and_scope(z):
+    put(z, "tpl-nb", enterprise(region="330206", founded=recent(), tags=("tpls",)))
+    put(z, "tpl-hz", enterprise(region="330106", founded=recent(), tags=("tpls",)))
+    body = policy("tpls", routes=["zlb"])
+    # Errors exactly as a publish answers them.
+    bad = dict(body, templates={"default": {"body": "{{policy.titel}}"}})
+    st, res = render(z, bad, "tpl-hz")
+    assert st == 400 and res["error"]["code"] == "invalid_template", res
+    assert res["error"]["position"] == 2
+    st, res = render(z, dict(body, rule="kind = "), "tpl-hz")
+    assert st == 400 and res["error"]["field"] == "rule", res
+    st, res = z.call("POST", "/v1/policies:render", {"policy": body}, key="admin")
+    assert st == 400 and res["error"]["field"] == "profile_id", res
+    st, res = z.call("POST", "/v1/policies:render", {"policy": body, "profile_id": "x", "y": 1})
+    assert st == 400 and res["error"]["code"] == "unknown_field", res
+    st, res = render(z, body, "nobody-here")
+    assert st == 404, res
+    # A publisher of 3301 renders for its own profiles; Ningbo's is as missing for it.
+    st, res = render(z, body, "tpl-hz", key="hz")
+    assert st == 200, res
+    # Its reasons include the scope the publish would add.
+    assert "注册地在杭州市" in res["reasons"]
+    st, missing = render(z, body, "nobody-here", key="hz")
+    st2, res = render(z, body, "tpl-nb", key="hz")
+    assert (st, st2) == (404, 404)
+    missing["error"].pop("request_id")
+    res["error"].pop("request_id")
+    assert res == missing
+    for role in ("app", "viewer"):
+        st, res = render(z, body, "tpl-hz", key=role)
+        assert st == 403, (role, res)
+    # Not eligible: rendered anyway, and says so.
+    st, res = render(z, dict(body, rule='tags has "nothing-like-this"'), "tpl-hz")
+    assert st == 200 and res["match"] is False and res["reasons"] == []
+    assert res["notices"][0]["body"].startswith("杭州某某科技有限公司：您可能符合稳岗补贴申领条件（），")
+
+
+def test_dry_run_reports_sms_length_for_a_sample(z):
+    put(z, "tpl-s", enterprise(founded=recent(), tags=("tpld",)))
+    body = policy("tpld", routes=["zlb", ["sms", "zlb2"]], dry_run=True)
+    body["templates"]["sms"] = {"body": "{{policy.title}}：{{reasons}}"}
+    st, res = z.call("POST", "/v1/policies", body)
+    assert st == 200, res
+    assert res["matched"] == 1
+    s = res["sms_sample"]
+    assert s["profile_id"] == "tpl-s"
+    assert [(n["route"], n["gateway"]) for n in s["notices"]] == [(1, "sms")]
+    n = s["notices"][0]
+    assert n["body"].startswith("稳岗补贴：是企业，注册地在杭州市，")
+    assert n["sms"]["characters"] == len(n["body"]) and n["sms"]["encoding"] == "ucs2"
+    # Without an SMS gateway there is no sample.
+    st, res = z.call("POST", "/v1/policies", dict(body, routes=["zlb"]))
+    assert st == 200 and "sms_sample" not in res, res
