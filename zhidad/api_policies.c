@@ -112,6 +112,8 @@ static cJSON *doc_json(const zd_policy *p)
         cJSON_AddItemToArray(routes, route_json(&p->routes[i]));
     if (p->templates)
         cJSON_AddItemToObject(o, "templates", cJSON_Duplicate(p->templates, 1));
+    if (p->reason_texts)
+        cJSON_AddItemToObject(o, "reason_texts", cJSON_Duplicate(p->reason_texts, 1));
     add_ms_time(o, "publish_at", p->publish_at_ms);
     if (p->deadline[0])
         cJSON_AddStringToObject(o, "deadline", p->deadline);
