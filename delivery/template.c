@@ -225,9 +225,9 @@ static int resolve(const char *text, size_t ps, size_t pe, const zd_schema *sche
         }
         if (!field && schema && name_ok(name, nl))
             return tfail(err, "unknown_path", (int)ps, path, n,
-                         "unknown template path \"%.64s\" at byte %zu: the schema declares no "
+                         "unknown template path \"%.*s\" at byte %zu: the schema declares no "
                          "attribute \"%.*s\"",
-                         path, ps, (int)(nl > 64 ? 64 : nl), name);
+                         (int)(n > 64 ? 64 : n), path, ps, (int)(nl > 64 ? 64 : nl), name);
     }
     const char *s = suggest(path, n);
     return tfail(err, "unknown_path", (int)ps, path, n,

@@ -84,6 +84,16 @@ static void test_errors(void)
     t = compile("{{reasons}} {{fields.name}} {{attrs.employees}} {{policy.id}}");
     CHECK_INT(zd_template_uses(t), ZD_TPL_USES_REASONS | ZD_TPL_USES_FIELDS | ZD_TPL_USES_ATTRS);
     zd_template_free(t);
+    /* The text is not NUL-terminated (fuzz_template found the message reading past it). */
+    static const char *const unterminated[] = {"{{attrs.employes}}", "{{policy.titel}}", "{{ x",
+                                               "{{}}"};
+    for (size_t i = 0; i < sizeof(unterminated) / sizeof(unterminated[0]); i++) {
+        size_t n = strlen(unterminated[i]);
+        char *exact = malloc(n);
+        memcpy(exact, unterminated[i], n);
+        CHECK_INT(zd_template_compile(exact, n, schema, &t, &err), -EINVAL);
+        free(exact);
+    }
     t = compile("no placeholders {single} }} {");
     CHECK_INT(zd_template_uses(t), 0);
     zd_template_free(t);
