@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "common/date.h"
@@ -292,6 +293,33 @@ static void test_property(void)
         zd_profile_free(ps[i]);
 }
 
+/* The cost of {{reasons}} per notice: a five-clause rule, worded with the name tables
+ * (ZD_REASONS_BENCH=0 skips it). */
+static void bench(void)
+{
+    const char *env = getenv("ZD_REASONS_BENCH");
+    if (env && strcmp(env, "0") == 0)
+        return;
+    zd_profile *e = profile_from(
+        "e1", "{\"kind\": \"enterprise\", \"region\": \"330106\", \"attrs\": {\"industry\": "
+              "\"C1311\", \"employees\": 40, \"founded\": \"2022-06-16\"}, \"tags\": [\"srdi\"]}");
+    zd_rule *r = compile("kind = \"enterprise\" and (region within \"3302\" or region within "
+                         "\"3301\") and employees < 300 and age(founded) < 3 and not tags has "
+                         "\"dishonest\"");
+    char buf[1024];
+    enum { N = 200000 };
+    struct timespec a, b;
+    size_t total = 0;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (int i = 0; i < N; i++)
+        total += zd_rule_reasons(r, e, today, &names, NULL, "，", buf, sizeof(buf));
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double ns = ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / N;
+    printf("reasons bench: %.0f ns per profile (5 reasons, %zu bytes)\n", ns, total / N);
+    zd_rule_free(r);
+    zd_profile_free(e);
+}
+
 int main(void)
 {
     schema = zd_schema_default();
@@ -303,6 +331,7 @@ int main(void)
     names.industries = industries;
     test_wording();
     test_property();
+    bench();
     zd_names_free(regions);
     zd_names_free(industries);
     zd_schema_free(schema);
