@@ -33,12 +33,15 @@ enum {
     ZD_TPL_USES_REASONS = 4, /* reasons: the rule evaluated against the profile */
 };
 
-/* How substituted values are escaped for the gateway's medium: HTML for e-mail; none for JSON
- * bodies (the webhook and inbox encode the whole notice as JSON anyway) and for SMS. Literal
- * text and fallbacks are the publisher's and are never escaped. */
+/* How substituted values are escaped for the gateway's medium. ZD_ESCAPE_HTML escapes values
+ * (never the publisher's literal text or fallbacks) for a body that is HTML as given. Every
+ * built-in type takes plain text (zd_escape_for_type): JSON bodies (webhook, inbox) are
+ * JSON-encoded anyway, SMS is text, and the smtp gateway HTML-escapes the whole body itself
+ * for its text/html part. */
 typedef enum zd_escape { ZD_ESCAPE_NONE, ZD_ESCAPE_HTML } zd_escape;
 
-/* The escaping of a gateway type ("smtp" -> HTML, anything else none). */
+/* The escaping notices for a gateway of this type need: ZD_ESCAPE_NONE for every built-in
+ * type (see zd_escape). */
 zd_escape zd_escape_for_type(const char *gateway_type);
 
 /* Compiles text[0..len) (valid UTF-8). schema (borrowed, may be NULL) checks attrs.<name>

@@ -1,6 +1,6 @@
 /* POST /v1/policies:render {"policy": {...}, "profile_id": "..."}: the notice one profile would
  * receive from a policy body, for every gateway of its routes: the rendered title and body
- * (escaped as that gateway's type escapes), and for SMS gateways the characters and segments.
+ * (as the gateway receives them), and for SMS gateways the characters and segments.
  * The policy is checked exactly as a publish checks it; nothing is stored or sent. A profile
  * outside a publisher's scope does not exist for it (404, as a missing one). */
 #include <cjson/cJSON.h>

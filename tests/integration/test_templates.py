@@ -27,8 +27,10 @@ def rx():
 def z(tmpdir_mod, redis, rx):
     cfg = {"gateways": {"zlb": hook(rx, "/tpl/zlb"), "zlb2": hook(rx, "/tpl/zlb2"),
                         "inbox": {"type": "inbox"},
-                        "sms": {"type": "sms_http", "url": rx.url("/sms"), "timeout_ms": 2000},
-                        "email": {"type": "smtp", "url": "smtp://127.0.0.1:1", "timeout_ms": 2000}},
+                        "sms": {"type": "sms_http", "url": rx.url("/sms"), "timeout_ms": 2000,
+                                "body": '{"mobile": "{{to}}", "content": "{{body}}"}'},
+                        "email": {"type": "smtp", "url": "smtp://127.0.0.1:1", "timeout_ms": 2000,
+                                  "from": "noreply@example.gov.cn", "starttls": "off"}},
            "delivery": {"poll_ms": 50, "lease_ms": 600, "claim_idle_ms": 4000}}
     d = Zhidad(tmpdir_mod, redis.port, name="tpl", extra_config=cfg)
     yield d
@@ -173,18 +175,19 @@ def test_render_shows_each_gateway_of_the_routes(z):
     assert "sms" not in by["zlb"]
 
 
-def test_render_escapes_html_for_smtp_only(z):
+def test_render_gives_smtp_plain_text_the_gateway_escapes(z):
+    # The smtp gateway HTML-escapes the whole body into its text/html part and sends it as it is
+    # as text/plain (test_smtp_escapes_a_templated_value_once below): the notice is plain text.
     p = enterprise(founded=recent(), tags=("tple",))
     p["fields"] = {"company": "A&B <科技>"}
     put(z, "tpl-h", p)
     body = policy("tple", routes=["zlb", "email"],
-                  templates={"default": {"title": "{{fields.company}}", "body": "<b>{{fields.company}}</b>"}})
+                  templates={"default": {"title": "{{fields.company}}", "body": "致{{fields.company}}"}})
     st, res = render(z, body, "tpl-h")
     assert st == 200, res
     by = {n["gateway"]: n for n in res["notices"]}
-    assert by["email"]["body"] == "<b>A&amp;B &lt;科技&gt;</b>"
-    assert by["email"]["title"] == "A&amp;B &lt;科技&gt;"
-    assert by["zlb"]["body"] == "<b>A&B <科技></b>"
+    assert by["email"]["body"] == by["zlb"]["body"] == "致A&B <科技>"
+    assert by["email"]["title"] == "A&B <科技>"
 
 
 def test_render_errors_and_scope(z):
@@ -240,3 +243,54 @@ def test_dry_run_reports_sms_length_for_a_sample(z):
     # Without an SMS gateway there is no sample.
     st, res = z.call("POST", "/v1/policies", dict(body, routes=["zlb"]))
     assert st == 200 and "sms_sample" not in res, res
+
+
+def test_smtp_escapes_a_templated_value_once(tmpdir_mod, redis):
+    """HTML escaping for e-mail, end to end: a value with & and < arrives escaped once in the
+    text/html part and as it is in the text/plain part."""
+    import email
+    import email.policy
+    from test_channels import SMTP_RX  # the aiosmtpd receiver of the smtp gateway's tests
+    import os
+    import subprocess
+    from conftest import free_port, wait_until
+    port = free_port()
+    store = os.path.join(tmpdir_mod, "tpl-smtp-%d.jsonl" % port)
+    script = os.path.join(tmpdir_mod, "tpl_smtp_rx.py")
+    with open(script, "w") as f:
+        f.write(SMTP_RX)
+    proc = subprocess.Popen(["/usr/bin/python3", script, str(port), store],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    cfg = {"gateways": {"email": {"type": "smtp", "url": "smtp://127.0.0.1:%d" % port,
+                                  "from": "noreply@example.gov.cn", "starttls": "off",
+                                  "timeout_ms": 2000}},
+           "delivery": {"poll_ms": 50, "lease_ms": 600, "claim_idle_ms": 4000}}
+    d = Zhidad(tmpdir_mod, redis.port, name="tpl-smtp", extra_config=cfg)
+    try:
+        p = enterprise(founded=recent(), tags=("tplm",), contacts={"email": "hr@example.cn"})
+        p["fields"] = {"company": "A&B <科技>"}
+        put(d, "tpl-m", p)
+        body = policy("tplm", routes=["email"],
+                      templates={"default": {"title": "{{policy.title}}",
+                                             "body": "致{{fields.company}}：{{reasons}}"}})
+        st, res = d.call("POST", "/v1/policies", body)
+        assert st == 202, res
+        wait_status(redis, "tplm", 1, ("done",))
+
+        def msgs():
+            if not os.path.exists(store):
+                return []
+            with open(store) as f:
+                return [json.loads(x) for x in f if x.strip() and "data" in json.loads(x)]
+        wait_until(lambda: msgs(), what="the e-mail")
+        m = email.message_from_string(msgs()[0]["data"], policy=email.policy.default)
+        parts = {q.get_content_type(): q.get_content() for q in m.iter_parts()}
+        assert parts["text/plain"].startswith("致A&B <科技>：是企业，注册地在杭州市，")
+        assert "致A&amp;B &lt;科技&gt;：是企业，注册地在杭州市，" in parts["text/html"]
+        assert "&amp;amp;" not in parts["text/html"]
+    finally:
+        d.stop()
+        proc.kill()
+        proc.wait()
+
