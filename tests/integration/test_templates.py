@@ -31,7 +31,10 @@ def z(tmpdir_mod, redis, rx):
                                 "body": '{"mobile": "{{to}}", "content": "{{body}}"}'},
                         "email": {"type": "smtp", "url": "smtp://127.0.0.1:1", "timeout_ms": 2000,
                                   "from": "noreply@example.gov.cn", "starttls": "off"}},
-           "delivery": {"poll_ms": 50, "lease_ms": 600, "claim_idle_ms": 4000}}
+           # A frequency cap: non-urgent notices are placed when their reservation answers,
+           # after the profile's document is gone (they are rendered before).
+           "delivery": {"poll_ms": 50, "lease_ms": 600, "claim_idle_ms": 4000,
+                        "cap": {"count": 100, "days": 7}}}
     d = Zhidad(tmpdir_mod, redis.port, name="tpl", extra_config=cfg)
     yield d
     d.stop()
@@ -98,7 +101,8 @@ def test_notices_are_rendered_per_profile_and_gateway(z, redis, rx):
 def test_reason_texts_override_a_clause(z, redis, rx):
     put(z, "tpl-d", enterprise(region="330106", founded=recent(), tags=("tpl2",),
                                contacts={"zlb": "d"}))
-    body = policy("tpl2", routes=["zlb"],
+    # urgent: placed at once, without the cap's reservation.
+    body = policy("tpl2", routes=["zlb"], urgent=True,
                   reason_texts={"employees < 300": "属于中小微企业",
                                 'not tags has "dishonest"': "信用良好"})
     st, res = z.call("POST", "/v1/policies", body)
