@@ -13,7 +13,10 @@
 #   bench/dispatch.sh [--profiles 1000000] [--batch 100,1] [--concurrency 32]
 #                     [--peer-grid LIST] [--peer-sample 50000] [--skip zhida,peer,wrk]
 #                     [--receiver-procs 2] [--seconds 10] [--no-aof] [--build DIR] [--out DIR]
+#                     [--templates]
 #
+# --templates: the policy carries a default template reading fields, attrs and {{reasons}}
+# (issue #7), so that every notice is rendered for its profile (docs/BENCHMARKS.md, "Rendering").
 # --peer-grid: client:concurrency:processes[:pipelining],... (client http = Node's http.Agent
 # with keep-alive, undici = an undici Pool). Every server runs from a temp dir on 127.0.0.1 and
 # is stopped on exit; both Redis servers run with the same settings (AOF everysec as in
@@ -32,6 +35,7 @@ SKIP=""
 RECV_PROCS=2
 SECONDS_WRK=10
 AOF=yes
+TEMPLATES=""
 BUILD="$ROOT/build-bench"
 OUT=""
 die() { echo "dispatch.sh: $*" >&2; exit 2; }
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
     --receiver-procs) RECV_PROCS=$2; shift 2 ;;
     --seconds) SECONDS_WRK=$2; shift 2 ;;
     --no-aof) AOF=no; shift ;;
+    --templates) TEMPLATES=yes; shift ;;
     --build) BUILD=$(realpath -m "$2"); shift 2 ;;
     --out) OUT=$(realpath -m "$2"); shift 2 ;;
     -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -122,13 +127,21 @@ POP="$WORK/population.ndjson"
 say "generate $N profiles"
 "$ZHIDA" demo-population --n "$N" --seed 1 > "$POP"
 STAMP=$(date +%H%M%S)
+templates_json() { # with --templates: a template reading fields, attrs and the reasons
+    [ -n "$TEMPLATES" ] || return 0
+    cat <<'TPL'
+,
+ "templates": {"default": {"title": "{{policy.title}}",
+   "body": "{{fields.company|您}}：您可能符合{{policy.title}}申领条件（{{reasons}}），请于{{policy.deadline|截止日}}前申请。员工{{attrs.employees|0}}人。"}}
+TPL
+}
 policy_json() { # id -> the policy body
     cat <<EOF
 {"id": "$1", "title": "杭州市小微企业稳岗补贴",
  "summary": "您可能符合杭州市小微企业稳岗补贴申领条件（员工人数少于300人），请于2021-07-01前申请。",
  "url": "https://example.gov.cn/policies/hz-2021-wengang", "issuer": "杭州市人力社保局",
  "category": "employment", "rule": "kind = \"citizen\" or kind = \"enterprise\"",
- "routes": ["zlb"], "urgent": true}
+ "routes": ["zlb"], "urgent": true$(templates_json)}
 EOF
 }
 # urgent: quiet hours (10 % of the demo citizens) and frequency caps do not hold notices back,

@@ -13,6 +13,9 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "delivery/engine.h"
+#include "matcher/reasons.h"
+#include "matcher/rule.h"
+#include "matcher/segment_store.h"
 #include "profiles/follower.h"
 
 struct zd_delivery {
@@ -80,6 +83,9 @@ static dl_policy *policy_find(dl_engine *e, const char *id, size_t n)
 static void policy_free(dl_policy *pol)
 {
     zd_policy_free(pol->p);
+    zd_policy_free(pol->pending);
+    zd_notice_tpls_free(pol->tpls);
+    zd_rule_free(pol->rule);
     free(pol);
 }
 
@@ -133,6 +139,61 @@ static void act(dl_engine *e, dl_policy *pol)
     }
 }
 
+/* The document is ready for the workers: gateway indexes resolved, templates compiled. */
+static void policy_ready(dl_engine *e, dl_policy *pol, zd_policy *p)
+{
+    for (int i = 0; i < ZD_POLICY_ROUTES_MAX; i++)
+        for (int j = 0; j < ZD_POLICY_CHAIN_MAX; j++)
+            pol->gw[i][j] = i < p->nroutes && j < p->routes[i].n
+                                ? zd_gateways_index(e->o.gateways, p->routes[i].gateways[j])
+                                : -1;
+    pol->p = p;
+    act(e, pol);
+}
+
+static const char *prep_seg_lookup(const char *name, void *udata)
+{
+    const struct {
+        const zd_segment *segs;
+        int n;
+    } *s = udata;
+    for (int i = 0; i < s->n; i++)
+        if (strcmp(s->segs[i].name, name) == 0)
+            return s->segs[i].rule;
+    return NULL;
+}
+
+/* Templates with {{reasons}}: the effective rule compiled once for the policy, with the saved
+ * segments it names. */
+static void prep_segments(int status, const zd_segment *segs, int n, void *udata)
+{
+    dl_policy *pol = udata;
+    dl_engine *e = pol->e;
+    dl_policy_unref(pol);
+    zd_policy *p = pol->pending;
+    pol->pending = NULL;
+    if (!p)
+        return;
+    if (status != 0 || e->stopping || pol->p) {
+        /* Read again at the next sweep. */
+        zd_notice_tpls_free(pol->tpls);
+        pol->tpls = NULL;
+        zd_policy_free(p);
+        return;
+    }
+    struct {
+        const zd_segment *segs;
+        int n;
+    } ss = {segs, n};
+    const char *text = p->effective_rule[0] ? p->effective_rule : p->rule;
+    zd_rule_error err;
+    if (zd_rule_compile(e->o.schema, text, strlen(text), prep_seg_lookup, &ss, &pol->rule, &err) !=
+        0)
+        zd_warn("delivery: policy %s: its rule no longer compiles (%s): notices without reasons",
+                pol->id, err.message);
+    policy_ready(e, pol, p);
+}
+
 static void doc_read(zd_redis *r, int status, const zd_reply *reply, void *udata)
 {
     (void)r;
@@ -143,20 +204,61 @@ static void doc_read(zd_redis *r, int status, const zd_reply *reply, void *udata
     size_t len = 0;
     const char *s =
         status == 0 && zd_reply_is(reply, ZD_REPLY_STRING) ? zd_reply_str(reply, &len) : NULL;
-    if (!s || pol->p)
+    if (!s || pol->p || pol->pending)
         return;
     zd_policy *p = NULL;
     if (zd_policy_from_stored(s, len, &p) != 0) {
         zd_warn("delivery: policy %s: cannot read its stored document", pol->id);
         return;
     }
-    for (int i = 0; i < ZD_POLICY_ROUTES_MAX; i++)
-        for (int j = 0; j < ZD_POLICY_CHAIN_MAX; j++)
-            pol->gw[i][j] = i < p->nroutes && j < p->routes[i].n
-                                ? zd_gateways_index(e->o.gateways, p->routes[i].gateways[j])
-                                : -1;
-    pol->p = p;
-    act(e, pol);
+    int rc = zd_notice_tpls_new(p, e->o.schema, &pol->tpls);
+    if (rc != 0) {
+        /* Publish compiled them; a schema changed since (an attribute removed) can refuse. */
+        zd_warn("delivery: policy %s: its templates no longer compile (%s): title and summary "
+                "are sent",
+                pol->id, zd_strerror(rc));
+        pol->tpls = NULL;
+    }
+    pol->uses = zd_notice_tpls_uses(pol->tpls, NULL);
+    if (!(pol->uses & ZD_TPL_USES_REASONS)) {
+        policy_ready(e, pol, p);
+        return;
+    }
+    pol->pending = p;
+    dl_policy_ref(pol);
+    if (zd_segments_all(e->redis, prep_segments, pol) != 0) {
+        dl_policy_unref(pol);
+        pol->pending = NULL;
+        zd_notice_tpls_free(pol->tpls);
+        pol->tpls = NULL;
+        zd_policy_free(p);
+    }
+}
+
+/* Called by dispatch.c per profile of a templated policy (engine.h). */
+const cJSON *dl_personalize(dl_policy *pol, const char *id, const char *json, size_t jl,
+                            int32_t today, cJSON **priv, zd_profile **prof, char *reasons,
+                            size_t rcap, zd_notice_data *nd)
+{
+    dl_engine *e = pol->e;
+    const cJSON *doc = NULL;
+    if (pol->uses & (ZD_TPL_USES_ATTRS | ZD_TPL_USES_REASONS)) {
+        zd_error err;
+        if (zd_profile_parse(e->o.schema, id, json, jl, prof, &err) == 0)
+            doc = (*prof)->doc;
+    } else {
+        const char *nl = memchr(json, '\n', jl);
+        if (nl)
+            doc = *priv = cJSON_ParseWithLength(nl + 1, jl - (size_t)(nl + 1 - json));
+    }
+    *nd = (zd_notice_data){.tpls = pol->tpls,
+                           .fields = cJSON_GetObjectItemCaseSensitive(doc, "fields"),
+                           .profile = *prof ? doc : NULL};
+    if ((pol->uses & ZD_TPL_USES_REASONS) && pol->rule && *prof &&
+        zd_rule_reasons(pol->rule, *prof, today, e->o.names, pol->p->reason_texts, "，", reasons,
+                        rcap) > 0)
+        nd->reasons = reasons;
+    return doc;
 }
 
 static long long field_int(const zd_reply *a, size_t i)
@@ -187,7 +289,7 @@ static void meta_read(zd_redis *r, int status, const zd_reply *reply, void *udat
     pol->publish_at_ms = field_int(reply, 5);
     pol->started_ms = field_int(reply, 6);
     if (!pol->p) {
-        if (!pol->doc_busy) {
+        if (!pol->doc_busy && !pol->pending) {
             char k[ZD_POLICY_KEY_MAX];
             if (zd_redis_cmd(r, doc_read, pol, "HGET %s doc", dl_key(pol, ZD_PK_META, k)) == 0) {
                 pol->doc_busy = true;

@@ -17,6 +17,7 @@ struct cJSON;
 struct zd_follower;
 struct zd_gateways;
 struct zd_schema;
+struct zd_reason_names;
 
 typedef struct zd_delivery zd_delivery;
 
@@ -28,7 +29,9 @@ typedef struct zd_delivery_opts {
     struct zd_gateways *gateways;     /* borrowed; must outlive the engine's stop */
     const struct cJSON *gateways_cfg; /* borrowed: the config's "gateways" (types, concurrency) */
     const char *timezone;             /* borrowed: "today" for rules with ages */
-    const char *consumer;             /* stable consumer name (copied) */
+    const struct zd_reason_names *names; /* borrowed, may be NULL: region and industry names
+                                            for the reasons of notices */
+    const char *consumer;                /* stable consumer name (copied) */
     int partitions;
     int chunk;             /* profiles per fan-out chunk */
     int claim_idle_ms;     /* an entry idle this long is reclaimed by any instance */

@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/clock.h"
+#include "common/date.h"
 #include "common/log.h"
 #include "delivery/dispatch.h"
 #include "delivery/notice.h"
@@ -150,6 +151,7 @@ typedef struct dl_item {
     int64_t until;        /* deferred: the end of the quiet hours (Unix ms) */
     char *profile;        /* owned */
     char *to;             /* owned; personal data */
+    char *text;           /* owned: a templated policy's rendered "title\0body\0" for gwi */
 } dl_item;
 
 struct dl_job {
@@ -172,6 +174,7 @@ struct dl_batch {
     int *idx;
     zd_notice *notices;
     char (*ids)[ZD_NOTICE_ID_MAX];
+    char **texts; /* rendered "title\0body\0" per notice (owned), only for templated policies */
     zd_timer *pace_t;
     dl_batch *next;
 };
@@ -195,6 +198,7 @@ static void job_free(dl_job *j)
     dl_policy_unref(j->pol);
     for (int i = 0; i < j->n; i++) {
         free(j->items[i].profile);
+        free(j->items[i].text);
         if (j->items[i].to) {
             explicit_bzero(j->items[i].to, strlen(j->items[i].to));
             free(j->items[i].to);
@@ -253,10 +257,12 @@ static dl_batch *batch_new(dl_job *j, int gi, int cap)
     dl_batch *b = calloc(1, sizeof(*b));
     if (!b || !(b->idx = calloc((size_t)cap, sizeof(int))) ||
         (gi >= 0 && (!(b->notices = calloc((size_t)cap, sizeof(zd_notice))) ||
-                     !(b->ids = calloc((size_t)cap, ZD_NOTICE_ID_MAX))))) {
+                     !(b->ids = calloc((size_t)cap, ZD_NOTICE_ID_MAX)) ||
+                     (j->pol->tpls && !(b->texts = calloc((size_t)cap, sizeof(char *))))))) {
         if (b) {
             free(b->idx);
             free(b->notices);
+            free(b->ids);
         }
         free(b);
         return NULL;
@@ -274,6 +280,10 @@ static void batch_end(dl_batch *b, bool abandon)
     if (abandon)
         j->abandon = true;
     zd_timer_free(b->pace_t);
+    if (b->texts)
+        for (int i = 0; i < b->n; i++)
+            free(b->texts[i]);
+    free(b->texts);
     free(b->idx);
     free(b->notices);
     free(b->ids);
@@ -832,12 +842,40 @@ static void place_send(dl_job *j, dl_item *it, dl_batch **open)
     }
     dl_batch *b = *slot;
     int att = g == it->exp_gwi ? it->exp_att : 1;
-    if (zd_notice_build(j->pol->p, it->profile, NULL, route->gateways[g], it->to, att,
-                        &b->notices[b->n], b->ids[b->n]) != 0) {
+    zd_notice *n = &b->notices[b->n];
+    char *unused = NULL;
+    if (zd_notice_build(j->pol->p, it->profile, NULL, route->gateways[g], it->to, att, n,
+                        b->ids[b->n], &unused) != 0) {
         j->abandon = true;
         return;
     }
+    if (it->text && b->texts) {
+        /* Rendered when the profile was at hand (render_item); the batch owns it now. */
+        n->title = it->text;
+        n->body = it->text + strlen(it->text) + 1;
+        b->texts[b->n] = it->text;
+        it->text = NULL;
+    }
     b->idx[b->n++] = (int)(it - j->items);
+}
+
+/* A templated policy's notice for item it, routed to it->gwi, rendered now while the profile
+ * is at hand: the notice may be placed later, when its cap reservation answers. */
+static void render_item(dl_job *j, dl_item *it, const zd_notice_data *nd)
+{
+    if (!nd)
+        return;
+    const zd_policy_route *route = &j->pol->p->routes[it->route];
+    int gi = j->pol->gw[it->route][it->gwi];
+    zd_notice_data d = *nd;
+    d.escape = zd_escape_for_type(zd_gateways_type(j->e->o.gateways, gi));
+    zd_notice n;
+    char id[ZD_NOTICE_ID_MAX];
+    free(it->text);
+    it->text = NULL;
+    if (zd_notice_build(j->pol->p, it->profile, &d, route->gateways[it->gwi], it->to, 1, &n, id,
+                        &it->text) != 0)
+        j->abandon = true;
 }
 
 /* Profiles of one partition waiting for their cap reservation. */
@@ -853,9 +891,10 @@ typedef struct cap_call {
  * route) → per route the gateway (skipping muted ones and ones without a contact) → quiet
  * hours (every route still to be sent is deferred to the window's end) → the frequency cap
  * (the profile joins cap, its notices are placed when the reservation answers). Urgent
- * policies skip the last two. priv: the profile's private JSON, NULL when gone. */
-static void decide_gid(dl_job *j, uint32_t gid, const cJSON *priv, bool gone, dl_batch **imm,
-                       dl_batch **open, cap_call *cap)
+ * policies skip the last two. priv: the profile's private JSON (or its whole document), NULL
+ * when gone; nd: a templated policy's personalization (NULL without templates). */
+static void decide_gid(dl_job *j, uint32_t gid, const cJSON *priv, const zd_notice_data *nd,
+                       bool gone, dl_batch **imm, dl_batch **open, cap_call *cap)
 {
     dl_engine *e = j->e;
     const zd_policy *p = j->pol->p;
@@ -882,10 +921,12 @@ static void decide_gid(dl_job *j, uint32_t gid, const cJSON *priv, bool gone, dl
             continue;
         }
         char o = choose_gateway(j, it, contacts, gone ? NULL : &prefs, gone);
-        if (o)
+        if (o) {
             imm_add(j, it, o, imm);
-        else if (!j->abandon)
+        } else if (!j->abandon) {
             it->send = true, nsend++;
+            render_item(j, it, nd);
+        }
     }
     if (nsend == 0 || j->abandon)
         return;
@@ -1024,6 +1065,8 @@ static void profiles_read(zd_redis *r, int status, const zd_reply *reply, void *
         dl_batch *imm = NULL;
         dl_batch **open = calloc((size_t)(e->ngw > 0 ? e->ngw : 1), sizeof(*open));
         cap_call *cap = calloc(1, sizeof(*cap));
+        int32_t today = -1; /* computed at the first templated notice */
+        char reasons[1024];
         if (!open || !cap || !(cap->gids = calloc((size_t)pr->n + 1, sizeof(uint32_t))))
             j->abandon = true;
         if (cap)
@@ -1041,13 +1084,23 @@ static void profiles_read(zd_redis *r, int status, const zd_reply *reply, void *
              * again; the audience's one is gone. */
             bool gone = !v || zd_store_split_value(v, len, &dense, &ver, &json, &jl) != 0 ||
                         zd_gid(pr->partition, dense) != first->gid;
-            if (!gone) {
+            const cJSON *doc = NULL;
+            zd_profile *prof = NULL;
+            zd_notice_data nd;
+            bool personal = !gone && j->pol->tpls;
+            if (personal) {
+                if (today < 0)
+                    today = zd_date_today(e->o.timezone);
+                doc = dl_personalize(j->pol, first->profile, json, jl, today, &priv, &prof, reasons,
+                                     sizeof(reasons), &nd);
+            } else if (!gone) {
                 const char *nl = memchr(json, '\n', jl);
                 if (nl)
-                    priv = cJSON_ParseWithLength(nl + 1, jl - (size_t)(nl + 1 - json));
+                    doc = priv = cJSON_ParseWithLength(nl + 1, jl - (size_t)(nl + 1 - json));
             }
-            decide_gid(j, first->gid, priv, gone, &imm, open, cap);
+            decide_gid(j, first->gid, doc, personal ? &nd : NULL, gone, &imm, open, cap);
             cJSON_Delete(priv);
+            zd_profile_free(prof);
         }
         if (open)
             flush_open(j, imm, open);
@@ -1104,7 +1157,7 @@ static void load_profiles(dl_job *j)
                 continue;
             const char *id = zd_index_id(ix, it->gid);
             if (!id) {
-                decide_gid(j, it->gid, NULL, true, &imm, open, NULL);
+                decide_gid(j, it->gid, NULL, NULL, true, &imm, open, NULL);
                 continue;
             }
             pr->items[pr->n] = i;

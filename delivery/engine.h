@@ -10,6 +10,8 @@
 #include "common/metrics.h"
 #include "delivery/delivery.h"
 #include "delivery/gateways.h"
+#include "delivery/notice.h"
+#include "profiles/profile.h"
 #include "delivery/policy.h"
 #include "redis/keys.h"
 #include "redis/redis.h"
@@ -26,7 +28,14 @@ typedef struct dl_reverse dl_reverse;
 typedef struct dl_policy {
     dl_engine *e;
     char id[ZD_POLICY_ID_MAX + 1];
-    zd_policy *p; /* the stored document, NULL until read */
+    zd_policy *p; /* the stored document, NULL until read (and its templates compiled) */
+    /* Its templates, compiled once (NULL: none; notices carry the title and summary), what
+     * they read (ZD_TPL_USES_*), and when they use {{reasons}} the effective rule compiled
+     * once with the segments of the moment (NULL when it no longer compiles: no reasons). */
+    zd_notice_tpls *tpls;
+    unsigned uses;
+    struct zd_rule *rule;
+    zd_policy *pending; /* read, waiting for the segments to compile its rule */
     /* Gateway index (zd_gateways_index) of every gateway of every route's chain; -1 when the
      * name is no longer configured. */
     int gw[ZD_POLICY_ROUTES_MAX][ZD_POLICY_CHAIN_MAX];
@@ -98,6 +107,16 @@ const char *dl_key(const dl_policy *pol, zd_policy_key k, char *buf);
 void dl_observe_latency(dl_engine *e, int64_t started_ms, int64_t at_ms);
 /* Stream ids "ms-seq": negative, 0, positive like strcmp. */
 int dl_id_cmp(const char *a, const char *b);
+
+/* What a templated policy's notices read of the stored profile json[0..jl) ("indexed\nprivate"):
+ * the private part alone (contacts, fields, prefs) unless a template reads attrs or reasons,
+ * which need the whole profile. Fills *nd (borrowing from *priv / *prof, which the caller frees
+ * with cJSON_Delete / zd_profile_free, and from reasons, capacity rcap) and returns the
+ * document read (private part or whole: both hold "contacts" and "prefs"), NULL when it does
+ * not parse. */
+const struct cJSON *dl_personalize(dl_policy *pol, const char *id, const char *json, size_t jl,
+                                   int32_t today, struct cJSON **priv, zd_profile **prof,
+                                   char *reasons, size_t rcap, zd_notice_data *nd);
 
 /* ---- fanout.c ---- */
 /* Claims the policy's fan-out job when it is free and runs matching, the freeze and the

@@ -16,6 +16,7 @@
 struct zd_gateways {
     int n;
     char **names;   /* every configured name, in config order */
+    char **types;   /* its configured "type" */
     zd_gateway **g; /* one per name; every configured type is available */
 };
 
@@ -54,14 +55,18 @@ int zd_gateways_new(const zd_gw_host *host, const cJSON *config, zd_inbox *inbox
         return -ENOMEM;
     int n = config ? cJSON_GetArraySize(config) : 0;
     if (n > 0 && (!(gs->g = calloc((size_t)n, sizeof(*gs->g))) ||
-                  !(gs->names = calloc((size_t)n, sizeof(*gs->names))))) {
+                  !(gs->names = calloc((size_t)n, sizeof(*gs->names))) ||
+                  !(gs->types = calloc((size_t)n, sizeof(*gs->types))))) {
         zd_gateways_free(gs);
         return -ENOMEM;
     }
     const cJSON *e;
     cJSON_ArrayForEach(e, config)
     {
-        if (!(gs->names[gs->n] = strdup(e->string))) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(e, "type");
+        if (!(gs->names[gs->n] = strdup(e->string)) ||
+            !(gs->types[gs->n] = strdup(cJSON_IsString(type) ? type->valuestring : ""))) {
+            gs->n++;
             zd_gateways_free(gs);
             return -ENOMEM;
         }
@@ -92,6 +97,11 @@ const char *zd_gateways_name(const zd_gateways *gs, int i)
     return gs && i >= 0 && i < gs->n ? gs->names[i] : NULL;
 }
 
+const char *zd_gateways_type(const zd_gateways *gs, int i)
+{
+    return gs && i >= 0 && i < gs->n ? gs->types[i] : NULL;
+}
+
 int zd_gateways_index(const zd_gateways *gs, const char *name)
 {
     for (int i = 0; gs && i < gs->n; i++) {
@@ -113,8 +123,10 @@ void zd_gateways_free(zd_gateways *gs)
     for (int i = 0; i < gs->n; i++) {
         zd_gateway_free(gs->g[i]);
         free(gs->names[i]);
+        free(gs->types[i]);
     }
     free(gs->g);
     free(gs->names);
+    free(gs->types);
     free(gs);
 }

@@ -28,6 +28,9 @@ int zd_gateways_new(const zd_gw_host *host, const struct cJSON *config, zd_inbox
 int zd_gateways_count(const zd_gateways *gs);
 zd_gateway *zd_gateways_at(const zd_gateways *gs, int i);
 const char *zd_gateways_name(const zd_gateways *gs, int i);
+/* The configured "type" of gateway i ("webhook", "inbox", "sms_http", "smtp", a plugin's), also
+ * for a type that has not landed; NULL when there is no gateway i. */
+const char *zd_gateways_type(const zd_gateways *gs, int i);
 zd_gateway *zd_gateways_find(const zd_gateways *gs, const char *name);
 /* The index of gateway `name`, or -1. */
 int zd_gateways_index(const zd_gateways *gs, const char *name);

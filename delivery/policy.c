@@ -14,6 +14,7 @@
 #include "common/date.h"
 #include "common/text.h"
 #include "delivery/policy.h"
+#include "delivery/template.h"
 
 /* Lengths in bytes of the document's strings: a notice carries them to every recipient (an SMS
  * gateway cuts further), so they are bounded here rather than by the 1 MiB body limit. */
@@ -52,6 +53,8 @@ static int fail(zd_policy_error *err, const char *code, const char *field, const
     if (err) {
         snprintf(err->code, sizeof(err->code), "%s", code);
         snprintf(err->field, sizeof(err->field), "%s", field ? field : "");
+        err->path[0] = '\0';
+        err->position = -1;
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(err->message, sizeof(err->message), fmt, ap);
@@ -75,6 +78,7 @@ void zd_policy_free(zd_policy *p)
         for (int j = 0; j < p->routes[i].n; j++)
             free(p->routes[i].gateways[j]);
     cJSON_Delete(p->templates);
+    cJSON_Delete(p->reason_texts);
     free(p);
 }
 
@@ -93,10 +97,23 @@ bool zd_policy_id_valid(const char *s, size_t len)
 
 /* ---- parsing ---------------------------------------------------------------------------- */
 
-static const char *const known_keys[] = {
-    "id",     "title",          "summary",    "url",      "issuer", "category",           "rule",
-    "routes", "templates",      "publish_at", "deadline", "urgent", "match_new_profiles", "dry_run",
-    "pace",   "holdout_percent"};
+static const char *const known_keys[] = {"id",
+                                         "title",
+                                         "summary",
+                                         "url",
+                                         "issuer",
+                                         "category",
+                                         "rule",
+                                         "routes",
+                                         "templates",
+                                         "publish_at",
+                                         "deadline",
+                                         "urgent",
+                                         "match_new_profiles",
+                                         "dry_run",
+                                         "pace",
+                                         "holdout_percent",
+                                         "reason_texts"};
 
 /* A string member: *out is a malloc'd copy ("" when absent and not required). */
 static int get_string(const cJSON *body, const char *name, bool required, size_t max, char **out,
@@ -200,38 +217,98 @@ static int parse_routes(const cJSON *body, const zd_policy_ctx *ctx, zd_policy *
     return 0;
 }
 
-static int parse_templates(const cJSON *body, zd_policy *p, zd_policy_error *err)
+/* A templates key: "default", "follower" (the following feature's notice) or a configured
+ * gateway name. */
+static bool template_key_ok(const char *k, const zd_policy_ctx *ctx)
+{
+    if (strcmp(k, "default") == 0 || strcmp(k, "follower") == 0)
+        return true;
+    for (int i = 0; i < ctx->ngateways; i++)
+        if (strcmp(ctx->gateways[i], k) == 0)
+            return true;
+    return false;
+}
+
+static int parse_templates(const cJSON *body, const zd_policy_ctx *ctx, zd_policy *p,
+                           zd_policy_error *err)
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(body, "templates");
     if (!j || cJSON_IsNull(j))
         return 0;
     if (!cJSON_IsObject(j))
         return fail(err, "invalid_value", "templates",
-                    "\"templates\" must be an object: \"default\" or a gateway name -> "
-                    "{\"title\": \"...\", \"body\": \"...\"}");
+                    "\"templates\" must be an object: \"default\", \"follower\" or a gateway "
+                    "name -> {\"title\": \"...\", \"body\": \"...\"}");
     const cJSON *t, *part;
     cJSON_ArrayForEach(t, j)
     {
+        char field[64];
+        snprintf(field, sizeof(field), "templates.%.40s", t->string);
+        if (!template_key_ok(t->string, ctx))
+            return fail(err, "unknown_gateway", field,
+                        "templates.%.64s: a template is for \"default\", \"follower\" or a "
+                        "configured gateway, and no gateway is called \"%.64s\"",
+                        t->string, t->string);
         if (!cJSON_IsObject(t))
-            return fail(err, "invalid_value", "templates",
-                        "templates.%.64s must be an object of strings", t->string);
+            return fail(err, "invalid_value", field, "templates.%.64s must be an object of strings",
+                        t->string);
         cJSON_ArrayForEach(part, t)
         {
+            snprintf(field, sizeof(field), "templates.%.32s.%.20s", t->string, part->string);
+            if (strcmp(part->string, "title") != 0 && strcmp(part->string, "body") != 0)
+                return fail(err, "unknown_field", field,
+                            "templates.%.64s.%.64s: a template has a \"title\" and a \"body\"",
+                            t->string, part->string);
             if (!cJSON_IsString(part))
-                return fail(err, "invalid_value", "templates",
-                            "templates.%.64s.%.64s must be a string", t->string, part->string);
+                return fail(err, "invalid_value", field, "templates.%.64s.%.64s must be a string",
+                            t->string, part->string);
             size_t len = strlen(part->valuestring);
             if (len > TEMPLATE_MAX)
-                return fail(err, "invalid_value", "templates",
+                return fail(err, "invalid_value", field,
                             "templates.%.64s.%.64s is longer than %d bytes", t->string,
                             part->string, TEMPLATE_MAX);
             if (!zd_utf8_valid(part->valuestring, len))
-                return fail(err, "invalid_value", "templates",
-                            "templates.%.64s.%.64s is not valid UTF-8", t->string, part->string);
+                return fail(err, "invalid_value", field, "templates.%.64s.%.64s is not valid UTF-8",
+                            t->string, part->string);
+            zd_template *tpl = NULL;
+            zd_template_error te;
+            int rc = zd_template_compile(part->valuestring, len, ctx->schema, &tpl, &te);
+            zd_template_free(tpl);
+            if (rc == -ENOMEM)
+                return rc;
+            if (rc != 0) {
+                fail(err, "invalid_template", field, "templates.%.32s.%.20s: %s", t->string,
+                     part->string, te.message);
+                snprintf(err->path, sizeof(err->path), "%s", te.path);
+                err->position = te.position;
+                return rc;
+            }
         }
     }
     p->templates = cJSON_Duplicate(j, 1);
     return p->templates ? 0 : -ENOMEM;
+}
+
+/* reason_texts: an object of strings; that its keys are clauses of the rule is checked where
+ * the rule is compiled (the API). */
+static int parse_reason_texts(const cJSON *body, zd_policy *p, zd_policy_error *err)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(body, "reason_texts");
+    if (!j || cJSON_IsNull(j))
+        return 0;
+    if (!cJSON_IsObject(j))
+        return fail(err, "invalid_value", "reason_texts",
+                    "\"reason_texts\" must be an object: a clause of the rule as written -> the "
+                    "wording of that reason");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, j)
+    {
+        if (!cJSON_IsString(t) || !t->valuestring[0] || strlen(t->valuestring) > 512)
+            return fail(err, "invalid_value", "reason_texts",
+                        "reason_texts values are non-empty strings of at most 512 bytes");
+    }
+    p->reason_texts = cJSON_Duplicate(j, 1);
+    return p->reason_texts ? 0 : -ENOMEM;
 }
 
 static int parse_times(const cJSON *body, zd_policy *p, zd_policy_error *err)
@@ -396,6 +473,9 @@ static int compute_digest(zd_policy *p)
     cJSON_AddItemToObject(c, "routes", routes_json(p));
     cJSON_AddItemToObject(c, "templates",
                           p->templates ? sorted_copy(p->templates) : cJSON_CreateNull());
+    /* Only when given: the digests of policies stored before it existed stay the same. */
+    if (p->reason_texts)
+        cJSON_AddItemToObject(c, "reason_texts", sorted_copy(p->reason_texts));
     add_int(c, "publish_at_ms", p->publish_at_ms);
     cJSON_AddStringToObject(c, "deadline", p->deadline);
     cJSON_AddBoolToObject(c, "urgent", p->urgent);
@@ -465,8 +545,9 @@ int zd_policy_parse(const char *body, size_t len, const zd_policy_ctx *ctx, zd_p
                   "\"url\" must be an http:// or https:// URL without spaces");
         goto fail;
     }
-    if ((rc = parse_routes(j, ctx, p, err)) != 0 || (rc = parse_templates(j, p, err)) != 0 ||
-        (rc = parse_times(j, p, err)) != 0 || (rc = get_bool(j, "urgent", &p->urgent, err)) != 0 ||
+    if ((rc = parse_routes(j, ctx, p, err)) != 0 || (rc = parse_templates(j, ctx, p, err)) != 0 ||
+        (rc = parse_reason_texts(j, p, err)) != 0 || (rc = parse_times(j, p, err)) != 0 ||
+        (rc = get_bool(j, "urgent", &p->urgent, err)) != 0 ||
         (rc = get_bool(j, "match_new_profiles", &p->match_new_profiles, err)) != 0 ||
         (rc = get_bool(j, "dry_run", &p->dry_run, err)) != 0)
         goto fail;
@@ -502,6 +583,8 @@ char *zd_policy_to_stored(const zd_policy *p)
     cJSON_AddItemToObject(o, "routes", routes_json(p));
     if (p->templates)
         cJSON_AddItemToObject(o, "templates", cJSON_Duplicate(p->templates, 1));
+    if (p->reason_texts)
+        cJSON_AddItemToObject(o, "reason_texts", cJSON_Duplicate(p->reason_texts, 1));
     add_int(o, "publish_at_ms", p->publish_at_ms);
     cJSON_AddStringToObject(o, "deadline", p->deadline);
     cJSON_AddBoolToObject(o, "urgent", p->urgent);
@@ -592,6 +675,11 @@ int zd_policy_from_stored(const char *json, size_t len, zd_policy **out)
         goto fail;
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "templates");
     if (cJSON_IsObject(t) && !(p->templates = cJSON_Duplicate(t, 1))) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    t = cJSON_GetObjectItemCaseSensitive(o, "reason_texts");
+    if (cJSON_IsObject(t) && !(p->reason_texts = cJSON_Duplicate(t, 1))) {
         rc = -ENOMEM;
         goto fail;
     }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 struct cJSON;
+struct zd_schema;
 
 #define ZD_POLICY_ID_MAX 64 /* [A-Za-z0-9._-]{1,64}: safe in a hash tag and a notice id */
 #define ZD_POLICY_ROUTES_MAX 8
@@ -42,9 +43,13 @@ typedef struct zd_policy {
                              "(<rule>) and region within \"<scope>\"" */
     int nroutes;          /* 1..ZD_POLICY_ROUTES_MAX */
     zd_policy_route routes[ZD_POLICY_ROUTES_MAX];
-    struct cJSON *templates; /* NULL, or the "templates" object as given (owned) */
-    int64_t publish_at_ms;   /* 0: at once */
-    char deadline[11];       /* "" or "YYYY-MM-DD" */
+    struct cJSON *templates;    /* NULL, or the "templates" object as given (owned): "default",
+                                   "follower" or a gateway name -> {"title", "body"}, every text
+                                   a template that compiles (delivery/template.h) */
+    struct cJSON *reason_texts; /* NULL, or {"<clause as written>": "<wording>"} (owned);
+                                   checked against the compiled rule by the API */
+    int64_t publish_at_ms;      /* 0: at once */
+    char deadline[11];          /* "" or "YYYY-MM-DD" */
     bool urgent, match_new_profiles, dry_run;
     long pace_per_min;      /* "pace": notices per minute, 0 = only the gateways' own limits */
     double holdout_percent; /* 0-50: the share of the audience held out (delivery/prefs.h) */
@@ -63,6 +68,7 @@ typedef struct zd_policy_ctx {
     const char *owner; /* API key name */
     const char *scope; /* publisher scope, "" or NULL for none */
     int64_t now_ms;
+    const struct zd_schema *schema; /* NULL: templates' attrs.<name> are not checked */
 } zd_policy_ctx;
 
 /* Why a body was refused: an API error code ("invalid_json", "missing_field",
@@ -71,6 +77,10 @@ typedef struct zd_policy_error {
     char code[40];
     char field[64];
     char message[256];
+    /* A template error ("invalid_template"): the path and its byte position in the template
+     * named by field ("templates.default.body"); position -1 otherwise. */
+    char path[64];
+    int position;
 } zd_policy_error;
 
 /* Parses and checks a POST /v1/policies body. Returns 0 and *out (caller frees with

@@ -121,9 +121,6 @@ bool zd_rule_match(const zd_rule *r, const zd_profile *p, int32_t today);
  * "match" always equals zd_rule_match(). Caller frees with cJSON_Delete(); NULL on ENOMEM. */
 cJSON *zd_rule_explain(const zd_rule *r, const zd_profile *p, int32_t today);
 
-/* Human-readable texts of the leaf clauses that hold for p and are not under a `not` (the
- * "reasons" of a match), in source order, as a cJSON array of strings. Caller frees with
- * cJSON_Delete(); NULL on ENOMEM. */
-cJSON *zd_rule_reasons(const zd_rule *r, const zd_profile *p, int32_t today);
+/* The reasons of a match, as a citizen reads them: matcher/reasons.h. */
 
 #endif

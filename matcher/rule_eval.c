@@ -14,7 +14,7 @@
 
 /* ---- one profile ----------------------------------------------------------------------- */
 
-static const zd_value *value_of(const zd_rnode *n, const zd_profile *p)
+const zd_value *zd_rleaf_value(const zd_rnode *n, const zd_profile *p)
 {
     int i = n->attr->index;
     if (i >= p->nvals)
@@ -50,9 +50,9 @@ static bool has_tag(const zd_value *v, const char *tag)
     return false;
 }
 
-static bool leaf_true(const zd_rnode *n, const zd_profile *p, int32_t today)
+bool zd_rleaf_true(const zd_rnode *n, const zd_profile *p, int32_t today)
 {
-    const zd_value *v = value_of(n, p);
+    const zd_value *v = zd_rleaf_value(n, p);
     if (!v)
         return false;
     bool any = false;
@@ -88,37 +88,37 @@ static bool leaf_true(const zd_rnode *n, const zd_profile *p, int32_t today)
     return false;
 }
 
-static bool node_true(const zd_rnode *n, const zd_profile *p, int32_t today)
+bool zd_rnode_true(const zd_rnode *n, const zd_profile *p, int32_t today)
 {
     switch (n->kind) {
     case ZD_RN_AND:
         for (int i = 0; i < n->nkids; i++)
-            if (!node_true(n->kids[i], p, today))
+            if (!zd_rnode_true(n->kids[i], p, today))
                 return false;
         return true;
     case ZD_RN_OR:
         for (int i = 0; i < n->nkids; i++)
-            if (node_true(n->kids[i], p, today))
+            if (zd_rnode_true(n->kids[i], p, today))
                 return true;
         return false;
     case ZD_RN_NOT:
-        return !node_true(n->kids[0], p, today);
+        return !zd_rnode_true(n->kids[0], p, today);
     case ZD_RN_LEAF:
-        return leaf_true(n, p, today);
+        return zd_rleaf_true(n, p, today);
     }
     return false;
 }
 
 bool zd_rule_match(const zd_rule *r, const zd_profile *p, int32_t today)
 {
-    return node_true(r->root, p, today);
+    return zd_rnode_true(r->root, p, today);
 }
 
 /* The profile's value of a leaf's field as JSON: numbers unscaled, dates as text, age() as the
  * computed age, tags as an array, null when absent. */
 static cJSON *value_json(const zd_rnode *n, const zd_profile *p, int32_t today)
 {
-    const zd_value *v = value_of(n, p);
+    const zd_value *v = zd_rleaf_value(n, p);
     if (!v)
         return cJSON_CreateNull();
     switch (n->attr->type) {
@@ -144,14 +144,14 @@ static cJSON *value_json(const zd_rnode *n, const zd_profile *p, int32_t today)
     return cJSON_CreateNull();
 }
 
-/* Walks the plan in source order, appending one clause per leaf to `clauses` (explain) or the
- * text of each true leaf outside any `not` to `reasons`. Returns the node's truth, or -1 on
- * ENOMEM. Unlike node_true() it never short-circuits: every leaf is reported. */
+/* Walks the plan in source order, appending one clause per leaf to `clauses` (explain).
+ * Returns the node's truth, or -1 on ENOMEM. Unlike zd_rnode_true() it never short-circuits: every
+ * leaf is reported. */
 static int walk(const zd_rule *r, const zd_rnode *n, const zd_profile *p, int32_t today,
-                bool negated, cJSON *clauses, cJSON *reasons)
+                cJSON *clauses)
 {
     if (n->kind == ZD_RN_LEAF) {
-        bool res = leaf_true(n, p, today);
+        bool res = zd_rleaf_true(n, p, today);
         if (clauses) {
             cJSON *c = cJSON_CreateObject();
             if (!c)
@@ -167,17 +167,11 @@ static int walk(const zd_rule *r, const zd_rnode *n, const zd_profile *p, int32_
             if (n->segment >= 0 && !cJSON_AddStringToObject(c, "segment", r->segments[n->segment]))
                 return -1;
         }
-        if (reasons && res && !negated) {
-            cJSON *s = cJSON_CreateString(n->text);
-            if (!s)
-                return -1;
-            cJSON_AddItemToArray(reasons, s);
-        }
         return res;
     }
     bool res = n->kind == ZD_RN_AND;
     for (int i = 0; i < n->nkids; i++) {
-        int k = walk(r, n->kids[i], p, today, negated || n->kind == ZD_RN_NOT, clauses, reasons);
+        int k = walk(r, n->kids[i], p, today, clauses);
         if (k < 0)
             return -1;
         if (n->kind == ZD_RN_AND)
@@ -196,7 +190,7 @@ cJSON *zd_rule_explain(const zd_rule *r, const zd_profile *p, int32_t today)
     cJSON *clauses = cJSON_CreateArray();
     if (!o || !clauses)
         goto fail;
-    int m = walk(r, r->root, p, today, false, clauses, NULL);
+    int m = walk(r, r->root, p, today, clauses);
     if (m < 0 || !cJSON_AddBoolToObject(o, "match", m))
         goto fail;
     cJSON_AddItemToObject(o, "clauses", clauses);
@@ -205,16 +199,6 @@ fail:
     cJSON_Delete(clauses);
     cJSON_Delete(o);
     return NULL;
-}
-
-cJSON *zd_rule_reasons(const zd_rule *r, const zd_profile *p, int32_t today)
-{
-    cJSON *a = cJSON_CreateArray();
-    if (a && walk(r, r->root, p, today, false, NULL, a) < 0) {
-        cJSON_Delete(a);
-        return NULL;
-    }
-    return a;
 }
 
 /* ---- the index ------------------------------------------------------------------------- */

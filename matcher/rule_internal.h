@@ -62,4 +62,11 @@ struct zd_rule {
  * result, and it keeps the date arithmetic of age thresholds away from int32 overflow. */
 #define ZD_RULE_AGE_MAX 1000000
 
+/* The per-profile evaluation of rule_eval.c, shared with reasons.c so that reasons and explain
+ * can never disagree: a leaf's truth, and a node's (short-circuiting). */
+bool zd_rleaf_true(const zd_rnode *n, const zd_profile *p, int32_t today);
+bool zd_rnode_true(const zd_rnode *n, const zd_profile *p, int32_t today);
+/* The profile's value of a leaf's attribute; NULL when absent (tags: when empty). */
+const zd_value *zd_rleaf_value(const zd_rnode *n, const zd_profile *p);
+
 #endif

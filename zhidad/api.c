@@ -408,6 +408,7 @@ static int delivery_start(zd_service *svc)
         .gateways = svc->gateways,
         .gateways_cfg = cfg->gateways,
         .timezone = cfg->timezone,
+        .names = &svc->names.names,
         .consumer = consumer,
         .partitions = cfg->partitions,
         .chunk = cfg->delivery_chunk,
@@ -429,6 +430,8 @@ static int delivery_start(zd_service *svc)
 int zd_service_start(zd_service *svc)
 {
     svc->redis_durable = -1;
+    if (zd_names_tables_load(&svc->names) != 0)
+        return -ENOMEM;
     svc->store = zd_store_new(svc->redis, svc->cfg->partitions, svc->cfg->change_stream_maxlen);
     if (!svc->store)
         return -ENOMEM;
@@ -504,4 +507,5 @@ void zd_service_stop(zd_service *svc)
     svc->follower = NULL;
     zd_store_free(svc->store);
     svc->store = NULL;
+    zd_names_tables_free(&svc->names);
 }

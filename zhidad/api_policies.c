@@ -14,6 +14,7 @@
 #include "delivery/delivery.h"
 #include "delivery/policy.h"
 #include "delivery/policy_store.h"
+#include "matcher/reasons.h"
 #include "matcher/rule.h"
 #include "matcher/segment_store.h"
 #include "profiles/follower.h"
@@ -111,6 +112,8 @@ static cJSON *doc_json(const zd_policy *p)
         cJSON_AddItemToArray(routes, route_json(&p->routes[i]));
     if (p->templates)
         cJSON_AddItemToObject(o, "templates", cJSON_Duplicate(p->templates, 1));
+    if (p->reason_texts)
+        cJSON_AddItemToObject(o, "reason_texts", cJSON_Duplicate(p->reason_texts, 1));
     add_ms_time(o, "publish_at", p->publish_at_ms);
     if (p->deadline[0])
         cJSON_AddStringToObject(o, "deadline", p->deadline);
@@ -207,8 +210,9 @@ typedef struct pub_op {
     zd_policy *p;
     int nsegs;
     char **seg_names, **seg_texts;
-    zd_rule *rule; /* the publisher's rule as written: its errors point into that text */
-    zd_rule *eff;  /* the effective rule (scope ANDed), for a dry run */
+    zd_rule *rule;        /* the publisher's rule as written: its errors point into that text */
+    zd_rule *eff;         /* the effective rule (scope ANDed), for a dry run */
+    char *render_profile; /* POST /v1/policies:render: the profile to render for */
 } pub_op;
 
 static void pub_op_free(pub_op *op)
@@ -224,6 +228,7 @@ static void pub_op_free(pub_op *op)
     free(op->seg_texts);
     zd_rule_free(op->rule);
     zd_rule_free(op->eff);
+    free(op->render_profile);
     free(op);
 }
 
@@ -270,6 +275,17 @@ static bool pub_compile(pub_op *op)
         reply_rule_error(op->req, &e, op->rule, max_cost);
         return false;
     }
+    if (op->p->reason_texts) {
+        char bad[64], msg[320];
+        if (zd_rule_check_reason_texts(op->rule, op->p->reason_texts, bad, sizeof(bad), msg,
+                                       sizeof(msg)) != 0) {
+            cJSON *extra = cJSON_CreateObject();
+            cJSON_AddStringToObject(extra, "field", "reason_texts");
+            cJSON_AddStringToObject(extra, "key", bad);
+            zd_req_reply_error_extra(op->req, 400, "invalid_value", msg, extra);
+            return false;
+        }
+    }
     const char *eff = op->p->effective_rule;
     if (zd_rule_compile(s, eff, strlen(eff), seg_lookup, op, &op->eff, &e) != 0) {
         zd_req_reply_error(op->req, 500, "bad_scope",
@@ -315,8 +331,17 @@ static void pub_run(pub_op *op)
         pub_op_free(op);
         return;
     }
+    if (op->render_profile) {
+        /* Hands the policy and its rule over. */
+        zd_api_policy_render(op->svc, op->req, op->p, op->eff, op->render_profile);
+        op->p = NULL;
+        op->eff = NULL;
+        pub_op_free(op);
+        return;
+    }
     if (op->p->dry_run) {
         zd_api_policy_dry_run(op->svc, op->req, op->p, op->eff);
+        op->eff = NULL;
         pub_op_free(op);
         return;
     }
@@ -352,22 +377,31 @@ static bool mentions_segment(const char *text)
     return false;
 }
 
-static void handle_publish(zd_req *req, void *udata)
+void zd_api_reply_policy_error(zd_req *req, const zd_policy_error *err)
 {
-    zd_service *svc = udata;
-    /* zd_req_json checks UTF-8 and depth; the document's own checks follow. */
-    cJSON *j = zd_req_json(req);
-    if (!j)
-        return;
-    cJSON_Delete(j);
-    size_t len;
-    const char *body = zd_req_body(req, &len);
+    cJSON *extra = cJSON_CreateObject();
+    cJSON_AddStringToObject(extra, "field", err->field);
+    if (err->position >= 0) {
+        cJSON_AddStringToObject(extra, "path", err->path);
+        cJSON_AddNumberToObject(extra, "position", err->position);
+    }
+    zd_req_reply_error_extra(req, 400, err->code, err->message, extra);
+}
+
+/* Parses a policy body and runs it through the publish checks (rule, segments, cost,
+ * reason_texts); then publishes it, answers a dry run, or with render_profile (copied) renders
+ * it for that profile. */
+static void start_publish(zd_service *svc, zd_req *req, const char *body, size_t len,
+                          const char *render_profile)
+{
     const zd_apikey *k = zd_req_key(req);
     int ngw = cJSON_GetArraySize(svc->cfg->gateways);
     const char **names = calloc((size_t)ngw + 1, sizeof(char *));
     pub_op *op = calloc(1, sizeof(*op));
-    if (!names || !op) {
+    if (!names || !op || (render_profile && !(op->render_profile = strdup(render_profile)))) {
         free(names);
+        if (op)
+            free(op->render_profile);
         free(op);
         zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
         return;
@@ -375,18 +409,18 @@ static void handle_publish(zd_req *req, void *udata)
     int i = 0;
     const cJSON *g;
     cJSON_ArrayForEach(g, svc->cfg->gateways) names[i++] = g->string;
-    zd_policy_ctx ctx = {names, ngw, k ? k->name : "", zd_api_caller_scope(req), zd_unix_ms()};
+    zd_policy_ctx ctx = {
+        names, ngw, k ? k->name : "", zd_api_caller_scope(req), zd_unix_ms(), svc->cfg->schema};
     zd_policy_error err;
     int rc = zd_policy_parse(body, len, &ctx, &op->p, &err);
     free(names);
     if (rc != 0) {
         if (rc == -EINVAL) {
-            zd_error e;
-            zd_error_set(&e, err.code, err.field, "%s", err.message);
-            zd_req_reply_zderror(req, 400, &e);
+            zd_api_reply_policy_error(req, &err);
         } else {
             zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
         }
+        free(op->render_profile);
         free(op);
         return;
     }
@@ -400,6 +434,59 @@ static void handle_publish(zd_req *req, void *udata)
         zd_req_reply_error(req, 503, "store_unavailable", "could not read the segments");
         pub_op_free(op);
     }
+}
+
+static void handle_publish(zd_req *req, void *udata)
+{
+    zd_service *svc = udata;
+    /* zd_req_json checks UTF-8 and depth; the document's own checks follow. */
+    cJSON *j = zd_req_json(req);
+    if (!j)
+        return;
+    cJSON_Delete(j);
+    size_t len;
+    const char *body = zd_req_body(req, &len);
+    start_publish(svc, req, body, len, NULL);
+}
+
+static void handle_render(zd_req *req, void *udata)
+{
+    zd_service *svc = udata;
+    cJSON *j = zd_req_json(req);
+    if (!j)
+        return;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, j)
+    {
+        if (strcmp(it->string, "policy") != 0 && strcmp(it->string, "profile_id") != 0) {
+            cJSON *extra = cJSON_CreateObject();
+            cJSON_AddStringToObject(extra, "field", it->string);
+            zd_req_reply_error_extra(req, 400, "unknown_field",
+                                     "a render request has \"policy\" and \"profile_id\"", extra);
+            cJSON_Delete(j);
+            return;
+        }
+    }
+    const cJSON *pol = cJSON_GetObjectItemCaseSensitive(j, "policy");
+    const cJSON *pid = cJSON_GetObjectItemCaseSensitive(j, "profile_id");
+    if (!cJSON_IsObject(pol) || !cJSON_IsString(pid) ||
+        !zd_id_valid(pid->valuestring, strlen(pid->valuestring))) {
+        cJSON *extra = cJSON_CreateObject();
+        cJSON_AddStringToObject(extra, "field", !cJSON_IsObject(pol) ? "policy" : "profile_id");
+        zd_req_reply_error_extra(req, 400, !pol || !pid ? "missing_field" : "invalid_value",
+                                 "\"policy\" (a policy body as POST /v1/policies takes it) and "
+                                 "\"profile_id\" (a profile id) are required",
+                                 extra);
+        cJSON_Delete(j);
+        return;
+    }
+    char *text = cJSON_PrintUnformatted(pol);
+    if (!text)
+        zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
+    else
+        start_publish(svc, req, text, strlen(text), pid->valuestring);
+    free(text);
+    cJSON_Delete(j);
 }
 
 /* ---- read ------------------------------------------------------------------------------- */
@@ -777,6 +864,7 @@ int zd_api_policies_register(zd_service *svc)
     unsigned authors = ZD_ROLE_PUBLISHER | ZD_ROLE_ADMIN;
     int rc = 0;
     rc |= zd_http_route(svc->http, "POST", "/v1/policies", authors, handle_publish, svc);
+    rc |= zd_http_route(svc->http, "POST", "/v1/policies:render", authors, handle_render, svc);
     rc |= zd_http_route(svc->http, "GET", "/v1/policies", readers, handle_list, svc);
     rc |= zd_http_route(svc->http, "GET", "/v1/policies/{id}", readers, handle_get, svc);
     rc |= zd_http_route(svc->http, "POST", "/v1/policies/{id}:withdraw", authors, handle_withdraw,

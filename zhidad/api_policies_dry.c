@@ -17,6 +17,9 @@
 #include "common/date.h"
 #include "delivery/contacts.h"
 #include "delivery/prefs.h"
+#include "delivery/notice.h"
+#include "matcher/reasons.h"
+#include "profiles/store.h"
 #include "matcher/audience.h"
 #include "matcher/rule.h"
 #include "profiles/follower.h"
@@ -29,15 +32,68 @@ typedef struct dry_op {
     zd_service *svc;
     zd_req *req;
     zd_policy *p; /* a copy */
+    zd_rule *eff; /* owned: the effective rule */
     uint64_t matched, sampled;
     uint64_t held; /* of the sampled, held out (not read) */
     bool estimated;
+    char *sample; /* the recipient whose SMS is measured (owned), NULL without SMS routes */
+    cJSON *out;   /* the answer, while the sample is read */
 } dry_op;
 
 static void dry_op_free(dry_op *op)
 {
     zd_policy_free(op->p);
+    zd_rule_free(op->eff);
+    free(op->sample);
+    cJSON_Delete(op->out);
     free(op);
+}
+
+/* The SMS a sample recipient would get through each sms_http gateway of the routes:
+ * "sms_sample": {"profile_id", "notices": [{"route", "gateway", "body", "sms"}]}. */
+static void dry_sample_got(int status, const char *json, size_t len, uint32_t gid, uint64_t version,
+                           void *udata)
+{
+    (void)gid;
+    (void)version;
+    dry_op *op = udata;
+    zd_service *svc = op->svc;
+    zd_profile *prof = NULL;
+    zd_error err;
+    zd_notice_tpls *tpl = NULL;
+    cJSON *ns = NULL;
+    if (status == 0 && json &&
+        zd_profile_parse(svc->cfg->schema, op->sample, json, len, &prof, &err) == 0 &&
+        zd_notice_tpls_new(op->p, svc->cfg->schema, &tpl) == 0) {
+        char reasons[2048];
+        zd_rule_reasons(op->eff, prof, zd_date_today(svc->cfg->timezone), &svc->names.names,
+                        op->p->reason_texts, "，", reasons, sizeof(reasons));
+        ns = zd_api_render_notices(svc, op->p, tpl, op->sample, prof->doc,
+                                   reasons[0] ? reasons : NULL);
+    }
+    cJSON *sample = cJSON_AddObjectToObject(op->out, "sms_sample");
+    cJSON_AddStringToObject(sample, "profile_id", op->sample);
+    cJSON *arr = cJSON_AddArrayToObject(sample, "notices");
+    for (cJSON *n = ns ? ns->child : NULL; n; n = n->next) {
+        const cJSON *sms = cJSON_GetObjectItemCaseSensitive(n, "sms");
+        if (!sms)
+            continue;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(arr, o);
+        cJSON_AddItemToObject(o, "route",
+                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(n, "route"), 1));
+        cJSON_AddItemToObject(o, "gateway",
+                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(n, "gateway"), 1));
+        cJSON_AddItemToObject(o, "body",
+                              cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(n, "body"), 1));
+        cJSON_AddItemToObject(o, "sms", cJSON_Duplicate(sms, 1));
+    }
+    cJSON_Delete(ns);
+    zd_notice_tpls_free(tpl);
+    zd_profile_free(prof);
+    zd_req_reply_json(op->req, 200, op->out);
+    op->out = NULL;
+    dry_op_free(op);
 }
 
 static uint64_t scaled(const dry_op *op, uint64_t n, uint64_t base)
@@ -82,6 +138,12 @@ static void dry_counted(int status, uint64_t read, const uint64_t *no_contact,
     cJSON_AddBoolToObject(out, "dry_run", 1);
     cJSON_AddBoolToObject(out, "estimated", op->estimated);
     cJSON_AddNumberToObject(out, "contacts_read", (double)read);
+    if (op->sample) {
+        op->out = out;
+        if (zd_store_get(op->svc->store, op->sample, dry_sample_got, op) == 0)
+            return;
+        op->out = NULL;
+    }
     zd_req_reply_json(op->req, 200, out);
     dry_op_free(op);
 }
@@ -100,14 +162,35 @@ static bool contactless(const zd_config *cfg, const char *name)
     return cJSON_IsString(t) && strcmp(t->valuestring, "inbox") == 0;
 }
 
-void zd_api_policy_dry_run(zd_service *svc, zd_req *req, const zd_policy *p, const zd_rule *eff)
+/* Whether a route of p goes through an sms_http gateway. */
+static bool has_sms(const zd_config *cfg, const zd_policy *p)
+{
+    for (int r = 0; r < p->nroutes; r++)
+        for (int g = 0; g < p->routes[r].n; g++) {
+            const cJSON *gw =
+                cJSON_GetObjectItemCaseSensitive(cfg->gateways, p->routes[r].gateways[g]);
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(gw, "type");
+            if (cJSON_IsString(t) && strcmp(t->valuestring, "sms_http") == 0)
+                return true;
+        }
+    return false;
+}
+
+void zd_api_policy_dry_run(zd_service *svc, zd_req *req, const zd_policy *p, zd_rule *eff)
 {
     const zd_index *ix = svc->follower ? zd_follower_index(svc->follower) : NULL;
     if (!ix) {
+        zd_rule_free(eff);
         zd_req_reply_error(req, 503, "not_ready", "the index is not ready");
         return;
     }
     dry_op *op = calloc(1, sizeof(*op));
+    if (!op) {
+        zd_rule_free(eff);
+        zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
+        return;
+    }
+    op->eff = eff;
     char *doc = zd_policy_to_stored(p);
     roaring_bitmap_t *aud = NULL;
     char **ids = NULL;
@@ -159,6 +242,9 @@ void zd_api_policy_dry_run(zd_service *svc, zd_req *req, const zd_policy *p, con
             goto nomem;
         parts[n++] = (int)(gids[i] >> ZD_DENSE_BITS);
     }
+    /* The first recipient (by index order) is the sample whose SMS is measured. */
+    if (n > 0 && has_sms(svc->cfg, p) && !(op->sample = strdup(ids[0])))
+        goto nomem;
     zd_contact_plan plan;
     memset(&plan, 0, sizeof(plan));
     plan.nroutes = p->nroutes;

@@ -7,6 +7,7 @@
 
 #include "zhidad/config.h"
 #include "zhidad/http.h"
+#include "zhidad/names_tables.h"
 #include "redis/redis.h"
 
 #include <zhida/gateway.h>
@@ -40,6 +41,7 @@ typedef struct zd_service {
      * "delivery": {"enabled": false}. API handlers call zd_delivery_kick() after a create. */
     struct zd_delivery *delivery;
     struct zd_inbox *inbox; /* profiles' inboxes: the inbox gateways and the inbox API */
+    zd_names_tables names;  /* region and industry names for reasons (zd_service_start) */
     /* Set by main.c: ends the event loop (the service cannot run; exit_status says why). */
     void (*stop_loop)(struct zd_service *svc);
     bool index_ready; /* /readyz answers 200 only when this is set and Redis is connected */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/date.h"
+#include "matcher/reasons.h"
 #include "matcher/rule.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -115,7 +116,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *s = cJSON_PrintUnformatted(x);
         free(s);
         cJSON_Delete(x);
-        cJSON_Delete(zd_rule_reasons(r, profiles[i], today));
+        cJSON_Delete(zd_rule_reasons_json(r, profiles[i], today, NULL, NULL));
+        char text[256];
+        zd_rule_reasons(r, profiles[i], today, NULL, NULL, "，", text, sizeof(text));
     }
     for (int k = 0; k < counts->nclauses; k++)
         if (held[k] != counts->clauses[k].count)

@@ -13,7 +13,7 @@ static const char *const gws[] = {"inbox", "zlb", "sms", "email"};
 
 static zd_policy_ctx ctx(const char *scope)
 {
-    zd_policy_ctx c = {gws, 4, "ops", scope, 1622509200000};
+    zd_policy_ctx c = {gws, 4, "ops", scope, 1622509200000, NULL};
     return c;
 }
 
@@ -116,9 +116,9 @@ static void test_digest(void)
     zd_policy_error e;
     /* Key order, whitespace, a one-gateway chain and an equivalent time spelling: one digest. */
     parse("{\"id\":\"x\"," BASE ",\"publish_at\":\"2021-06-01T09:00:00+08:00\","
-          "\"templates\":{\"a\":{\"x\":\"1\",\"y\":\"2\"}}}",
+          "\"templates\":{\"zlb\":{\"title\":\"1\",\"body\":\"2\"}}}",
           NULL, &a, &e);
-    parse("{ \"templates\":{\"a\":{\"y\":\"2\",\"x\":\"1\"}}, \"publish_at\":"
+    parse("{ \"templates\":{\"zlb\":{\"body\":\"2\",\"title\":\"1\"}}, \"publish_at\":"
           "\"2021-06-01T01:00:00Z\", \"routes\":[[\"inbox\"]],\"rule\":\"kind = "
           "\\\"enterprise\\\"\",\"title\":\"t\",\"id\":\"x\",\"dry_run\":true}",
           NULL, &b, &e);
@@ -200,8 +200,44 @@ static void test_refusals(void)
             "aaaaaaaaaaa\"}",
             "invalid_value", "category");
     refused("{" BASE ",\"templates\":[]}", "invalid_value", "templates");
-    refused("{" BASE ",\"templates\":{\"default\":\"x\"}}", "invalid_value", "templates");
-    refused("{" BASE ",\"templates\":{\"default\":{\"body\":1}}}", "invalid_value", "templates");
+    refused("{" BASE ",\"templates\":{\"default\":\"x\"}}", "invalid_value", "templates.default");
+    refused("{" BASE ",\"templates\":{\"default\":{\"body\":1}}}", "invalid_value",
+            "templates.default.body");
+    refused("{" BASE ",\"templates\":{\"fax\":{\"body\":\"x\"}}}", "unknown_gateway",
+            "templates.fax");
+    refused("{" BASE ",\"templates\":{\"sms\":{\"text\":\"x\"}}}", "unknown_field",
+            "templates.sms.text");
+    refused("{" BASE ",\"templates\":{\"follower\":{\"body\":\"{{policy.title\"}}}",
+            "invalid_template", "templates.follower.body");
+    refused("{" BASE ",\"reason_texts\":[]}", "invalid_value", "reason_texts");
+    refused("{" BASE ",\"reason_texts\":{\"kind = \\\"enterprise\\\"\":\"\"}}", "invalid_value",
+            "reason_texts");
+    {
+        /* An unknown path: named, with its byte position in that template. */
+        zd_policy *p = NULL;
+        zd_policy_error e;
+        CHECK_INT(parse("{" BASE ",\"templates\":{\"default\":{\"title\":\"{{policy.title}}\","
+                        "\"body\":\"您好{{fields.name}}，{{policy.titel}}\"}}}",
+                        NULL, &p, &e),
+                  -EINVAL);
+        CHECK_STR(e.code, "invalid_template");
+        CHECK_STR(e.field, "templates.default.body");
+        CHECK_STR(e.path, "policy.titel");
+        CHECK_INT(e.position, 26);
+        CHECK(strstr(e.message, "policy.titel") != NULL);
+        zd_policy_free(p);
+        /* reason_texts are kept and stored. */
+        CHECK_INT(parse("{" BASE ",\"reason_texts\":{\"kind = \\\"enterprise\\\"\":\"是企业\"}}",
+                        NULL, &p, &e),
+                  0);
+        char *st = p ? zd_policy_to_stored(p) : NULL;
+        zd_policy *q = NULL;
+        CHECK(st && zd_policy_from_stored(st, strlen(st), &q) == 0 && q->reason_texts &&
+              cJSON_Compare(q->reason_texts, p->reason_texts, 1));
+        free(st);
+        zd_policy_free(q);
+        zd_policy_free(p);
+    }
     refused("{" BASE ",\"publish_at\":\"2021-06-01T09:00:00\"}", "invalid_value", "publish_at");
     refused("{" BASE ",\"publish_at\":\"2021-06-01\"}", "invalid_value", "publish_at");
     refused("{" BASE ",\"publish_at\":\"2021-02-30T09:00:00Z\"}", "invalid_value", "publish_at");
