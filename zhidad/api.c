@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/notify.h"
+#include "delivery/calculator.h"
 #include "delivery/delivery.h"
 #include "delivery/gateways.h"
 #include "delivery/inbox.h"
@@ -269,6 +270,8 @@ int zd_api_register(zd_service *svc)
     zd_http_set_ready(svc->http, ready_check, svc);
     int rc = zd_api_profiles_register(svc);
     if (rc == 0)
+        rc = zd_api_calculator_register(svc);
+    if (rc == 0)
         rc = zd_api_rules_register(svc);
     if (rc == 0)
         rc = zd_api_audit_register(svc);
@@ -433,7 +436,8 @@ int zd_service_start(zd_service *svc)
     if (zd_names_tables_load(&svc->names) != 0)
         return -ENOMEM;
     svc->store = zd_store_new(svc->redis, svc->cfg->partitions, svc->cfg->change_stream_maxlen);
-    if (!svc->store)
+    svc->calc = zd_calc_new(svc->redis, svc->cfg->schema);
+    if (!svc->store || !svc->calc)
         return -ENOMEM;
     const zd_config *cfg = svc->cfg;
     zd_follower_opts fo = {
@@ -505,6 +509,8 @@ void zd_service_stop(zd_service *svc)
     svc->inbox = NULL;
     zd_follower_free(svc->follower);
     svc->follower = NULL;
+    zd_calc_free(svc->calc);
+    svc->calc = NULL;
     zd_store_free(svc->store);
     svc->store = NULL;
     zd_names_tables_free(&svc->names);

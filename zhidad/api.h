@@ -14,6 +14,8 @@ typedef struct zd_req zd_req;
 /* zd_api_register(), zd_service_start() and zd_service_stop() are declared in service.h. */
 
 int zd_api_profiles_register(zd_service *svc);
+/* GET /v1/profiles/{id}/policies, the policy calculator (api_calculator.c). */
+int zd_api_calculator_register(zd_service *svc);
 int zd_api_rules_register(zd_service *svc);
 int zd_api_audit_register(zd_service *svc);
 /* GET /v1/profiles/{id}/inbox and the item actions (api_inbox.c). */

@@ -20,6 +20,7 @@ struct zd_timer;
 struct zd_gateways;
 struct zd_delivery;
 struct zd_inbox;
+struct zd_calc;
 typedef struct zd_importer zd_importer;
 
 typedef struct zd_service {
@@ -41,6 +42,7 @@ typedef struct zd_service {
      * "delivery": {"enabled": false}. API handlers call zd_delivery_kick() after a create. */
     struct zd_delivery *delivery;
     struct zd_inbox *inbox; /* profiles' inboxes: the inbox gateways and the inbox API */
+    struct zd_calc *calc;   /* the policy calculator's live-policy cache (delivery/calculator.h) */
     zd_names_tables names;  /* region and industry names for reasons (zd_service_start) */
     /* Set by main.c: ends the event loop (the service cannot run; exit_status says why). */
     void (*stop_loop)(struct zd_service *svc);

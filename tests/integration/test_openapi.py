@@ -442,6 +442,8 @@ def test_operations_answer_as_documented(zd, doc):
     check_request_body(doc, put, cit)
     exchange(zd, doc, "PUT", "/v1/profiles/oa-c1", cit, expect=200)
     exchange(zd, doc, "GET", "/v1/profiles/oa-e1", key="app", expect=200)
+    exchange(zd, doc, "GET", "/v1/profiles/oa-e1/policies", key="app", expect=200)
+    exchange(zd, doc, "GET", "/v1/profiles/oa-none/policies", key="viewer", expect=404)
     patch = {"attrs": {"employees": 45, "scale": None}, "fields": {"company": None}}
     check_request_body(doc, find_operation(doc, "PATCH", "/v1/profiles/oa-e1"), patch,
                        "application/merge-patch+json")
