@@ -53,7 +53,7 @@ export function mountPolicies(root, session, open) {
   const can = api.can(session.role);
   clear(root).append(h('div', { class: 'row' }, h('h2', { text: t('pol.title') }),
     can.publish ? h('a', { href: '#/policy-new', id: 'policy-new', class: 'button',
-      text: t('pf.title') }) : null),
+      text: t('pf.new') }) : null),
     h('div', { class: 'card' },
       h('div', { class: 'row' }, h('label', { for: 'policy-status', text: t('pol.status') }), status),
       h('table', { class: 'table', id: 'policies' },
@@ -166,6 +166,8 @@ export function mountPolicy(root, session, id) {
     clearTimeout(timer);
     poll();
   });
-  poll();
+  // After the caller has shown the page: poll() stops on a hidden one, and a policy opened by
+  // its link (a reload, a bookmark) is mounted while the section is still hidden.
+  timer = setTimeout(poll, 0);
   return () => clearTimeout(timer);
 }

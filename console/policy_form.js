@@ -90,7 +90,7 @@ export function mountPolicyForm(root, session, state) {
   h('div', { class: 'row' }, dryBtn, pubBtn), msg, dryOut);
 
   clear(root).append(h('p', {}, h('a', { href: '#/policies', text: '← ' + t('pol.title') })),
-    h('h2', { text: t('pf.title') }), form);
+    h('h2', { text: t('pf.new') }), form);
 
   function renderPreview() {
     const v = (k) => inputs[k].value.trim();

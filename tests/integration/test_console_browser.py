@@ -48,7 +48,8 @@ def population():
     evil["fields"] = {"company": MARKUP}
     docs["bt-markup"] = evil
     for pid, d in docs.items():
-        d["contacts"]["gov"] = "gov-" + pid  # no profile has an "app" contact
+        # This zhidad's gateways (no "app" contact: a chain ["app", "zlb"] falls back to zlb).
+        d["contacts"] = {"zlb": d["contacts"]["zlb"], "gov": "gov-" + pid}
     return docs
 
 
