@@ -65,6 +65,11 @@ export async function hasPolicies() {
     return e.status !== 404;
   }
 }
+export const gateways = () => call('GET', '/v1/gateways');
+export const publish = (body) => call('POST', '/v1/policies', body);
+export const withdraw = (id) => call('POST', '/v1/policies/' + encodeURIComponent(id) + ':withdraw');
+export const deadletters = (query) => call('GET', '/v1/deadletters?' + query);
+export const replay = (body) => call('POST', '/v1/deadletters:replay', body);
 export const deleteSegment = (name) => call('DELETE', '/v1/segments/' + encodeURIComponent(name));
 
 // What a role may do (docs/API.md, Roles): the pages offer nothing else.
@@ -76,5 +81,7 @@ export function can(role) {
     readProfiles: ['admin', 'app'].includes(role),
     readSegments: true,
     readPolicies: ['admin', 'publisher', 'viewer'].includes(role),
+    // POST /v1/policies, :withdraw and /v1/deadletters:replay (a publisher: its own scope).
+    publish: ['admin', 'publisher'].includes(role),
   };
 }

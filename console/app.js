@@ -7,6 +7,8 @@ import { loadNames } from './names.js';
 import { mountRules } from './editor.js';
 import { mountSegments } from './segments.js';
 import { mountPolicies, mountPolicy } from './policies.js';
+import { mountPolicyForm } from './policy_form.js';
+import { mountDeadletters } from './deadletters.js';
 
 let session = null;
 const state = {}; // what one page hands to the next (a rule to open in the editor)
@@ -29,11 +31,23 @@ function route() {
   if (stopPolicy) stopPolicy();
   stopPolicy = null;
   const policyId = hash.startsWith('#/policies/') ? decodeURIComponent(hash.slice(11)) : null;
+  const served = policiesServed && can.readPolicies;
   const page = hash === '#/segments' ? 'segments'
-    : hash.startsWith('#/policies') && policiesServed && can.readPolicies ? 'policies' : 'rules';
+    : hash === '#/policy-new' && served && can.publish ? 'policy-new'
+      : hash === '#/deadletters' && served ? 'deadletters'
+        : hash.startsWith('#/policies') && served ? 'policies' : 'rules';
+  const navPage = page === 'policy-new' ? 'policies' : page;
   for (const a of document.querySelectorAll('#nav a')) {
-    if (a.getAttribute('href') === '#/' + page) a.setAttribute('aria-current', 'page');
+    if (a.getAttribute('href') === '#/' + navPage) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
+  }
+  if (page === 'policy-new' || page === 'deadletters') {
+    if (editor) state.rule = editor.rule;
+    const el = $('#page-policies');
+    if (page === 'policy-new') editor = mountPolicyForm(el, session, state);
+    else mountDeadletters(el, session);
+    show('page-policies');
+    return;
   }
   if (page === 'policies') {
     if (editor) state.rule = editor.rule;
@@ -68,6 +82,7 @@ async function signedIn(s) {
 function render() {
   const s = session;
   $('#nav-policies').hidden = !policiesServed;
+  $('#nav-deadletters').hidden = !policiesServed;
   $('#nav').hidden = false;
   $('#signout').hidden = false;
   $('#whoami').textContent = t('whoami', s.key_name, t('role.' + s.role),

@@ -33,6 +33,124 @@ function tokenEnd(text, i) {
   return j > i ? j : Math.min(i + 1, text.length);
 }
 
+// The rule's error underlined in backdrop (a layer under the textarea ta) and told in errBox:
+// the position, the message, the segment it is in, and a button applying the did-you-mean.
+// Element ids get the prefix p ('' in the rule editor), so that two boxes can share a page.
+// onFix runs after a suggestion was applied.
+export function underliner(ta, backdrop, errBox, p, onFix) {
+  function paint(text, err) {
+    clear(backdrop);
+    if (!err) {
+      backdrop.append(text + '\n');
+      return;
+    }
+    const i = charIndex(text, err.position);
+    const j = tokenEnd(text, i);
+    const mark = h('mark', { class: 'err' }, i < text.length ? text.slice(i, j) : ' ');
+    backdrop.append(text.slice(0, i), mark, text.slice(j) + '\n');
+  }
+
+  function showError(text, e) {
+    clear(errBox).hidden = false;
+    const err = e.error || {};
+    const inRule = err.position !== undefined && !err.segment;
+    paint(text, inRule ? err : null);
+    if (err.line !== undefined) {
+      errBox.append(h('span', { id: p + 'err-pos', class: 'pos', 'data-line': err.line,
+        'data-column': err.column, text: t('err.at', err.line, err.column) }));
+    } else {
+      errBox.append(h('span', { class: 'pos', text: t('err.other') }));
+    }
+    errBox.append(h('span', { id: p + 'err-msg', text: err.message || e.message }));
+    if (err.segment) errBox.append(h('span', { text: t('err.segment', err.segment) }));
+    const m = /did you mean "([^"]+)"/.exec(err.message || '');
+    if (m && inRule) {
+      const i = charIndex(text, err.position);
+      const j = tokenEnd(text, i);
+      errBox.append(' ', h('button', { type: 'button', id: p + 'err-suggest', class: 'link',
+        'data-suggestion': m[1], text: t('err.suggest', m[1]),
+        onclick: () => {
+          ta.value = text.slice(0, i) + m[1] + text.slice(j);
+          ta.focus();
+          onFix();
+        } }));
+    }
+  }
+  return { paint, showError };
+}
+
+// A rule input for a form: the textarea over its underline layer, the audience count
+// (debounced preview, count only) and the error box; ids prefixed with p. Returns
+// { element, textarea, get rule, showError(e) } — showError for an error the
+// form's own request answered about the rule.
+export function ruleField(p, initial) {
+  let seq = 0;
+  const ta = h('textarea', { id: p + 'rule', rows: 3, spellcheck: 'false', autocomplete: 'off',
+    'aria-describedby': p + 'rule-error ' + p + 'count' });
+  const backdrop = h('div', { id: p + 'rule-backdrop', class: 'backdrop', 'aria-hidden': 'true' });
+  const count = h('output', { id: p + 'count', class: 'count', 'aria-live': 'polite' });
+  const errBox = h('div', { id: p + 'rule-error', class: 'rule-error', role: 'alert', hidden: true });
+  const marks = underliner(ta, backdrop, errBox, p, () => update.now());
+
+  async function run() {
+    const text = ta.value;
+    const my = ++seq;
+    if (!text.trim()) {
+      marks.paint(text, null);
+      errBox.hidden = true;
+      count.textContent = t('rules.empty');
+      count.dataset.count = '';
+      return;
+    }
+    count.classList.add('busy');
+    try {
+      const r = await api.preview({ rule: text });
+      if (my !== seq) return;
+      marks.paint(text, null);
+      errBox.hidden = true;
+      count.textContent = t('rules.count', num(r.count));
+      count.dataset.count = String(r.count);
+    } catch (e) {
+      if (my !== seq) return;
+      count.textContent = '';
+      count.dataset.count = '';
+      if (e instanceof api.ApiError && e.status === 400) marks.showError(text, e);
+      else {
+        clear(errBox).hidden = false;
+        errBox.append(h('span', { id: p + 'err-msg', text: e.message }));
+      }
+    } finally {
+      if (my === seq) count.classList.remove('busy');
+    }
+  }
+  const update = debounce(run, 300);
+  ta.addEventListener('input', () => {
+    marks.paint(ta.value, null);
+    update();
+  });
+  ta.addEventListener('scroll', () => { backdrop.scrollTop = ta.scrollTop; });
+  ta.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      update.now();
+    }
+  });
+  ta.value = initial || '';
+  marks.paint(ta.value, null);
+  update.now();
+  return {
+    element: h('div', {}, h('div', { class: 'editor' }, backdrop, ta), count, errBox),
+    textarea: ta,
+    get rule() { return ta.value; },
+    showError(e) {
+      seq++;
+      count.textContent = '';
+      count.dataset.count = '';
+      marks.showError(ta.value, e);
+    },
+  };
+}
+
 export function mountRules(root, session, state) {
   const can = api.can(session.role);
   const breakdown = DIMENSIONS.map((d) =>
@@ -87,44 +205,12 @@ export function mountRules(root, session, state) {
         h('form', { id: 'explain-form', class: 'row', onsubmit: runExplain }, explainId, explainGo),
         explainOut) : null));
 
-  function paint(text, err) {
-    clear(backdrop);
-    if (!err) {
-      backdrop.append(text + '\n');
-      return;
-    }
-    const i = charIndex(text, err.position);
-    const j = tokenEnd(text, i);
-    const mark = h('mark', { class: 'err' }, i < text.length ? text.slice(i, j) : ' ');
-    backdrop.append(text.slice(0, i), mark, text.slice(j) + '\n');
-  }
+  const marks = underliner(ta, backdrop, errBox, '', () => update.now());
+  const paint = marks.paint;
 
   function showError(text, e) {
-    clear(errBox).hidden = false;
     root.classList.add('stale');
-    const err = e.error || {};
-    const inRule = err.position !== undefined && !err.segment;
-    paint(text, inRule ? err : null);
-    if (err.line !== undefined) {
-      errBox.append(h('span', { id: 'err-pos', class: 'pos', 'data-line': err.line,
-        'data-column': err.column, text: t('err.at', err.line, err.column) }));
-    } else {
-      errBox.append(h('span', { class: 'pos', text: t('err.other') }));
-    }
-    errBox.append(h('span', { id: 'err-msg', text: err.message || e.message }));
-    if (err.segment) errBox.append(h('span', { text: t('err.segment', err.segment) }));
-    const m = /did you mean "([^"]+)"/.exec(err.message || '');
-    if (m && inRule) {
-      const i = charIndex(text, err.position);
-      const j = tokenEnd(text, i);
-      errBox.append(' ', h('button', { type: 'button', id: 'err-suggest', class: 'link',
-        'data-suggestion': m[1], text: t('err.suggest', m[1]),
-        onclick: () => {
-          ta.value = text.slice(0, i) + m[1] + text.slice(j);
-          ta.focus();
-          update.now();
-        } }));
-    }
+    marks.showError(text, e);
     count.textContent = '';
     took.textContent = '';
   }

@@ -1,6 +1,8 @@
-// Policies (read-only for now; publishing forms come with delivery): the list with status
-// (GET /v1/policies, its cursor and status filter) and one policy's funnel per route
-// (GET /v1/policies/{id}, SPEC §4), refreshed every 2 s until the policy is finished.
+// Policies: the list with status (GET /v1/policies, its cursor and status filter), a link to
+// the form for a new one (policy_form.js) for roles that may publish, and one policy's funnel
+// per route (GET /v1/policies/{id}, SPEC §4) with who delivered on a fallback chain, reads and
+// recipients' feedback, refreshed every 2 s until the policy is finished; withdraw (with a
+// confirmation) while it is not.
 import * as api from './api.js';
 import { h, clear } from './dom.js';
 import { t, num } from './i18n.js';
@@ -13,6 +15,26 @@ const COLORS = { delivered: '#1e7e4a', pending: '#f0a030', suppressed: '#8a94a6'
 
 function sum(v) {
   return typeof v === 'number' ? v : Object.values(v || {}).reduce((a, b) => a + sum(b), 0);
+}
+
+// The funnel's table per route (a policy's, or a dry run's): the buckets, then which gateway of
+// a chain delivered, reads and recipients' feedback.
+export function funnelTable(p, id) {
+  const routes = p.routes || [];
+  const fb = (r, k) => num((r.feedback && r.feedback[k]) ?? 0);
+  return h('div', { class: 'table-scroll' }, h('table', { class: 'table', id },
+    h('thead', {}, h('tr', {}, h('th', { text: t('pol.route') }),
+      BUCKETS.map((k) => h('th', { class: 'n', text: t('fun.' + k) })),
+      h('th', { text: t('pol.by') }), h('th', { class: 'n', text: t('fun.read') }),
+      h('th', { class: 'n', text: t('fun.useful') }), h('th', { class: 'n', text: t('fun.not_useful') }))),
+    h('tbody', {}, routes.map((r) => h('tr', {},
+      h('td', { text: routeName(r.route) }),
+      BUCKETS.map((k) => h('td', { class: 'n', 'data-k': k, text: num(sum(r[k])) })),
+      h('td', { 'data-k': 'delivered_by', text: Object.entries(r.delivered_by || {})
+        .map(([g, n]) => g + ' ' + num(n)).join(', ') }),
+      h('td', { class: 'n', 'data-k': 'read', text: num(r.read ?? 0) }),
+      h('td', { class: 'n', 'data-k': 'useful', text: fb(r, 'useful') }),
+      h('td', { class: 'n', 'data-k': 'not_useful', text: fb(r, 'not_useful') }))))));
 }
 
 function routeName(r) {
@@ -28,7 +50,10 @@ export function mountPolicies(root, session, open) {
   const msg = h('p', { class: 'error', role: 'alert' });
   let cursor = null;
 
-  clear(root).append(h('h2', { text: t('pol.title') }),
+  const can = api.can(session.role);
+  clear(root).append(h('div', { class: 'row' }, h('h2', { text: t('pol.title') }),
+    can.publish ? h('a', { href: '#/policy-new', id: 'policy-new', class: 'button',
+      text: t('pf.new') }) : null),
     h('div', { class: 'card' },
       h('div', { class: 'row' }, h('label', { for: 'policy-status', text: t('pol.status') }), status),
       h('table', { class: 'table', id: 'policies' },
@@ -73,12 +98,16 @@ export function mountPolicy(root, session, id) {
   const totals = h('div', { id: 'policy-totals', class: 'totals' });
   const canvas = h('canvas', { id: 'chart-funnel', role: 'img' });
   const table = h('div', { id: 'policy-routes' });
-  const msg = h('p', { class: 'error', role: 'alert' });
+  const msg = h('p', { class: 'error', role: 'alert', id: 'policy-msg' });
+  const can = api.can(session.role);
+  const withdrawBtn = h('button', { type: 'button', id: 'policy-withdraw', class: 'danger',
+    hidden: true, text: t('pol.withdraw') });
   let chart = null;
   let timer = null;
 
   clear(root).append(h('p', {}, h('a', { href: '#/policies', text: '← ' + t('pol.title') })),
-    head, h('div', { class: 'card' }, totals,
+    head, can.publish ? h('div', { class: 'row' }, withdrawBtn) : null,
+    h('div', { class: 'card' }, totals,
       h('div', { class: 'chart-wrap funnel' }, canvas)), h('div', { class: 'card' }, table), msg);
 
   function render(p) {
@@ -91,8 +120,10 @@ export function mountPolicy(root, session, id) {
         h('b', { text: num(p[k] ?? 0) }), ' ', t('pol.' + k))),
       BUCKETS.map((k) => h('span', { class: 'total', 'data-k': k },
         h('b', { text: num(sum(f[k])) }), ' ', t('fun.' + k))),
-      h('span', { class: 'total', 'data-k': 'read' }, h('b', { text: num(f.read ?? 0) }), ' ', t('fun.read')),
+      ['read', 'useful', 'not_useful'].map((k) => h('span', { class: 'total', 'data-k': k },
+        h('b', { text: num((k === 'read' ? f.read : (f.feedback || {})[k]) ?? 0) }), ' ', t('fun.' + k))),
     ].flat());
+    withdrawBtn.hidden = FINISHED.has(p.status);
     const routes = p.routes || [];
     const labels = routes.map((r) => routeName(r.route));
     canvas.setAttribute('aria-label', t('pol.funnel') + ': ' + routes.map((r, i) => labels[i] + ' ' +
@@ -111,14 +142,7 @@ export function mountPolicy(root, session, id) {
               y: { stacked: true } } } });
       }
     }
-    clear(table).append(h('table', { class: 'table', id: 'policy-route-table' },
-      h('thead', {}, h('tr', {}, h('th', { text: t('pol.route') }),
-        BUCKETS.map((k) => h('th', { class: 'n', text: t('fun.' + k) })),
-        h('th', { text: t('pol.by') }))),
-      h('tbody', {}, routes.map((r, i) => h('tr', {},
-        h('td', { text: labels[i] }),
-        BUCKETS.map((k) => h('td', { class: 'n', 'data-k': k, text: num(sum(r[k])) })),
-        h('td', { text: Object.entries(r.delivered_by || {}).map(([g, n]) => g + ' ' + n).join(', ') }))))));
+    clear(table).append(funnelTable(p, 'policy-route-table'));
   }
 
   async function poll() {
@@ -131,6 +155,19 @@ export function mountPolicy(root, session, id) {
       msg.textContent = e.message;
     }
   }
-  poll();
+  withdrawBtn.addEventListener('click', async () => {
+    if (!window.confirm(t('pol.withdraw.confirm', id))) return;
+    msg.textContent = '';
+    try {
+      await api.withdraw(id);
+    } catch (e) {
+      msg.textContent = e.message;
+    }
+    clearTimeout(timer);
+    poll();
+  });
+  // After the caller has shown the page: poll() stops on a hidden one, and a policy opened by
+  // its link (a reload, a bookmark) is mounted while the section is still hidden.
+  timer = setTimeout(poll, 0);
   return () => clearTimeout(timer);
 }

@@ -1,6 +1,7 @@
 /* POST /v1/gateways/{name}:test (SPEC §5, issue #6): sends one signed test notice through a
  * configured gateway and reports the receiver's answer, so that an app backend can check its
- * endpoint before a policy goes out. */
+ * endpoint before a policy goes out. GET /v1/gateways lists the configured gateways' names and
+ * types, so that the console's policy form offers the names a route may use. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -156,8 +157,39 @@ static void handle_test(zd_req *req, void *udata)
     }
 }
 
+/* Names and types only, in the config's order: URLs, secrets and other options stay out of the
+ * answer, since a viewer may call it and a gateway's URL can carry a token. */
+static void handle_list(zd_req *req, void *udata)
+{
+    zd_service *svc = udata;
+    cJSON *out = cJSON_CreateObject();
+    cJSON *list = out ? cJSON_AddArrayToObject(out, "gateways") : NULL;
+    if (!list) {
+        cJSON_Delete(out);
+        zd_req_reply_error(req, 500, "out_of_memory", "out of memory");
+        return;
+    }
+    const cJSON *all = svc->cfg ? svc->cfg->gateways : NULL;
+    const cJSON *g;
+    cJSON_ArrayForEach(g, all)
+    {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(g, "type");
+        cJSON *o = cJSON_CreateObject();
+        if (!o)
+            break;
+        cJSON_AddStringToObject(o, "name", g->string);
+        cJSON_AddStringToObject(o, "type", cJSON_IsString(type) ? type->valuestring : "");
+        cJSON_AddItemToArray(list, o);
+    }
+    zd_req_reply_json(req, 200, out);
+}
+
 int zd_api_gateways_register(zd_service *svc)
 {
-    return zd_http_route(svc->http, "POST", "/v1/gateways/{name}:test", ZD_ROLE_ADMIN | ZD_ROLE_APP,
-                         handle_test, svc);
+    int rc = zd_http_route(svc->http, "GET", "/v1/gateways",
+                           ZD_ROLE_ADMIN | ZD_ROLE_PUBLISHER | ZD_ROLE_VIEWER, handle_list, svc);
+    if (rc == 0)
+        rc = zd_http_route(svc->http, "POST", "/v1/gateways/{name}:test",
+                           ZD_ROLE_ADMIN | ZD_ROLE_APP, handle_test, svc);
+    return rc;
 }

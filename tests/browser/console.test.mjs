@@ -5,6 +5,10 @@
 //   ZHIDA_URL   http://127.0.0.1:PORT      KEYS   {"admin": "...", "viewer": "...", ...}
 //   CHROMIUM    the browser (default /usr/bin/chromium)
 //   SHOTS       a folder for screenshots of the main pages (docs/console), optional
+// The policy checks expect gateways "inbox", "zlb" and "app" (webhooks answering 200; the
+// profiles have no "app" contact, so a chain ["app", "zlb"] delivers through zlb) and "gov" (a
+// webhook whose receiver answers 400 until the script asks, on stdout, {"control": "gov_ok"}
+// and the harness answers a line on stdin).
 import puppeteer from 'puppeteer-core';
 
 const URL = process.env.ZHIDA_URL;
@@ -31,6 +35,40 @@ async function check(name, fn) {
   } catch (e) {
     report(name, false, String(e && e.stack || e));
   }
+}
+
+// Asks the harness for a change it alone can make (the receiver's mode) and waits for its "ok".
+const stdinLines = [];
+let stdinWaiter = null;
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (d) => {
+  stdinLines.push(...d.split('\n').filter(Boolean));
+  if (stdinWaiter) stdinWaiter();
+});
+process.stdin.unref?.();
+async function control(what) {
+  process.stdout.write(JSON.stringify({ control: what }) + '\n');
+  while (!stdinLines.length) await new Promise((r) => { stdinWaiter = r; });
+  stdinWaiter = null;
+  return stdinLines.shift();
+}
+
+async function waitStatus(page, id, want, timeoutMs = 60000) {
+  let got = null;
+  let api1 = null;
+  for (let i = 0; i < timeoutMs / 500; i++) {
+    api1 = (await api('GET', '/v1/policies/' + id)).body;
+    got = await page.evaluate(() =>
+      document.querySelector('#policy-status-text')?.dataset.status);
+    if (api1.status === want && got === want) return api1;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(id + ': API ' + (api1 && api1.status) + ', page ' + got + ', want ' + want);
+}
+
+async function setField(page, sel, value) {
+  await page.$eval(sel, (e) => { e.value = ''; });
+  await page.type(sel, value);
 }
 
 function assert(cond, msg) {
@@ -238,6 +276,167 @@ try {
     return { status: want.status, matched: want.matched, delivered: want.funnel.delivered };
   });
 
+  await check('policy_form_publish_to_webhook', async () => {
+    const rule = 'kind = "enterprise" and employees < 300';
+    await page.click('#nav-policies');
+    await page.waitForSelector('#policy-new');
+    await page.click('#policy-new');
+    await page.waitForSelector('#policy-form select.route-gw');
+    await setField(page, '#pf-id', 'bt-form');
+    await setField(page, '#pf-title', '浏览器发布的政策');
+    await page.type('#pf-summary', '符合条件的企业可申请。');
+    await page.type('#pf-url', 'https://example.gov.cn/p/1');
+    await page.type('#pf-issuer', '测试局');
+    await page.type('#pf-category', 'employment');
+    await page.click('#pf-rule');
+    await page.keyboard.down('Control');
+    await page.keyboard.press('KeyA');
+    await page.keyboard.up('Control');
+    await page.keyboard.press('Backspace');
+    await page.type('#pf-rule', rule, { delay: 5 });
+    const want = (await api('POST', '/v1/rules:preview', { rule })).body.count;
+    await page.waitForFunction((w) => document.querySelector('#pf-count')?.dataset.count === String(w),
+      { timeout: 15000 }, want);
+    // Route 1 is the inbox; route 2 the chain app → zlb (no profile has an "app" contact).
+    await page.click('#pf-add-route');
+    await page.select('select.route-gw[data-route="1"][data-pos="0"]', 'app');
+    await page.click('.route[data-route="1"] .add-fallback');
+    await page.select('select.route-gw[data-route="1"][data-pos="1"]', 'zlb');
+    const preview = await page.$eval('#pf-preview-title', (e) => e.textContent);
+    assert(preview === '浏览器发布的政策', 'preview: ' + preview);
+    await page.click('#pf-dry-run');
+    await page.waitForSelector('#pf-dry-result');
+    const dry = (await api('POST', '/v1/policies', { title: 'x', rule, routes: ['inbox', ['app', 'zlb']],
+      dry_run: true })).body;
+    const dryShown = await page.$eval('#pf-dry-result [data-k="matched"] b', (e) => e.textContent);
+    assert(dryShown === dry.matched.toLocaleString('zh-CN'), 'dry run: page ' + dryShown +
+      ', API ' + dry.matched);
+    await shot(page, 'policy-form');
+    await page.click('#pf-publish');
+    await page.waitForSelector('#policy-route-table');
+    const done = await waitStatus(page, 'bt-form', 'done');
+    const routes = done.routes.length;
+    assert(routes === 2 && done.matched === want, 'matched ' + done.matched + ' of ' + want);
+    assert(done.funnel.delivered === done.matched * routes, 'delivered ' + done.funnel.delivered +
+      ' != ' + done.matched + ' × ' + routes);
+    const got = await page.evaluate(() => ({
+      delivered: document.querySelector('#policy-totals [data-k="delivered"] b').textContent,
+      by: [...document.querySelectorAll('#policy-route-table [data-k="delivered_by"]')].map((e) => e.textContent),
+    }));
+    assert(got.delivered === done.funnel.delivered.toLocaleString('zh-CN'), JSON.stringify(got));
+    assert(got.by[1].includes('zlb ' + done.matched.toLocaleString('zh-CN')), 'delivered_by: ' + got.by);
+    // Feedback from two recipients (through the app's inbox API) shows per route.
+    const ids = (await api('POST', '/v1/rules:preview', { rule, sample: 2 })).body.sample;
+    for (const [k, pid] of ids.entries()) {
+      const fb = await api('POST', '/v1/profiles/' + pid + '/inbox/bt-form:' + pid + ':inbox:feedback',
+        { useful: k === 0 }, KEYS.app);
+      assert(fb.status === 200, 'feedback: ' + JSON.stringify(fb));
+    }
+    await page.reload({ waitUntil: 'networkidle0' });
+    await page.waitForFunction(() => document.querySelector('#policy-route-table [data-k="useful"]')
+      ?.textContent === '1');
+    const fbShown = await page.evaluate(() => ({
+      useful: document.querySelector('#policy-route-table [data-k="useful"]').textContent,
+      not: document.querySelector('#policy-route-table [data-k="not_useful"]').textContent,
+      read: document.querySelector('#policy-route-table [data-k="read"]').textContent,
+    }));
+    assert(fbShown.not === '1' && fbShown.read === '2', JSON.stringify(fbShown));
+    await shot(page, 'policy-done');
+    return { matched: done.matched, routes, delivered: done.funnel.delivered, by: got.by, fbShown };
+  });
+
+  await check('policy_form_error_at_field', async () => {
+    await page.goto(URL + '/console/#/policy-new', { waitUntil: 'networkidle0' });
+    await page.waitForSelector('#policy-form select.route-gw');
+    await setField(page, '#pf-title', '链接有误的政策');
+    await page.type('#pf-url', 'ftp://example.gov.cn/x');
+    const e = (await api('POST', '/v1/policies', { title: 'x', url: 'ftp://example.gov.cn/x',
+      rule: 'kind = "citizen"', routes: ['inbox'], dry_run: true })).body.error;
+    await page.click('#pf-publish');
+    await page.waitForFunction(() => !document.querySelector('#pf-url-err').hidden);
+    const got = await page.evaluate(() => ({
+      msg: document.querySelector('#pf-url-err').textContent,
+      invalid: document.querySelector('#pf-url').getAttribute('aria-invalid'),
+      focused: document.activeElement.id,
+      inField: document.querySelector('[data-field="url"] #pf-url-err') !== null,
+    }));
+    assert(e.field === 'url' && got.msg === e.message && got.invalid === 'true' &&
+      got.focused === 'pf-url' && got.inField, JSON.stringify({ e, got }));
+    const none = (await api('GET', '/v1/policies?limit=50')).body.policies
+      .filter((p) => p.policy.title === '链接有误的政策');
+    assert(none.length === 0, 'published anyway');
+    return got;
+  });
+
+  await check('withdraw_scheduled_policy', async () => {
+    const pub = await api('POST', '/v1/policies', { id: 'bt-later', title: '定时政策',
+      rule: 'kind = "citizen"', routes: ['inbox'], publish_at: '2099-01-01T09:00:00+08:00' });
+    assert(pub.status === 202 && pub.body.status === 'scheduled', JSON.stringify(pub));
+    await page.goto(URL + '/console/#/policies/bt-later', { waitUntil: 'networkidle0' });
+    await waitStatus(page, 'bt-later', 'scheduled');
+    await page.waitForSelector('#policy-withdraw', { visible: true });
+    await shot(page, 'policy-scheduled');
+    // The first confirmation is dismissed: nothing happens; the second is accepted.
+    page.once('dialog', (d) => d.dismiss());
+    await page.click('#policy-withdraw');
+    await new Promise((r) => setTimeout(r, 300));
+    assert((await api('GET', '/v1/policies/bt-later')).body.status === 'scheduled', 'withdrawn without confirmation');
+    let message = null;
+    page.once('dialog', (d) => { message = d.message(); d.accept(); });
+    await page.focus('#policy-withdraw');
+    await page.keyboard.press('Enter');
+    await waitStatus(page, 'bt-later', 'withdrawn');
+    const hidden = await page.$eval('#policy-withdraw', (e) => e.hidden);
+    assert(message && message.includes('bt-later') && hidden, JSON.stringify({ message, hidden }));
+    return message;
+  });
+
+  await check('deadletters_list_and_replay', async () => {
+    const pub = await api('POST', '/v1/policies', { id: 'bt-dead', title: '会失败的政策',
+      rule: 'kind = "enterprise" and employees < 50', routes: ['gov'] });
+    assert(pub.status === 202, JSON.stringify(pub));
+    let p = null;
+    for (let i = 0; i < 120; i++) {
+      p = (await api('GET', '/v1/policies/bt-dead')).body;
+      if (p.status === 'done') break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert(p.status === 'done' && p.funnel.dead === p.matched && p.matched >= 2,
+      'not all dead: ' + JSON.stringify(p.funnel));
+    await page.goto(URL + '/console/#/deadletters', { waitUntil: 'networkidle0' });
+    await page.waitForSelector('#dl-gateway option[value="gov"]');
+    await page.select('#dl-gateway', 'gov');
+    await page.type('#dl-policy', 'bt-dead');
+    await page.click('#dl-apply');
+    await page.waitForFunction((n) => document.querySelectorAll('#dl-body tr[data-id^="bt-dead:"]').length === n,
+      { timeout: 10000 }, p.matched);
+    const listed = await page.$$eval('#dl-body tr', (r) => r.map((e) => e.dataset.id));
+    const want = (await api('GET', '/v1/deadletters?policy=bt-dead&gateway=gov')).body.deadletters.map((d) => d.id);
+    assert(JSON.stringify(listed) === JSON.stringify(want), 'page ' + listed + ', API ' + want);
+    await shot(page, 'deadletters');
+    assert((await control('gov_ok')) === 'ok', 'the harness did not switch the receiver');
+    // One selected letter first, then the rest by policy.
+    await page.click('#dl-body tr:first-child input.dl-pick');
+    await page.click('#dl-replay-ids');
+    await page.waitForFunction(() => document.querySelector('#dl-msg').dataset.replayed === '1');
+    await page.waitForFunction((n) => document.querySelectorAll('#dl-body tr[data-id^="bt-dead:"]').length === n - 1,
+      { timeout: 10000 }, p.matched);
+    await page.click('#dl-replay-policy');
+    await page.waitForFunction((n) => document.querySelector('#dl-msg').dataset.replayed === String(n - 1),
+      { timeout: 10000 }, p.matched);
+    for (let i = 0; i < 120; i++) {
+      p = (await api('GET', '/v1/policies/bt-dead')).body;
+      if (p.status === 'done' && p.funnel.delivered === p.matched) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert(p.funnel.delivered === p.matched && p.funnel.dead === 0, 'after replay: ' + JSON.stringify(p.funnel));
+    await page.click('#dl-apply');
+    await page.waitForSelector('#dl-body tr.empty');
+    await page.click('#nav a[href="#/rules"]');
+    await page.waitForSelector('#rule', { visible: true });
+    return { matched: p.matched, delivered: p.funnel.delivered };
+  });
+
   await check('english_toggle', async () => {
     await page.click('#lang');
     await page.waitForFunction(() => document.querySelector('#page-rules h2')?.textContent === 'Rule editor');
@@ -281,7 +480,25 @@ try {
     }));
     assert(!editor.save && !editor.explain && segs.edit === 0 && segs.use > 0,
       JSON.stringify({ editor, segs }));
-    return { editor, segs };
+    // Policies: readable, but no new-policy form, withdraw or replay.
+    await page.click('#nav-policies');
+    await page.waitForSelector('#policies tr[data-id="bt-form"]');
+    const list = await page.evaluate(() => !!document.querySelector('#policy-new'));
+    await page.click('#policies tr[data-id="bt-later"] a');
+    await page.waitForSelector('#policy-status-text[data-status="withdrawn"]');
+    const withdraw = await page.evaluate(() => !!document.querySelector('#policy-withdraw'));
+    await page.goto(URL + '/console/#/policy-new', { waitUntil: 'networkidle0' });
+    await page.waitForSelector('#rule', { visible: true });
+    const form = await page.evaluate(() => !!document.querySelector('#policy-form'));
+    await page.click('#nav-deadletters');
+    await page.waitForSelector('#dl-body tr');
+    const dl = await page.evaluate(() => ({
+      actions: !!document.querySelector('#dl-actions'),
+      picks: document.querySelectorAll('#deadletters input[type="checkbox"]').length,
+    }));
+    assert(!list && !withdraw && !form && !dl.actions && dl.picks === 0,
+      JSON.stringify({ list, withdraw, form, dl }));
+    return { editor, segs, list, withdraw, form, dl };
   });
 
   await check('sign_out_ends_session', async () => {
@@ -301,4 +518,6 @@ try {
   });
 } finally {
   await browser.close();
+  // The harness's answers come on stdin: stop reading it, or node would wait for more.
+  process.stdin.destroy();
 }

@@ -627,3 +627,20 @@ def test_audit_is_admin_only(zd, audited, key):
 def test_audit_bad_query(zd, audited, query, code, field):
     err = error_of(*read_audit(zd, **query))
     assert err["code"] == code and err["field"] == field, err
+
+
+def test_gateways_list_names_and_types_only(zd):
+    """GET /v1/gateways (the policy form's routes): names and types in the config's order, no
+    URL or secret; admin, publisher and viewer may read it, the app may not."""
+    for key in ("admin", "hz", "viewer"):
+        st, body = zd.call("GET", "/v1/gateways", key=key)
+        assert st == 200, body
+        assert body == {"gateways": [{"name": "zlb", "type": "webhook"},
+                                     {"name": "inbox", "type": "inbox"},
+                                     {"name": "sms", "type": "sms_http"},
+                                     {"name": "email", "type": "smtp"}]}
+        assert "whsec_" not in json.dumps(body) and "127.0.0.1" not in json.dumps(body)
+    st, body = zd.call("GET", "/v1/gateways", key="app")
+    assert st == 403, body
+    st, body = zd.call("GET", "/v1/gateways", key=None)
+    assert st == 401, body
