@@ -85,3 +85,4 @@ export function can(role) {
     publish: ['admin', 'publisher'].includes(role),
   };
 }
+export const render = (body) => call('POST', '/v1/policies:render', body);

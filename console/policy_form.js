@@ -9,6 +9,7 @@ import { h, clear } from './dom.js';
 import { t, num } from './i18n.js';
 import { ruleField } from './editor.js';
 import { funnelTable } from './policies.js';
+import { templatesPart } from './policy_templates.js';
 
 const TEXTS = [['id', 64], ['title', 512], ['summary', 8192], ['url', 2048], ['issuer', 256],
   ['category', 64]];
@@ -65,6 +66,11 @@ export function mountPolicyForm(root, session, state) {
   const pubBtn = h('button', { type: 'submit', id: 'pf-publish', text: t('pf.publish') });
   let gateways = [];
   let routes = [];
+  const tpl = templatesPart({
+    gatewaysInRoutes: () => [...new Set(routes.flat())],
+    policyBody: () => body(false),
+    rule: () => rule.rule,
+  });
 
   const form = h('form', { id: 'policy-form', novalidate: true, onsubmit: (ev) => {
     ev.preventDefault();
@@ -77,11 +83,13 @@ export function mountPolicyForm(root, session, state) {
     h('div', {},
       h('div', { class: 'card' }, h('h3', { text: t('pf.preview') }),
         h('p', { class: 'hint', text: t('pf.preview.hint') }), preview),
+      tpl.panel,
       h('div', { class: 'card' }, h('h3', { text: t('pf.when') }),
         field('publish_at', inputs.publish_at, t('pf.publish_at.hint')),
         field('deadline', inputs.deadline),
         field('pace', inputs.pace, t('pf.pace.hint')),
         check('urgent'), check('match_new_profiles')))),
+  tpl.card,
   h('div', { class: 'card', 'data-field': 'rule' },
     h('label', { for: 'pf-rule', text: t('pf.rule') }), rule.element, err.rule),
   h('div', { class: 'card', 'data-field': 'routes' },
@@ -104,6 +112,7 @@ export function mountPolicyForm(root, session, state) {
 
   function renderRoutes() {
     const names = gateways.map((g) => g.name);
+    tpl.routesChanged();
     clear(routeBox);
     if (!names.length) {
       routeBox.append(h('p', { class: 'error', text: t('pf.no_gateways') }));
@@ -119,7 +128,10 @@ export function mountPolicyForm(root, session, state) {
         names.map((n) => h('option', { value: n, text: n + ' (' + gateways.find((x) =>
           x.name === n).type + ')' })));
         sel.value = g;
-        sel.addEventListener('change', () => { chain[j] = sel.value; });
+        sel.addEventListener('change', () => {
+          chain[j] = sel.value;
+          tpl.routesChanged();
+        });
         row.append(sel);
         if (chain.length > 1) {
           row.append(h('button', { type: 'button', class: 'link', 'aria-label':
@@ -150,7 +162,7 @@ export function mountPolicyForm(root, session, state) {
     }
   }
 
-  function body(dry) {
+  function body(dry, withTemplates) {
     const b = {};
     for (const [name] of TEXTS) {
       const v = inputs[name].value.trim();
@@ -164,6 +176,10 @@ export function mountPolicyForm(root, session, state) {
     if (inputs.urgent.checked) b.urgent = true;
     if (inputs.match_new_profiles.checked) b.match_new_profiles = true;
     if (dry) b.dry_run = true;
+    if (withTemplates) {
+      const tp = tpl.templates();
+      if (tp) b.templates = tp;
+    }
     return b;
   }
 
@@ -174,10 +190,12 @@ export function mountPolicyForm(root, session, state) {
     }
     for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
     msg.textContent = '';
+    tpl.clearErrors();
   }
 
   // The API names the field of a 400 ("routes", "routes[1]", "pace"): the message goes there.
   function showError(e) {
+    if (tpl.showError(e)) return;
     const f = String((e.error && e.error.field) || '').split(/[.[]/)[0];
     if (f === 'rule' && e.error.position !== undefined) {
       rule.showError(e);
@@ -203,7 +221,7 @@ export function mountPolicyForm(root, session, state) {
     clear(dryOut);
     dryBtn.disabled = pubBtn.disabled = true;
     try {
-      const r = await api.publish(body(dry));
+      const r = await api.publish(body(dry, true));
       if (dry) {
         dryOut.append(h('div', { class: 'card', id: 'pf-dry-result' },
           h('h3', { text: t('pf.dry.title') }),
@@ -231,6 +249,9 @@ export function mountPolicyForm(root, session, state) {
     inputs[k].addEventListener('input', renderPreview);
   }
   inputs.urgent.addEventListener('change', renderPreview);
+  // Any edit of the policy may change the rendered notice (texts, rule, deadline, routes).
+  form.addEventListener('input', () => tpl.schedule());
+  form.addEventListener('change', () => tpl.schedule());
   renderPreview();
   api.gateways().then((r) => {
     gateways = r.gateways || [];

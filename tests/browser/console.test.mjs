@@ -368,6 +368,88 @@ try {
     return got;
   });
 
+  await check('policy_form_template_preview', async () => {
+    const rule = 'kind = "enterprise" and employees < 300';
+    const body = '{{fields.company|贵单位}}：编号{{profile.id}}，{{policy.title}}';
+    // The previous check left this form filled in: a reload gives an empty one.
+    await page.goto(URL + '/console/#/policy-new', { waitUntil: 'networkidle0' });
+    await page.reload({ waitUntil: 'networkidle0' });
+    await page.waitForSelector('#policy-form select.route-gw');
+    await setField(page, '#pf-title', '模板预览政策');
+    await page.type('#pf-tpl-default-body', body);
+    // The sample is the first of the rule's random sample: the page says which profile it is.
+    await page.waitForSelector('#pf-render .rendered[data-gateway="inbox"]', { timeout: 15000 })
+      .catch(async (err) => {
+        throw new Error(err.message + '; the panel says: ' +
+          await page.$eval('#pf-render-card', (el) => el.textContent));
+      });
+    // A per-gateway title for the inbox, through the "add template for gateway" select.
+    await page.select('#pf-tpl-gw', 'inbox');
+    await page.click('#pf-tpl-add');
+    await page.type('#pf-tpl-inbox-title', '致{{fields.company|贵单位}}');
+    const templates = { default: { body }, inbox: { title: '致{{fields.company|贵单位}}' } };
+    const policy = { title: '模板预览政策', rule, routes: ['inbox'], templates };
+    const shown = async (pid) => {
+      const want = (await api('POST', '/v1/policies:render', { policy, profile_id: pid })).body;
+      assert(want && want.notices, 'render: ' + JSON.stringify(want));
+      const n = want.notices[0];
+      await page.waitForFunction((p, w) => {
+        const el = document.querySelector('#pf-render .rendered[data-gateway="inbox"]');
+        return document.querySelector('#pf-render').dataset.profile === p && el &&
+          el.querySelector('.np-title').textContent === w.title &&
+          el.querySelector('.np-body').textContent === w.body;
+      }, { timeout: 15000 }, pid, n);
+      return n;
+    };
+    const auto = await page.$eval('#pf-render', (e) => e.dataset.profile);
+    assert(/^bt-e\d\d$/.test(auto), 'sample profile: ' + auto);
+    const company = (await api('GET', '/v1/profiles/' + auto)).body.fields.company;
+    const a = await shown(auto);
+    assert(a.body.startsWith(company + '：编号' + auto) && a.title === '致' + company,
+      'rendered: ' + JSON.stringify(a));
+    // An id the operator types: a citizen has no company, so the fallback shows.
+    await setField(page, '#pf-sample-id', 'bt-c00');
+    const c = await shown('bt-c00');
+    assert(c.body.startsWith('贵单位：编号bt-c00') && c.title === '致贵单位', JSON.stringify(c));
+    const match = await page.$eval('#pf-render-who', (e) => e.dataset.match);
+    assert(match === 'false', 'a citizen matches an enterprise rule: ' + match);
+    await shot(page, 'policy-templates');
+    // An unknown path: the API's message at the template's field, nothing else shown.
+    const bad = '您好，{{policy.titel}}';
+    const e = (await api('POST', '/v1/policies:render', { profile_id: 'bt-c00',
+      policy: { ...policy, templates: { default: { body: bad } } } })).body.error;
+    assert(e && e.code === 'invalid_template' && e.field === 'templates.default.body' &&
+      e.path === 'policy.titel', 'API: ' + JSON.stringify(e));
+    await setField(page, '#pf-tpl-default-body', bad);
+    await page.waitForFunction((m) => {
+      const el = document.querySelector('#pf-tpl-default-body-err');
+      return !el.hidden && el.textContent === m;
+    }, { timeout: 15000 }, e.message);
+    const got = await page.evaluate(() => ({
+      path: document.querySelector('#pf-tpl-default-body-err').dataset.path,
+      position: document.querySelector('#pf-tpl-default-body-err').dataset.position,
+      invalid: document.querySelector('#pf-tpl-default-body').getAttribute('aria-invalid'),
+      inField: !!document.querySelector('[data-field="templates.default.body"] #pf-tpl-default-body-err'),
+      notices: document.querySelectorAll('#pf-render .rendered').length,
+    }));
+    assert(got.path === 'policy.titel' && got.position === String(e.position) &&
+      got.invalid === 'true' && got.inField && got.notices === 0, JSON.stringify({ e, got }));
+    // Publishing it is refused at the same field, the cursor at the path; fixing it clears that.
+    await page.click('#pf-publish');
+    await page.waitForFunction(() => document.activeElement.id === 'pf-tpl-default-body');
+    const cursor = await page.$eval('#pf-tpl-default-body', (el) => el.selectionStart);
+    // The API counts bytes of UTF-8; the textarea characters (您好， are 9 bytes, 3 characters).
+    const at = Buffer.from(bad).subarray(0, e.position).toString().length;
+    assert(cursor === at && at >= 3, 'cursor at ' + cursor + ', path at ' + at);
+    const published = (await api('GET', '/v1/policies?limit=50')).body.policies
+      .filter((p) => p.policy.title === '模板预览政策');
+    assert(published.length === 0, 'published anyway');
+    await setField(page, '#pf-tpl-default-body', '您好，{{policy.title}}');
+    await page.waitForFunction(() => document.querySelector('#pf-tpl-default-body-err').hidden &&
+      document.querySelectorAll('#pf-render .rendered').length === 1, { timeout: 15000 });
+    return { auto, rendered: a, citizen: c, error: e.message };
+  });
+
   await check('withdraw_scheduled_policy', async () => {
     const pub = await api('POST', '/v1/policies', { id: 'bt-later', title: '定时政策',
       rule: 'kind = "citizen"', routes: ['inbox'], publish_at: '2099-01-01T09:00:00+08:00' });

@@ -22,7 +22,8 @@ BROWSER_DIR = os.path.join(ROOT, "tests", "browser")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHECKS = ["sign_in", "count_equals_api", "error_at_column_with_suggestion", "explain_table",
           "markup_is_text", "segments_save_list_use", "policies_list_and_funnel",
-          "policy_form_publish_to_webhook", "policy_form_error_at_field", "withdraw_scheduled_policy",
+          "policy_form_publish_to_webhook", "policy_form_error_at_field",
+          "policy_form_template_preview", "withdraw_scheduled_policy",
           "deadletters_list_and_replay", "english_toggle", "phone_layout",
           "viewer_sees_no_write_button", "sign_out_ends_session", "csp_and_no_console_errors"]
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
