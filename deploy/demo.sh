@@ -132,7 +132,9 @@ cat >"$VAR/policy-wengang.json" <<'JSON'
  "url": "https://example.gov.cn/policies/hz-2021-wengang",
  "issuer": "杭州市人力社保局", "category": "employment",
  "rule": "kind = \"enterprise\" and employees < 300 and not tags has \"dishonest\"",
- "routes": ["inbox", ["zlb", "sms"]], "deadline": "2027-07-01"}
+ "routes": ["inbox", ["zlb", "sms"]], "deadline": "2027-07-01",
+ "templates": {"default": {"title": "{{policy.title}}",
+   "body": "{{fields.company|贵单位}}：您可能符合{{policy.title}}申领条件（{{reasons}}），请于{{policy.deadline}}前申请。"}}}
 JSON
 ZHIDA_KEY=$HZ_KEY $ZHIDA publish "$VAR/policy-wengang.json" --output table
 echo "== the province publishes an elder-care notice to the inbox"
