@@ -452,7 +452,8 @@ size_t zd_template_render(const zd_template *t, const zd_template_data *d, zd_es
     out o = {.buf = buf, .cap = cap};
     for (int i = 0; i < t->nparts; i++) {
         const part *p = &t->parts[i];
-        const char *name = t->pool + p->off;
+        /* A template with no text of its own has no pool: no offset into NULL (UBSan). */
+        const char *name = t->pool ? t->pool + p->off : "";
         bool wrote = true;
         switch (p->kind) {
         case PART_LITERAL:

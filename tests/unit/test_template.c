@@ -113,6 +113,11 @@ static void test_render(void)
                      ZD_ESCAPE_NONE),
               "朋友、空、[]");
     CHECK_STR(render("({{reasons|符合条件}})", NULL, ZD_ESCAPE_NONE), "(符合条件)");
+    /* Only placeholders, no text of the template's own: the renderer offset into the missing
+     * pool, undefined behaviour that clang's UBSan stops on (fuzz_template found it; the seed
+     * tests/fuzz/seeds/template/placeholder_only_no_pool reproduces it, gcc's UBSan does not). */
+    CHECK_STR(render("{{policy.category}}", NULL, ZD_ESCAPE_NONE), "employment");
+    CHECK_STR(render("{{ policy.category\t}}", NULL, ZD_ESCAPE_NONE), "employment");
     CHECK_STR(render("({{reasons|符合条件}})", "", ZD_ESCAPE_NONE), "(符合条件)");
     /* attrs: numbers, dates, tags, and the built-in attributes at the top level. */
     CHECK_STR(render("{{attrs.employees}} {{attrs.registered_capital}} {{attrs.founded}} "
