@@ -11,8 +11,8 @@ export class ApiError extends Error {
   }
 }
 
-async function call(method, path, body) {
-  const headers = {};
+async function call(method, path, body, extra) {
+  const headers = Object.assign({}, extra || {});
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && csrf) headers['X-CSRF-Token'] = csrf;
   const res = await fetch(path, {
@@ -26,7 +26,8 @@ async function call(method, path, body) {
 }
 
 export async function signIn(key) {
-  const s = await call('POST', '/v1/sessions', { key });
+  // The key goes in the Authorization header only, never in a body or a URL.
+  const s = await call('POST', '/v1/sessions', undefined, { Authorization: 'Bearer ' + key });
   csrf = s.csrf_token;
   return s;
 }

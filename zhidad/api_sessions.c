@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -43,9 +44,46 @@ static void reply_field_error(zd_req *req, const char *code, const char *field, 
     zd_req_reply_error_extra(req, 400, code, msg, extra);
 }
 
+/* Creates the session of key and answers 201 with its cookie. */
+static void create_session(zd_req *req, zd_service *svc, const zd_apikey *key)
+{
+    zd_http_session_info info;
+    int rc = zd_http_session_create(svc->http, key, &info);
+    if (rc != 0) {
+        zd_req_reply_error(req, 500, "internal_error", "no session could be made (%s)",
+                           zd_strerror(rc));
+        return;
+    }
+    char cookie[256];
+    snprintf(cookie, sizeof(cookie), "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s",
+             "zd_session", info.id, svc->cfg->session_max_s,
+             svc->cfg->cookie_secure ? "; Secure" : "");
+    zd_req_set_header(req, "Set-Cookie", cookie);
+    zd_audit(svc->redis, "session.create", key->name, zd_role_name(key->role), "");
+    zd_req_reply_json(req, 201, session_json(&info, key));
+    explicit_bzero(&info, sizeof(info));
+    explicit_bzero(cookie, sizeof(cookie));
+}
+
 static void handle_create(zd_req *req, void *udata)
 {
     zd_service *svc = udata;
+    /* The console sends the key the way every client does, as a Bearer token (and nowhere
+     * else); a body {"key": ...} is accepted too, for clients that cannot set headers. */
+    const char *auth = zd_req_header(req, "Authorization");
+    if (auth) {
+        size_t n = strlen(auth);
+        const zd_apikey *key = n > 7 && strncasecmp(auth, "Bearer ", 7) == 0
+                                   ? zd_http_find_key(svc->http, auth + 7, n - 7)
+                                   : NULL;
+        if (!key) {
+            zd_req_set_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+            zd_req_reply_error(req, 401, "unauthorized", "the API key is not valid");
+            return;
+        }
+        create_session(req, svc, key);
+        return;
+    }
     cJSON *body = zd_req_json(req);
     if (!body)
         return;
@@ -71,22 +109,7 @@ static void handle_create(zd_req *req, void *udata)
         zd_req_reply_error(req, 401, "unauthorized", "the API key is not valid");
         goto out;
     }
-    zd_http_session_info info;
-    int rc = zd_http_session_create(svc->http, key, &info);
-    if (rc != 0) {
-        zd_req_reply_error(req, 500, "internal_error", "no session could be made (%s)",
-                           zd_strerror(rc));
-        goto out;
-    }
-    char cookie[256];
-    snprintf(cookie, sizeof(cookie), "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s",
-             "zd_session", info.id, svc->cfg->session_max_s,
-             svc->cfg->cookie_secure ? "; Secure" : "");
-    zd_req_set_header(req, "Set-Cookie", cookie);
-    zd_audit(svc->redis, "session.create", key->name, zd_role_name(key->role), "");
-    zd_req_reply_json(req, 201, session_json(&info, key));
-    explicit_bzero(&info, sizeof(info));
-    explicit_bzero(cookie, sizeof(cookie));
+    create_session(req, svc, key);
 out:
     if (k && cJSON_IsString(k))
         explicit_bzero(k->valuestring, strlen(k->valuestring));

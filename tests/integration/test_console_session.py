@@ -70,6 +70,24 @@ def test_bad_sign_ins(zd):
     assert KEYS["admin"] not in zd.read_log()
 
 
+def test_sign_in_with_the_key_in_the_authorization_header_only(zd):
+    # What the console sends: no body, the key as a Bearer token (SPEC: the key travels only
+    # in the Authorization header).
+    st, h, body = raw(zd, "POST", "/v1/sessions", None,
+                      {"Authorization": "Bearer " + KEYS["viewer"]})
+    assert st == 201, body
+    info = json.loads(body)
+    assert info["role"] == "viewer" and KEYS["viewer"] not in body.decode()
+    sid = h["set-cookie"][0].split(";", 1)[0]
+    st, _, body = raw(zd, "GET", "/v1/sessions/current", headers={"Cookie": sid})
+    assert st == 200 and json.loads(body)["csrf_token"] == info["csrf_token"]
+    for bad in ("Bearer not-a-key", "Basic " + KEYS["viewer"], "Bearer "):
+        st, h, body = raw(zd, "POST", "/v1/sessions", None, {"Authorization": bad})
+        assert st == 401 and json.loads(body)["error"]["code"] == "unauthorized", bad
+        assert "set-cookie" not in h and h["www-authenticate"].startswith("Bearer")
+    assert KEYS["viewer"] not in zd.read_log()
+
+
 def test_a_session_is_its_keys_identity_role_and_scope(zd):
     for i, region in enumerate(["330106", "330203"]):
         st, _ = zd.call("PUT", "/v1/profiles/sess%d" % i, enterprise(region=region))
