@@ -83,8 +83,8 @@ static void handle_test(zd_req *req, void *udata)
     zd_gateway *g = zd_gateways_at(svc->gateways, gi);
     if (!g) {
         zd_req_reply_error(req, 409, "gateway_unavailable",
-                           "gateway \"%s\" is configured, but its type is not implemented in "
-                           "this zhidad: its notices fail permanently",
+                           "gateway \"%s\" is configured, but this zhidad has no instance of "
+                           "it (delivery disabled or not started yet)",
                            name);
         return;
     }
