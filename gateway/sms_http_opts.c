@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 
 #include "common/text.h"
+#include "gateway/opts.h"
 #include "gateway/retry.h"
 
 #define URL_MAX 2048
@@ -175,20 +176,6 @@ static int get_answer(const cJSON *v, const char *pfx, zd_sms_http_opts *o, char
     return 0;
 }
 
-static int get_number(const cJSON *obj, const char *pfx, const char *name, double lo, double hi,
-                      bool integer, double *out, char *err, size_t errlen)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!v)
-        return 0;
-    double d = cJSON_IsNumber(v) ? v->valuedouble : 0;
-    if (!cJSON_IsNumber(v) || !(d >= lo && d <= hi) || (integer && d != (double)(long long)d))
-        return fail(err, errlen, "\"%s%s\" must be %s %g..%g", pfx, name,
-                    integer ? "an integer" : "a number", lo, hi);
-    *out = d;
-    return 0;
-}
-
 static int get_auth(const cJSON *v, const char *pfx, zd_sms_http_opts *o, char *err, size_t errlen)
 {
     /* The value is a secret: messages name the key, never quote it. */
@@ -238,25 +225,8 @@ int zd_sms_http_opts_parse(const char *options_json, const char *pfx, zd_sms_htt
         rc = fail(err, errlen, "\"%s\" must be an object", pfx);
         goto fail;
     }
-    const cJSON *m;
-    cJSON_ArrayForEach(m, root)
-    {
-        const char *best = NULL;
-        bool known = false;
-        for (int i = 0; keys[i] && !known; i++) {
-            known = strcmp(keys[i], m->string) == 0;
-            if (!known && zd_edit_distance(keys[i], m->string, 2) <= 2)
-                best = keys[i];
-        }
-        if (known)
-            continue;
-        if (best)
-            rc = fail(err, errlen, "unknown key \"%s%.64s\" (did you mean \"%s\"?)", pfx, m->string,
-                      best);
-        else
-            rc = fail(err, errlen, "unknown key \"%s%.64s\"", pfx, m->string);
+    if ((rc = zd_gw_opt_known_keys(root, keys, pfx, err, errlen)))
         goto fail;
-    }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "url");
     if (!cJSON_IsString(v)) {
         rc =
@@ -323,9 +293,10 @@ int zd_sms_http_opts_parse(const char *options_json, const char *pfx, zd_sms_htt
         (rc = get_answer(v, pfx, o, err, errlen)))
         goto fail;
     double timeout = (double)o->timeout_ms, conc = o->concurrency;
-    if ((rc = get_number(root, pfx, "timeout_ms", 100, 600000, true, &timeout, err, errlen)) ||
-        (rc = get_number(root, pfx, "concurrency", 1, 1024, true, &conc, err, errlen)) ||
-        (rc = get_number(root, pfx, "rate", 0, 1000000, false, &o->rate, err, errlen)))
+    if ((rc =
+             zd_gw_opt_number(root, pfx, "timeout_ms", 100, 600000, true, &timeout, err, errlen)) ||
+        (rc = zd_gw_opt_number(root, pfx, "concurrency", 1, 1024, true, &conc, err, errlen)) ||
+        (rc = zd_gw_opt_number(root, pfx, "rate", 0, 1000000, false, &o->rate, err, errlen)))
         goto fail;
     o->timeout_ms = (long)timeout;
     o->concurrency = (int)conc;

@@ -12,6 +12,7 @@
 #include <curl/curl.h>
 
 #include "common/text.h"
+#include "gateway/opts.h"
 
 #define URL_MAX 2048
 #define CRED_MAX 256
@@ -92,20 +93,6 @@ static int get_str(const cJSON *root, const char *pfx, const char *key, size_t m
     return 0;
 }
 
-static int get_number(const cJSON *obj, const char *pfx, const char *name, double lo, double hi,
-                      bool integer, double *out, char *err, size_t errlen)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, name);
-    if (!v)
-        return 0;
-    double d = cJSON_IsNumber(v) ? v->valuedouble : 0;
-    if (!cJSON_IsNumber(v) || !(d >= lo && d <= hi) || (integer && d != (double)(long long)d))
-        return fail(err, errlen, "\"%s%s\" must be %s %g..%g", pfx, name,
-                    integer ? "an integer" : "a number", lo, hi);
-    *out = d;
-    return 0;
-}
-
 static int check_url(const char *url, const char *pfx, char *err, size_t errlen)
 {
     if (strlen(url) > URL_MAX)
@@ -149,25 +136,8 @@ int zd_smtp_opts_parse(const char *options_json, const char *pfx, zd_smtp_opts *
         rc = fail(err, errlen, "\"%s\" must be an object", pfx);
         goto fail;
     }
-    const cJSON *m;
-    cJSON_ArrayForEach(m, root)
-    {
-        const char *best = NULL;
-        bool known = false;
-        for (int i = 0; keys[i] && !known; i++) {
-            known = strcmp(keys[i], m->string) == 0;
-            if (!known && zd_edit_distance(keys[i], m->string, 2) <= 2)
-                best = keys[i];
-        }
-        if (known)
-            continue;
-        if (best)
-            rc = fail(err, errlen, "unknown key \"%s%.64s\" (did you mean \"%s\"?)", pfx, m->string,
-                      best);
-        else
-            rc = fail(err, errlen, "unknown key \"%s%.64s\"", pfx, m->string);
+    if ((rc = zd_gw_opt_known_keys(root, keys, pfx, err, errlen)))
         goto fail;
-    }
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "url");
     if (!cJSON_IsString(v)) {
         rc = fail(err, errlen, "\"%surl\" is required: the mail server, smtp:// or smtps://", pfx);
@@ -225,9 +195,10 @@ int zd_smtp_opts_parse(const char *options_json, const char *pfx, zd_smtp_opts *
         }
     }
     double timeout = (double)o->timeout_ms, conc = o->concurrency;
-    if ((rc = get_number(root, pfx, "timeout_ms", 100, 600000, true, &timeout, err, errlen)) ||
-        (rc = get_number(root, pfx, "concurrency", 1, 256, true, &conc, err, errlen)) ||
-        (rc = get_number(root, pfx, "rate", 0, 100000, false, &o->rate, err, errlen)))
+    if ((rc =
+             zd_gw_opt_number(root, pfx, "timeout_ms", 100, 600000, true, &timeout, err, errlen)) ||
+        (rc = zd_gw_opt_number(root, pfx, "concurrency", 1, 256, true, &conc, err, errlen)) ||
+        (rc = zd_gw_opt_number(root, pfx, "rate", 0, 100000, false, &o->rate, err, errlen)))
         goto fail;
     o->timeout_ms = (long)timeout;
     o->concurrency = (int)conc;
